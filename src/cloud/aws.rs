@@ -1,0 +1,1 @@
+//! The AWS SDK adapter: the only module that touches the AWS SDK.

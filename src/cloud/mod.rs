@@ -1,0 +1,141 @@
+//! The cloud boundary: one narrow trait in domain terms, with typed error categories.
+//!
+//! Implementations: [`aws::AwsCloud`] (the only place the AWS SDK appears), [`sim::SimAccount`]
+//! (an in-process ECS account on a virtual clock) and [`read_only::ReadOnly`] (a decorator that
+//! lets reads through and refuses every mutating call, used for dry runs).
+
+pub mod aws;
+pub mod read_only;
+pub mod sim;
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{ClusterSnapshot, RunTaskRequest};
+
+/// What kind of failure a cloud call met; decides retry and how the audit trail names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCategory {
+    /// The resource does not exist (any more).
+    NotFound,
+    /// The account's API rate was exceeded.
+    Throttled,
+    /// The caller lacks permission.
+    Denied,
+    /// A timeout, a 5xx or a dropped connection: worth trying again later.
+    Transient,
+    /// The request was refused as malformed or not allowed in the resource's state.
+    Invalid,
+}
+
+impl ErrorCategory {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCategory::NotFound => "not_found",
+            ErrorCategory::Throttled => "throttled",
+            ErrorCategory::Denied => "denied",
+            ErrorCategory::Transient => "transient",
+            ErrorCategory::Invalid => "invalid",
+        }
+    }
+
+    /// Whether a later attempt of the same call may succeed.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, ErrorCategory::Throttled | ErrorCategory::Transient)
+    }
+}
+
+impl fmt::Display for ErrorCategory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failed cloud call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{operation} failed ({category}): {message}")]
+pub struct CloudError {
+    pub category: ErrorCategory,
+    /// The API operation, e.g. `StopTask`.
+    pub operation: String,
+    pub message: String,
+}
+
+impl CloudError {
+    pub fn new(
+        category: ErrorCategory,
+        operation: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        CloudError {
+            category,
+            operation: operation.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The calls the controller makes, in domain terms.
+///
+/// Reads: [`Cloud::list_clusters`], [`Cloud::observe_cluster`]. Everything else mutates.
+pub trait Cloud: Send + Sync + 'static {
+    /// Names of every cluster in the account and Region.
+    fn list_clusters(&self) -> impl Future<Output = Result<Vec<String>, CloudError>> + Send;
+
+    /// One consistent-enough picture of a cluster: its services, its tasks (desired RUNNING,
+    /// and desired STOPPED that ECS still reports), and its container instances. A part that
+    /// could not be read is named in `gaps`; a cluster that does not exist is `NotFound`.
+    fn observe_cluster(
+        &self,
+        cluster: &str,
+    ) -> impl Future<Output = Result<ClusterSnapshot, CloudError>> + Send;
+
+    /// StopTask with `reason` (ECS keeps it as the task's stoppedReason).
+    fn stop_task(
+        &self,
+        cluster: &str,
+        task_arn: &str,
+        reason: &str,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send;
+
+    /// RunTask for one task; returns the new task's ARN.
+    fn run_task(
+        &self,
+        cluster: &str,
+        request: &RunTaskRequest,
+    ) -> impl Future<Output = Result<String, CloudError>> + Send;
+}
+
+impl<C: Cloud> Cloud for Arc<C> {
+    fn list_clusters(&self) -> impl Future<Output = Result<Vec<String>, CloudError>> + Send {
+        (**self).list_clusters()
+    }
+
+    fn observe_cluster(
+        &self,
+        cluster: &str,
+    ) -> impl Future<Output = Result<ClusterSnapshot, CloudError>> + Send {
+        (**self).observe_cluster(cluster)
+    }
+
+    fn stop_task(
+        &self,
+        cluster: &str,
+        task_arn: &str,
+        reason: &str,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send {
+        (**self).stop_task(cluster, task_arn, reason)
+    }
+
+    fn run_task(
+        &self,
+        cluster: &str,
+        request: &RunTaskRequest,
+    ) -> impl Future<Output = Result<String, CloudError>> + Send {
+        (**self).run_task(cluster, request)
+    }
+}

@@ -1,0 +1,61 @@
+//! A decorator that passes reads through and refuses every mutating call.
+//!
+//! The controller never issues a write in dry-run mode; this wrapper makes that a structural
+//! guarantee rather than a promise: whatever the code above does, no mutating call reaches the
+//! account. Refused writes are counted so tests can prove there were none.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::{Cloud, CloudError, ErrorCategory};
+use crate::domain::{ClusterSnapshot, RunTaskRequest};
+
+/// Wraps a [`Cloud`] so that only reads reach it.
+pub struct ReadOnly<C> {
+    inner: C,
+    refused: AtomicU64,
+}
+
+impl<C> ReadOnly<C> {
+    pub fn new(inner: C) -> Self {
+        ReadOnly {
+            inner,
+            refused: AtomicU64::new(0),
+        }
+    }
+
+    /// How many mutating calls were refused.
+    pub fn refused_writes(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    pub fn inner(&self) -> &C {
+        &self.inner
+    }
+
+    fn refuse(&self, operation: &str) -> CloudError {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        CloudError::new(
+            ErrorCategory::Invalid,
+            operation,
+            "refused: the controller is in dry-run mode",
+        )
+    }
+}
+
+impl<C: Cloud> Cloud for ReadOnly<C> {
+    async fn list_clusters(&self) -> Result<Vec<String>, CloudError> {
+        self.inner.list_clusters().await
+    }
+
+    async fn observe_cluster(&self, cluster: &str) -> Result<ClusterSnapshot, CloudError> {
+        self.inner.observe_cluster(cluster).await
+    }
+
+    async fn stop_task(&self, _: &str, _: &str, _: &str) -> Result<(), CloudError> {
+        Err(self.refuse("StopTask"))
+    }
+
+    async fn run_task(&self, _: &str, _: &RunTaskRequest) -> Result<String, CloudError> {
+        Err(self.refuse("RunTask"))
+    }
+}

@@ -1,0 +1,1 @@
+//! controller (to be written)

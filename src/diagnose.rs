@@ -1,0 +1,1 @@
+//! diagnose (to be written)

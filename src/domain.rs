@@ -1,0 +1,288 @@
+//! Domain model: what the controller observes of an ECS account, in plain Rust types.
+//!
+//! Nothing here knows about the AWS SDK. The AWS adapter and the simulated account both
+//! translate into these types, and diagnosis and planning read only these types.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+/// Resource tags, sorted by key so output and hashing are stable.
+pub type Tags = BTreeMap<String, String>;
+
+/// The `lastStatus` of an ECS task, in lifecycle order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TaskStatus {
+    Provisioning,
+    Pending,
+    Activating,
+    Running,
+    Deactivating,
+    Stopping,
+    Deprovisioning,
+    Stopped,
+}
+
+impl TaskStatus {
+    /// Every status, in lifecycle order.
+    pub const ALL: [TaskStatus; 8] = [
+        TaskStatus::Provisioning,
+        TaskStatus::Pending,
+        TaskStatus::Activating,
+        TaskStatus::Running,
+        TaskStatus::Deactivating,
+        TaskStatus::Stopping,
+        TaskStatus::Deprovisioning,
+        TaskStatus::Stopped,
+    ];
+
+    /// The name ECS uses for this status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Provisioning => "PROVISIONING",
+            TaskStatus::Pending => "PENDING",
+            TaskStatus::Activating => "ACTIVATING",
+            TaskStatus::Running => "RUNNING",
+            TaskStatus::Deactivating => "DEACTIVATING",
+            TaskStatus::Stopping => "STOPPING",
+            TaskStatus::Deprovisioning => "DEPROVISIONING",
+            TaskStatus::Stopped => "STOPPED",
+        }
+    }
+
+    /// Parses the name ECS uses; `None` for anything else.
+    pub fn parse(name: &str) -> Option<TaskStatus> {
+        TaskStatus::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// True for the states on the way down (after RUNNING, before STOPPED).
+    pub fn is_way_down(self) -> bool {
+        matches!(
+            self,
+            TaskStatus::Deactivating | TaskStatus::Stopping | TaskStatus::Deprovisioning
+        )
+    }
+
+    /// True for the states on the way up (before RUNNING).
+    pub fn is_way_up(self) -> bool {
+        matches!(
+            self,
+            TaskStatus::Provisioning | TaskStatus::Pending | TaskStatus::Activating
+        )
+    }
+}
+
+impl fmt::Display for TaskStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The `desiredStatus` of an ECS task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DesiredStatus {
+    Running,
+    Stopped,
+}
+
+/// The `healthStatus` of an ECS task (from its essential containers' health checks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum HealthStatus {
+    Healthy,
+    Unhealthy,
+    #[default]
+    Unknown,
+}
+
+/// The timestamps DescribeTasks reports for a task; each is absent until its moment came.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskTimestamps {
+    pub created_at: Option<SystemTime>,
+    pub connectivity_at: Option<SystemTime>,
+    pub pull_started_at: Option<SystemTime>,
+    pub pull_stopped_at: Option<SystemTime>,
+    pub started_at: Option<SystemTime>,
+    pub stopping_at: Option<SystemTime>,
+    pub execution_stopped_at: Option<SystemTime>,
+    pub stopped_at: Option<SystemTime>,
+}
+
+/// One entry of a capacity provider strategy.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CapacityProviderStrategyItem {
+    pub capacity_provider: String,
+    pub weight: i32,
+    pub base: i32,
+}
+
+/// Where a task gets its compute: a launch type, or a capacity provider strategy.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Capacity {
+    /// `EC2`, `FARGATE` or `EXTERNAL`.
+    LaunchType(String),
+    /// The strategy the task was placed with. A task placed by a capacity provider reports
+    /// only that provider's name in DescribeTasks, so this often holds one item.
+    CapacityProviderStrategy(Vec<CapacityProviderStrategyItem>),
+}
+
+/// The awsvpc network configuration of a task.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct NetworkConfig {
+    pub subnets: Vec<String>,
+    pub security_groups: Vec<String>,
+    pub assign_public_ip: Option<bool>,
+}
+
+/// A key/value pair of a container environment override.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct EnvVar {
+    pub name: String,
+    pub value: String,
+}
+
+/// The overrides of one container, as RunTask takes them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ContainerOverride {
+    pub name: String,
+    pub command: Option<Vec<String>>,
+    pub environment: Vec<EnvVar>,
+    pub cpu: Option<i32>,
+    pub memory: Option<i32>,
+    pub memory_reservation: Option<i32>,
+}
+
+/// The overrides a task was started with, so a replacement can be started the same way.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TaskOverrides {
+    pub containers: Vec<ContainerOverride>,
+    pub cpu: Option<String>,
+    pub memory: Option<String>,
+    pub task_role_arn: Option<String>,
+    pub execution_role_arn: Option<String>,
+}
+
+/// One ECS task as observed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    pub arn: String,
+    pub cluster_arn: String,
+    pub task_definition_arn: String,
+    /// `service:NAME` for service tasks; free text (or absent) for standalone tasks.
+    pub group: Option<String>,
+    pub started_by: Option<String>,
+    pub last_status: TaskStatus,
+    pub desired_status: DesiredStatus,
+    pub health: HealthStatus,
+    pub timestamps: TaskTimestamps,
+    pub stopped_reason: Option<String>,
+    pub tags: Tags,
+    pub capacity: Capacity,
+    pub network: Option<NetworkConfig>,
+    pub overrides: TaskOverrides,
+    pub container_instance_arn: Option<String>,
+}
+
+impl Task {
+    /// The service this task belongs to, from its `group` (`service:NAME`).
+    pub fn service_name(&self) -> Option<&str> {
+        self.group.as_deref().and_then(|g| g.strip_prefix("service:"))
+    }
+
+    /// The task id: the last segment of the ARN.
+    pub fn id(&self) -> &str {
+        self.arn.rsplit('/').next().unwrap_or(&self.arn)
+    }
+
+    /// The capacity provider names this task was placed with, if any.
+    pub fn capacity_providers(&self) -> Vec<&str> {
+        match &self.capacity {
+            Capacity::LaunchType(_) => Vec::new(),
+            Capacity::CapacityProviderStrategy(items) => {
+                items.iter().map(|i| i.capacity_provider.as_str()).collect()
+            }
+        }
+    }
+}
+
+/// An ECS service as observed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Service {
+    pub name: String,
+    pub arn: String,
+    pub desired_count: u32,
+    pub running_count: u32,
+    pub pending_count: u32,
+}
+
+/// An ECS container instance as observed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerInstance {
+    pub arn: String,
+    pub ec2_instance_id: Option<String>,
+    /// ACTIVE, DRAINING, REGISTERING, DEREGISTERING, REGISTRATION_FAILED, INACTIVE.
+    pub status: String,
+    pub agent_connected: bool,
+    pub registered_at: Option<SystemTime>,
+}
+
+/// Everything observed of one cluster in one pass.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterSnapshot {
+    pub cluster_name: String,
+    pub cluster_arn: String,
+    /// When the observation was made, on the clock of the account observed (virtual in the
+    /// simulator). Diagnosis and planning use it as "now".
+    pub observed_at: SystemTime,
+    pub services: Vec<Service>,
+    /// Tasks with desiredStatus RUNNING, and tasks with desiredStatus STOPPED that ECS still
+    /// reports (on the way down, or stopped within roughly the last hour).
+    pub tasks: Vec<Task>,
+    pub container_instances: Vec<ContainerInstance>,
+    /// Parts of the picture that could not be read. Empty means complete. Decisions that need
+    /// the whole picture (percentages, pause thresholds) are not made on an incomplete one.
+    pub gaps: Vec<String>,
+}
+
+impl ClusterSnapshot {
+    /// An empty snapshot of a cluster, observed at `observed_at`.
+    pub fn empty(cluster_name: &str, cluster_arn: &str, observed_at: SystemTime) -> Self {
+        ClusterSnapshot {
+            cluster_name: cluster_name.to_string(),
+            cluster_arn: cluster_arn.to_string(),
+            observed_at,
+            services: Vec::new(),
+            tasks: Vec::new(),
+            container_instances: Vec::new(),
+            gaps: Vec::new(),
+        }
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.gaps.is_empty()
+    }
+
+    pub fn service(&self, name: &str) -> Option<&Service> {
+        self.services.iter().find(|s| s.name == name)
+    }
+}
+
+/// Everything RunTask needs to start a replacement for a standalone task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunTaskRequest {
+    pub task_definition: String,
+    pub overrides: TaskOverrides,
+    pub tags: Tags,
+    pub group: Option<String>,
+    pub started_by: Option<String>,
+    pub capacity: Capacity,
+    pub network: Option<NetworkConfig>,
+    /// RunTask's idempotency token (at most 64 ASCII characters): derived from the task being
+    /// replaced, so a retry or a restarted controller cannot start two replacements.
+    pub client_token: String,
+}

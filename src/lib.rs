@@ -1,0 +1,33 @@
+//! # ecs-reconciler
+//!
+//! A reconciling controller for Amazon ECS: it compares each selected task's desired health with
+//! its observed lifecycle state, diagnoses why a task is stuck, and, under declarative policy
+//! files, remediates the cause, or in dry-run records what it would do.
+//!
+//! A functional core inside an imperative shell:
+//!
+//! ```text
+//! observe (cloud) ─► ClusterSnapshot ─► diagnose ─► Findings ─► plan ─► Plan ─► act (cloud) ─► audit
+//! ```
+//!
+//! - [`domain`]: plain types for what is observed. No SDK type crosses into them.
+//! - [`policy`]: the policy file format, loading, validation with file/line/field errors, selectors.
+//! - [`diagnose`]: pure; finds stuck tasks and says why.
+//! - [`plan`]: pure; turns findings into actions under the policies' guardrails and past actions.
+//! - [`cloud`]: the one narrow trait the controller calls, with the AWS SDK adapter, the
+//!   simulated account and the read-only (dry-run) decorator.
+//! - [`controller`]: the loop: observe → diagnose → plan → act per cluster, requeue, shutdown.
+//! - [`audit`]: the JSON-lines audit trail.
+//! - [`config`], [`cli`], [`demo`]: the shell.
+
+pub mod audit;
+pub mod cli;
+pub mod cloud;
+pub mod config;
+pub mod controller;
+pub mod demo;
+pub mod diagnose;
+pub mod domain;
+pub mod history;
+pub mod plan;
+pub mod policy;

@@ -1,0 +1,205 @@
+//! The validated, ready-to-use form of a policy: what diagnosis and planning read.
+//!
+//! These types are built from the YAML documents by the loader after every check has passed;
+//! nothing here can be invalid.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use globset::GlobSet;
+
+use crate::domain::{Task, TaskStatus};
+
+/// Where a policy came from, for error messages and the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub file: PathBuf,
+    /// 1-based line of the document's start.
+    pub line: usize,
+}
+
+/// Whether a policy acts, or only plans and records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyMode {
+    #[default]
+    Enforce,
+    Audit,
+}
+
+/// A percentage between 0 and 100 inclusive.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+pub struct Percent(pub f64);
+
+impl Percent {
+    /// `self` of `n`, as a real number.
+    pub fn of(self, n: u32) -> f64 {
+        self.0 / 100.0 * f64::from(n)
+    }
+}
+
+/// Which clusters and tasks a policy governs.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The cluster patterns as written (for display).
+    pub cluster_patterns: Vec<String>,
+    pub clusters: GlobSet,
+    /// `None`: every service. `Some`: services whose name matches.
+    pub services: Option<GlobSet>,
+    pub service_patterns: Option<Vec<String>>,
+    /// Whether standalone tasks (not started by a service) are selected.
+    pub standalone: bool,
+    /// Tasks carrying any of these tags (key and value equal) are never touched. Always holds
+    /// the built-in exemption `ecs-reconciler/exempt=true`.
+    pub exclude_tags: Vec<(String, String)>,
+}
+
+/// The tag that exempts a task from every policy.
+pub const EXEMPT_TAG: (&str, &str) = ("ecs-reconciler/exempt", "true");
+
+impl Target {
+    pub fn selects_cluster(&self, cluster_name: &str) -> bool {
+        self.clusters.is_match(cluster_name)
+    }
+
+    /// Whether the task is of a kind and service this policy selects (cluster not checked).
+    pub fn selects_task(&self, task: &Task) -> bool {
+        match task.service_name() {
+            Some(service) => self.services.as_ref().is_none_or(|s| s.is_match(service)),
+            None => self.standalone,
+        }
+    }
+
+    /// The exclusion tag the task carries, if any.
+    pub fn exclusion<'a>(&'a self, task: &Task) -> Option<&'a (String, String)> {
+        self.exclude_tags
+            .iter()
+            .find(|(k, v)| task.tags.get(k).is_some_and(|tv| tv == v))
+    }
+}
+
+/// How long a task may stay in each state before it counts as stuck.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StuckLimits {
+    pub provisioning: Option<Duration>,
+    pub pending: Option<Duration>,
+    pub activating: Option<Duration>,
+    pub deactivating: Option<Duration>,
+    pub stopping: Option<Duration>,
+    pub deprovisioning: Option<Duration>,
+    /// How long a RUNNING task may report UNHEALTHY.
+    pub unhealthy: Option<Duration>,
+}
+
+impl StuckLimits {
+    /// The limit for a lifecycle state, if the policy sets one.
+    pub fn limit_for(&self, status: TaskStatus) -> Option<Duration> {
+        match status {
+            TaskStatus::Provisioning => self.provisioning,
+            TaskStatus::Pending => self.pending,
+            TaskStatus::Activating => self.activating,
+            TaskStatus::Deactivating => self.deactivating,
+            TaskStatus::Stopping => self.stopping,
+            TaskStatus::Deprovisioning => self.deprovisioning,
+            TaskStatus::Running | TaskStatus::Stopped => None,
+        }
+    }
+}
+
+/// `remediate.replaceTask`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplaceTask {
+    /// Whether standalone tasks may be stopped and re-run (service tasks are always replaced by
+    /// their scheduler).
+    pub standalone: bool,
+}
+
+/// `remediate.nudgeCapacity`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NudgeCapacity {
+    pub step: u32,
+    pub max_desired: u32,
+    pub cooldown: Duration,
+}
+
+/// `remediate.cordonLaunchTemplate`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CordonLaunchTemplate {
+    pub registration_timeout: Duration,
+    pub min_failed_instances: u32,
+}
+
+/// `remediate.drainContainerInstance`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DrainContainerInstance {
+    pub agent_disconnected: Duration,
+}
+
+/// The remediations a policy allows, each with its bounds. Absent means not allowed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Remediate {
+    pub replace_task: Option<ReplaceTask>,
+    pub nudge_capacity: Option<NudgeCapacity>,
+    pub cordon_launch_template: Option<CordonLaunchTemplate>,
+    pub drain_container_instance: Option<DrainContainerInstance>,
+}
+
+/// Limits on how much a policy may do.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Guardrails {
+    /// Actions of this policy per cluster in any rolling hour.
+    pub max_actions_per_hour: u32,
+    /// Tasks of one service being replaced at once, as a share of its desired count (at least
+    /// one task is always allowed).
+    pub max_in_flight_per_service: Percent,
+    /// When more than this share of the selected tasks of a cluster is stuck, plan nothing.
+    pub pause_when_stuck_above: Percent,
+}
+
+impl Default for Guardrails {
+    fn default() -> Self {
+        Guardrails {
+            max_actions_per_hour: 20,
+            max_in_flight_per_service: Percent(25.0),
+            pause_when_stuck_above: Percent(50.0),
+        }
+    }
+}
+
+/// One validated policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub name: String,
+    pub origin: Origin,
+    pub mode: PolicyMode,
+    pub target: Target,
+    pub stuck: StuckLimits,
+    pub remediate: Remediate,
+    pub guardrails: Guardrails,
+}
+
+/// A complete, valid set of policies, in file path then document order.
+#[derive(Debug, Clone, Default)]
+pub struct PolicySet {
+    pub policies: Vec<Policy>,
+    /// Identifies the set the decisions were made under: a content hash of the files.
+    pub fingerprint: String,
+}
+
+impl PolicySet {
+    /// The policies that select this cluster.
+    pub fn for_cluster<'a, 'n>(
+        &'a self,
+        cluster_name: &'n str,
+    ) -> impl Iterator<Item = &'a Policy> + use<'a, 'n> {
+        self.policies
+            .iter()
+            .filter(move |p| p.target.selects_cluster(cluster_name))
+    }
+
+    /// The policy that governs a task: the first, in set order, that selects it.
+    pub fn governing(&self, cluster_name: &str, task: &Task) -> Option<&Policy> {
+        self.for_cluster(cluster_name)
+            .find(|p| p.target.selects_task(task))
+    }
+}
