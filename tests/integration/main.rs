@@ -1,1 +1,9 @@
+//! The one integration-test binary (one binary keeps link times down with the AWS SDK).
 
+mod support;
+
+mod aws_adapter;
+mod diagnose_plan;
+mod policy_files;
+mod scenarios;
+mod sim_account;

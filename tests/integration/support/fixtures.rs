@@ -1,0 +1,1 @@
+//! Fixture builders for domain values (to be written).

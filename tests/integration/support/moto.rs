@@ -1,0 +1,1 @@
+//! The moto harness (to be written).
