@@ -1,1 +1,505 @@
-//! controller (to be written)
+//! The controller loop: per cluster, observe → diagnose → plan → act, then requeue.
+//!
+//! Every cluster in scope is reconciled each resync interval, a bounded number at a time. A
+//! cluster whose reconcile fails is requeued with exponential backoff (backon) and does not
+//! hold up the others. On shutdown no new cluster or action is started, the call in flight
+//! completes, and the audit trail is flushed.
+//!
+//! The only state kept in memory is what can be rebuilt or safely forgotten: when tasks were
+//! first seen in a state (forgetting it only delays action), a ledger of the calls this process
+//! made (covers stale reads; the same facts are on the tasks), and which audit records were
+//! already written (to keep the trail free of repeats).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::audit::{AuditRecord, AuditSink, Outcome, mode_name};
+use crate::cloud::{Cloud, CloudError};
+use crate::diagnose::{Sightings, diagnose};
+use crate::domain::ClusterSnapshot;
+use crate::history::{BUDGET_WINDOW, History, PastAction};
+use crate::plan::{Action, HeldAction, Plan, PlannedAction, plan};
+use crate::policy::{PolicyMode, PolicySet};
+
+/// How the loop runs.
+#[derive(Debug, Clone)]
+pub struct ControllerSettings {
+    /// How often every cluster is reconciled.
+    pub resync: Duration,
+    /// How many clusters are reconciled at once.
+    pub concurrency: usize,
+    /// Plan and record only; never mutate.
+    pub dry_run: bool,
+}
+
+impl Default for ControllerSettings {
+    fn default() -> Self {
+        ControllerSettings {
+            resync: Duration::from_secs(30),
+            concurrency: 4,
+            dry_run: false,
+        }
+    }
+}
+
+/// What one cluster's reconcile produced.
+#[derive(Debug, Clone)]
+pub struct ClusterReport {
+    pub cluster: String,
+    pub snapshot: ClusterSnapshot,
+    pub plan: Plan,
+    /// Each action with what became of it.
+    pub outcomes: Vec<(PlannedAction, Outcome, Option<String>)>,
+}
+
+/// The result of one pass over every cluster in scope.
+#[derive(Debug, Clone, Default)]
+pub struct PassReport {
+    pub clusters: Vec<ClusterReport>,
+    /// Clusters that could not be reconciled, with why.
+    pub errors: Vec<(String, CloudError)>,
+}
+
+impl PassReport {
+    /// Actions planned or performed in this pass.
+    pub fn action_count(&self) -> usize {
+        self.clusters.iter().map(|c| c.plan.actions.len()).sum()
+    }
+}
+
+#[derive(Default)]
+struct ClusterMemory {
+    sightings: Sightings,
+    ledger: Vec<PastAction>,
+    /// (target, action) → the outcome last written to the audit trail.
+    audited: HashMap<(String, String), String>,
+}
+
+/// The reconciling controller over one cloud.
+pub struct Controller<C> {
+    cloud: C,
+    settings: ControllerSettings,
+    policies: RwLock<Arc<PolicySet>>,
+    audit: AuditSink,
+    memory: Mutex<HashMap<String, ClusterMemory>>,
+}
+
+impl<C: Cloud> Controller<C> {
+    pub fn new(
+        cloud: C,
+        policies: PolicySet,
+        settings: ControllerSettings,
+        audit: AuditSink,
+    ) -> Self {
+        Controller {
+            cloud,
+            settings,
+            policies: RwLock::new(Arc::new(policies)),
+            audit,
+            memory: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn cloud(&self) -> &C {
+        &self.cloud
+    }
+
+    pub fn audit(&self) -> &AuditSink {
+        &self.audit
+    }
+
+    /// The policy set in force.
+    pub fn policies(&self) -> Arc<PolicySet> {
+        self.policies
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Puts a new, already validated policy set in force from the next reconcile on.
+    pub fn set_policies(&self, policies: PolicySet) {
+        *self.policies.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policies);
+    }
+
+    /// The clusters the policies select: literal names as written (so a missing one is
+    /// reported), and, only when some pattern is a glob, the account's clusters that match.
+    pub async fn clusters_in_scope(&self) -> Result<Vec<String>, CloudError> {
+        let policies = self.policies();
+        let mut names = BTreeMap::new();
+        let mut has_glob = false;
+        for policy in &policies.policies {
+            for pattern in &policy.target.cluster_patterns {
+                if pattern.contains(['*', '?', '[', '{']) {
+                    has_glob = true;
+                } else {
+                    names.insert(pattern.clone(), ());
+                }
+            }
+        }
+        if has_glob {
+            for name in self.cloud.list_clusters().await? {
+                if policies.for_cluster(&name).next().is_some() {
+                    names.insert(name, ());
+                }
+            }
+        }
+        Ok(names.into_keys().collect())
+    }
+
+    /// One pass over every cluster in scope, `concurrency` at a time.
+    pub async fn pass(self: &Arc<Self>, shutdown: &CancellationToken) -> PassReport {
+        let clusters = match self.clusters_in_scope().await {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %e, "cannot list clusters in scope");
+                return PassReport {
+                    clusters: Vec::new(),
+                    errors: vec![("*".into(), e)],
+                };
+            }
+        };
+        let results = self.reconcile_many(clusters, shutdown).await;
+        let mut report = PassReport::default();
+        for (cluster, result) in results {
+            match result {
+                Ok(r) => report.clusters.push(r),
+                Err(e) => report.errors.push((cluster, e)),
+            }
+        }
+        report.clusters.sort_by(|a, b| a.cluster.cmp(&b.cluster));
+        report.errors.sort_by(|a, b| a.0.cmp(&b.0));
+        report
+    }
+
+    async fn reconcile_many(
+        self: &Arc<Self>,
+        clusters: Vec<String>,
+        shutdown: &CancellationToken,
+    ) -> Vec<(String, Result<ClusterReport, CloudError>)> {
+        let limit = Arc::new(tokio::sync::Semaphore::new(self.settings.concurrency.max(1)));
+        let mut set = JoinSet::new();
+        for cluster in clusters {
+            let this = Arc::clone(self);
+            let limit = Arc::clone(&limit);
+            let shutdown = shutdown.clone();
+            let span = info_span!("reconcile", cluster = %cluster);
+            set.spawn(
+                async move {
+                    let _permit = limit.acquire_owned().await;
+                    let result = this.reconcile_cluster(&cluster, &shutdown).await;
+                    (cluster, result)
+                }
+                .instrument(span),
+            );
+        }
+        let mut out = Vec::new();
+        while let Some(joined) = set.join_next().await {
+            match joined {
+                Ok(r) => out.push(r),
+                Err(e) => warn!(error = %e, "a reconcile task panicked"),
+            }
+        }
+        out
+    }
+
+    /// Observe, diagnose, plan and act on one cluster.
+    pub async fn reconcile_cluster(
+        &self,
+        cluster: &str,
+        shutdown: &CancellationToken,
+    ) -> Result<ClusterReport, CloudError> {
+        let snapshot = self.cloud.observe_cluster(cluster).await?;
+        let policies = self.policies();
+        let plan = {
+            let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+            let mem = memory.entry(cluster.to_string()).or_default();
+            mem.sightings.record(&snapshot);
+            let now = snapshot.observed_at;
+            mem.ledger
+                .retain(|a| now.duration_since(a.at).unwrap_or(Duration::ZERO) < BUDGET_WINDOW);
+            let diagnosis = diagnose(&snapshot, &policies, &mem.sightings);
+            let history = History::rebuild(&snapshot, &mem.ledger);
+            plan(
+                &snapshot,
+                &diagnosis,
+                &policies,
+                &history,
+                self.settings.dry_run,
+            )
+        };
+        if !snapshot.gaps.is_empty() {
+            warn!(gaps = ?snapshot.gaps, "observation incomplete");
+        }
+        for held in &plan.held {
+            self.record_held(held, &snapshot, &policies.fingerprint);
+        }
+        let mut outcomes = Vec::new();
+        for action in &plan.actions {
+            if shutdown.is_cancelled() {
+                info!("shutting down: no further actions started");
+                break;
+            }
+            let (outcome, detail) = self.act(action, &snapshot).await;
+            self.record_action(action, &outcome, detail.clone(), &snapshot, &policies.fingerprint);
+            outcomes.push((action.clone(), outcome, detail));
+        }
+        self.forget_gone_tasks(&snapshot);
+        Ok(ClusterReport {
+            cluster: cluster.to_string(),
+            snapshot,
+            plan,
+            outcomes,
+        })
+    }
+
+    /// Performs one action (or not, in audit mode). Returns the outcome and a detail line.
+    async fn act(
+        &self,
+        planned: &PlannedAction,
+        snapshot: &ClusterSnapshot,
+    ) -> (Outcome, Option<String>) {
+        if planned.mode == PolicyMode::Audit {
+            return (Outcome::Planned, None);
+        }
+        let cluster = &snapshot.cluster_name;
+        let ledger_entry = || PastAction {
+            at: snapshot.observed_at,
+            policy: planned.policy.clone(),
+            service: planned.service.clone(),
+            task_arn: planned.action.target().to_string(),
+        };
+        match &planned.action {
+            Action::StopServiceTask {
+                task_arn,
+                stop_reason,
+            } => match self.cloud.stop_task(cluster, task_arn, stop_reason).await {
+                Ok(()) => {
+                    self.remember(cluster, ledger_entry());
+                    (Outcome::Done, None)
+                }
+                Err(e) => failed(e, None),
+            },
+            Action::ReplaceStandaloneTask {
+                task_arn,
+                stop_reason,
+                run,
+            } => {
+                if let Err(e) = self.cloud.stop_task(cluster, task_arn, stop_reason).await {
+                    return failed(e, Some("StopTask failed; nothing was started"));
+                }
+                self.remember(cluster, ledger_entry());
+                match self.cloud.run_task(cluster, run).await {
+                    Ok(new_arn) => (Outcome::Done, Some(format!("replacement {new_arn}"))),
+                    Err(e) => failed(
+                        e,
+                        Some("stopped, but RunTask failed; retried next pass with the same client token"),
+                    ),
+                }
+            }
+            Action::FinishReplacement { run, .. } => match self.cloud.run_task(cluster, run).await
+            {
+                Ok(new_arn) => (Outcome::Done, Some(format!("replacement {new_arn}"))),
+                Err(e) => failed(e, Some("retried next pass with the same client token")),
+            },
+        }
+    }
+
+    fn remember(&self, cluster: &str, action: PastAction) {
+        let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        memory
+            .entry(cluster.to_string())
+            .or_default()
+            .ledger
+            .push(action);
+    }
+
+    fn record_held(&self, held: &HeldAction, snapshot: &ClusterSnapshot, policy_set: &str) {
+        let outcome = Outcome::Skipped(held.hold.name());
+        if !self.first_time(&snapshot.cluster_name, &held.target, held.action, &outcome) {
+            return;
+        }
+        self.write(AuditRecord {
+            time: AuditRecord::time_of(snapshot.observed_at),
+            mode: mode_name(held.mode),
+            policy_set: policy_set.to_string(),
+            policy: held.policy.clone(),
+            action: held.action.to_string(),
+            target: held.target.clone(),
+            cluster: held.cluster.clone(),
+            service: held.service.clone(),
+            reason: held.reason.clone(),
+            evidence: held.evidence.clone(),
+            outcome,
+            detail: Some(held.hold.detail()),
+        });
+    }
+
+    fn record_action(
+        &self,
+        planned: &PlannedAction,
+        outcome: &Outcome,
+        detail: Option<String>,
+        snapshot: &ClusterSnapshot,
+        policy_set: &str,
+    ) {
+        let action = planned.action.name();
+        let target = planned.action.target();
+        if *outcome != Outcome::Done
+            && !self.first_time(&snapshot.cluster_name, target, action, outcome)
+        {
+            return;
+        }
+        match outcome {
+            Outcome::Done | Outcome::Planned => {
+                info!(action, target, reason = %planned.reason, outcome = %outcome, "action")
+            }
+            _ => warn!(action, target, reason = %planned.reason, outcome = %outcome, detail = ?detail, "action"),
+        }
+        self.write(AuditRecord {
+            time: AuditRecord::time_of(snapshot.observed_at),
+            mode: mode_name(planned.mode),
+            policy_set: policy_set.to_string(),
+            policy: planned.policy.clone(),
+            action: action.to_string(),
+            target: target.to_string(),
+            cluster: planned.cluster.clone(),
+            service: planned.service.clone(),
+            reason: planned.reason.clone(),
+            evidence: planned.evidence.clone(),
+            outcome: outcome.clone(),
+            detail,
+        });
+    }
+
+    /// Whether this (target, action, outcome) was not yet written; remembers it.
+    fn first_time(&self, cluster: &str, target: &str, action: &str, outcome: &Outcome) -> bool {
+        let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        let mem = memory.entry(cluster.to_string()).or_default();
+        let key = (target.to_string(), action.to_string());
+        let outcome = outcome.to_string();
+        if mem.audited.get(&key) == Some(&outcome) {
+            return false;
+        }
+        mem.audited.insert(key, outcome);
+        true
+    }
+
+    fn forget_gone_tasks(&self, snapshot: &ClusterSnapshot) {
+        let present: HashSet<&str> = snapshot.tasks.iter().map(|t| t.arn.as_str()).collect();
+        let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(mem) = memory.get_mut(&snapshot.cluster_name) {
+            mem.audited.retain(|(target, _), _| present.contains(target.as_str()));
+        }
+    }
+
+    fn write(&self, record: AuditRecord) {
+        if let Err(e) = self.audit.record(record) {
+            warn!(error = %e, "cannot write the audit trail");
+        }
+    }
+
+    /// Reconciles every cluster in scope each resync interval until `shutdown` is cancelled.
+    /// A cluster whose reconcile fails is retried sooner, with exponential backoff.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut due: BTreeMap<String, Instant> = BTreeMap::new();
+        let mut backoffs: HashMap<String, ExponentialBackoff> = HashMap::new();
+        let mut next_scope_refresh = Instant::now();
+        let mut scope: Vec<String> = Vec::new();
+        while !shutdown.is_cancelled() {
+            let now = Instant::now();
+            if now >= next_scope_refresh {
+                match self.clusters_in_scope().await {
+                    Ok(clusters) => {
+                        scope = clusters;
+                        next_scope_refresh = now + self.settings.resync;
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "cannot list clusters in scope; retrying");
+                        next_scope_refresh = now + backoff_step(&mut backoffs, "*", self.settings.resync);
+                    }
+                }
+                due.retain(|c, _| scope.contains(c));
+                for cluster in &scope {
+                    due.entry(cluster.clone()).or_insert(now);
+                }
+            }
+            let ready: Vec<String> = due
+                .iter()
+                .filter(|(_, at)| **at <= now)
+                .map(|(c, _)| c.clone())
+                .collect();
+            for (cluster, result) in self.reconcile_many(ready, &shutdown).await {
+                let delay = match result {
+                    Ok(report) => {
+                        backoffs.remove(&cluster);
+                        info!(
+                            cluster = %cluster,
+                            findings = report.plan.findings.len(),
+                            actions = report.plan.actions.len(),
+                            held = report.plan.held.len(),
+                            "reconciled"
+                        );
+                        self.settings.resync
+                    }
+                    Err(e) => {
+                        let delay = backoff_step(&mut backoffs, &cluster, self.settings.resync);
+                        warn!(cluster = %cluster, error = %e, retry_in = ?delay, "reconcile failed");
+                        delay
+                    }
+                };
+                due.insert(cluster, Instant::now() + delay);
+            }
+            let wake = due
+                .values()
+                .copied()
+                .min()
+                .unwrap_or(next_scope_refresh)
+                .min(next_scope_refresh);
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep_until(wake) => {}
+            }
+        }
+        if let Err(e) = self.audit.flush() {
+            warn!(error = %e, "cannot flush the audit trail");
+        }
+        info!("controller stopped");
+    }
+}
+
+fn failed(e: CloudError, note: Option<&str>) -> (Outcome, Option<String>) {
+    let detail = match note {
+        Some(n) => format!("{e}; {n}"),
+        None => e.to_string(),
+    };
+    (Outcome::Failed(e.category.as_str()), Some(detail))
+}
+
+/// The next retry delay for a key: 1 s doubling up to `max`, with jitter.
+fn backoff_step(
+    backoffs: &mut HashMap<String, ExponentialBackoff>,
+    key: &str,
+    max: Duration,
+) -> Duration {
+    let backoff = backoffs.entry(key.to_string()).or_insert_with(|| {
+        ExponentialBuilder::default()
+            .with_min_delay(Duration::from_secs(1))
+            .with_max_delay(max)
+            .with_jitter()
+            .without_max_times()
+            .build()
+    });
+    backoff.next().unwrap_or(max)
+}
+
+/// Seconds of `t` after `start`, for narration.
+pub fn since(start: SystemTime, t: SystemTime) -> Duration {
+    t.duration_since(start).unwrap_or(Duration::ZERO)
+}

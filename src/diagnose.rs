@@ -1,1 +1,260 @@
-//! diagnose (to be written)
+//! Diagnosis: which selected tasks are stuck, for how long, and why. Pure.
+//!
+//! A task is stuck when it has stayed in a lifecycle state longer than its policy's limit for
+//! that state, or has reported UNHEALTHY while RUNNING longer than the `unhealthy` limit. Time
+//! in state is measured from the timestamp that marks entry into the state (DESIGN.md section
+//! 2), or, where ECS gives none, from when the controller first saw the task in that state.
+//! When in doubt the clock starts later, never earlier: the controller never acts on less
+//! evidence than the limit.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use crate::domain::{ClusterSnapshot, DesiredStatus, HealthStatus, Task, TaskStatus};
+use crate::policy::{Policy, PolicySet};
+
+/// The observed facts a decision relied on, by name.
+pub type Evidence = BTreeMap<String, String>;
+
+/// What a task is stuck in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Condition {
+    /// Stayed in a lifecycle state (on the way up or down) past the limit.
+    InState(TaskStatus),
+    /// RUNNING but reporting UNHEALTHY past the limit.
+    Unhealthy,
+}
+
+impl Condition {
+    fn sighting_key(self) -> &'static str {
+        match self {
+            Condition::InState(status) => status.as_str(),
+            Condition::Unhealthy => "UNHEALTHY",
+        }
+    }
+}
+
+/// A stuck task, with the one-line why and the facts behind it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Finding {
+    pub task_arn: String,
+    pub cluster: String,
+    pub service: Option<String>,
+    /// The policy that governs the task.
+    pub policy: String,
+    pub condition: Condition,
+    /// How long the task has been in the condition.
+    #[serde(with = "humantime_serde")]
+    pub elapsed: Duration,
+    #[serde(with = "humantime_serde")]
+    pub limit: Duration,
+    /// One line, e.g. "stuck in PROVISIONING for 14m, limit 10m".
+    pub reason: String,
+    pub evidence: Evidence,
+}
+
+/// The result of diagnosing one cluster snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Diagnosis {
+    pub findings: Vec<Finding>,
+    /// Per policy: how many tasks with desiredStatus RUNNING it governs in this cluster (the
+    /// denominator of `pauseWhenStuckAbove`).
+    pub governed_running: BTreeMap<String, usize>,
+}
+
+/// When the controller first saw each task of one cluster in each condition. Kept per cluster
+/// between passes, in memory only: after a restart the clocks that depend on it start again, which errs on the
+/// side of waiting.
+#[derive(Debug, Clone, Default)]
+pub struct Sightings {
+    first_seen: HashMap<(String, &'static str), SystemTime>,
+}
+
+impl Sightings {
+    /// Records what the snapshot shows and forgets tasks that left the picture or the
+    /// condition.
+    pub fn record(&mut self, snapshot: &ClusterSnapshot) {
+        let now = snapshot.observed_at;
+        let mut current: HashSet<(String, &'static str)> = HashSet::new();
+        for task in &snapshot.tasks {
+            for key in current_conditions(task) {
+                current.insert((task.arn.clone(), key.sighting_key()));
+            }
+        }
+        self.first_seen.retain(|k, _| current.contains(k));
+        for key in current {
+            self.first_seen.entry(key).or_insert(now);
+        }
+    }
+
+    /// When the task was first seen in the condition, if it was.
+    pub fn first_seen(&self, task_arn: &str, condition: Condition) -> Option<SystemTime> {
+        self.first_seen
+            .get(&(task_arn.to_string(), condition.sighting_key()))
+            .copied()
+    }
+}
+
+/// The conditions a task is in right now (at most one lifecycle state, maybe UNHEALTHY).
+fn current_conditions(task: &Task) -> Vec<Condition> {
+    let mut out = vec![Condition::InState(task.last_status)];
+    if task.last_status == TaskStatus::Running && task.health == HealthStatus::Unhealthy {
+        out.push(Condition::Unhealthy);
+    }
+    out
+}
+
+/// Finds the stuck tasks of one cluster. `now` is the snapshot's `observed_at`.
+pub fn diagnose(
+    snapshot: &ClusterSnapshot,
+    policies: &PolicySet,
+    sightings: &Sightings,
+) -> Diagnosis {
+    let now = snapshot.observed_at;
+    let mut diagnosis = Diagnosis::default();
+    for task in &snapshot.tasks {
+        let Some(policy) = policies.governing(&snapshot.cluster_name, task) else {
+            continue;
+        };
+        if task.desired_status == DesiredStatus::Running {
+            *diagnosis
+                .governed_running
+                .entry(policy.name.clone())
+                .or_default() += 1;
+        }
+        if let Some(finding) = diagnose_task(snapshot, task, policy, sightings, now) {
+            diagnosis.findings.push(finding);
+        }
+    }
+    diagnosis
+}
+
+fn diagnose_task(
+    snapshot: &ClusterSnapshot,
+    task: &Task,
+    policy: &Policy,
+    sightings: &Sightings,
+    now: SystemTime,
+) -> Option<Finding> {
+    let (condition, limit) = match (task.desired_status, task.last_status) {
+        (DesiredStatus::Running, status) if status.is_way_up() => {
+            (Condition::InState(status), policy.stuck.limit_for(status)?)
+        }
+        (DesiredStatus::Running, TaskStatus::Running) if task.health == HealthStatus::Unhealthy => {
+            (Condition::Unhealthy, policy.stuck.unhealthy?)
+        }
+        (DesiredStatus::Stopped, status) if status.is_way_down() => {
+            (Condition::InState(status), policy.stuck.limit_for(status)?)
+        }
+        _ => return None,
+    };
+    let (since, clock) = clock_start(task, condition, sightings)?;
+    let elapsed = now.duration_since(since).unwrap_or(Duration::ZERO);
+    if elapsed <= limit {
+        return None;
+    }
+    let reason = match condition {
+        Condition::InState(status) if status.is_way_down() => format!(
+            "hanging on the way down in {status} for {}, limit {}",
+            short(elapsed),
+            short(limit)
+        ),
+        Condition::InState(status) => format!(
+            "stuck in {status} for {}, limit {}",
+            short(elapsed),
+            short(limit)
+        ),
+        Condition::Unhealthy => format!(
+            "UNHEALTHY while RUNNING for {}, limit {}",
+            short(elapsed),
+            short(limit)
+        ),
+    };
+    let mut evidence = Evidence::new();
+    evidence.insert("lastStatus".into(), task.last_status.to_string());
+    evidence.insert(
+        "desiredStatus".into(),
+        match task.desired_status {
+            DesiredStatus::Running => "RUNNING".into(),
+            DesiredStatus::Stopped => "STOPPED".into(),
+        },
+    );
+    evidence.insert("healthStatus".into(), format!("{:?}", task.health).to_uppercase());
+    evidence.insert("clockStartedAt".into(), rfc3339(since));
+    evidence.insert("clockSource".into(), clock.into());
+    evidence.insert("taskDefinition".into(), task.task_definition_arn.clone());
+    if let Some(group) = &task.group {
+        evidence.insert("group".into(), group.clone());
+    }
+    let providers = task.capacity_providers();
+    if !providers.is_empty() {
+        evidence.insert("capacityProviders".into(), providers.join(","));
+    }
+    if let Some(ci) = &task.container_instance_arn {
+        evidence.insert("containerInstance".into(), ci.clone());
+    }
+    Some(Finding {
+        task_arn: task.arn.clone(),
+        cluster: snapshot.cluster_name.clone(),
+        service: task.service_name().map(str::to_string),
+        policy: policy.name.clone(),
+        condition,
+        elapsed,
+        limit,
+        reason,
+        evidence,
+    })
+}
+
+/// When the task entered the condition, and which fact says so. `None` when there is no
+/// evidence at all (not even a sighting): then the task is not judged yet.
+fn clock_start(
+    task: &Task,
+    condition: Condition,
+    sightings: &Sightings,
+) -> Option<(SystemTime, &'static str)> {
+    let ts = &task.timestamps;
+    let documented: Option<(SystemTime, &'static str)> = match condition {
+        Condition::InState(TaskStatus::Provisioning) => ts.created_at.map(|t| (t, "createdAt")),
+        Condition::InState(TaskStatus::Pending) => latest(&[
+            (ts.connectivity_at, "connectivityAt"),
+            (ts.pull_started_at, "pullStartedAt"),
+        ]),
+        Condition::InState(TaskStatus::Activating) => latest(&[
+            (ts.connectivity_at, "connectivityAt"),
+            (ts.pull_started_at, "pullStartedAt"),
+            (ts.pull_stopped_at, "pullStoppedAt"),
+        ]),
+        Condition::InState(status) if status.is_way_down() => {
+            ts.stopping_at.map(|t| (t, "stoppingAt"))
+        }
+        _ => None,
+    };
+    documented.or_else(|| {
+        sightings
+            .first_seen(&task.arn, condition)
+            .map(|t| (t, "firstSeenByController"))
+    })
+}
+
+fn latest(candidates: &[(Option<SystemTime>, &'static str)]) -> Option<(SystemTime, &'static str)> {
+    candidates
+        .iter()
+        .filter_map(|(t, name)| t.map(|t| (t, *name)))
+        .max_by_key(|(t, _)| *t)
+}
+
+/// A duration rounded to whole seconds, in humantime form ("14m 3s").
+pub fn short(d: Duration) -> String {
+    humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+}
+
+/// A timestamp in RFC 3339 with second precision.
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}

@@ -1,1 +1,160 @@
-//! history (to be written)
+//! What the controller already did: rebuilt from the AWS resources themselves, so a restarted
+//! (or second) controller knows its hourly budgets, what is in flight and what it must not
+//! repeat.
+//!
+//! Two sources, merged: the stop reasons ECS keeps on stopped tasks (at least an hour), which
+//! carry the `ecs-reconciler:` prefix and the policy name, and tags on replacement tasks; and
+//! the process's own ledger of calls it made, which covers reads that are stale right after an
+//! action. Pure.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use crate::domain::{ClusterSnapshot, DesiredStatus, Task, TaskStatus};
+
+/// Every stop reason the controller writes starts with this.
+pub const STOP_REASON_PREFIX: &str = "ecs-reconciler:";
+
+/// The tag a replacement task carries: the id of the task it replaces.
+pub const REPLACES_TAG: &str = "ecs-reconciler/replaces";
+
+/// How far back budgets look.
+pub const BUDGET_WINDOW: Duration = Duration::from_secs(3600);
+
+/// StopTask takes at most 255 characters of reason.
+const MAX_STOP_REASON: usize = 255;
+
+/// The stop reason for a task stopped under `policy` because of `diagnosis`.
+pub fn stop_reason(policy: &str, diagnosis: &str) -> String {
+    let suffix = format!(" [policy {policy}]");
+    let mut head = format!("{STOP_REASON_PREFIX} {diagnosis}");
+    let room = MAX_STOP_REASON.saturating_sub(suffix.len());
+    if head.len() > room {
+        let mut cut = room;
+        while !head.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        head.truncate(cut);
+    }
+    head + &suffix
+}
+
+/// The policy named in a stop reason the controller wrote; `None` for any other reason.
+pub fn policy_of_stop_reason(reason: &str) -> Option<&str> {
+    let rest = reason.strip_prefix(STOP_REASON_PREFIX)?;
+    let start = rest.rfind(" [policy ")? + " [policy ".len();
+    rest[start..].strip_suffix(']')
+}
+
+/// One remediation of one task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PastAction {
+    pub at: SystemTime,
+    pub policy: String,
+    pub service: Option<String>,
+    pub task_arn: String,
+}
+
+/// The remediations of one cluster within the budget window.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    by_task: BTreeMap<String, PastAction>,
+    /// Task ids that already have a replacement (a task tagged `REPLACES_TAG`).
+    replaced: Vec<String>,
+    /// Task ARN → whether it is still on its way down (not STOPPED) in the snapshot.
+    still_stopping: BTreeMap<String, bool>,
+}
+
+impl History {
+    /// Merges what the snapshot shows with the process's own ledger (actions it performed).
+    pub fn rebuild(snapshot: &ClusterSnapshot, ledger: &[PastAction]) -> History {
+        let now = snapshot.observed_at;
+        let mut history = History::default();
+        for task in &snapshot.tasks {
+            if let Some(replaced) = task.tags.get(REPLACES_TAG) {
+                history.replaced.push(replaced.clone());
+            }
+            let Some(policy) = task.stopped_reason.as_deref().and_then(policy_of_stop_reason)
+            else {
+                continue;
+            };
+            let at = task
+                .timestamps
+                .stopping_at
+                .or(task.timestamps.stopped_at)
+                .unwrap_or(now);
+            history.by_task.insert(
+                task.arn.clone(),
+                PastAction {
+                    at,
+                    policy: policy.to_string(),
+                    service: task.service_name().map(str::to_string),
+                    task_arn: task.arn.clone(),
+                },
+            );
+        }
+        for action in ledger {
+            history
+                .by_task
+                .entry(action.task_arn.clone())
+                .or_insert_with(|| action.clone());
+        }
+        let tasks: BTreeMap<&str, &Task> =
+            snapshot.tasks.iter().map(|t| (t.arn.as_str(), t)).collect();
+        for arn in history.by_task.keys() {
+            let stopping = match tasks.get(arn.as_str()) {
+                Some(task) => task.last_status != TaskStatus::Stopped,
+                // Gone from the picture: it finished stopping long ago.
+                None => false,
+            };
+            history.still_stopping.insert(arn.clone(), stopping);
+        }
+        history
+            .by_task
+            .retain(|_, a| now.duration_since(a.at).unwrap_or(Duration::ZERO) < BUDGET_WINDOW);
+        history
+    }
+
+    /// Whether the controller already acted on this task.
+    pub fn acted_on(&self, task_arn: &str) -> bool {
+        self.by_task.contains_key(task_arn)
+    }
+
+    /// Whether a task (by id) already has a replacement started by the controller.
+    pub fn has_replacement(&self, task_id: &str) -> bool {
+        self.replaced.iter().any(|r| r == task_id)
+    }
+
+    /// Actions of `policy` in the window ending at `now`.
+    pub fn actions_in_window(&self, policy: &str, now: SystemTime) -> usize {
+        self.by_task
+            .values()
+            .filter(|a| a.policy == policy)
+            .filter(|a| now.duration_since(a.at).unwrap_or(Duration::ZERO) < BUDGET_WINDOW)
+            .count()
+    }
+
+    /// Tasks of `service` the controller stopped that are still on their way down.
+    pub fn in_flight(&self, service: &str) -> usize {
+        self.by_task
+            .values()
+            .filter(|a| a.service.as_deref() == Some(service))
+            .filter(|a| self.still_stopping.get(&a.task_arn).copied().unwrap_or(false))
+            .count()
+    }
+
+    /// Standalone tasks the controller stopped whose replacement was never started (a crash
+    /// between StopTask and RunTask): the planner finishes them.
+    pub fn unfinished_replacements<'a>(
+        &'a self,
+        snapshot: &'a ClusterSnapshot,
+    ) -> impl Iterator<Item = (&'a Task, &'a PastAction)> + 'a {
+        snapshot.tasks.iter().filter_map(move |task| {
+            let action = self.by_task.get(&task.arn)?;
+            let standalone = task.service_name().is_none();
+            let stopped_by_us = task.desired_status == DesiredStatus::Stopped;
+            (standalone && stopped_by_us && !self.has_replacement(task.id()))
+                .then_some((task, action))
+        })
+    }
+}
