@@ -1,1 +1,369 @@
-//! demo (to be written)
+//! The demo: a scenario on the simulated account in accelerated virtual time, narrated pass by
+//! pass, ending with a summary. Also the built-in policy the simulated scenarios run under.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::audit::{AuditSink, Outcome};
+use crate::cli::DemoArgs;
+use crate::cloud::read_only::ReadOnly;
+use crate::cloud::sim::{SimAccount, build_scenario, scenario_names};
+use crate::cloud::{Cloud, sim};
+use crate::controller::{Controller, ControllerSettings, PassReport, since};
+use crate::domain::{DesiredStatus, HealthStatus, TaskStatus};
+use crate::history::REPLACES_TAG;
+use crate::policy::{self, PolicyErrors, PolicySet};
+
+/// The scenario `demo` runs when none is named.
+pub const DEFAULT_SCENARIO: &str = "stuck-provisioning";
+
+/// The policy the simulated scenarios run under unless `--policies` is given.
+pub const SCENARIO_POLICY: &str = r#"
+apiVersion: ecs-reconciler/v1
+kind: RemediationPolicy
+metadata:
+  name: demo-stuck-tasks
+  description: Replace tasks stuck on the way up or unhealthy, in the simulated clusters.
+spec:
+  mode: enforce
+  target:
+    clusters: ["demo-*", "scale-*"]
+    standalone: true
+  stuck:
+    PROVISIONING: 10m
+    PENDING: 10m
+    ACTIVATING: 5m
+    STOPPING: 15m
+    unhealthy: 3m
+  remediate:
+    replaceTask: {standalone: true}
+  guardrails:
+    maxActionsPerHour: 20
+    maxInFlightPerService: 50%
+    pauseWhenStuckAbove: 50%
+"#;
+
+/// The built-in scenario policy as a policy set.
+pub fn scenario_policies() -> Result<PolicySet, PolicyErrors> {
+    let policies = policy::parse_str(Path::new("<built-in demo policy>"), SCENARIO_POLICY)?;
+    Ok(PolicySet {
+        policies,
+        fingerprint: "builtin-demo".into(),
+    })
+}
+
+/// What a demo run found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DemoSummary {
+    pub stuck_found: usize,
+    pub actions_taken: usize,
+    pub actions_planned: usize,
+    pub held_back: usize,
+    /// Stuck tasks whose service is back at its desired count of healthy RUNNING tasks, or
+    /// whose replacement (standalone) is RUNNING.
+    pub recovered: usize,
+    /// Virtual time from start until no selected task was stuck or in replacement.
+    pub time_to_recovery: Option<Duration>,
+    pub mutating_calls: u64,
+}
+
+/// `ecs-reconciler demo`.
+pub fn main(args: &DemoArgs) -> ExitCode {
+    if args.list {
+        for name in scenario_names() {
+            if let Some((_, s)) = build_scenario(name, SystemTime::now()) {
+                println!("{name:20} {}", s.description);
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
+    let audit = match &args.audit_log {
+        Some(path) => match AuditSink::file(path) {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(1);
+            }
+        },
+        None => AuditSink::memory(),
+    };
+    let runtime = crate::cli::runtime(true);
+    let result = runtime.block_on(run_demo(
+        &args.scenario,
+        args.dry_run,
+        audit,
+        Duration::from_secs(45 * 60),
+        &mut std::io::stdout(),
+    ));
+    match result {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Runs a scenario for at most `horizon` of virtual time (stopping early once everything has
+/// recovered), narrating to `out`. Must run on a runtime with paused time.
+pub async fn run_demo(
+    scenario: &str,
+    dry_run: bool,
+    audit: AuditSink,
+    horizon: Duration,
+    out: &mut dyn std::io::Write,
+) -> Result<DemoSummary, String> {
+    let start = SystemTime::now();
+    let Some((account, info)) = build_scenario(scenario, start) else {
+        return Err(format!(
+            "unknown scenario {scenario}; known: {}",
+            scenario_names().join(", ")
+        ));
+    };
+    let policies = scenario_policies().map_err(|e| e.to_string())?;
+    let account = Arc::new(account);
+    let settings = ControllerSettings {
+        dry_run,
+        ..ControllerSettings::default()
+    };
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "ecs-reconciler demo — scenario {} ({}; simulated account, virtual time)\n  {}\n  policy \
+         demo-stuck-tasks: PROVISIONING 10m, PENDING 10m, ACTIVATING 5m, unhealthy 3m; \
+         replaceTask; at most 50% of a service in flight; pause above 50% stuck\n",
+        info.name,
+        if dry_run { "dry run" } else { "enforce" },
+        info.description
+    );
+    let _ = out.write_all(text.as_bytes());
+    let summary = if dry_run {
+        let cloud = ReadOnly::new(Arc::clone(&account));
+        narrate(cloud, &account, policies, settings, audit, horizon, out).await
+    } else {
+        narrate(
+            Arc::clone(&account),
+            &account,
+            policies,
+            settings,
+            audit,
+            horizon,
+            out,
+        )
+        .await
+    };
+    Ok(summary)
+}
+
+async fn narrate<C: Cloud>(
+    cloud: C,
+    account: &SimAccount,
+    policies: PolicySet,
+    settings: ControllerSettings,
+    audit: AuditSink,
+    horizon: Duration,
+    out: &mut dyn std::io::Write,
+) -> DemoSummary {
+    let resync = settings.resync;
+    let controller = Arc::new(Controller::new(cloud, policies, settings, audit));
+    let shutdown = CancellationToken::new();
+    let start = account.now();
+    let started = tokio::time::Instant::now();
+    let mut summary = DemoSummary::default();
+    let mut stuck_seen: BTreeSet<String> = BTreeSet::new();
+    let mut held_seen: BTreeSet<(String, &'static str)> = BTreeSet::new();
+    let mut last_counts: BTreeMap<String, String> = BTreeMap::new();
+    loop {
+        let report = controller.pass(&shutdown).await;
+        let mut text = String::new();
+        tell(&mut text, &report, start, &mut last_counts, &mut stuck_seen);
+        for cluster in &report.clusters {
+            let at = clock(start, cluster.snapshot.observed_at);
+            for (action, outcome, detail) in &cluster.outcomes {
+                let what = match action.service.as_deref() {
+                    Some(s) => format!("(service {s} will start a replacement)"),
+                    None => "(standalone: re-run with the same settings)".into(),
+                };
+                let _ = writeln!(
+                    text,
+                    "[{at}]   {} {} → {outcome} {what}{}",
+                    action.action.name(),
+                    short_task(action.action.target()),
+                    detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default()
+                );
+                match outcome {
+                    Outcome::Done => summary.actions_taken += 1,
+                    Outcome::Planned => summary.actions_planned += 1,
+                    _ => {}
+                }
+            }
+            for held in &cluster.plan.held {
+                if held_seen.insert((held.target.clone(), held.hold.name())) {
+                    summary.held_back += 1;
+                    let _ = writeln!(
+                        text,
+                        "[{at}]   held back {} {}: {} ({})",
+                        held.action,
+                        short_task(&held.target),
+                        held.hold.name(),
+                        held.hold.detail()
+                    );
+                }
+            }
+        }
+        let _ = out.write_all(text.as_bytes());
+        let elapsed = started.elapsed();
+        if summary.time_to_recovery.is_none() && !stuck_seen.is_empty() && settled(&report) {
+            summary.time_to_recovery = Some(elapsed);
+            let _ = writeln!(
+                out,
+                "[{}] every service is at its desired count of healthy RUNNING tasks; nothing stuck",
+                clock(start, account.now())
+            );
+            break;
+        }
+        if elapsed >= horizon {
+            break;
+        }
+        tokio::time::sleep(resync).await;
+    }
+    summary.stuck_found = stuck_seen.len();
+    summary.recovered = recovered(account, &stuck_seen);
+    summary.mutating_calls = account.mutating_calls();
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "\nsummary: {} stuck tasks found, {} actions taken, {} planned (dry run), {} held back, \
+         {} tasks recovered; {}",
+        summary.stuck_found,
+        summary.actions_taken,
+        summary.actions_planned,
+        summary.held_back,
+        summary.recovered,
+        match summary.time_to_recovery {
+            Some(d) => format!("recovered after {} of virtual time", crate::diagnose::short(d)),
+            None => format!(
+                "not recovered after {} of virtual time",
+                crate::diagnose::short(started.elapsed())
+            ),
+        }
+    );
+    let _ = out.write_all(text.as_bytes());
+    summary
+}
+
+/// Prints state changes and newly stuck tasks of one pass.
+fn tell(
+    text: &mut String,
+    report: &PassReport,
+    start: SystemTime,
+    last_counts: &mut BTreeMap<String, String>,
+    stuck_seen: &mut BTreeSet<String>,
+) {
+    for cluster in &report.clusters {
+        let snap = &cluster.snapshot;
+        let at = clock(start, snap.observed_at);
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for t in snap
+            .tasks
+            .iter()
+            .filter(|t| t.desired_status == DesiredStatus::Running)
+        {
+            let label = if t.health == HealthStatus::Unhealthy {
+                "RUNNING (UNHEALTHY)".to_string()
+            } else {
+                t.last_status.to_string()
+            };
+            *counts.entry(label).or_default() += 1;
+        }
+        let line = counts
+            .iter()
+            .map(|(s, n)| format!("{n} {s}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        if last_counts.get(&snap.cluster_name) != Some(&line) {
+            let _ = writeln!(text, "[{at}] {}: {line}", snap.cluster_name);
+            last_counts.insert(snap.cluster_name.clone(), line);
+        }
+        for f in &cluster.plan.findings {
+            if stuck_seen.insert(f.task_arn.clone()) {
+                let _ = writeln!(text, "[{at}] {}: {}", short_task(&f.task_arn), f.reason);
+            }
+        }
+    }
+    for (cluster, e) in &report.errors {
+        let _ = writeln!(text, "cluster {cluster}: not reconciled: {e}");
+    }
+}
+
+/// Nothing stuck, nothing on its way up, and every service at its desired count.
+fn settled(report: &PassReport) -> bool {
+    report.errors.is_empty()
+        && report.clusters.iter().all(|c| {
+            let snap = &c.snapshot;
+            c.plan.findings.is_empty()
+                && snap.tasks.iter().all(|t| {
+                    t.desired_status == DesiredStatus::Stopped
+                        || (t.last_status == TaskStatus::Running
+                            && t.health != HealthStatus::Unhealthy)
+                })
+                && snap.services.iter().all(|s| {
+                    snap.tasks
+                        .iter()
+                        .filter(|t| {
+                            t.service_name() == Some(&s.name)
+                                && t.desired_status == DesiredStatus::Running
+                        })
+                        .count()
+                        == s.desired_count as usize
+                })
+        })
+}
+
+/// How many of the stuck tasks were made good.
+fn recovered(account: &SimAccount, stuck: &BTreeSet<String>) -> usize {
+    let mut n = 0;
+    for arn in stuck {
+        let Some(task) = account.task(arn) else {
+            continue;
+        };
+        let cluster = sim::ids::parse_task_arn(arn)
+            .map(|(c, _)| c.to_string())
+            .unwrap_or_default();
+        let tasks = account.tasks(&cluster);
+        let healthy =
+            |t: &crate::domain::Task| t.last_status == TaskStatus::Running && t.health != HealthStatus::Unhealthy;
+        let ok = match task.service_name() {
+            Some(service) => account.service(&cluster, service).is_some_and(|s| {
+                tasks
+                    .iter()
+                    .filter(|t| t.service_name() == Some(service) && t.desired_status == DesiredStatus::Running)
+                    .filter(|t| healthy(t))
+                    .count()
+                    >= s.desired_count as usize
+            }) && task.desired_status == DesiredStatus::Stopped,
+            None => tasks
+                .iter()
+                .any(|t| t.tags.get(REPLACES_TAG).map(String::as_str) == Some(task.id()) && healthy(t)),
+        };
+        if ok {
+            n += 1;
+        }
+    }
+    n
+}
+
+fn clock(start: SystemTime, t: SystemTime) -> String {
+    let s = since(start, t).as_secs();
+    format!("+{:02}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
+}
+
+fn short_task(arn: &str) -> &str {
+    arn.find(":task/").map(|i| &arn[i + 1..]).unwrap_or(arn)
+}

@@ -1,1 +1,0 @@
-//! cli (to be written)

@@ -1,0 +1,485 @@
+//! The command line: parses arguments, assembles configuration, picks the cloud (AWS or the
+//! simulated account), and runs a command. Exit codes: 0 success (and, for `plan`, nothing to
+//! do), 1 error, 2 `plan` found actions.
+
+mod output;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::audit::AuditSink;
+use crate::cloud::Cloud;
+use crate::cloud::aws::{AwsCloud, AwsSettings};
+use crate::cloud::read_only::ReadOnly;
+use crate::cloud::sim::{SimAccount, build_scenario, scenario_names};
+use crate::config::{self, FlagOverrides, LogFormat, Settings};
+use crate::controller::{Controller, ControllerSettings};
+use crate::policy::{self, PolicySet};
+
+/// A reconciling controller that finds ECS tasks stuck in their lifecycle, says why, and
+/// fixes the cause under declarative policies.
+#[derive(Debug, Parser)]
+#[command(name = "ecs-reconciler", version, about)]
+pub struct Cli {
+    /// Configuration file (TOML). Default: ecs-reconciler.toml if it exists.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log format on standard error.
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Reconcile every cluster in scope every resync interval until SIGINT/SIGTERM.
+    Run(RunArgs),
+    /// One pass that never mutates: print findings and planned actions. Exit 0 when nothing
+    /// would be done, 2 when actions are planned, 1 on error.
+    Plan(PlanArgs),
+    /// Check every policy file in a directory. Exit 0 when all are valid, 1 with every error.
+    Validate(ValidateArgs),
+    /// Print the JSON Schema of the policy file format.
+    Schema,
+    /// Run a scenario on the simulated account in accelerated virtual time and narrate it.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// The policy directory [default: policies].
+    #[arg(long, value_name = "DIR")]
+    pub policies: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Plan and record only; make no mutating call.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Make one pass and exit.
+    #[arg(long)]
+    pub once: bool,
+    /// Append the audit trail (JSON lines) to FILE; `-` or absent: standard output.
+    #[arg(long, value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
+    /// Run against the simulated account with this scenario instead of AWS.
+    #[arg(long, value_name = "SCENARIO")]
+    pub sim: Option<String>,
+    /// How often every cluster is reconciled (e.g. 30s).
+    #[arg(long, value_name = "DURATION")]
+    pub resync: Option<String>,
+    /// Clusters reconciled at once.
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// With --sim: stop after this much virtual time (the simulator's clock runs ahead).
+    #[arg(long, value_name = "DURATION", requires = "sim", default_value = "1h")]
+    pub sim_for: String,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    #[arg(long, value_enum, default_value = "table")]
+    pub output: OutputFormat,
+    /// Plan against the simulated account with this scenario instead of AWS.
+    #[arg(long, value_name = "SCENARIO")]
+    pub sim: Option<String>,
+    /// With --sim: let this much virtual time pass before planning (e.g. 15m).
+    #[arg(long, value_name = "DURATION", requires = "sim")]
+    pub sim_after: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The policy directory (same as --policies).
+    #[arg(value_name = "DIR", conflicts_with = "policies")]
+    pub dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The scenario to run (see --list).
+    #[arg(default_value = crate::demo::DEFAULT_SCENARIO)]
+    pub scenario: String,
+    /// List the scenarios and exit.
+    #[arg(long)]
+    pub list: bool,
+    /// Plan and record only; make no mutating call.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Also append the audit trail (JSON lines) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
+}
+
+/// Parses the command line, runs the command, and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let flags = flags_of(&cli);
+    let settings = match config::load(cli.config.as_deref(), &flags) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    init_tracing(&settings);
+    match cli.command {
+        Command::Validate(args) => validate(args.dir.as_deref().unwrap_or(&settings.policies)),
+        Command::Schema => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&policy::json_schema()).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Demo(args) => crate::demo::main(&args),
+        Command::Run(args) => runtime(args.sim.is_some()).block_on(run(args, settings)),
+        Command::Plan(args) => runtime(args.sim.is_some()).block_on(plan(args, settings)),
+    }
+}
+
+/// A multi-threaded runtime for AWS; for the simulated account, a single-threaded one whose
+/// clock is paused, so virtual time jumps ahead whenever everything waits.
+pub fn runtime(simulated: bool) -> tokio::runtime::Runtime {
+    let mut builder = if simulated {
+        let mut b = tokio::runtime::Builder::new_current_thread();
+        b.start_paused(true);
+        b
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    builder
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts")
+}
+
+fn flags_of(cli: &Cli) -> FlagOverrides {
+    let mut flags = FlagOverrides {
+        log_format: cli.log_format,
+        ..FlagOverrides::default()
+    };
+    match &cli.command {
+        Command::Run(a) => {
+            flags.policies = a.policy.policies.clone();
+            flags.resync = a.resync.clone();
+            flags.concurrency = a.concurrency;
+            flags.dry_run = a.dry_run.then_some(true);
+            flags.audit_log = a.audit_log.clone();
+        }
+        Command::Plan(a) => flags.policies = a.policy.policies.clone(),
+        Command::Validate(a) => flags.policies = a.policy.policies.clone(),
+        Command::Schema | Command::Demo(_) => {}
+    }
+    flags
+}
+
+fn init_tracing(settings: &Settings) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&settings.log_level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match settings.log_format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+fn validate(dir: &Path) -> ExitCode {
+    match policy::load_dir(dir) {
+        Ok(set) => {
+            println!(
+                "{}: {} policies valid (policy set {})",
+                dir.display(),
+                set.policies.len(),
+                set.fingerprint
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn load_policies(dir: &Path) -> Option<PolicySet> {
+    match policy::load_dir(dir) {
+        Ok(set) => Some(set),
+        Err(errors) => {
+            eprintln!("{errors}");
+            None
+        }
+    }
+}
+
+fn aws_settings(settings: &Settings) -> AwsSettings {
+    AwsSettings {
+        operation_timeout: settings.aws.operation_timeout,
+        attempt_timeout: settings.aws.attempt_timeout,
+        connect_timeout: settings.aws.connect_timeout,
+        max_attempts: settings.aws.max_attempts,
+        endpoint_url: None,
+    }
+}
+
+fn audit_sink(path: Option<&Path>) -> Result<AuditSink, String> {
+    match path {
+        None => Ok(AuditSink::stdout()),
+        Some(p) if p == Path::new("-") => Ok(AuditSink::stdout()),
+        Some(p) => AuditSink::file(p).map_err(|e| e.to_string()),
+    }
+}
+
+/// The simulated account of a scenario, with its built-in policies.
+fn sim_account(name: &str) -> Result<(Arc<SimAccount>, PolicySet), String> {
+    let Some((account, _)) = build_scenario(name, SystemTime::now()) else {
+        return Err(format!(
+            "unknown scenario {name}; known: {}",
+            scenario_names().join(", ")
+        ));
+    };
+    let policies = crate::demo::scenario_policies().map_err(|e| e.to_string())?;
+    Ok((Arc::new(account), policies))
+}
+
+async fn run(args: RunArgs, settings: Settings) -> ExitCode {
+    let audit = match audit_sink(settings.audit_log.as_deref()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let controller_settings = ControllerSettings {
+        resync: settings.resync,
+        concurrency: settings.concurrency,
+        dry_run: settings.dry_run,
+    };
+    if let Some(name) = &args.sim {
+        let (account, builtin) = match sim_account(name) {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        let policies = match args.policy.policies.as_deref() {
+            Some(dir) => match load_policies(dir) {
+                Some(p) => p,
+                None => return ExitCode::from(1),
+            },
+            None => builtin,
+        };
+        return drive(account, policies, controller_settings, audit, &args, &settings).await;
+    }
+    let Some(policies) = load_policies(&settings.policies) else {
+        return ExitCode::from(1);
+    };
+    let aws = match AwsCloud::from_env(&aws_settings(&settings)).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if settings.dry_run {
+        drive(
+            ReadOnly::new(aws),
+            policies,
+            controller_settings,
+            audit,
+            &args,
+            &settings,
+        )
+        .await
+    } else {
+        drive(aws, policies, controller_settings, audit, &args, &settings).await
+    }
+}
+
+async fn drive<C: Cloud>(
+    cloud: C,
+    policies: PolicySet,
+    controller_settings: ControllerSettings,
+    audit: AuditSink,
+    args: &RunArgs,
+    settings: &Settings,
+) -> ExitCode {
+    info!(
+        policies = policies.policies.len(),
+        policy_set = %policies.fingerprint,
+        dry_run = controller_settings.dry_run,
+        "starting"
+    );
+    let controller = Arc::new(Controller::new(cloud, policies, controller_settings, audit));
+    let shutdown = CancellationToken::new();
+    if args.once {
+        let report = controller.pass(&shutdown).await;
+        let _ = controller.audit().flush();
+        for (cluster, e) in &report.errors {
+            error!(cluster = %cluster, error = %e, "cluster not reconciled");
+        }
+        return if report.errors.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        };
+    }
+    let signals = shutdown.clone();
+    let virtual_limit = match (&args.sim, humantime::parse_duration(&args.sim_for)) {
+        (None, _) => None,
+        (Some(_), Ok(d)) => Some(d),
+        (Some(_), Err(e)) => {
+            eprintln!("error: --sim-for: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    tokio::spawn(async move {
+        match virtual_limit {
+            Some(limit) => tokio::select! {
+                _ = wait_for_signal() => {}
+                _ = tokio::time::sleep(limit) => info!(?limit, "simulated run complete"),
+            },
+            None => wait_for_signal().await,
+        }
+        info!("shutdown requested");
+        signals.cancel();
+    });
+    let loop_handle = tokio::spawn(Arc::clone(&controller).run(shutdown.clone()));
+    shutdown.cancelled().await;
+    match tokio::time::timeout(settings.shutdown_timeout, loop_handle).await {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(_) => {
+            warn!(timeout = ?settings.shutdown_timeout, "shutdown deadline passed; exiting");
+            let _ = controller.audit().flush();
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn plan(args: PlanArgs, settings: Settings) -> ExitCode {
+    let controller_settings = ControllerSettings {
+        dry_run: true,
+        ..ControllerSettings::default()
+    };
+    let report = if let Some(name) = &args.sim {
+        let (account, builtin) = match sim_account(name) {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        let policies = match args.policy.policies.as_deref() {
+            Some(dir) => match load_policies(dir) {
+                Some(p) => p,
+                None => return ExitCode::from(1),
+            },
+            None => builtin,
+        };
+        let after = match args.sim_after.as_deref().map(humantime::parse_duration) {
+            Some(Ok(d)) => d,
+            Some(Err(e)) => {
+                eprintln!("error: --sim-after: {e}");
+                return ExitCode::from(1);
+            }
+            None => Duration::ZERO,
+        };
+        plan_once(ReadOnly::new(account), policies, controller_settings, after).await
+    } else {
+        let Some(policies) = load_policies(&settings.policies) else {
+            return ExitCode::from(1);
+        };
+        let aws = match AwsCloud::from_env(&aws_settings(&settings)).await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        plan_once(ReadOnly::new(aws), policies, controller_settings, Duration::ZERO).await
+    };
+    match args.output {
+        OutputFormat::Table => print!("{}", output::plan_table(&report)),
+        OutputFormat::Json => println!("{}", output::plan_json(&report)),
+    }
+    if !report.errors.is_empty() {
+        for (cluster, e) in &report.errors {
+            eprintln!("error: cluster {cluster}: {e}");
+        }
+        return ExitCode::from(1);
+    }
+    if report.action_count() > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// One read-only pass; with the simulator, first let `after` of virtual time pass, watching
+/// the account every resync so tasks are seen in their states as the controller would.
+async fn plan_once<C: Cloud>(
+    cloud: C,
+    policies: PolicySet,
+    settings: ControllerSettings,
+    after: Duration,
+) -> crate::controller::PassReport {
+    let controller = Arc::new(Controller::new(
+        cloud,
+        policies,
+        settings.clone(),
+        AuditSink::memory(),
+    ));
+    let shutdown = CancellationToken::new();
+    if after.is_zero() {
+        return controller.pass(&shutdown).await;
+    }
+    let deadline = tokio::time::Instant::now() + after;
+    loop {
+        let report = controller.pass(&shutdown).await;
+        if tokio::time::Instant::now() >= deadline {
+            return report;
+        }
+        tokio::time::sleep(settings.resync).await;
+    }
+}
