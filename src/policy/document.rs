@@ -230,7 +230,10 @@ pub struct PolicyDocument {
 pub struct Metadata {
     /// Unique across the policy directory: lowercase letters, digits and `-`, starting and ending
     /// with a letter or digit, at most 63 characters.
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub name: Located<String>,
     /// Free text for readers.
     #[serde(default)]

@@ -46,9 +46,10 @@ struct Parsed {
 /// including names used twice anywhere in the directory. A missing directory, a directory
 /// without policy files, or files without a single policy, are errors too.
 pub fn load_dir(dir: &Path) -> Result<PolicySet, PolicyErrors> {
-    let dir_error = |message: String| PolicyErrors(vec![PolicyError::new(dir, 0, None, "", message)]);
-    let entries = fs::read_dir(dir)
-        .map_err(|e| dir_error(format!("cannot read policy directory: {e}")))?;
+    let dir_error =
+        |message: String| PolicyErrors(vec![PolicyError::new(dir, 0, None, "", message)]);
+    let entries =
+        fs::read_dir(dir).map_err(|e| dir_error(format!("cannot read policy directory: {e}")))?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .filter(|p| {
@@ -71,7 +72,13 @@ pub fn load_dir(dir: &Path) -> Result<PolicySet, PolicyErrors> {
         let bytes = match fs::read(path) {
             Ok(b) => b,
             Err(e) => {
-                errors.push(PolicyError::new(path, 0, None, "", format!("cannot read: {e}")));
+                errors.push(PolicyError::new(
+                    path,
+                    0,
+                    None,
+                    "",
+                    format!("cannot read: {e}"),
+                ));
                 continue;
             }
         };
@@ -231,19 +238,33 @@ fn parse_document(
         let mut message = serde_saphyr::DefaultMessageFormatter
             .format_message(&e)
             .into_owned();
-        if message.starts_with("invalid u32") {
-            message.push_str("; valid: a whole number from 0 to 4294967295");
-        } else if message.starts_with("missing field") {
-            message.push_str("; it is required");
+        // Say what would be valid, in the file's terms rather than the parser's.
+        if let Some(cut) = message.find(", set DuplicateKeyPolicy") {
+            message.truncate(cut);
+            message.push_str("; valid: each key at most once");
         }
-        let mut field = path.map(|p| dotted_path(&p)).unwrap_or_default();
-        // serde names the missing or unknown field only in its message.
-        for prefix in ["unknown field `", "missing field `"] {
+        let hint = match message.as_str() {
+            m if m.starts_with("invalid u32") => "; valid: a whole number from 0 to 4294967295",
+            m if m.starts_with("missing field") => "; it is required",
+            "expected sequence start" => "; valid: a list, such as [a, b]",
+            "expected mapping start" => "; valid: a mapping of `key: value` lines",
+            _ => "",
+        };
+        message.push_str(hint);
+        let parent = path.map(|p| dotted_path(&p)).unwrap_or_default();
+        let mut field = parent.clone();
+        // The parser names a missing, unknown or repeated key only in its message.
+        let named = [
+            ("unknown field `", '`'),
+            ("missing field `", '`'),
+            ("duplicate mapping key: ", ';'),
+        ];
+        for (prefix, end) in named {
             if let Some(name) = message
                 .strip_prefix(prefix)
-                .and_then(|rest| rest.split('`').next())
+                .and_then(|rest| rest.split(end).next())
             {
-                if !field.ends_with(name) {
+                if field.rsplit('.').next() != Some(name) {
                     if !field.is_empty() {
                         field.push('.');
                     }
@@ -251,10 +272,20 @@ fn parse_document(
                 }
             }
         }
-        let (line, column) = match e.location() {
-            Some(l) if l.line() > 0 => (l.line() as usize, Some(l.column() as usize)),
-            _ => (fallback_line, None),
+        let located = match e.location() {
+            Some(l) if l.line() > 0 => Some((l.line() as usize, Some(l.column() as usize))),
+            _ => None,
         };
+        // The parser points a missing field at the end of its mapping; the mapping's own key
+        // says more, when we can find it.
+        let parent_key = message
+            .starts_with("missing field")
+            .then(|| find_key_line(text, &parent, located.map(|l| l.0)))
+            .flatten();
+        let (line, column) = parent_key
+            .map(|(l, c)| (l, Some(c)))
+            .or(located)
+            .unwrap_or((fallback_line, None));
         PolicyError::new(file, line, column, field, message)
     })
 }
@@ -287,4 +318,46 @@ fn dotted_path(path: &serde_path_to_error::Path) -> String {
         }
     }
     out
+}
+
+/// The 1-based line and column of the block mapping key at dotted `path` (plain keys only, no
+/// sequences), searching the lines before `before`. `None` when it is not written that way, or
+/// for the root (`path` empty).
+fn find_key_line(text: &str, path: &str, before: Option<usize>) -> Option<(usize, usize)> {
+    if path.is_empty() || path.contains('[') {
+        return None;
+    }
+    let mut lines = text
+        .lines()
+        .take(before.unwrap_or(usize::MAX))
+        .enumerate()
+        .filter(|(_, line)| {
+            let t = line.trim_start();
+            !(t.is_empty() || t.starts_with('#') || is_document_marker(line))
+        })
+        .map(|(i, line)| (i, line.len() - line.trim_start().len(), line.trim_start()));
+    let mut found = None;
+    let mut parent_indent = None;
+    for segment in path.split('.') {
+        // The keys of a mapping are the lines indented like its first line.
+        let mut child_indent = None;
+        found = None;
+        for (i, indent, content) in lines.by_ref() {
+            if parent_indent.is_some_and(|p| indent <= p) {
+                return None;
+            }
+            let child = *child_indent.get_or_insert(indent);
+            if indent == child
+                && content
+                    .strip_prefix(segment)
+                    .is_some_and(|rest| rest.trim_start().starts_with(':'))
+            {
+                found = Some((i + 1, indent + 1));
+                parent_indent = Some(indent);
+                break;
+            }
+        }
+        found?;
+    }
+    found
 }

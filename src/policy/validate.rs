@@ -107,7 +107,10 @@ impl Checker<'_> {
             self.error(
                 at,
                 field,
-                format!("must be at least 1, got {}; valid: an integer >= 1", at.value),
+                format!(
+                    "must be at least 1, got {}; valid: an integer >= 1",
+                    at.value
+                ),
             );
             None
         }
@@ -182,7 +185,9 @@ impl Checker<'_> {
                 "unhealthy" => &mut limits.unhealthy,
                 other => {
                     let hint = match other {
-                        "RUNNING" => " (a RUNNING task is never stuck in its state; use `unhealthy` for RUNNING tasks that report UNHEALTHY)",
+                        "RUNNING" => {
+                            " (a RUNNING task is never stuck in its state; use `unhealthy` for RUNNING tasks that report UNHEALTHY)"
+                        }
                         "STOPPED" => " (STOPPED is final, not a state to be stuck in)",
                         _ => "",
                     };
