@@ -3,7 +3,7 @@
 //! Structure (unknown fields, wrong types, missing required fields) is checked by serde while
 //! deserializing. Values whose rules serde cannot express (durations, percentages, globs, names,
 //! lifecycle state keys, lower bounds) are kept as [`Located`] raw values, so that
-//! [`super::validate`] can check them all afterwards, report every problem in a document, and
+//! the `validate` module can check them all afterwards, report every problem in a document, and
 //! point each at its own line and column.
 
 use std::borrow::Cow;

@@ -14,8 +14,9 @@
 //!
 //! # Documents
 //!
-//! serde-saphyr's multi-document functions stop at the first bad document, so we split a file
-//! into documents ourselves, at `---` marker lines in column 0 (YAML forbids those inside any
+//! serde-saphyr's `from_multiple` stops at the first bad document, and its streaming `read`
+//! stops at the first syntax error and does not hand out the deserializer (which
+//! `serde_path_to_error` needs). So we split a file into documents ourselves, at `---` marker lines in column 0 (YAML forbids those inside any
 //! content, so this split is exact for policy files). Each document is parsed on its own, padded
 //! with the newlines before it so that line numbers stay those of the file; a broken document
 //! therefore does not hide the problems of the next one.

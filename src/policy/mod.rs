@@ -1,7 +1,7 @@
 //! Policy files: the format, loading, validation with file/line/field errors, and selectors.
 //!
 //! - [`document`][]: the YAML document as written (serde and JSON Schema types).
-//! - [`validate`](mod@validate): checks a document and builds the runtime [`Policy`].
+//! - `validate` (private): checks a document and builds the runtime [`Policy`].
 //! - [`load`](mod@load): splits files into documents, parses, validates, fingerprints:
 //!   [`load_dir`], [`parse_str`].
 //! - [`error`][]: [`PolicyError`] (file, line, column, field, message) and [`PolicyErrors`].

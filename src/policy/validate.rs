@@ -221,7 +221,7 @@ fn is_valid_name(name: &str) -> bool {
         && bytes[bytes.len() - 1] != b'-'
 }
 
-/// Validates one document. `origin` is where the document starts.
+/// Validates one document; the policy's origin is the line where the document's mapping starts.
 pub(crate) fn validate(
     file: &Path,
     doc: &Located<PolicyDocument>,
