@@ -1,7 +1,21 @@
 //! Policy files: the format, loading, validation with file/line/field errors, and selectors.
+//!
+//! - [`document`][]: the YAML document as written (serde and JSON Schema types).
+//! - `validate` (private): checks a document and builds the runtime [`Policy`].
+//! - [`load`](mod@load): splits files into documents, parses, validates, fingerprints:
+//!   [`load_dir`], [`parse_str`].
+//! - [`error`][]: [`PolicyError`] (file, line, column, field, message) and [`PolicyErrors`].
+//! - [`schema`][]: [`json_schema`].
+//! - [`model`][]: the validated types diagnosis and planning read.
 
+pub mod document;
+pub mod error;
+pub mod load;
 pub mod model;
+pub mod schema;
+mod validate;
 
+pub use error::{PolicyError, PolicyErrors};
+pub use load::{load_dir, parse_str};
 pub use model::*;
-mod stub;
-pub use stub::*;
+pub use schema::json_schema;

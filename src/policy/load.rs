@@ -1,0 +1,364 @@
+//! Reading policy files: splitting a file into YAML documents, deserializing each with field
+//! paths and locations, validating, checking names are unique, and fingerprinting the set.
+//!
+//! # YAML crate
+//!
+//! We use `serde-saphyr`: it is maintained, reports a line and column for every parse and
+//! deserialization error, and offers [`serde_saphyr::Spanned`], which gives every value we check
+//! after deserializing its own line and column (wrapped as [`Located`]). `serde_norway` has no
+//! span type, so semantic errors could only point at the document start.
+//!
+//! Field paths for serde errors (`spec.guardrails.maxInFlightPerService`) come from
+//! `serde_path_to_error`, run on the deserializer that
+//! [`serde_saphyr::with_deserializer_from_str_with_options`] hands us.
+//!
+//! # Documents
+//!
+//! serde-saphyr's `from_multiple` stops at the first bad document, and its streaming `read`
+//! stops at the first syntax error and does not hand out the deserializer (which
+//! `serde_path_to_error` needs). So we split a file into documents ourselves, at `---` marker lines in column 0 (YAML forbids those inside any
+//! content, so this split is exact for policy files). Each document is parsed on its own, padded
+//! with the newlines before it so that line numbers stay those of the file; a broken document
+//! therefore does not hide the problems of the next one.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde_path_to_error::Segment;
+use serde_saphyr::MessageFormatter;
+use sha2::{Digest, Sha256};
+
+use super::document::{Located, PolicyDocument};
+use super::error::{PolicyError, PolicyErrors};
+use super::model::{Policy, PolicySet};
+use super::validate::validate;
+
+/// A validated policy with where its name is written, for the duplicate-name check.
+struct Parsed {
+    policy: Policy,
+    name_line: usize,
+    name_column: usize,
+}
+
+/// Loads every `*.yaml` and `*.yml` file of `dir` (not recursively), in path order.
+///
+/// Policies come in file path then document order. Every problem in every file is reported,
+/// including names used twice anywhere in the directory. A missing directory, a directory
+/// without policy files, or files without a single policy, are errors too.
+pub fn load_dir(dir: &Path) -> Result<PolicySet, PolicyErrors> {
+    let dir_error =
+        |message: String| PolicyErrors(vec![PolicyError::new(dir, 0, None, "", message)]);
+    let entries =
+        fs::read_dir(dir).map_err(|e| dir_error(format!("cannot read policy directory: {e}")))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_file()
+                && p.extension()
+                    .is_some_and(|ext| ext == "yaml" || ext == "yml")
+        })
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(dir_error(
+            "no policy files; expected at least one *.yaml or *.yml file".to_owned(),
+        ));
+    }
+
+    let mut hasher = Sha256::new();
+    let mut parsed = Vec::new();
+    let mut errors = Vec::new();
+    for path in &files {
+        let bytes = match fs::read(path) {
+            Ok(b) => b,
+            Err(e) => {
+                errors.push(PolicyError::new(
+                    path,
+                    0,
+                    None,
+                    "",
+                    format!("cannot read: {e}"),
+                ));
+                continue;
+            }
+        };
+        let relative = path.strip_prefix(dir).unwrap_or(path);
+        hasher.update(relative.to_string_lossy().as_bytes());
+        hasher.update([0]);
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(&bytes);
+        match std::str::from_utf8(&bytes) {
+            Ok(text) => parse_documents(path, text, &mut parsed, &mut errors),
+            Err(e) => errors.push(PolicyError::new(
+                path,
+                1,
+                None,
+                "",
+                format!("not valid UTF-8 ({e}); policy files must be UTF-8 text"),
+            )),
+        }
+    }
+    check_unique_names(&parsed, &mut errors);
+    if errors.is_empty() && parsed.is_empty() {
+        errors.push(PolicyError::new(
+            dir,
+            0,
+            None,
+            "",
+            "the policy files hold no policy; expected at least one RemediationPolicy document",
+        ));
+    }
+    if !errors.is_empty() {
+        let mut errors = PolicyErrors(errors);
+        errors.sort();
+        return Err(errors);
+    }
+    let digest = hasher.finalize();
+    let fingerprint: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    Ok(PolicySet {
+        policies: parsed.into_iter().map(|p| p.policy).collect(),
+        fingerprint,
+    })
+}
+
+/// Parses and validates the policies in `text`, as if read from `file` (used in messages and
+/// [`super::Origin`]). Names must be unique within `text`. An empty text yields no policies.
+pub fn parse_str(file: &Path, text: &str) -> Result<Vec<Policy>, PolicyErrors> {
+    let mut parsed = Vec::new();
+    let mut errors = Vec::new();
+    parse_documents(file, text, &mut parsed, &mut errors);
+    check_unique_names(&parsed, &mut errors);
+    if errors.is_empty() {
+        Ok(parsed.into_iter().map(|p| p.policy).collect())
+    } else {
+        let mut errors = PolicyErrors(errors);
+        errors.sort();
+        Err(errors)
+    }
+}
+
+/// Reports every policy whose name an earlier one already uses, naming both places.
+fn check_unique_names(parsed: &[Parsed], errors: &mut Vec<PolicyError>) {
+    let mut first: HashMap<&str, &Parsed> = HashMap::new();
+    for p in parsed {
+        if let Some(earlier) = first.get(p.policy.name.as_str()) {
+            errors.push(PolicyError::new(
+                &p.policy.origin.file,
+                p.name_line,
+                Some(p.name_column),
+                "metadata.name",
+                format!(
+                    "duplicate policy name `{}`, already used at {}:{}:{}; valid: a name unique across the policy directory",
+                    p.policy.name,
+                    earlier.policy.origin.file.display(),
+                    earlier.name_line,
+                    earlier.name_column
+                ),
+            ));
+        } else {
+            first.insert(&p.policy.name, p);
+        }
+    }
+}
+
+/// Whether a line is a YAML document start marker (`---` in column 0).
+fn is_document_marker(line: &str) -> bool {
+    line.strip_prefix("---")
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '\r', '\n']))
+}
+
+/// Splits `text` into documents: (0-based index of the first line, text). A marker only starts a
+/// new piece once the current one has content, so leading comments and directives stay with the
+/// document that follows them.
+fn split_documents(text: &str) -> Vec<(usize, &str)> {
+    let mut pieces = Vec::new();
+    let (mut start, mut start_line, mut offset) = (0, 0, 0);
+    let mut has_content = false;
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        if is_document_marker(line) {
+            if has_content {
+                pieces.push((start_line, &text[start..offset]));
+                (start, start_line) = (offset, i);
+            }
+            has_content = true;
+        } else {
+            let t = line.trim();
+            if !(t.is_empty() || t.starts_with('#') || line.starts_with('%')) {
+                has_content = true;
+            }
+        }
+        offset += line.len();
+    }
+    if start < text.len() {
+        pieces.push((start_line, &text[start..]));
+    }
+    pieces
+}
+
+/// Parses every document of `text`, pushing valid policies to `parsed` and problems to `errors`.
+fn parse_documents(
+    file: &Path,
+    text: &str,
+    parsed: &mut Vec<Parsed>,
+    errors: &mut Vec<PolicyError>,
+) {
+    for (first_line, piece) in split_documents(text) {
+        let padded = format!("{}{piece}", "\n".repeat(first_line));
+        match parse_document(file, &padded, first_line + 1) {
+            Ok(None) => {}
+            Ok(Some(doc)) => match validate(file, &doc) {
+                Ok(policy) => parsed.push(Parsed {
+                    policy,
+                    name_line: doc.value.metadata.name.line,
+                    name_column: doc.value.metadata.name.column,
+                }),
+                Err(e) => errors.extend(e),
+            },
+            Err(e) => errors.push(e),
+        }
+    }
+}
+
+/// Deserializes one document (`None` when it is empty). `fallback_line` is used when the parser
+/// gives no location.
+fn parse_document(
+    file: &Path,
+    text: &str,
+    fallback_line: usize,
+) -> Result<Option<Located<PolicyDocument>>, PolicyError> {
+    let options = serde_saphyr::options! { with_snippet: false };
+    let mut path = None;
+    let result = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
+        serde_path_to_error::deserialize::<_, Option<Located<PolicyDocument>>>(de).map_err(|e| {
+            path = Some(e.path().clone());
+            e.into_inner()
+        })
+    });
+    result.map_err(|e| {
+        let mut message = serde_saphyr::DefaultMessageFormatter
+            .format_message(&e)
+            .into_owned();
+        // Say what would be valid, in the file's terms rather than the parser's.
+        if let Some(cut) = message.find(", set DuplicateKeyPolicy") {
+            message.truncate(cut);
+            message.push_str("; valid: each key at most once");
+        }
+        let hint = match message.as_str() {
+            m if m.starts_with("invalid u32") => "; valid: a whole number from 0 to 4294967295",
+            m if m.starts_with("missing field") => "; it is required",
+            "expected sequence start" => "; valid: a list, such as [a, b]",
+            "expected mapping start" => "; valid: a mapping of `key: value` lines",
+            _ => "",
+        };
+        message.push_str(hint);
+        let parent = path.map(|p| dotted_path(&p)).unwrap_or_default();
+        let mut field = parent.clone();
+        // The parser names a missing, unknown or repeated key only in its message.
+        let named = [
+            ("unknown field `", '`'),
+            ("missing field `", '`'),
+            ("duplicate mapping key: ", ';'),
+        ];
+        for (prefix, end) in named {
+            if let Some(name) = message
+                .strip_prefix(prefix)
+                .and_then(|rest| rest.split(end).next())
+            {
+                if field.rsplit('.').next() != Some(name) {
+                    if !field.is_empty() {
+                        field.push('.');
+                    }
+                    field.push_str(name);
+                }
+            }
+        }
+        let located = match e.location() {
+            Some(l) if l.line() > 0 => Some((l.line() as usize, Some(l.column() as usize))),
+            _ => None,
+        };
+        // The parser points a missing field at the end of its mapping; the mapping's own key
+        // says more, when we can find it.
+        let parent_key = message
+            .starts_with("missing field")
+            .then(|| find_key_line(text, &parent, located.map(|l| l.0)))
+            .flatten();
+        let (line, column) = parent_key
+            .map(|(l, c)| (l, Some(c)))
+            .or(located)
+            .unwrap_or((fallback_line, None));
+        PolicyError::new(file, line, column, field, message)
+    })
+}
+
+/// `spec.target.clusters[0]`, leaving out the segments of the [`Located`] wrapper.
+fn dotted_path(path: &serde_path_to_error::Path) -> String {
+    let mut out = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Map { key } => {
+                if matches!(
+                    key.as_str(),
+                    "value" | "referenced" | "defined" | "__serde_saphyr_private_spanned"
+                ) {
+                    continue;
+                }
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Enum { variant } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(variant);
+            }
+            Segment::Unknown => {}
+        }
+    }
+    out
+}
+
+/// The 1-based line and column of the block mapping key at dotted `path` (plain keys only, no
+/// sequences), searching the lines before `before`. `None` when it is not written that way, or
+/// for the root (`path` empty).
+fn find_key_line(text: &str, path: &str, before: Option<usize>) -> Option<(usize, usize)> {
+    if path.is_empty() || path.contains('[') {
+        return None;
+    }
+    let mut lines = text
+        .lines()
+        .take(before.unwrap_or(usize::MAX))
+        .enumerate()
+        .filter(|(_, line)| {
+            let t = line.trim_start();
+            !(t.is_empty() || t.starts_with('#') || is_document_marker(line))
+        })
+        .map(|(i, line)| (i, line.len() - line.trim_start().len(), line.trim_start()));
+    let mut found = None;
+    let mut parent_indent = None;
+    for segment in path.split('.') {
+        // The keys of a mapping are the lines indented like its first line.
+        let mut child_indent = None;
+        found = None;
+        for (i, indent, content) in lines.by_ref() {
+            if parent_indent.is_some_and(|p| indent <= p) {
+                return None;
+            }
+            let child = *child_indent.get_or_insert(indent);
+            if indent == child
+                && content
+                    .strip_prefix(segment)
+                    .is_some_and(|rest| rest.trim_start().starts_with(':'))
+            {
+                found = Some((i + 1, indent + 1));
+                parent_indent = Some(indent);
+                break;
+            }
+        }
+        found?;
+    }
+    found
+}
