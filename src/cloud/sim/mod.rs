@@ -1,40 +1,400 @@
-//! The simulated ECS account (placeholder until it lands).
-use std::time::SystemTime;
+//! The simulated ECS account: an in-process [`Cloud`] on a virtual clock, for scenario tests,
+//! the demo and scale benchmarks.
+//!
+//! [`SimAccount`] follows documented ECS semantics: the task lifecycle with its DescribeTasks
+//! timestamps, a service scheduler that replaces stopped tasks, StopTask's stoppedReason,
+//! RunTask's client-token idempotency, and STOPPED tasks that stay describable for an hour.
+//! Every task follows a [`TaskBehavior`] (how long it dwells in each state, where it hangs,
+//! when it turns unhealthy). Time comes from tokio's clock ([`clock`]), so a test with
+//! `#[tokio::test(start_paused = true)]` moves it with `tokio::time::advance`. Each call first
+//! brings the [`world`] up to now, then answers; calls are counted per AWS operation the real
+//! adapter would make ([`calls`]) and can be made to fail.
+//!
+//! Layout: [`behavior`] (what a task does), [`world`] (state and lifecycle events), [`observe`]
+//! (snapshot and call counts), [`calls`] (accounting and faults), [`ids`] (ARNs), [`scenario`]
+//! (ready-made accounts by name).
+
+pub mod behavior;
+pub mod calls;
+pub mod clock;
+pub mod ids;
+pub mod observe;
+pub mod scenario;
+pub mod world;
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+pub use behavior::{Dwell, TaskBehavior};
+pub use scenario::{Scenario, build_scale, build_scenario, scenario_names};
+pub use world::{REPLACEMENT_DELAY, STOPPED_RETENTION, ServiceSpec};
 
 use super::{Cloud, CloudError, ErrorCategory};
-use crate::domain::{ClusterSnapshot, RunTaskRequest, Task};
+use crate::domain::{
+    ClusterSnapshot, ContainerInstance, DesiredStatus, RunTaskRequest, Service, Task, TaskStatus,
+};
+use calls::{Calls, pages};
+use clock::VirtualClock;
+use world::World;
 
-pub struct SimAccount;
-pub struct Scenario {
-    pub name: &'static str,
-    pub description: &'static str,
-    pub clusters: Vec<String>,
+/// An in-process ECS account on a virtual clock. `Send + Sync`; share it with an `Arc`.
+///
+/// Setup and inspection methods panic on an unknown cluster or service (a broken test setup);
+/// the [`Cloud`] methods answer with a [`CloudError`] as ECS would.
+pub struct SimAccount {
+    clock: VirtualClock,
+    inner: Mutex<Inner>,
 }
-pub fn scenario_names() -> &'static [&'static str] {
-    &[]
+
+struct Inner {
+    world: World,
+    calls: Calls,
 }
-pub fn build_scenario(_: &str, _: SystemTime) -> Option<(SimAccount, Scenario)> {
-    None
-}
+
 impl SimAccount {
-    pub fn now(&self) -> SystemTime {
-        SystemTime::UNIX_EPOCH
+    /// An empty account whose clock reads `start` now.
+    pub fn new(start: SystemTime) -> Self {
+        SimAccount::with_history(start, Duration::ZERO)
     }
-    pub fn tasks(&self, _: &str) -> Vec<Task> {
-        Vec::new()
+
+    /// An account whose clock reads `start` now but whose world begins `history` earlier, so
+    /// that what [`SimAccount::with_world`] sets up first has been running for a while when
+    /// the clock starts.
+    pub(crate) fn with_history(start: SystemTime, history: Duration) -> Self {
+        SimAccount {
+            clock: VirtualClock::new(start),
+            inner: Mutex::new(Inner {
+                world: World::new(start - history),
+                calls: Calls::default(),
+            }),
+        }
+    }
+
+    /// Runs `f` on the world at the world's own time, without bringing it up to now first.
+    pub(crate) fn with_world<R>(&self, f: impl FnOnce(&mut World) -> R) -> R {
+        f(&mut self.lock().world)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves the world consistent enough for a test's report.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Locks the account and brings its world up to the clock's now.
+    fn current(&self) -> MutexGuard<'_, Inner> {
+        let mut inner = self.lock();
+        let now = self.clock.now();
+        inner.world.advance_to(now);
+        inner
+    }
+
+    /// The virtual time now (processing whatever came due).
+    pub fn now(&self) -> SystemTime {
+        self.current().world.now()
+    }
+
+    /// The time the clock started at.
+    pub fn start(&self) -> SystemTime {
+        self.clock.start()
+    }
+
+    // ---- setup ----
+
+    /// Creates a cluster (idempotent); returns its ARN.
+    pub fn add_cluster(&self, name: &str) -> String {
+        self.current().world.add_cluster(name)
+    }
+
+    /// Creates a service and launches its desired count of tasks now; returns its ARN.
+    pub fn add_service(&self, cluster: &str, spec: ServiceSpec) -> String {
+        self.current().world.add_service(cluster, spec)
+    }
+
+    /// Sets a service's desired count; the scheduler launches or stops tasks to match.
+    pub fn set_desired_count(&self, cluster: &str, service: &str, desired: u32) {
+        self.current()
+            .world
+            .set_desired_count(cluster, service, desired);
+    }
+
+    /// Queues what the service's next launch does (after those already queued).
+    pub fn push_service_launch(&self, cluster: &str, service: &str, behavior: TaskBehavior) {
+        self.current()
+            .world
+            .push_service_launch(cluster, service, behavior);
+    }
+
+    /// What the service's launches do once its queue is empty.
+    pub fn set_service_default(&self, cluster: &str, service: &str, behavior: TaskBehavior) {
+        self.current()
+            .world
+            .set_service_default(cluster, service, behavior);
+    }
+
+    /// Queues what the cluster's next RunTask launch does.
+    pub fn push_standalone_launch(&self, cluster: &str, behavior: TaskBehavior) {
+        self.current()
+            .world
+            .push_standalone_launch(cluster, behavior);
+    }
+
+    /// What the cluster's RunTask launches do once its queue is empty.
+    pub fn set_standalone_default(&self, cluster: &str, behavior: TaskBehavior) {
+        self.current()
+            .world
+            .set_standalone_default(cluster, behavior);
+    }
+
+    /// Starts a standalone task as RunTask would, with the given behavior, without counting a
+    /// call (scenario setup). The client token is honored if not empty.
+    pub fn start_task(
+        &self,
+        cluster: &str,
+        request: &RunTaskRequest,
+        behavior: TaskBehavior,
+    ) -> String {
+        self.current()
+            .world
+            .run_task(cluster, request, Some(behavior))
+    }
+
+    /// Registers an ACTIVE container instance with a connected agent; returns its ARN.
+    pub fn add_container_instance(&self, cluster: &str, ec2_instance_id: &str) -> String {
+        self.current()
+            .world
+            .add_container_instance(cluster, Some(ec2_instance_id))
+    }
+
+    /// Connects or disconnects a container instance's agent.
+    pub fn set_agent_connected(
+        &self,
+        cluster: &str,
+        container_instance_arn: &str,
+        connected: bool,
+    ) {
+        self.change_instance(cluster, container_instance_arn, |i| {
+            i.agent_connected = connected;
+        });
+    }
+
+    /// Sets a container instance's status (ACTIVE, DRAINING, ...).
+    pub fn set_container_instance_status(
+        &self,
+        cluster: &str,
+        container_instance_arn: &str,
+        status: &str,
+    ) {
+        self.change_instance(cluster, container_instance_arn, |i| {
+            i.status = status.to_string();
+        });
+    }
+
+    fn change_instance(&self, cluster: &str, arn: &str, f: impl FnOnce(&mut ContainerInstance)) {
+        let mut inner = self.current();
+        let instance = inner
+            .world
+            .container_instance_mut(cluster, arn)
+            .unwrap_or_else(|| panic!("cluster {cluster:?} has no container instance {arn:?}"));
+        f(instance);
+    }
+
+    // ---- inspection (no calls counted) ----
+
+    /// Every cluster name, sorted.
+    pub fn cluster_names(&self) -> Vec<String> {
+        self.current().world.cluster_names()
+    }
+
+    /// The tasks observe_cluster would report for `cluster`, in launch order (empty for an
+    /// unknown cluster).
+    pub fn tasks(&self, cluster: &str) -> Vec<Task> {
+        let inner = self.current();
+        inner
+            .world
+            .cluster(cluster)
+            .map(|c| c.tasks().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The task with this ARN, while ECS still reports it.
+    pub fn task(&self, arn: &str) -> Option<Task> {
+        let (cluster, id) = ids::parse_task_arn(arn)?;
+        let inner = self.current();
+        inner.world.cluster(cluster)?.task_by_id(id).cloned()
+    }
+
+    /// The services of `cluster` with their running and pending counts.
+    pub fn services(&self, cluster: &str) -> Vec<Service> {
+        let inner = self.current();
+        inner
+            .world
+            .cluster(cluster)
+            .map(|c| c.services())
+            .unwrap_or_default()
+    }
+
+    /// One service of `cluster`.
+    pub fn service(&self, cluster: &str, name: &str) -> Option<Service> {
+        self.services(cluster).into_iter().find(|s| s.name == name)
+    }
+
+    /// The container instances of `cluster`.
+    pub fn container_instances(&self, cluster: &str) -> Vec<ContainerInstance> {
+        let inner = self.current();
+        inner
+            .world
+            .cluster(cluster)
+            .map(|c| c.container_instances().to_vec())
+            .unwrap_or_default()
+    }
+
+    /// How many of the reported tasks of `cluster` are in each lastStatus.
+    pub fn status_counts(&self, cluster: &str) -> BTreeMap<TaskStatus, usize> {
+        let inner = self.current();
+        let mut counts = BTreeMap::new();
+        if let Some(c) = inner.world.cluster(cluster) {
+            for task in c.tasks() {
+                *counts.entry(task.last_status).or_default() += 1;
+            }
+        }
+        counts
+    }
+
+    /// How many tasks of `cluster` have desiredStatus RUNNING and lastStatus `status`.
+    pub fn count_desired_running(&self, cluster: &str, status: TaskStatus) -> usize {
+        self.tasks(cluster)
+            .iter()
+            .filter(|t| t.desired_status == DesiredStatus::Running && t.last_status == status)
+            .count()
+    }
+
+    /// Every reported task, in any cluster, stopped with a reason starting with `prefix`.
+    pub fn tasks_stopped_with(&self, prefix: &str) -> Vec<Task> {
+        let inner = self.current();
+        inner
+            .world
+            .clusters()
+            .flat_map(|c| c.tasks())
+            .filter(|t| {
+                t.desired_status == DesiredStatus::Stopped
+                    && t.stopped_reason
+                        .as_deref()
+                        .is_some_and(|r| r.starts_with(prefix))
+            })
+            .cloned()
+            .collect()
+    }
+
+    // ---- call accounting and faults ----
+
+    /// Calls made per AWS operation since creation or the last [`SimAccount::reset_calls`].
+    pub fn calls(&self) -> BTreeMap<String, u64> {
+        self.lock().calls.counts()
+    }
+
+    /// Calls of `operation` made.
+    pub fn call_count(&self, operation: &str) -> u64 {
+        self.calls().get(operation).copied().unwrap_or(0)
+    }
+
+    /// Calls that would change the account (attempted, whether they succeeded or not); see
+    /// [`calls::MUTATING_OPERATIONS`].
+    pub fn mutating_calls(&self) -> u64 {
+        self.lock().calls.mutating()
+    }
+
+    pub fn reset_calls(&self) {
+        self.lock().calls.reset();
+    }
+
+    /// The next `times` calls of `operation` fail with `category`, without effect.
+    pub fn fail_next(&self, operation: &str, category: ErrorCategory, times: u32) {
+        self.lock().calls.fail_next(operation, category, times);
+    }
+
+    /// Every call of `operation` fails with AccessDenied ([`ErrorCategory::Denied`]).
+    pub fn deny(&self, operation: &str) {
+        self.lock().calls.deny(operation);
     }
 }
+
+fn cluster_not_found(operation: &str, cluster: &str) -> CloudError {
+    CloudError::new(
+        ErrorCategory::NotFound,
+        operation,
+        format!("ClusterNotFoundException: cluster {cluster} not found"),
+    )
+}
+
 impl Cloud for SimAccount {
     async fn list_clusters(&self) -> Result<Vec<String>, CloudError> {
-        Err(CloudError::new(ErrorCategory::Invalid, "ListClusters", "todo"))
+        let mut inner = self.current();
+        let names = inner.world.cluster_names();
+        inner
+            .calls
+            .call_pages("ListClusters", pages(names.len(), 100, 1))?;
+        Ok(names)
     }
-    async fn observe_cluster(&self, _: &str) -> Result<ClusterSnapshot, CloudError> {
-        Err(CloudError::new(ErrorCategory::Invalid, "ListClusters", "todo"))
+
+    async fn observe_cluster(&self, cluster: &str) -> Result<ClusterSnapshot, CloudError> {
+        let mut inner = self.current();
+        let Inner { world, calls } = &mut *inner;
+        observe::observe(world, calls, cluster, world.now())
     }
-    async fn stop_task(&self, _: &str, _: &str, _: &str) -> Result<(), CloudError> {
-        Err(CloudError::new(ErrorCategory::Invalid, "ListClusters", "todo"))
+
+    async fn stop_task(
+        &self,
+        cluster: &str,
+        task_arn: &str,
+        reason: &str,
+    ) -> Result<(), CloudError> {
+        let mut inner = self.current();
+        inner.calls.call("StopTask")?;
+        if !inner.world.has_cluster(cluster) {
+            return Err(cluster_not_found("StopTask", cluster));
+        }
+        // StopTask takes a task ARN or a bare task id.
+        let id = match ids::parse_task_arn(task_arn) {
+            Some((arn_cluster, id)) if arn_cluster == cluster => Some(id),
+            Some(_) => None,
+            None if !task_arn.contains('/') && !task_arn.contains(':') => Some(task_arn),
+            None => None,
+        };
+        match id {
+            Some(id) if inner.world.stop_task(cluster, id, reason) => Ok(()),
+            _ => Err(CloudError::new(
+                ErrorCategory::NotFound,
+                "StopTask",
+                format!("InvalidParameterException: the referenced task was not found: {task_arn}"),
+            )),
+        }
     }
-    async fn run_task(&self, _: &str, _: &RunTaskRequest) -> Result<String, CloudError> {
-        Err(CloudError::new(ErrorCategory::Invalid, "ListClusters", "todo"))
+
+    async fn run_task(
+        &self,
+        cluster: &str,
+        request: &RunTaskRequest,
+    ) -> Result<String, CloudError> {
+        let mut inner = self.current();
+        inner.calls.call("RunTask")?;
+        if !inner.world.has_cluster(cluster) {
+            return Err(cluster_not_found("RunTask", cluster));
+        }
+        if request.task_definition.is_empty() {
+            return Err(CloudError::new(
+                ErrorCategory::Invalid,
+                "RunTask",
+                "InvalidParameterException: taskDefinition can not be blank",
+            ));
+        }
+        if request.client_token.len() > 64 || !request.client_token.is_ascii() {
+            return Err(CloudError::new(
+                ErrorCategory::Invalid,
+                "RunTask",
+                "InvalidParameterException: clientToken must be at most 64 ASCII characters",
+            ));
+        }
+        Ok(inner.world.run_task(cluster, request, None))
     }
 }

@@ -1,0 +1,87 @@
+//! Call accounting and fault injection: which AWS operations the real adapter would have made,
+//! and which of them the scenario makes fail.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+use crate::cloud::{CloudError, ErrorCategory};
+
+/// Operations that change the account. Everything else counted here is a read.
+pub const MUTATING_OPERATIONS: &[&str] = &[
+    "RunTask",
+    "StopTask",
+    "UpdateService",
+    "UpdateContainerInstancesState",
+    "SetDesiredCapacity",
+    "UpdateAutoScalingGroup",
+    "CreateOrUpdateTags",
+    "DeleteTags",
+    "TagResource",
+    "UntagResource",
+    "TerminateInstanceInAutoScalingGroup",
+];
+
+/// Counts per operation, plus the faults armed for the next calls.
+#[derive(Debug, Default)]
+pub(crate) struct Calls {
+    counts: BTreeMap<String, u64>,
+    armed: HashMap<String, VecDeque<ErrorCategory>>,
+    denied: BTreeSet<String>,
+}
+
+impl Calls {
+    /// Records one call of `operation` and says whether it succeeds. A failed call was still
+    /// made (and counted) but has no effect.
+    pub(crate) fn call(&mut self, operation: &str) -> Result<(), CloudError> {
+        *self.counts.entry(operation.to_string()).or_default() += 1;
+        if self.denied.contains(operation) {
+            return Err(CloudError::new(
+                ErrorCategory::Denied,
+                operation,
+                format!("AccessDeniedException: not authorized to perform ecs:{operation}"),
+            ));
+        }
+        if let Some(category) = self.armed.get_mut(operation).and_then(VecDeque::pop_front) {
+            return Err(CloudError::new(
+                category,
+                operation,
+                format!("injected {category} failure"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Records `pages` calls of `operation`, stopping at the first that fails.
+    pub(crate) fn call_pages(&mut self, operation: &str, pages: u64) -> Result<(), CloudError> {
+        (0..pages).try_for_each(|_| self.call(operation))
+    }
+
+    pub(crate) fn fail_next(&mut self, operation: &str, category: ErrorCategory, times: u32) {
+        let queue = self.armed.entry(operation.to_string()).or_default();
+        queue.extend(std::iter::repeat_n(category, times as usize));
+    }
+
+    pub(crate) fn deny(&mut self, operation: &str) {
+        self.denied.insert(operation.to_string());
+    }
+
+    pub(crate) fn counts(&self) -> BTreeMap<String, u64> {
+        self.counts.clone()
+    }
+
+    pub(crate) fn mutating(&self) -> u64 {
+        self.counts
+            .iter()
+            .filter(|(op, _)| MUTATING_OPERATIONS.contains(&op.as_str()))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    pub(crate) fn reset(&mut self) {
+        self.counts.clear();
+    }
+}
+
+/// Pages needed for `n` items at `per_page` a page, with at least `min` calls.
+pub(crate) fn pages(n: usize, per_page: usize, min: u64) -> u64 {
+    (n.div_ceil(per_page) as u64).max(min)
+}
