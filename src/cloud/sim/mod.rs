@@ -10,7 +10,8 @@
 //! brings the [`world`] up to now, then answers; calls are counted per AWS operation the real
 //! adapter would make ([`calls`]) and can be made to fail.
 //!
-//! Layout: [`behavior`] (what a task does), [`world`] (state and lifecycle events), [`observe`]
+//! Layout: [`behavior`] (what a task does), [`service`] (what a service is), [`world`] (state
+//! and lifecycle events), [`observe`]
 //! (snapshot and call counts), [`calls`] (accounting and faults), [`ids`] (ARNs), [`scenario`]
 //! (ready-made accounts by name).
 
@@ -20,6 +21,7 @@ pub mod clock;
 pub mod ids;
 pub mod observe;
 pub mod scenario;
+pub mod service;
 pub mod world;
 
 use std::collections::BTreeMap;

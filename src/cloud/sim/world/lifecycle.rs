@@ -1,0 +1,339 @@
+//! The laws of motion of the simulated world: the timed events that move each task through
+//! PROVISIONING → PENDING → ACTIVATING → RUNNING → DEACTIVATING → STOPPING → DEPROVISIONING →
+//! STOPPED, set its DescribeTasks timestamps, stop it, and let the service scheduler replace it.
+
+use std::cmp::Reverse;
+use std::time::SystemTime;
+
+use super::{ClusterState, Launch, REPLACEMENT_DELAY, STOPPED_RETENTION, SimTask, World};
+use crate::cloud::sim::behavior::TaskBehavior;
+use crate::cloud::sim::ids;
+use crate::domain::{
+    Capacity, ContainerInstance, DesiredStatus, HealthStatus, Task, TaskStatus, TaskTimestamps,
+};
+
+/// Something due at a moment of virtual time.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Event {
+    at: SystemTime,
+    /// Tie-break: events due at the same moment run in the order they were scheduled.
+    seq: u64,
+    kind: EventKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum EventKind {
+    /// A step of one task, valid only while the task's generation is unchanged.
+    Task {
+        cluster: usize,
+        key: u64,
+        generation: u64,
+        step: Step,
+    },
+    /// The service scheduler checks whether the service is short of tasks and launches one.
+    Launch { cluster: usize, service: String },
+    /// A STOPPED task is forgotten.
+    Expire { cluster: usize, key: u64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Step {
+    /// Leave the current state for the next one.
+    Advance,
+    /// The image pull starts (during PENDING).
+    PullStart,
+    /// healthStatus turns UNHEALTHY.
+    Unhealthy,
+    /// The task stops by itself.
+    StopOnItsOwn,
+}
+
+impl World {
+    /// Processes every event due up to `t`, in time order, and moves the world's time to `t`
+    /// (never backwards).
+    pub(crate) fn advance_to(&mut self, t: SystemTime) {
+        while self.events.peek().is_some_and(|Reverse(e)| e.at <= t) {
+            let Some(Reverse(event)) = self.events.pop() else {
+                break;
+            };
+            self.now = self.now.max(event.at);
+            self.handle(event.kind);
+        }
+        self.now = self.now.max(t);
+    }
+
+    fn schedule(&mut self, at: SystemTime, kind: EventKind) {
+        self.next_seq += 1;
+        self.events.push(Reverse(Event {
+            at,
+            seq: self.next_seq,
+            kind,
+        }));
+    }
+
+    pub(super) fn create_task(
+        &mut self,
+        ci: usize,
+        launch: Launch,
+        behavior: TaskBehavior,
+    ) -> String {
+        let key = self.next_counter();
+        let now = self.now;
+        let c = &mut self.clusters[ci];
+        let id = ids::hex_id(key);
+        let arn = ids::task_arn(&c.name, &id);
+        let task = Task {
+            arn: arn.clone(),
+            cluster_arn: c.arn.clone(),
+            task_definition_arn: launch.task_definition_arn,
+            group: launch.group,
+            started_by: launch.started_by,
+            last_status: TaskStatus::Provisioning,
+            desired_status: DesiredStatus::Running,
+            health: HealthStatus::Unknown,
+            timestamps: TaskTimestamps {
+                created_at: Some(now),
+                ..TaskTimestamps::default()
+            },
+            stopped_reason: None,
+            tags: launch.tags,
+            capacity: launch.capacity,
+            network: launch.network,
+            overrides: launch.overrides,
+            container_instance_arn: None,
+        };
+        if let Some(after) = behavior.stop_on_its_own_after {
+            self.schedule(
+                now + after,
+                EventKind::Task {
+                    cluster: ci,
+                    key,
+                    generation: 0,
+                    step: Step::StopOnItsOwn,
+                },
+            );
+        }
+        let c = &mut self.clusters[ci];
+        c.by_id.insert(id, key);
+        c.tasks.insert(
+            key,
+            SimTask {
+                task,
+                behavior,
+                generation: 0,
+            },
+        );
+        self.schedule_next(ci, key);
+        arn
+    }
+
+    /// Schedules the move out of the task's current state, unless it stays there.
+    fn schedule_next(&mut self, ci: usize, key: u64) {
+        let Some(t) = self.clusters[ci].tasks.get(&key) else {
+            return;
+        };
+        let status = t.task.last_status;
+        if t.behavior.hangs_at(status) {
+            return;
+        }
+        if let Some(dwell) = t.behavior.dwell.of(status) {
+            let generation = t.generation;
+            self.schedule(
+                self.now + dwell,
+                EventKind::Task {
+                    cluster: ci,
+                    key,
+                    generation,
+                    step: Step::Advance,
+                },
+            );
+        }
+    }
+
+    /// Moves a task into `status` now, setting the timestamps that moment sets.
+    fn enter(&mut self, ci: usize, key: u64, status: TaskStatus) {
+        let now = self.now;
+        let ClusterState {
+            tasks,
+            instances,
+            next_placement,
+            ..
+        } = &mut self.clusters[ci];
+        let Some(t) = tasks.get_mut(&key) else {
+            return;
+        };
+        let generation = t.generation;
+        let mut follow_up = None;
+        let ts = &mut t.task.timestamps;
+        match status {
+            TaskStatus::Pending => {
+                ts.connectivity_at = Some(now);
+                let fargate = t.task.capacity == Capacity::LaunchType("FARGATE".to_string());
+                let active: Vec<&ContainerInstance> =
+                    instances.iter().filter(|i| i.status == "ACTIVE").collect();
+                if !fargate && !active.is_empty() {
+                    let chosen = active[*next_placement % active.len()];
+                    t.task.container_instance_arn = Some(chosen.arn.clone());
+                    *next_placement += 1;
+                }
+                let pull_after = t.behavior.dwell.pending / 4;
+                follow_up = Some((now + pull_after, Step::PullStart));
+            }
+            TaskStatus::Activating => {
+                ts.pull_started_at.get_or_insert(now);
+                ts.pull_stopped_at = Some(now);
+            }
+            TaskStatus::Running => {
+                ts.started_at = Some(now);
+                t.task.health = HealthStatus::Healthy;
+                if let Some(after) = t.behavior.unhealthy_after {
+                    follow_up = Some((now + after, Step::Unhealthy));
+                }
+            }
+            TaskStatus::Deprovisioning => {
+                if ts.pull_started_at.is_some() {
+                    ts.execution_stopped_at.get_or_insert(now);
+                }
+            }
+            TaskStatus::Stopped => {
+                ts.stopped_at = Some(now);
+            }
+            TaskStatus::Provisioning | TaskStatus::Deactivating | TaskStatus::Stopping => {}
+        }
+        t.task.last_status = status;
+        if let Some((at, step)) = follow_up {
+            self.schedule(
+                at,
+                EventKind::Task {
+                    cluster: ci,
+                    key,
+                    generation,
+                    step,
+                },
+            );
+        }
+        if status == TaskStatus::Stopped {
+            self.schedule(
+                now + STOPPED_RETENTION,
+                EventKind::Expire { cluster: ci, key },
+            );
+        } else {
+            self.schedule_next(ci, key);
+        }
+    }
+
+    /// Sets a task's desired status to STOPPED with `reason` and starts it on its way down.
+    /// A task already desired STOPPED is left as it is (its first reason stands). A stopped
+    /// service task is replaced by the scheduler after [`REPLACEMENT_DELAY`] unless
+    /// `replace` is false (scale-in).
+    pub(super) fn stop(&mut self, ci: usize, key: u64, reason: &str, replace: bool) {
+        let now = self.now;
+        let Some(t) = self.clusters[ci].tasks.get_mut(&key) else {
+            return;
+        };
+        if t.task.desired_status == DesiredStatus::Stopped {
+            return;
+        }
+        t.task.desired_status = DesiredStatus::Stopped;
+        t.task.stopped_reason = Some(reason.to_string());
+        t.task.timestamps.stopping_at = Some(now);
+        t.generation += 1;
+        let current = t.task.last_status;
+        let service = t.task.service_name().map(str::to_string);
+        let next = if current.is_way_up() {
+            Some(TaskStatus::Deprovisioning)
+        } else if current == TaskStatus::Running {
+            Some(TaskStatus::Deactivating)
+        } else {
+            None
+        };
+        if let Some(next) = next {
+            self.enter(ci, key, next);
+        }
+        if let Some(service) = service
+            && let Some(state) = self.clusters[ci].services.get_mut(&service)
+        {
+            state.active = state.active.saturating_sub(1);
+            if replace {
+                self.schedule(
+                    now + REPLACEMENT_DELAY,
+                    EventKind::Launch {
+                        cluster: ci,
+                        service,
+                    },
+                );
+            }
+        }
+    }
+
+    /// StopTask on the task with id `id`; `false` if the cluster holds no such task.
+    pub(crate) fn stop_task(&mut self, cluster: &str, id: &str, reason: &str) -> bool {
+        let Some(&ci) = self.cluster_index.get(cluster) else {
+            return false;
+        };
+        let Some(&key) = self.clusters[ci].by_id.get(id) else {
+            return false;
+        };
+        self.stop(ci, key, reason, true);
+        true
+    }
+
+    fn handle(&mut self, kind: EventKind) {
+        match kind {
+            EventKind::Task {
+                cluster,
+                key,
+                generation,
+                step,
+            } => {
+                let Some(t) = self.clusters[cluster].tasks.get_mut(&key) else {
+                    return;
+                };
+                if t.generation != generation {
+                    return;
+                }
+                match step {
+                    Step::Advance => {
+                        let next = match (t.task.desired_status, t.task.last_status) {
+                            (DesiredStatus::Running, TaskStatus::Provisioning) => {
+                                TaskStatus::Pending
+                            }
+                            (DesiredStatus::Running, TaskStatus::Pending) => TaskStatus::Activating,
+                            (DesiredStatus::Running, TaskStatus::Activating) => TaskStatus::Running,
+                            (_, TaskStatus::Deactivating) => TaskStatus::Stopping,
+                            (_, TaskStatus::Stopping) => TaskStatus::Deprovisioning,
+                            (_, TaskStatus::Deprovisioning) => TaskStatus::Stopped,
+                            _ => return,
+                        };
+                        self.enter(cluster, key, next);
+                    }
+                    Step::PullStart => {
+                        if t.task.last_status == TaskStatus::Pending {
+                            t.task.timestamps.pull_started_at.get_or_insert(self.now);
+                        }
+                    }
+                    Step::Unhealthy => {
+                        if t.task.last_status == TaskStatus::Running {
+                            t.task.health = HealthStatus::Unhealthy;
+                        }
+                    }
+                    Step::StopOnItsOwn => {
+                        let reason = if t.task.last_status.is_way_up() {
+                            "Task failed to start"
+                        } else {
+                            "Essential container in task exited"
+                        };
+                        self.stop(cluster, key, reason, true);
+                    }
+                }
+            }
+            EventKind::Launch { cluster, service } => self.launch_service_task(cluster, &service),
+            EventKind::Expire { cluster, key } => {
+                let c = &mut self.clusters[cluster];
+                if let Some(t) = c.tasks.remove(&key) {
+                    c.by_id.remove(t.task.id());
+                }
+            }
+        }
+    }
+}
