@@ -183,7 +183,9 @@ impl<C: Cloud> Controller<C> {
         clusters: Vec<String>,
         shutdown: &CancellationToken,
     ) -> Vec<(String, Result<ClusterReport, CloudError>)> {
-        let limit = Arc::new(tokio::sync::Semaphore::new(self.settings.concurrency.max(1)));
+        let limit = Arc::new(tokio::sync::Semaphore::new(
+            self.settings.concurrency.max(1),
+        ));
         let mut set = JoinSet::new();
         for cluster in clusters {
             let this = Arc::clone(self);
@@ -247,7 +249,13 @@ impl<C: Cloud> Controller<C> {
                 break;
             }
             let (outcome, detail) = self.act(action, &snapshot).await;
-            self.record_action(action, &outcome, detail.clone(), &snapshot, &policies.fingerprint);
+            self.record_action(
+                action,
+                &outcome,
+                detail.clone(),
+                &snapshot,
+                &policies.fingerprint,
+            );
             outcomes.push((action.clone(), outcome, detail));
         }
         self.forget_gone_tasks(&snapshot);
@@ -299,15 +307,18 @@ impl<C: Cloud> Controller<C> {
                     Ok(new_arn) => (Outcome::Done, Some(format!("replacement {new_arn}"))),
                     Err(e) => failed(
                         e,
-                        Some("stopped, but RunTask failed; retried next pass with the same client token"),
+                        Some(
+                            "stopped, but RunTask failed; retried next pass with the same client token",
+                        ),
                     ),
                 }
             }
-            Action::FinishReplacement { run, .. } => match self.cloud.run_task(cluster, run).await
-            {
-                Ok(new_arn) => (Outcome::Done, Some(format!("replacement {new_arn}"))),
-                Err(e) => failed(e, Some("retried next pass with the same client token")),
-            },
+            Action::FinishReplacement { run, .. } => {
+                match self.cloud.run_task(cluster, run).await {
+                    Ok(new_arn) => (Outcome::Done, Some(format!("replacement {new_arn}"))),
+                    Err(e) => failed(e, Some("retried next pass with the same client token")),
+                }
+            }
         }
     }
 
@@ -360,7 +371,9 @@ impl<C: Cloud> Controller<C> {
             Outcome::Done | Outcome::Planned => {
                 info!(action, target, reason = %planned.reason, outcome = %outcome, "action")
             }
-            _ => warn!(action, target, reason = %planned.reason, outcome = %outcome, detail = ?detail, "action"),
+            _ => {
+                warn!(action, target, reason = %planned.reason, outcome = %outcome, detail = ?detail, "action")
+            }
         }
         self.write(AuditRecord {
             time: AuditRecord::time_of(snapshot.observed_at),
@@ -395,7 +408,8 @@ impl<C: Cloud> Controller<C> {
         let present: HashSet<&str> = snapshot.tasks.iter().map(|t| t.arn.as_str()).collect();
         let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(mem) = memory.get_mut(&snapshot.cluster_name) {
-            mem.audited.retain(|(target, _), _| present.contains(target.as_str()));
+            mem.audited
+                .retain(|(target, _), _| present.contains(target.as_str()));
         }
     }
 
@@ -422,7 +436,8 @@ impl<C: Cloud> Controller<C> {
                     }
                     Err(e) => {
                         warn!(error = %e, "cannot list clusters in scope; retrying");
-                        next_scope_refresh = now + backoff_step(&mut backoffs, "*", self.settings.resync);
+                        next_scope_refresh =
+                            now + backoff_step(&mut backoffs, "*", self.settings.resync);
                     }
                 }
                 due.retain(|c, _| scope.contains(c));

@@ -195,7 +195,10 @@ async fn narrate<C: Cloud>(
                     "[{at}]   {} {} → {outcome} {what}{}",
                     action.action.name(),
                     short_task(action.action.target()),
-                    detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default()
+                    detail
+                        .as_deref()
+                        .map(|d| format!(": {d}"))
+                        .unwrap_or_default()
                 );
                 match outcome {
                     Outcome::Done => summary.actions_taken += 1,
@@ -237,17 +240,25 @@ async fn narrate<C: Cloud>(
     summary.recovered = recovered(account, &stuck_seen);
     summary.mutating_calls = account.mutating_calls();
     let mut text = String::new();
+    let acted = if summary.actions_planned > 0 {
+        format!(
+            "{} actions planned (dry run: none taken)",
+            summary.actions_planned
+        )
+    } else {
+        format!("{} actions taken", summary.actions_taken)
+    };
     let _ = writeln!(
         text,
-        "\nsummary: {} stuck tasks found, {} actions taken, {} planned (dry run), {} held back, \
-         {} tasks recovered; {}",
+        "\nsummary: {} stuck tasks found, {acted}, {} held back, {} tasks recovered; {}",
         summary.stuck_found,
-        summary.actions_taken,
-        summary.actions_planned,
         summary.held_back,
         summary.recovered,
         match summary.time_to_recovery {
-            Some(d) => format!("recovered after {} of virtual time", crate::diagnose::short(d)),
+            Some(d) => format!(
+                "recovered after {} of virtual time",
+                crate::diagnose::short(d)
+            ),
             None => format!(
                 "not recovered after {} of virtual time",
                 crate::diagnose::short(started.elapsed())
@@ -337,20 +348,26 @@ fn recovered(account: &SimAccount, stuck: &BTreeSet<String>) -> usize {
             .map(|(c, _)| c.to_string())
             .unwrap_or_default();
         let tasks = account.tasks(&cluster);
-        let healthy =
-            |t: &crate::domain::Task| t.last_status == TaskStatus::Running && t.health != HealthStatus::Unhealthy;
+        let healthy = |t: &crate::domain::Task| {
+            t.last_status == TaskStatus::Running && t.health != HealthStatus::Unhealthy
+        };
         let ok = match task.service_name() {
-            Some(service) => account.service(&cluster, service).is_some_and(|s| {
-                tasks
-                    .iter()
-                    .filter(|t| t.service_name() == Some(service) && t.desired_status == DesiredStatus::Running)
-                    .filter(|t| healthy(t))
-                    .count()
-                    >= s.desired_count as usize
-            }) && task.desired_status == DesiredStatus::Stopped,
-            None => tasks
-                .iter()
-                .any(|t| t.tags.get(REPLACES_TAG).map(String::as_str) == Some(task.id()) && healthy(t)),
+            Some(service) => {
+                account.service(&cluster, service).is_some_and(|s| {
+                    tasks
+                        .iter()
+                        .filter(|t| {
+                            t.service_name() == Some(service)
+                                && t.desired_status == DesiredStatus::Running
+                        })
+                        .filter(|t| healthy(t))
+                        .count()
+                        >= s.desired_count as usize
+                }) && task.desired_status == DesiredStatus::Stopped
+            }
+            None => tasks.iter().any(|t| {
+                t.tags.get(REPLACES_TAG).map(String::as_str) == Some(task.id()) && healthy(t)
+            }),
         };
         if ok {
             n += 1;

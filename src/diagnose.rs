@@ -184,7 +184,10 @@ fn diagnose_task(
             DesiredStatus::Stopped => "STOPPED".into(),
         },
     );
-    evidence.insert("healthStatus".into(), format!("{:?}", task.health).to_uppercase());
+    evidence.insert(
+        "healthStatus".into(),
+        format!("{:?}", task.health).to_uppercase(),
+    );
     evidence.insert("clockStartedAt".into(), rfc3339(since));
     evidence.insert("clockSource".into(), clock.into());
     evidence.insert("taskDefinition".into(), task.task_definition_arn.clone());

@@ -74,7 +74,10 @@ impl History {
             if let Some(replaced) = task.tags.get(REPLACES_TAG) {
                 history.replaced.push(replaced.clone());
             }
-            let Some(policy) = task.stopped_reason.as_deref().and_then(policy_of_stop_reason)
+            let Some(policy) = task
+                .stopped_reason
+                .as_deref()
+                .and_then(policy_of_stop_reason)
             else {
                 continue;
             };
@@ -139,7 +142,12 @@ impl History {
         self.by_task
             .values()
             .filter(|a| a.service.as_deref() == Some(service))
-            .filter(|a| self.still_stopping.get(&a.task_arn).copied().unwrap_or(false))
+            .filter(|a| {
+                self.still_stopping
+                    .get(&a.task_arn)
+                    .copied()
+                    .unwrap_or(false)
+            })
             .count()
     }
 

@@ -23,7 +23,10 @@ use crate::policy::{Policy, PolicyMode, PolicySet};
 pub enum Action {
     /// StopTask on a service task; the service scheduler starts its replacement.
     #[serde(rename_all = "camelCase")]
-    StopServiceTask { task_arn: String, stop_reason: String },
+    StopServiceTask {
+        task_arn: String,
+        stop_reason: String,
+    },
     /// StopTask, then RunTask of the same definition and settings, for a standalone task.
     #[serde(rename_all = "camelCase")]
     ReplaceStandaloneTask {
@@ -340,7 +343,11 @@ impl PolicyPass<'_> {
                     gaps: vec![format!("service {service} not observed")],
                 });
             };
-            let limit = (policy.guardrails.max_in_flight_per_service.of(desired).floor() as usize)
+            let limit = (policy
+                .guardrails
+                .max_in_flight_per_service
+                .of(desired)
+                .floor() as usize)
                 .max(1);
             let in_flight = self.history.in_flight(service)
                 + self.planned_per_service.get(service).copied().unwrap_or(0);

@@ -142,6 +142,11 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let mut settings = settings;
+    if matches!(cli.command, Command::Demo(_)) {
+        // The narration is the demo's output; only warnings go to the log.
+        settings.log_level = "warn".into();
+    }
     init_tracing(&settings);
     match cli.command {
         Command::Validate(args) => validate(args.dir.as_deref().unwrap_or(&settings.policies)),
@@ -294,7 +299,15 @@ async fn run(args: RunArgs, settings: Settings) -> ExitCode {
             },
             None => builtin,
         };
-        return drive(account, policies, controller_settings, audit, &args, &settings).await;
+        return drive(
+            account,
+            policies,
+            controller_settings,
+            audit,
+            &args,
+            &settings,
+        )
+        .await;
     }
     let Some(policies) = load_policies(&settings.policies) else {
         return ExitCode::from(1);
@@ -437,7 +450,13 @@ async fn plan(args: PlanArgs, settings: Settings) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
-        plan_once(ReadOnly::new(aws), policies, controller_settings, Duration::ZERO).await
+        plan_once(
+            ReadOnly::new(aws),
+            policies,
+            controller_settings,
+            Duration::ZERO,
+        )
+        .await
     };
     match args.output {
         OutputFormat::Table => print!("{}", output::plan_table(&report)),

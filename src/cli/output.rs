@@ -124,7 +124,7 @@ pub fn plan_json(report: &PassReport) -> String {
 
 fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
-    t.load_preset(presets::ASCII_MARKDOWN);
+    t.load_style(presets::ASCII_MARKDOWN);
     t.set_header(header.to_vec());
     t
 }

@@ -31,15 +31,31 @@ impl AwsCloud {
 
 impl Cloud for AwsCloud {
     async fn list_clusters(&self) -> Result<Vec<String>, CloudError> {
-        Err(CloudError::new(ErrorCategory::Invalid, "ListClusters", "todo"))
+        Err(CloudError::new(
+            ErrorCategory::Invalid,
+            "ListClusters",
+            "todo",
+        ))
     }
     async fn observe_cluster(&self, _: &str) -> Result<ClusterSnapshot, CloudError> {
-        Err(CloudError::new(ErrorCategory::Invalid, "ListClusters", "todo"))
+        Err(CloudError::new(
+            ErrorCategory::Invalid,
+            "ListClusters",
+            "todo",
+        ))
     }
     async fn stop_task(&self, _: &str, _: &str, _: &str) -> Result<(), CloudError> {
-        Err(CloudError::new(ErrorCategory::Invalid, "ListClusters", "todo"))
+        Err(CloudError::new(
+            ErrorCategory::Invalid,
+            "ListClusters",
+            "todo",
+        ))
     }
     async fn run_task(&self, _: &str, _: &RunTaskRequest) -> Result<String, CloudError> {
-        Err(CloudError::new(ErrorCategory::Invalid, "ListClusters", "todo"))
+        Err(CloudError::new(
+            ErrorCategory::Invalid,
+            "ListClusters",
+            "todo",
+        ))
     }
 }

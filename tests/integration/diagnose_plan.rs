@@ -1,1 +1,650 @@
-//! (to be written)
+//! Diagnosis and planning: table-driven cases from fixture builders, and property tests for the
+//! invariants (exempt tasks untouched, guardrails never exceeded, one plan per snapshot, dry
+//! runs plan nothing mutating).
+
+use std::collections::BTreeMap;
+
+use ecs_reconciler::diagnose::{Condition, Diagnosis, Sightings, diagnose};
+use ecs_reconciler::domain::{ClusterSnapshot, DesiredStatus, HealthStatus, TaskStatus};
+use ecs_reconciler::history::{History, PastAction, REPLACES_TAG, stop_reason};
+use ecs_reconciler::plan::{Action, Hold, Plan, client_token, plan};
+use ecs_reconciler::policy::{PolicyMode, PolicySet};
+use proptest::prelude::*;
+
+use crate::support::fixtures::*;
+
+fn run(snap: &ClusterSnapshot, set: &PolicySet) -> (Diagnosis, Plan) {
+    run_with(snap, set, &Sightings::default(), &[], false)
+}
+
+fn run_with(
+    snap: &ClusterSnapshot,
+    set: &PolicySet,
+    sightings: &Sightings,
+    ledger: &[PastAction],
+    dry_run: bool,
+) -> (Diagnosis, Plan) {
+    let diagnosis = diagnose(snap, set, sightings);
+    let history = History::rebuild(snap, ledger);
+    let plan = plan(snap, &diagnosis, set, &history, dry_run);
+    (diagnosis, plan)
+}
+
+/// A sightings record in which every task of `earlier` was seen at its observed_at.
+fn sighted(earlier: &ClusterSnapshot) -> Sightings {
+    let mut s = Sightings::default();
+    s.record(earlier);
+    s
+}
+
+#[test]
+fn diagnosis_table() {
+    use TaskStatus::*;
+    struct Case {
+        name: &'static str,
+        task: TaskBuilder,
+        expect: Option<&'static str>,
+    }
+    let web = |id| TaskBuilder::service("web", id);
+    let cases = vec![
+        Case {
+            name: "provisioning past the limit, from createdAt",
+            task: web("a").stuck_in(Provisioning, 14),
+            expect: Some("stuck in PROVISIONING for 14m, limit 10m"),
+        },
+        Case {
+            name: "provisioning inside the limit",
+            task: web("a").stuck_in(Provisioning, 9),
+            expect: None,
+        },
+        Case {
+            name: "exactly at the limit is not past it",
+            task: web("a").stuck_in(Provisioning, 10),
+            expect: None,
+        },
+        Case {
+            name: "pending from the latest timestamp before it",
+            task: web("a").stuck_in(Pending, 12),
+            expect: Some("stuck in PENDING for 12m, limit 10m"),
+        },
+        Case {
+            name: "activating from pullStoppedAt",
+            task: web("a").stuck_in(Activating, 6),
+            expect: Some("stuck in ACTIVATING for 6m, limit 5m"),
+        },
+        Case {
+            name: "pending without any timestamp and never seen before: not judged",
+            task: web("a").status(Pending).timestamps(|t| *t = Default::default()),
+            expect: None,
+        },
+        Case {
+            name: "healthy running task",
+            task: web("a"),
+            expect: None,
+        },
+        Case {
+            name: "unhealthy but not seen before: the clock starts now",
+            task: web("a").health(HealthStatus::Unhealthy),
+            expect: None,
+        },
+        Case {
+            name: "hanging in STOPPING past the limit, from stoppingAt",
+            task: web("a").stopped(Stopping, 25, "Scaling activity"),
+            expect: Some("hanging on the way down in STOPPING for 25m, limit 20m"),
+        },
+        Case {
+            name: "stopped task is not stuck",
+            task: web("a").stopped(Stopped, 90, "Essential container exited"),
+            expect: None,
+        },
+        Case {
+            name: "clock skew: createdAt in the future",
+            task: web("a").stuck_in(Provisioning, 0).timestamps(|t| {
+                t.created_at = Some(now() + mins(5));
+            }),
+            expect: None,
+        },
+        Case {
+            name: "DEPROVISIONING has no limit in the policy",
+            task: web("a").stopped(Deprovisioning, 90, "x"),
+            expect: None,
+        },
+    ];
+    let set = usual_policy();
+    for case in cases {
+        let snap = snapshot(vec![case.task.build()], &[("web", 4)]);
+        let (diagnosis, _) = run(&snap, &set);
+        let reasons: Vec<&str> = diagnosis.findings.iter().map(|f| f.reason.as_str()).collect();
+        assert_eq!(reasons, case.expect.into_iter().collect::<Vec<_>>(), "{}", case.name);
+    }
+}
+
+#[test]
+fn first_sighting_starts_the_clock_where_ecs_gives_no_timestamp() {
+    let task = TaskBuilder::service("web", "a")
+        .status(TaskStatus::Pending)
+        .timestamps(|t| *t = Default::default());
+    let mut earlier = snapshot(vec![task.clone().build()], &[("web", 4)]);
+    earlier.observed_at = ago(11);
+    let snap = snapshot(vec![task.build()], &[("web", 4)]);
+    let (diagnosis, _) = run_with(&snap, &usual_policy(), &sighted(&earlier), &[], false);
+    assert_eq!(diagnosis.findings.len(), 1);
+    let f = &diagnosis.findings[0];
+    assert_eq!(f.condition, Condition::InState(TaskStatus::Pending));
+    assert_eq!(f.evidence["clockSource"], "firstSeenByController");
+    assert_eq!(f.reason, "stuck in PENDING for 11m, limit 10m");
+}
+
+#[test]
+fn unhealthy_counts_from_the_first_unhealthy_sighting() {
+    let task = TaskBuilder::service("web", "a").health(HealthStatus::Unhealthy);
+    let mut earlier = snapshot(vec![task.clone().build()], &[("web", 4)]);
+    earlier.observed_at = ago(6);
+    let snap = snapshot(vec![task.build()], &[("web", 4)]);
+    let (diagnosis, plan) = run_with(&snap, &usual_policy(), &sighted(&earlier), &[], false);
+    assert_eq!(diagnosis.findings[0].condition, Condition::Unhealthy);
+    assert_eq!(
+        diagnosis.findings[0].reason,
+        "UNHEALTHY while RUNNING for 6m, limit 5m"
+    );
+    assert_eq!(plan.actions.len(), 1);
+}
+
+#[test]
+fn sightings_forget_a_task_that_left_the_condition() {
+    let unhealthy = TaskBuilder::service("web", "a").health(HealthStatus::Unhealthy);
+    let mut s = Sightings::default();
+    let mut first = snapshot(vec![unhealthy.clone().build()], &[]);
+    first.observed_at = ago(30);
+    s.record(&first);
+    let mut healthy = snapshot(vec![unhealthy.clone().health(HealthStatus::Healthy).build()], &[]);
+    healthy.observed_at = ago(20);
+    s.record(&healthy);
+    assert_eq!(s.first_seen(&task_arn("a"), Condition::Unhealthy), None);
+    let mut again = snapshot(vec![unhealthy.build()], &[]);
+    again.observed_at = ago(2);
+    s.record(&again);
+    assert_eq!(s.first_seen(&task_arn("a"), Condition::Unhealthy), Some(ago(2)));
+}
+
+#[test]
+fn unselected_tasks_and_clusters_are_not_diagnosed() {
+    let set = policy(
+        "{PROVISIONING: 10m}",
+        "{replaceTask: {}}",
+        "{}",
+    );
+    let mut only_api = set.clone();
+    only_api.policies[0].target.services = Some(
+        globset::GlobSetBuilder::new()
+            .add(globset::Glob::new("api-*").unwrap())
+            .build()
+            .unwrap(),
+    );
+    let stuck = TaskBuilder::service("web", "a").stuck_in(TaskStatus::Provisioning, 30);
+    let snap = snapshot(vec![stuck.build()], &[("web", 4)]);
+    assert_eq!(run(&snap, &only_api).0.findings.len(), 0, "service not selected");
+    let mut other_cluster = snap.clone();
+    other_cluster.cluster_name = "staging-web".into();
+    assert_eq!(run(&other_cluster, &set).0.findings.len(), 0, "cluster not selected");
+    assert_eq!(run(&snap, &set).0.findings.len(), 1);
+}
+
+#[test]
+fn a_stuck_service_task_is_stopped_with_a_reason_naming_the_policy() {
+    let snap = snapshot(
+        vec![TaskBuilder::service("web", "a").stuck_in(TaskStatus::Provisioning, 14).build()],
+        &[("web", 4)],
+    );
+    let (_, plan) = run(&snap, &usual_policy());
+    assert!(plan.held.is_empty());
+    let [action] = plan.actions.as_slice() else {
+        panic!("one action expected, got {:?}", plan.actions)
+    };
+    assert_eq!(action.mode, PolicyMode::Enforce);
+    assert_eq!(action.service.as_deref(), Some("web"));
+    match &action.action {
+        Action::StopServiceTask {
+            task_arn,
+            stop_reason,
+        } => {
+            assert_eq!(task_arn, &task_arn_of("a"));
+            assert_eq!(
+                stop_reason,
+                "ecs-reconciler: stuck in PROVISIONING for 14m, limit 10m [policy web]"
+            );
+        }
+        other => panic!("expected StopServiceTask, got {other:?}"),
+    }
+}
+
+fn task_arn_of(id: &str) -> String {
+    task_arn(id)
+}
+
+#[test]
+fn a_standalone_task_is_rerun_with_the_same_settings_and_a_derived_token() {
+    let task = TaskBuilder::standalone("job1")
+        .stuck_in(TaskStatus::Pending, 30)
+        .build();
+    let snap = snapshot(vec![task.clone()], &[]);
+    let (_, plan) = run(&snap, &usual_policy());
+    let Action::ReplaceStandaloneTask { run, stop_reason, .. } = &plan.actions[0].action else {
+        panic!("expected a replacement, got {:?}", plan.actions)
+    };
+    assert!(stop_reason.starts_with("ecs-reconciler: stuck in PENDING"));
+    assert_eq!(run.task_definition, task.task_definition_arn);
+    assert_eq!(run.overrides, task.overrides);
+    assert_eq!(run.group, task.group);
+    assert_eq!(run.started_by, task.started_by);
+    assert_eq!(run.capacity, task.capacity);
+    assert_eq!(run.network, task.network);
+    assert_eq!(run.tags.get("team").map(String::as_str), Some("data"));
+    assert_eq!(run.tags.get(REPLACES_TAG).map(String::as_str), Some("job1"));
+    assert!(!run.tags.contains_key("aws:ecs:clusterName"), "aws: tags are reserved");
+    assert_eq!(run.client_token, client_token(&task.arn));
+    assert!(run.client_token.len() <= 64 && run.client_token.is_ascii());
+    assert_ne!(client_token(&task.arn), client_token(&task_arn("job2")));
+}
+
+#[test]
+fn standalone_replacement_needs_the_opt_in() {
+    let set = policy("{PENDING: 10m}", "{replaceTask: {}}", "{}");
+    let snap = snapshot(
+        vec![TaskBuilder::standalone("job1").stuck_in(TaskStatus::Pending, 30).build()],
+        &[],
+    );
+    let (_, plan) = run(&snap, &set);
+    assert!(plan.actions.is_empty());
+    assert_eq!(
+        plan.held[0].hold,
+        Hold::NotAllowed {
+            missing: "remediate.replaceTask.standalone".into()
+        }
+    );
+    let none = policy("{PENDING: 10m}", "{}", "{}");
+    let (_, plan) = run(&snap, &none);
+    assert_eq!(plan.held[0].hold.name(), "notAllowed");
+}
+
+#[test]
+fn exempt_and_excluded_tasks_are_held_back() {
+    let set = policies(
+        "apiVersion: ecs-reconciler/v1\nkind: RemediationPolicy\nmetadata: {name: web}\nspec:\n  \
+         target: {clusters: [prod-web], exclude: {tags: {canary: \"yes\"}}}\n  stuck: \
+         {PROVISIONING: 10m}\n  remediate: {replaceTask: {}}\n",
+    );
+    let snap = snapshot(
+        vec![
+            TaskBuilder::service("web", "a")
+                .stuck_in(TaskStatus::Provisioning, 30)
+                .tag("ecs-reconciler/exempt", "true")
+                .build(),
+            TaskBuilder::service("web", "b")
+                .stuck_in(TaskStatus::Provisioning, 30)
+                .tag("canary", "yes")
+                .build(),
+            TaskBuilder::service("web", "c")
+                .stuck_in(TaskStatus::Provisioning, 30)
+                .tag("ecs-reconciler/exempt", "false")
+                .build(),
+        ],
+        &[("web", 10)],
+    );
+    let (_, plan) = run(&snap, &set);
+    let held: BTreeMap<&str, String> = plan
+        .held
+        .iter()
+        .map(|h| (h.target.rsplit('/').next().unwrap(), h.hold.detail()))
+        .collect();
+    assert_eq!(held["a"], "task carries exclusion tag ecs-reconciler/exempt=true");
+    assert_eq!(held["b"], "task carries exclusion tag canary=yes");
+    assert_eq!(plan.actions.len(), 1);
+    assert_eq!(plan.actions[0].action.target(), task_arn("c"));
+}
+
+#[test]
+fn max_actions_per_hour_counts_past_stops_found_on_the_tasks() {
+    let set = policy(
+        "{PROVISIONING: 10m}",
+        "{replaceTask: {}}",
+        "{maxActionsPerHour: 3, maxInFlightPerService: 100%, pauseWhenStuckAbove: 100%}",
+    );
+    let reason = stop_reason("web", "stuck in PROVISIONING for 11m, limit 10m");
+    let mut tasks: Vec<_> = (0..4)
+        .map(|i| {
+            TaskBuilder::service("web", &format!("s{i}"))
+                .stuck_in(TaskStatus::Provisioning, 20 + i)
+                .build()
+        })
+        .collect();
+    tasks.push(TaskBuilder::service("web", "old1").stopped(TaskStatus::Stopped, 30, &reason).build());
+    // Outside the hour: does not count.
+    tasks.push(TaskBuilder::service("web", "old2").stopped(TaskStatus::Stopped, 61, &reason).build());
+    // Stopped by someone else: does not count.
+    tasks.push(
+        TaskBuilder::service("web", "old3")
+            .stopped(TaskStatus::Stopped, 5, "Scaling activity initiated by deployment")
+            .build(),
+    );
+    let snap = snapshot(tasks, &[("web", 40)]);
+    let (_, plan) = run(&snap, &set);
+    assert_eq!(plan.actions.len(), 2, "3 per hour, 1 already used");
+    // Longest stuck first.
+    assert_eq!(plan.actions[0].action.target(), task_arn("s3"));
+    assert_eq!(plan.actions[1].action.target(), task_arn("s2"));
+    assert_eq!(plan.held.len(), 2);
+    assert!(plan.held.iter().all(|h| h.hold == Hold::MaxActionsPerHour { used: 3, limit: 3 }));
+}
+
+#[test]
+fn max_in_flight_per_service_counts_tasks_still_on_their_way_down() {
+    let set = policy(
+        "{PROVISIONING: 10m}",
+        "{replaceTask: {}}",
+        "{maxActionsPerHour: 100, maxInFlightPerService: 25%, pauseWhenStuckAbove: 100%}",
+    );
+    let reason = stop_reason("web", "stuck");
+    let mut tasks: Vec<_> = (0..3)
+        .map(|i| {
+            TaskBuilder::service("web", &format!("s{i}"))
+                .stuck_in(TaskStatus::Provisioning, 20)
+                .build()
+        })
+        .collect();
+    tasks.extend((0..6).map(|i| TaskBuilder::service("web", &format!("ok{i}")).build()));
+    let snap = snapshot(tasks.clone(), &[("web", 8)]);
+    let (_, plan) = run(&snap, &set);
+    assert_eq!(plan.actions.len(), 2, "25% of 8");
+    assert_eq!(plan.held[0].hold, Hold::MaxInFlightPerService { in_flight: 2, limit: 2 });
+
+    tasks.push(TaskBuilder::service("web", "going").stopped(TaskStatus::Deprovisioning, 1, &reason).build());
+    let snap = snapshot(tasks.clone(), &[("web", 8)]);
+    let (_, plan) = run(&snap, &set);
+    assert_eq!(plan.actions.len(), 1, "one already in flight");
+
+    // A service of one task may still have its one task replaced.
+    let snap = snapshot(
+        vec![TaskBuilder::service("solo", "x").stuck_in(TaskStatus::Provisioning, 20).build()],
+        &[("solo", 1)],
+    );
+    assert_eq!(run(&snap, &set).1.actions.len(), 1);
+}
+
+#[test]
+fn too_many_stuck_at_once_pauses_the_policy() {
+    let set = policy(
+        "{PROVISIONING: 10m}",
+        "{replaceTask: {}}",
+        "{maxActionsPerHour: 100, maxInFlightPerService: 100%, pauseWhenStuckAbove: 50%}",
+    );
+    let mut tasks: Vec<_> = (0..6)
+        .map(|i| {
+            TaskBuilder::service("web", &format!("s{i}"))
+                .stuck_in(TaskStatus::Provisioning, 20)
+                .build()
+        })
+        .collect();
+    tasks.extend((0..4).map(|i| TaskBuilder::service("web", &format!("ok{i}")).build()));
+    let snap = snapshot(tasks.clone(), &[("web", 10)]);
+    let (_, plan) = run(&snap, &set);
+    assert!(plan.actions.is_empty());
+    assert_eq!(plan.held.len(), 6);
+    assert!(plan.held.iter().all(|h| h.hold
+        == Hold::PauseWhenStuckAbove {
+            stuck: 6,
+            governed: 10,
+            threshold: 50.0
+        }));
+    // Exactly half is not above half.
+    let snap = snapshot(tasks[1..].to_vec(), &[("web", 10)]);
+    let (_, plan) = run(&snap, &set);
+    assert_eq!(plan.actions.len(), 5);
+    // A lone stuck task is never a wider outage.
+    let snap = snapshot(tasks[..1].to_vec(), &[("web", 1)]);
+    assert_eq!(run(&snap, &set).1.actions.len(), 1);
+}
+
+#[test]
+fn an_incomplete_observation_holds_every_replacement() {
+    let mut snap = snapshot(
+        vec![TaskBuilder::service("web", "a").stuck_in(TaskStatus::Provisioning, 20).build()],
+        &[("web", 4)],
+    );
+    snap.gaps.push("DescribeTasks: 1 task not described (throttled)".into());
+    let (diagnosis, plan) = run(&snap, &usual_policy());
+    assert_eq!(diagnosis.findings.len(), 1, "diagnosis still reports it");
+    assert!(plan.actions.is_empty());
+    assert_eq!(plan.held[0].hold.name(), "incompleteObservation");
+}
+
+#[test]
+fn audit_mode_and_dry_run_plan_audit_actions_only() {
+    let snap = snapshot(
+        vec![TaskBuilder::service("web", "a").stuck_in(TaskStatus::Provisioning, 20).build()],
+        &[("web", 4)],
+    );
+    let mut audit = usual_policy();
+    audit.policies[0].mode = PolicyMode::Audit;
+    let (_, plan) = run(&snap, &audit);
+    assert_eq!(plan.actions[0].mode, PolicyMode::Audit);
+    let (_, plan) = run_with(&snap, &usual_policy(), &Sightings::default(), &[], true);
+    assert_eq!(plan.actions[0].mode, PolicyMode::Audit);
+}
+
+#[test]
+fn a_task_already_acted_on_is_not_acted_on_again_despite_a_stale_read() {
+    let snap = snapshot(
+        vec![TaskBuilder::service("web", "a").stuck_in(TaskStatus::Provisioning, 20).build()],
+        &[("web", 4)],
+    );
+    let ledger = [PastAction {
+        at: ago(0),
+        policy: "web".into(),
+        service: Some("web".into()),
+        task_arn: task_arn("a"),
+    }];
+    let (diagnosis, plan) = run_with(&snap, &usual_policy(), &Sightings::default(), &ledger, false);
+    assert_eq!(diagnosis.findings.len(), 1);
+    assert!(plan.actions.is_empty() && plan.held.is_empty());
+}
+
+#[test]
+fn a_replacement_interrupted_after_stop_task_is_finished_with_the_same_token() {
+    let original = TaskBuilder::standalone("job1").stuck_in(TaskStatus::Pending, 30);
+    let first = snapshot(vec![original.clone().build()], &[]);
+    let (_, plan) = run(&first, &usual_policy());
+    let Action::ReplaceStandaloneTask { run: planned, stop_reason, .. } = &plan.actions[0].action
+    else {
+        panic!("expected a replacement")
+    };
+    // The process died after StopTask: the task is stopping with our reason, no replacement.
+    let stopped = original.stopped(TaskStatus::Stopped, 1, stop_reason);
+    let after_crash = snapshot(vec![stopped.clone().build()], &[]);
+    let (_, plan) = run(&after_crash, &usual_policy());
+    let [action] = plan.actions.as_slice() else {
+        panic!("one action expected, got {:?}", plan.actions)
+    };
+    let Action::FinishReplacement { run, .. } = &action.action else {
+        panic!("expected FinishReplacement, got {:?}", action.action)
+    };
+    assert_eq!(run.client_token, planned.client_token);
+    assert_eq!(**run, **planned);
+    // Once a replacement exists, nothing more is planned.
+    let replacement = TaskBuilder::standalone("job1-new").tag(REPLACES_TAG, "job1").build();
+    let done = snapshot(vec![stopped.build(), replacement], &[]);
+    let (_, plan) = run(&done, &usual_policy());
+    assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+}
+
+#[test]
+fn a_task_hanging_on_the_way_down_is_reported_not_replaced() {
+    let snap = snapshot(
+        vec![TaskBuilder::service("web", "a").stopped(TaskStatus::Stopping, 40, "Scaling").build()],
+        &[("web", 4)],
+    );
+    let (diagnosis, plan) = run(&snap, &usual_policy());
+    assert_eq!(diagnosis.findings.len(), 1);
+    assert!(plan.actions.is_empty());
+    assert_eq!(plan.held[0].hold.name(), "noRemedy");
+}
+
+#[test]
+fn stop_reasons_round_trip_and_fit_ecs_limit() {
+    let long = "x".repeat(400);
+    let reason = stop_reason("web-stuck-tasks", &long);
+    assert!(reason.len() <= 255);
+    assert_eq!(
+        ecs_reconciler::history::policy_of_stop_reason(&reason),
+        Some("web-stuck-tasks")
+    );
+    assert_eq!(ecs_reconciler::history::policy_of_stop_reason("Task stopped by user"), None);
+}
+
+// ---- properties ----
+
+#[derive(Debug, Clone)]
+struct TaskSpec {
+    service: Option<u8>,
+    status: u8,
+    minutes: u64,
+    unhealthy: bool,
+    exempt: bool,
+    stopped_by_us: Option<u64>,
+}
+
+fn task_spec() -> impl Strategy<Value = TaskSpec> {
+    (
+        prop::option::weighted(0.8, 0u8..3),
+        0u8..8,
+        0u64..40,
+        any::<bool>(),
+        prop::bool::weighted(0.15),
+        prop::option::weighted(0.15, 0u64..90),
+    )
+        .prop_map(|(service, status, minutes, unhealthy, exempt, stopped_by_us)| TaskSpec {
+            service,
+            status,
+            minutes,
+            unhealthy,
+            exempt,
+            stopped_by_us,
+        })
+}
+
+fn build(specs: &[TaskSpec], desired: &[u32; 3]) -> ClusterSnapshot {
+    let tasks = specs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let id = format!("t{i}");
+            let mut b = match s.service {
+                Some(n) => TaskBuilder::service(&format!("svc{n}"), &id),
+                None => TaskBuilder::standalone(&id),
+            };
+            let status = TaskStatus::ALL[s.status as usize];
+            b = match status {
+                TaskStatus::Provisioning | TaskStatus::Pending | TaskStatus::Activating => {
+                    b.stuck_in(status, s.minutes)
+                }
+                other => b.status(other),
+            };
+            if let Some(m) = s.stopped_by_us {
+                b = b.stopped(status, m, &stop_reason("web", "stuck"));
+            } else if status.is_way_down() || status == TaskStatus::Stopped {
+                b = b.stopped(status, s.minutes, "Scaling activity");
+            }
+            if s.unhealthy {
+                b = b.health(HealthStatus::Unhealthy);
+            }
+            if s.exempt {
+                b = b.tag("ecs-reconciler/exempt", "true");
+            }
+            b.build()
+        })
+        .collect();
+    snapshot(
+        tasks,
+        &[("svc0", desired[0]), ("svc1", desired[1]), ("svc2", desired[2])],
+    )
+}
+
+fn guarded_policy(per_hour: u32, in_flight: u32, pause: u32) -> PolicySet {
+    policy(
+        "{PROVISIONING: 10m, PENDING: 5m, ACTIVATING: 5m, STOPPING: 10m, unhealthy: 1m}",
+        "{replaceTask: {standalone: true}}",
+        &format!(
+            "{{maxActionsPerHour: {per_hour}, maxInFlightPerService: {in_flight}%, \
+             pauseWhenStuckAbove: {pause}%}}"
+        ),
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn guardrails_hold_and_plans_are_deterministic(
+        specs in prop::collection::vec(task_spec(), 0..40),
+        desired in [1u32..12, 1u32..12, 1u32..12],
+        per_hour in 0u32..8,
+        in_flight in 0u32..=100,
+        pause in 0u32..=100,
+        dry_run in any::<bool>(),
+        unhealthy_seen_minutes in 0u64..10,
+    ) {
+        let snap = build(&specs, &desired);
+        let set = guarded_policy(per_hour, in_flight, pause);
+        let mut earlier = snap.clone();
+        earlier.observed_at = ago(unhealthy_seen_minutes);
+        let sightings = sighted(&earlier);
+        let (diagnosis, plan1) = run_with(&snap, &set, &sightings, &[], dry_run);
+        let (_, plan2) = run_with(&snap, &set, &sightings, &[], dry_run);
+        prop_assert_eq!(&plan1, &plan2, "planning twice gives one plan");
+
+        let by_arn: BTreeMap<&str, _> = snap.tasks.iter().map(|t| (t.arn.as_str(), t)).collect();
+        let history = History::rebuild(&snap, &[]);
+        let mut per_service: BTreeMap<String, usize> = BTreeMap::new();
+        let mut new_actions = 0usize;
+        for action in &plan1.actions {
+            let task = by_arn[action.action.target()];
+            prop_assert!(
+                task.tags.get("ecs-reconciler/exempt").map(String::as_str) != Some("true"),
+                "an exempt task is never touched"
+            );
+            if dry_run {
+                prop_assert_eq!(action.mode, PolicyMode::Audit, "dry run plans nothing mutating");
+            }
+            if !matches!(action.action, Action::FinishReplacement { .. }) {
+                new_actions += 1;
+                prop_assert_eq!(task.desired_status, DesiredStatus::Running);
+                if let Some(s) = task.service_name() {
+                    *per_service.entry(s.to_string()).or_default() += 1;
+                }
+            }
+        }
+        let used = history.actions_in_window("web", snap.observed_at);
+        prop_assert!(new_actions + used <= per_hour as usize || new_actions == 0);
+        for (service, planned) in &per_service {
+            let desired = snap.service(service).unwrap().desired_count;
+            let limit = ((in_flight as f64 / 100.0 * desired as f64).floor() as usize).max(1);
+            prop_assert!(history.in_flight(service) + planned <= limit,
+                "service {} in flight {} + planned {} over limit {}",
+                service, history.in_flight(service), planned, limit);
+        }
+        let stuck = diagnosis.findings.iter()
+            .filter(|f| by_arn[f.task_arn.as_str()].desired_status == DesiredStatus::Running)
+            .filter(|f| by_arn[f.task_arn.as_str()].tags.get("ecs-reconciler/exempt").is_none())
+            .count();
+        let governed = diagnosis.governed_running.get("web").copied().unwrap_or(0);
+        if stuck >= 2 && stuck as f64 > pause as f64 / 100.0 * governed as f64 {
+            prop_assert_eq!(new_actions, 0, "paused: nothing new is planned");
+        }
+        // Every finding ends as exactly one action or hold, unless already acted on.
+        for f in &diagnosis.findings {
+            let acted = plan1.actions.iter().filter(|a| a.action.target() == f.task_arn).count();
+            let held = plan1.held.iter().filter(|h| h.target == f.task_arn).count();
+            prop_assert!(acted + held == 1 || history.acted_on(&f.task_arn));
+        }
+    }
+}
