@@ -191,7 +191,9 @@ pub struct Task {
 impl Task {
     /// The service this task belongs to, from its `group` (`service:NAME`).
     pub fn service_name(&self) -> Option<&str> {
-        self.group.as_deref().and_then(|g| g.strip_prefix("service:"))
+        self.group
+            .as_deref()
+            .and_then(|g| g.strip_prefix("service:"))
     }
 
     /// The task id: the last segment of the ARN.

@@ -1,1 +1,0 @@
-//! The AWS SDK adapter: the only module that touches the AWS SDK.
