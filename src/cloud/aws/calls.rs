@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use aws_sdk_ecs::config::interceptors::BeforeSerializationInterceptorContextRef;
-use aws_sdk_ecs::config::{ConfigBag, Intercept};
+use aws_sdk_ecs::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_ecs::error::BoxError;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 
@@ -40,9 +40,12 @@ impl Intercept for CallCounter {
         "CallCounter"
     }
 
-    fn read_before_execution(
+    // Once per execution, like `read_before_execution`, but late enough that the operation's
+    // metadata is in the config bag (client interceptors' `read_before_execution` runs first).
+    fn read_before_serialization(
         &self,
         _context: &BeforeSerializationInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let operation = cfg.load::<Metadata>().map_or("Unknown", Metadata::name);
