@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs the whole test suite. Sets up the moto emulator the AWS adapter tests run against:
+# a Python virtualenv in .venv with moto[server] at the pinned version (once), then
+# `cargo test --all-targets` with any extra arguments passed through.
+set -euo pipefail
+
+MOTO_VERSION=5.2.5
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+PYTHON="${PYTHON:-python3}"
+if [[ ! -x .venv/bin/python ]]; then
+    echo "creating .venv (moto ${MOTO_VERSION})" >&2
+    "$PYTHON" -m venv .venv
+fi
+installed="$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("moto"))' 2>/dev/null || true)"
+if [[ "$installed" != "$MOTO_VERSION" ]]; then
+    echo "installing moto[server]==${MOTO_VERSION} into .venv" >&2
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check "moto[server]==${MOTO_VERSION}"
+fi
+
+export MOTO_PYTHON="$PWD/.venv/bin/python"
+exec cargo test --all-targets "$@"

@@ -1,0 +1,271 @@
+//! The AWS SDK adapter: the only module that touches the AWS SDK.
+//!
+//! [`AwsCloud`] implements [`Cloud`] with `aws-sdk-ecs`. Layout:
+//! - this file: settings, setup (region and credentials checked up front) and the mutating
+//!   calls;
+//! - [`observe`]: one cluster's snapshot, paged and batched at the API's limits;
+//! - [`convert`]: SDK types to domain types and back;
+//! - [`errors`]: SDK errors to [`CloudError`] categories, in one place;
+//! - [`calls`]: the interceptor that counts every operation sent.
+//!
+//! Retries are the SDK's (standard mode: throttling, 5xx and timeouts, jittered backoff); this
+//! adapter adds none of its own.
+
+mod calls;
+mod convert;
+mod errors;
+mod observe;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_ecs::config::ProvideCredentials;
+
+pub use errors::error_category;
+
+use crate::cloud::{Cloud, CloudError, ErrorCategory};
+use crate::domain::{ClusterSnapshot, RunTaskRequest};
+
+/// ECS keeps at most this many characters of a StopTask reason.
+const STOP_REASON_MAX_CHARS: usize = 255;
+
+/// How the adapter talks to AWS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsSettings {
+    /// Limit for one operation, retries included.
+    pub operation_timeout: Duration,
+    /// Limit for one attempt of an operation.
+    pub attempt_timeout: Duration,
+    /// Limit for opening a connection.
+    pub connect_timeout: Duration,
+    /// Attempts per operation, the first included (the SDK's standard retry mode).
+    pub max_attempts: u32,
+    /// Limit for resolving credentials once at setup (so a missing IMDS never hangs startup).
+    pub credentials_timeout: Duration,
+    /// Overrides the endpoint (e.g. an emulator); `AWS_ENDPOINT_URL` works as well.
+    pub endpoint_url: Option<String>,
+}
+
+impl Default for AwsSettings {
+    fn default() -> Self {
+        AwsSettings {
+            operation_timeout: Duration::from_secs(30),
+            attempt_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(3),
+            max_attempts: 3,
+            credentials_timeout: Duration::from_secs(5),
+            endpoint_url: None,
+        }
+    }
+}
+
+/// Why the adapter could not be set up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AwsSetupError {
+    #[error("no AWS Region configured: set AWS_REGION, or a region in the AWS_PROFILE profile")]
+    NoRegion,
+    #[error("no usable AWS credentials: {0}")]
+    NoCredentials(String),
+}
+
+/// The [`Cloud`] of a real AWS account (or an emulator of one), through the AWS SDK.
+#[derive(Debug, Clone)]
+pub struct AwsCloud {
+    ecs: aws_sdk_ecs::Client,
+    credentials: aws_sdk_ecs::config::SharedCredentialsProvider,
+    credentials_timeout: Duration,
+    calls: calls::CallCounter,
+}
+
+impl AwsCloud {
+    /// Sets up from the standard environment (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL,
+    /// container and instance credentials...), and resolves credentials once to fail early.
+    pub async fn from_env(settings: &AwsSettings) -> Result<AwsCloud, AwsSetupError> {
+        let sdk_config = aws_config::defaults(BehaviorVersion::latest())
+            .timeout_config(timeout_config(settings))
+            .retry_config(retry_config(settings))
+            .load()
+            .await;
+        let cloud = AwsCloud::from_conf(&sdk_config, settings)?;
+        cloud.check_credentials().await?;
+        Ok(cloud)
+    }
+
+    /// Sets up from an explicit SDK configuration (tests, emulators). Checks that a Region and
+    /// a credentials provider are present, without resolving credentials: see
+    /// [`AwsCloud::check_credentials`].
+    pub fn from_conf(
+        sdk_config: &aws_config::SdkConfig,
+        settings: &AwsSettings,
+    ) -> Result<AwsCloud, AwsSetupError> {
+        if sdk_config.region().is_none() {
+            return Err(AwsSetupError::NoRegion);
+        }
+        let credentials = sdk_config.credentials_provider().ok_or_else(|| {
+            AwsSetupError::NoCredentials("no credentials provider configured".into())
+        })?;
+        let calls = calls::CallCounter::default();
+        let mut ecs_config = aws_sdk_ecs::config::Builder::from(sdk_config)
+            .timeout_config(timeout_config(settings))
+            .retry_config(retry_config(settings))
+            .interceptor(calls.clone());
+        if let Some(url) = &settings.endpoint_url {
+            ecs_config = ecs_config.endpoint_url(url);
+        }
+        Ok(AwsCloud {
+            ecs: aws_sdk_ecs::Client::from_conf(ecs_config.build()),
+            credentials,
+            credentials_timeout: settings.credentials_timeout,
+            calls,
+        })
+    }
+
+    /// Resolves credentials once, within the settings' `credentials_timeout`.
+    pub async fn check_credentials(&self) -> Result<(), AwsSetupError> {
+        match tokio::time::timeout(
+            self.credentials_timeout,
+            self.credentials.provide_credentials(),
+        )
+        .await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(err)) => Err(AwsSetupError::NoCredentials(
+                aws_sdk_ecs::error::DisplayErrorContext(&err).to_string(),
+            )),
+            Err(_) => Err(AwsSetupError::NoCredentials(format!(
+                "no credentials provider answered within {:?}",
+                self.credentials_timeout
+            ))),
+        }
+    }
+
+    /// How many times each API operation has been sent (e.g. `{"ListTasks": 4}`), counting
+    /// each page of a paged list, not counting the SDK's retries.
+    pub fn calls(&self) -> BTreeMap<String, u64> {
+        self.calls.snapshot()
+    }
+}
+
+fn timeout_config(settings: &AwsSettings) -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .operation_timeout(settings.operation_timeout)
+        .operation_attempt_timeout(settings.attempt_timeout)
+        .connect_timeout(settings.connect_timeout)
+        .build()
+}
+
+fn retry_config(settings: &AwsSettings) -> RetryConfig {
+    RetryConfig::standard().with_max_attempts(settings.max_attempts.max(1))
+}
+
+/// `reason` cut to what ECS keeps, on a character boundary.
+fn stop_reason(reason: &str) -> String {
+    reason.chars().take(STOP_REASON_MAX_CHARS).collect()
+}
+
+impl Cloud for AwsCloud {
+    async fn list_clusters(&self) -> Result<Vec<String>, CloudError> {
+        let arns = self
+            .ecs
+            .list_clusters()
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| errors::from_sdk("ListClusters", e))?;
+        Ok(arns
+            .into_iter()
+            .map(|arn| arn.rsplit('/').next().unwrap_or(&arn).to_string())
+            .collect())
+    }
+
+    async fn observe_cluster(&self, cluster: &str) -> Result<ClusterSnapshot, CloudError> {
+        observe::observe_cluster(&self.ecs, cluster).await
+    }
+
+    async fn stop_task(
+        &self,
+        cluster: &str,
+        task_arn: &str,
+        reason: &str,
+    ) -> Result<(), CloudError> {
+        self.ecs
+            .stop_task()
+            .cluster(cluster)
+            .task(task_arn)
+            .reason(stop_reason(reason))
+            .send()
+            .await
+            .map_err(|e| {
+                let mut err = errors::from_sdk("StopTask", e);
+                // ECS names a task it does not know with InvalidParameterException.
+                if err.category == ErrorCategory::Invalid
+                    && err.message.contains("task was not found")
+                {
+                    err.category = ErrorCategory::NotFound;
+                }
+                err
+            })?;
+        Ok(())
+    }
+
+    async fn run_task(
+        &self,
+        cluster: &str,
+        request: &RunTaskRequest,
+    ) -> Result<String, CloudError> {
+        let parts = convert::run_task_parts(request)
+            .map_err(|why| CloudError::new(ErrorCategory::Invalid, "RunTask", why))?;
+        let output = self
+            .ecs
+            .run_task()
+            .cluster(cluster)
+            .task_definition(&request.task_definition)
+            .count(1)
+            .overrides(parts.overrides)
+            .set_tags((!parts.tags.is_empty()).then_some(parts.tags))
+            .set_group(request.group.clone())
+            .set_started_by(request.started_by.clone())
+            .set_launch_type(parts.launch_type)
+            .set_capacity_provider_strategy(parts.strategy)
+            .set_network_configuration(parts.network)
+            .client_token(&request.client_token)
+            .send()
+            .await
+            .map_err(|e| errors::from_sdk("RunTask", e))?;
+        if let Some(failure) = output.failures().first() {
+            let category = match failure.reason().unwrap_or_default() {
+                "MISSING" => ErrorCategory::NotFound,
+                // No room on the instances, or their agents are away: may pass.
+                reason if reason.starts_with("RESOURCE") || reason == "AGENT" => {
+                    ErrorCategory::Transient
+                }
+                _ => ErrorCategory::Invalid,
+            };
+            return Err(CloudError::new(
+                category,
+                "RunTask",
+                format!(
+                    "ECS refused to place the task: {}",
+                    convert::failure(failure)
+                ),
+            ));
+        }
+        output
+            .tasks()
+            .first()
+            .and_then(|t| t.task_arn())
+            .map(str::to_string)
+            .ok_or_else(|| {
+                CloudError::new(
+                    ErrorCategory::Transient,
+                    "RunTask",
+                    "ECS started no task and reported no failure",
+                )
+            })
+    }
+}

@@ -1,0 +1,279 @@
+//! Observation: one cluster's snapshot from the ECS read APIs, paged and batched at their limits.
+//!
+//! Cost for a cluster with N tasks, S services and I container instances: 1 DescribeClusters,
+//! ceil(N/100) ListTasks per desired status (RUNNING, then STOPPED), ceil(N/100) DescribeTasks,
+//! ceil(S/100) ListServices (at most 100 a page) + ceil(S/10) DescribeServices, and
+//! ceil(I/100) ListContainerInstances + ceil(I/100) DescribeContainerInstances. Services, tasks
+//! and container instances are read concurrently.
+//!
+//! Failures: a missing cluster is `NotFound`; DescribeClusters and ListTasks failures fail the
+//! snapshot. Any other part that fails with a retryable category (after the SDK's own retries)
+//! becomes a `gaps` entry, as do `failures[]` entries other than MISSING and tasks this adapter
+//! cannot read. A task that vanished between ListTasks and DescribeTasks (MISSING) is simply
+//! not in the snapshot.
+
+use std::collections::BTreeSet;
+use std::time::SystemTime;
+
+use aws_sdk_ecs::Client;
+use aws_sdk_ecs::types::{DesiredStatus as EcsDesiredStatus, Failure, TaskField};
+
+use super::{convert, errors};
+use crate::cloud::{CloudError, ErrorCategory};
+use crate::domain::{ClusterSnapshot, ContainerInstance, Service, Task};
+
+/// ListTasks and ListContainerInstances return at most 100 ARNs a page.
+const LIST_PAGE: i32 = 100;
+/// ListServices returns at most 100 ARNs a page.
+const LIST_SERVICES_PAGE: i32 = 100;
+/// DescribeTasks and DescribeContainerInstances take at most 100 ARNs.
+const DESCRIBE_BATCH: usize = 100;
+/// DescribeServices takes at most 10 names.
+const DESCRIBE_SERVICES_BATCH: usize = 10;
+/// The `failures[]` reason for a resource ECS does not (any longer) know.
+const MISSING: &str = "MISSING";
+
+/// What one part of the observation found, and what it could not read.
+struct Part<T> {
+    items: Vec<T>,
+    gaps: Vec<String>,
+}
+
+impl<T> Default for Part<T> {
+    fn default() -> Self {
+        Part {
+            items: Vec::new(),
+            gaps: Vec::new(),
+        }
+    }
+}
+
+/// A failed call in a part that may be incomplete: retryable errors become a gap, the rest
+/// fail the snapshot.
+fn gap_or_fail(err: CloudError, what: &str) -> Result<String, CloudError> {
+    if err.category.is_retryable() {
+        Ok(format!("{what}: {err}"))
+    } else {
+        Err(err)
+    }
+}
+
+/// Gaps for `failures[]` entries, except MISSING ones (gone between list and describe).
+fn failure_gaps(operation: &str, failures: &[Failure]) -> Vec<String> {
+    failures
+        .iter()
+        .filter(|f| f.reason() != Some(MISSING))
+        .map(|f| format!("{operation}: {}", convert::failure(f)))
+        .collect()
+}
+
+pub(super) async fn observe_cluster(
+    ecs: &Client,
+    cluster: &str,
+) -> Result<ClusterSnapshot, CloudError> {
+    let observed_at = SystemTime::now();
+    let cluster_arn = describe_cluster(ecs, cluster).await?;
+    let (services, tasks, instances) = tokio::join!(
+        services(ecs, &cluster_arn),
+        tasks(ecs, &cluster_arn),
+        container_instances(ecs, &cluster_arn),
+    );
+    let (services, tasks, instances) = (services?, tasks?, instances?);
+    let name = cluster_arn
+        .rsplit('/')
+        .next()
+        .unwrap_or(cluster)
+        .to_string();
+    let mut snapshot = ClusterSnapshot::empty(&name, &cluster_arn, observed_at);
+    snapshot.services = services.items;
+    snapshot.tasks = tasks.items;
+    snapshot.container_instances = instances.items;
+    snapshot.gaps = [services.gaps, tasks.gaps, instances.gaps].concat();
+    Ok(snapshot)
+}
+
+/// The cluster's ARN, or `NotFound` if it does not exist or is no longer ACTIVE.
+async fn describe_cluster(ecs: &Client, cluster: &str) -> Result<String, CloudError> {
+    const OP: &str = "DescribeClusters";
+    let output = ecs
+        .describe_clusters()
+        .clusters(cluster)
+        .send()
+        .await
+        .map_err(|e| errors::from_sdk(OP, e))?;
+    let not_found =
+        || CloudError::new(ErrorCategory::NotFound, OP, format!("no cluster {cluster}"));
+    if let Some(failure) = output.failures().first() {
+        return Err(if failure.reason() == Some(MISSING) {
+            not_found()
+        } else {
+            CloudError::new(ErrorCategory::Transient, OP, convert::failure(failure))
+        });
+    }
+    let found = output.clusters().first().ok_or_else(not_found)?;
+    match found.status() {
+        Some("INACTIVE") => Err(CloudError::new(
+            ErrorCategory::NotFound,
+            OP,
+            format!("cluster {cluster} is INACTIVE (deleted)"),
+        )),
+        _ => found
+            .cluster_arn()
+            .map(str::to_string)
+            .ok_or_else(|| CloudError::new(ErrorCategory::Transient, OP, "cluster without ARN")),
+    }
+}
+
+async fn services(ecs: &Client, cluster_arn: &str) -> Result<Part<Service>, CloudError> {
+    let mut part = Part::default();
+    let arns = match ecs
+        .list_services()
+        .cluster(cluster_arn)
+        .max_results(LIST_SERVICES_PAGE)
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+    {
+        Ok(arns) => arns,
+        Err(e) => {
+            let gap = gap_or_fail(errors::from_sdk("ListServices", e), "services not read")?;
+            part.gaps.push(gap);
+            return Ok(part);
+        }
+    };
+    for batch in arns.chunks(DESCRIBE_SERVICES_BATCH) {
+        match ecs
+            .describe_services()
+            .cluster(cluster_arn)
+            .set_services(Some(batch.to_vec()))
+            .send()
+            .await
+        {
+            Ok(output) => {
+                part.gaps
+                    .extend(failure_gaps("DescribeServices", output.failures()));
+                for s in output.services() {
+                    match convert::service(s) {
+                        Ok(service) => part.items.push(service),
+                        Err(why) => part.gaps.push(why),
+                    }
+                }
+            }
+            Err(e) => {
+                let what = format!("{} services not described", batch.len());
+                part.gaps
+                    .push(gap_or_fail(errors::from_sdk("DescribeServices", e), &what)?);
+            }
+        }
+    }
+    Ok(part)
+}
+
+async fn list_tasks(
+    ecs: &Client,
+    cluster_arn: &str,
+    desired: EcsDesiredStatus,
+) -> Result<Vec<String>, CloudError> {
+    ecs.list_tasks()
+        .cluster(cluster_arn)
+        .desired_status(desired)
+        .max_results(LIST_PAGE)
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(|e| errors::from_sdk("ListTasks", e))
+}
+
+async fn tasks(ecs: &Client, cluster_arn: &str) -> Result<Part<Task>, CloudError> {
+    let mut arns = list_tasks(ecs, cluster_arn, EcsDesiredStatus::Running).await?;
+    let stopped = list_tasks(ecs, cluster_arn, EcsDesiredStatus::Stopped).await?;
+    // A task stopped between the two lists shows up in both: describe it once.
+    let mut seen: BTreeSet<String> = arns.iter().cloned().collect();
+    arns.extend(stopped.into_iter().filter(|arn| seen.insert(arn.clone())));
+
+    let mut part = Part::default();
+    for batch in arns.chunks(DESCRIBE_BATCH) {
+        match ecs
+            .describe_tasks()
+            .cluster(cluster_arn)
+            .set_tasks(Some(batch.to_vec()))
+            .include(TaskField::Tags)
+            .send()
+            .await
+        {
+            Ok(output) => {
+                part.gaps
+                    .extend(failure_gaps("DescribeTasks", output.failures()));
+                for t in output.tasks() {
+                    match convert::task(t, cluster_arn) {
+                        Ok(task) => part.items.push(task),
+                        Err(why) => part.gaps.push(why),
+                    }
+                }
+            }
+            Err(e) => {
+                let what = format!("{} tasks not described", batch.len());
+                part.gaps
+                    .push(gap_or_fail(errors::from_sdk("DescribeTasks", e), &what)?);
+            }
+        }
+    }
+    Ok(part)
+}
+
+async fn container_instances(
+    ecs: &Client,
+    cluster_arn: &str,
+) -> Result<Part<ContainerInstance>, CloudError> {
+    let mut part = Part::default();
+    let arns = match ecs
+        .list_container_instances()
+        .cluster(cluster_arn)
+        .max_results(LIST_PAGE)
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+    {
+        Ok(arns) => arns,
+        Err(e) => {
+            let err = errors::from_sdk("ListContainerInstances", e);
+            part.gaps
+                .push(gap_or_fail(err, "container instances not read")?);
+            return Ok(part);
+        }
+    };
+    for batch in arns.chunks(DESCRIBE_BATCH) {
+        match ecs
+            .describe_container_instances()
+            .cluster(cluster_arn)
+            .set_container_instances(Some(batch.to_vec()))
+            .send()
+            .await
+        {
+            Ok(output) => {
+                part.gaps.extend(failure_gaps(
+                    "DescribeContainerInstances",
+                    output.failures(),
+                ));
+                for c in output.container_instances() {
+                    match convert::container_instance(c) {
+                        Ok(instance) => part.items.push(instance),
+                        Err(why) => part.gaps.push(why),
+                    }
+                }
+            }
+            Err(e) => {
+                let what = format!("{} container instances not described", batch.len());
+                let err = errors::from_sdk("DescribeContainerInstances", e);
+                part.gaps.push(gap_or_fail(err, &what)?);
+            }
+        }
+    }
+    Ok(part)
+}

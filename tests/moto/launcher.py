@@ -1,0 +1,465 @@
+"""Starts moto 5.2.5's server in-process, patched to behave closer to real Amazon ECS.
+
+Used by the Rust test harness (tests/integration/support/moto.rs). The server listens on
+127.0.0.1 on a free port and prints `PORT <n>` on one line as soon as it accepts connections.
+It exits when its standard input closes, so it never outlives the test process that spawned it.
+
+Every patch below names the moto gap it fixes (see DESIGN.md section 6). The patches make moto
+closer to ECS; they never make the emulator more lenient than ECS.
+
+Harness-only endpoints (not AWS APIs), all `POST` with a JSON body; `account` (default
+123456789012) and `region` (default us-east-1) select the backend:
+
+- `/_harness/ecs/task` {cluster, taskArn, lastStatus?, desiredStatus?, healthStatus?,
+  stoppedReason?, createdAt?, pullStartedAt?, pullStoppedAt?, connectivityAt?, startedAt?,
+  stoppingAt?, executionStoppedAt?, stoppedAt? (epoch seconds, or null to clear)}: puts a task
+  into any lifecycle state with the given timestamps. Moving a task to a state before RUNNING
+  clears the timestamps that state has not reached yet.
+- `/_harness/ecs/ghost-task` {cluster, taskArn}: makes ListTasks (desired RUNNING) report an ARN
+  that DescribeTasks does not know, like a task that vanished between the two calls.
+- `/_harness/ecs/container-instance` {cluster, containerInstanceArn, agentConnected?, status?}.
+- `/_harness/ec2/instance` {}: launches one EC2 instance, answers {"instanceId": ...} (for
+  RegisterContainerInstance, whose identity document must name an existing instance).
+- `/_harness/ec2/default-network` {}: answers {"subnetId", "securityGroupId"} of the default VPC.
+- `/_harness/fault` {operation, code?, status?, message?}: from now on, that account's calls to
+  the ECS operation (e.g. "StopTask") answer `status` (default 400) with error `code` (default
+  AccessDeniedException).
+
+Isolation: a request whose access key id is `MOTOACCT` followed by 12 digits is served by the
+account with those digits as its id, so tests sharing one server each get their own empty
+account (moto otherwise maps every unknown access key to 123456789012).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import sys
+import threading
+from datetime import datetime, timezone
+from typing import Any
+
+from werkzeug.serving import make_server
+
+import moto.iam.models as iam_models
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.core.utils import utcnow
+from moto.ec2 import ec2_backends
+from moto.ecs import models as ecs_models
+from moto.ecs import responses as ecs_responses
+from moto.ecs.exceptions import InvalidParameterException
+from moto.moto_api import state_manager
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+
+ECS_TARGET_PREFIX = "AmazonEC2ContainerServiceV20141113."
+TIMESTAMPS = {
+    "createdAt": "created_at",
+    "pullStartedAt": "pull_started_at",
+    "pullStoppedAt": "pull_stopped_at",
+    "connectivityAt": "connectivity_at",
+    "startedAt": "started_at",
+    "stoppingAt": "stopping_at",
+    "executionStoppedAt": "execution_stopped_at",
+    "stoppedAt": "stopped_at",
+}
+LIFECYCLE = [
+    "PROVISIONING",
+    "PENDING",
+    "ACTIVATING",
+    "RUNNING",
+    "DEACTIVATING",
+    "STOPPING",
+    "DEPROVISIONING",
+    "STOPPED",
+]
+# The first state in which each timestamp is set; moving a task back before it clears it.
+TIMESTAMP_REACHED_IN = {
+    "created_at": "PROVISIONING",
+    "pull_started_at": "PENDING",
+    "pull_stopped_at": "PENDING",
+    "connectivity_at": "PENDING",
+    "started_at": "RUNNING",
+    "stopping_at": "DEACTIVATING",
+    "execution_stopped_at": "STOPPING",
+    "stopped_at": "STOPPED",
+}
+
+# Per-account harness state (guarded by the GIL; each test uses its own account).
+FAULTS: dict[tuple[str, str], dict[str, Any]] = {}
+GHOSTS: dict[tuple[str, str, str], list[str]] = {}
+CLIENT_TOKENS: dict[tuple[str, str, str, str], list[Any]] = {}
+
+
+# --- Isolation: access key id MOTOACCT<12 digits> = that account ----------------------------
+# (moto only recognizes 20-character access key ids, hence the prefix.)
+
+_original_account_from = iam_models.get_account_id_from
+
+
+def _account_from_access_key(access_key: str) -> str:
+    match = re.fullmatch(r"MOTOACCT(\d{12})", access_key or "")
+    if match:
+        return match.group(1)
+    return _original_account_from(access_key)
+
+
+iam_models.get_account_id_from = _account_from_access_key
+
+
+# --- Gap: tasks are held still by the state manager --------------------------------------------
+# moto advances a task one state toward STOPPED on every DescribeTasks. Real ECS never changes a
+# task because someone looked at it; with "manual" progression and a huge count it never moves.
+state_manager.set_transition(
+    model_name="ecs::task", transition={"progression": "manual", "times": 1_000_000_000}
+)
+
+
+# --- Gap: tasks carry no timestamps, no health status, no launch type by default ---------------
+
+_original_task_init = ecs_models.Task.__init__
+
+
+def _task_init(self: Any, *args: Any, **kwargs: Any) -> None:
+    _original_task_init(self, *args, **kwargs)
+    # moto creates tasks directly in RUNNING: give them the timestamps a RUNNING task has.
+    now = utcnow()
+    for attr in ("created_at", "pull_started_at", "pull_stopped_at", "connectivity_at", "started_at"):
+        setattr(self, attr, now)
+    for attr in ("stopping_at", "execution_stopped_at", "stopped_at"):
+        setattr(self, attr, None)
+    # ECS reports UNKNOWN until a container health check has a verdict.
+    self.health_status = "UNKNOWN"
+    # With neither a launch type nor a capacity provider, ECS uses the EC2 launch type and says
+    # so; moto leaves launchType empty.
+    if not self.launch_type and not self.capacity_provider_name:
+        self.launch_type = "EC2"
+    if not self.stopped_reason:
+        self.stopped_reason = None
+
+
+ecs_models.Task.__init__ = _task_init
+
+
+# --- Gap: StopTask skips the way down's timestamps and answers 500 for unknown tasks -----------
+
+
+def _stop_task(self: Any, cluster_str: str, task_str: str, reason: str) -> Any:
+    cluster = self._get_cluster(cluster_str)
+    task_id = task_str.split("/")[-1]
+    for arn, task in self.tasks.get(cluster.name, {}).items():
+        if arn.split("/")[-1] == task_id:
+            if task.container_instance_arn:
+                instance = self.container_instances[cluster.name].get(
+                    task.container_instance_arn.split("/")[-1]
+                )
+                if instance is not None and task.desired_status != "STOPPED":
+                    self.update_container_instance_resources(
+                        instance, task.resource_requirements, removing=True
+                    )
+                    self.update_cluster_resources(cluster, -1, task_state="RUNNING")
+            now = utcnow()
+            task.last_status = "STOPPED"
+            task.desired_status = "STOPPED"
+            task.stopped_reason = reason
+            task.stop_code = "UserInitiated"
+            for attr in ("stopping_at", "execution_stopped_at", "stopped_at"):
+                if getattr(task, attr, None) is None:
+                    setattr(task, attr, now)
+            return task
+    # ECS answers InvalidParameterException for a task it does not know (moto: HTTP 500).
+    raise InvalidParameterException("The referenced task was not found.")
+
+
+ecs_models.EC2ContainerServiceBackend.stop_task = _stop_task
+
+
+# --- Gap: DescribeTasks ignores unknown ARNs and looks in every cluster -------------------------
+
+
+def _find_tasks(backend: Any, cluster_str: str, wanted: list[str]) -> tuple[list[Any], list[dict]]:
+    cluster = backend._get_cluster(cluster_str)
+    if not wanted:
+        raise InvalidParameterException("Tasks cannot be empty.")
+    if len(wanted) > 100:
+        raise InvalidParameterException("Tasks can have at most 100 items.")
+    by_id = {arn.split("/")[-1]: t for arn, t in backend.tasks.get(cluster.name, {}).items()}
+    found, failures = [], []
+    for ref in wanted:
+        task = by_id.get(ref.split("/")[-1])
+        if task is None:
+            # ECS names a task it does not (any longer) know in failures[] with reason MISSING.
+            failures.append({"arn": ref, "reason": "MISSING"})
+        else:
+            found.append(task)
+    return found, failures
+
+
+def _describe_tasks_response(self: Any) -> Any:
+    cluster = self._get_param("cluster", "default")
+    tasks, failures = _find_tasks(self.ecs_backend, cluster, self._get_param("tasks", []))
+    if "TAGS" in self._get_param("include", []):
+        self._include_in_response(ecs_responses.DESCRIBE_TASKS_TAGS)
+    else:
+        self._exclude_from_response(ecs_responses.DESCRIBE_TASKS_TAGS)
+    return ecs_responses.ActionResult({"tasks": tasks, "failures": failures})
+
+
+ecs_responses.EC2ContainerServiceResponse.describe_tasks = _describe_tasks_response
+
+
+# --- Gap: ListTasks ignores desiredStatus's default, serviceName, maxResults; never pages -------
+
+
+def _list_tasks_response(self: Any) -> Any:
+    backend = self.ecs_backend
+    cluster_str = self._get_param("cluster", "default")
+    desired = self._get_param("desiredStatus") or "RUNNING"  # ECS's default filter
+    service_name = self._get_param("serviceName")
+    container_instance = self._get_param("containerInstance")
+    max_results = self._get_int_param("maxResults", 100)
+    if not 1 <= max_results <= 100:
+        raise InvalidParameterException("maxResults must be between 1 and 100.")
+    cluster = backend._get_cluster(cluster_str)
+    tasks = backend.list_tasks(
+        cluster.name, None, self._get_param("family"), self._get_param("startedBy"), None, desired
+    )
+    tasks = [t for t in tasks if t.cluster_arn == cluster.arn]
+    if container_instance:
+        ci_id = container_instance.split("/")[-1]
+        tasks = [
+            t for t in tasks
+            if t.container_instance_arn and t.container_instance_arn.split("/")[-1] == ci_id
+        ]
+    if service_name:
+        tasks = [t for t in tasks if t.group == f"service:{service_name.split('/')[-1]}"]
+    arns = [t.task_arn for t in tasks]
+    if desired == "RUNNING":
+        arns += GHOSTS.get((self.current_account, self.region, cluster.name), [])
+    start = 0
+    token = self._get_param("nextToken")
+    if token:
+        try:
+            start = int(base64.b64decode(token).decode())
+        except Exception:
+            raise InvalidParameterException("Invalid nextToken.")
+    page = arns[start : start + max_results]
+    result: dict[str, Any] = {"taskArns": page}
+    if start + max_results < len(arns):
+        result["nextToken"] = base64.b64encode(str(start + max_results).encode()).decode()
+    return ecs_responses.ActionResult(result)
+
+
+ecs_responses.EC2ContainerServiceResponse.list_tasks = _list_tasks_response
+
+
+# --- Gap: RunTask ignores clientToken ------------------------------------------------------------
+
+_original_run_task_response = ecs_responses.EC2ContainerServiceResponse.run_task
+
+
+def _run_task_response(self: Any) -> Any:
+    token = self._get_param("clientToken")
+    if not token:
+        return _original_run_task_response(self)
+    if len(token) > 64:
+        raise InvalidParameterException("clientToken can have at most 64 characters.")
+    cluster = self.ecs_backend._get_cluster(self._get_param("cluster", "default"))
+    key = (self.current_account, self.region, cluster.name, token)
+    # ECS answers a repeated token with the tasks the first request started.
+    if key in CLIENT_TOKENS:
+        return ecs_responses.ActionResult({"tasks": CLIENT_TOKENS[key], "failures": []})
+    result = _original_run_task_response(self)
+    CLIENT_TOKENS[key] = result.result["tasks"]
+    return result
+
+
+ecs_responses.EC2ContainerServiceResponse.run_task = _run_task_response
+
+
+# --- Harness endpoints ---------------------------------------------------------------------------
+
+
+def _ecs(body: dict) -> Any:
+    account = body.get("account", DEFAULT_ACCOUNT_ID)
+    region = body.get("region", "us-east-1")
+    return ecs_models.ecs_backends[account][region]
+
+
+def _to_time(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    return datetime.fromtimestamp(float(value), tz=timezone.utc).replace(tzinfo=None)
+
+
+def _harness_task(body: dict) -> dict:
+    backend = _ecs(body)
+    cluster = backend._get_cluster(body["cluster"])
+    tasks, failures = _find_tasks(backend, cluster.name, [body["taskArn"]])
+    if failures:
+        raise KeyError(f"no task {body['taskArn']} in cluster {cluster.name}")
+    task = tasks[0]
+    if "lastStatus" in body:
+        status = body["lastStatus"]
+        task.last_status = status
+        if status in LIFECYCLE:
+            rank = LIFECYCLE.index(status)
+            for attr, reached in TIMESTAMP_REACHED_IN.items():
+                if LIFECYCLE.index(reached) > rank:
+                    setattr(task, attr, None)
+    for key, attr in (("desiredStatus", "desired_status"), ("healthStatus", "health_status"),
+                      ("stoppedReason", "stopped_reason")):
+        if key in body:
+            setattr(task, attr, body[key])
+    for key, attr in TIMESTAMPS.items():
+        if key in body:
+            setattr(task, attr, _to_time(body[key]))
+    return {"taskArn": task.task_arn, "lastStatus": task.last_status}
+
+
+def _harness_ghost(body: dict) -> dict:
+    cluster = _ecs(body)._get_cluster(body["cluster"])
+    key = (body.get("account", DEFAULT_ACCOUNT_ID), body.get("region", "us-east-1"), cluster.name)
+    GHOSTS.setdefault(key, []).append(body["taskArn"])
+    return {}
+
+
+def _harness_container_instance(body: dict) -> dict:
+    backend = _ecs(body)
+    cluster = backend._get_cluster(body["cluster"])
+    instance = backend.container_instances[cluster.name][body["containerInstanceArn"].split("/")[-1]]
+    if "agentConnected" in body:
+        instance.agent_connected = bool(body["agentConnected"])
+    if "status" in body:
+        instance.status = body["status"]
+    return {}
+
+
+def _harness_ec2_instance(body: dict) -> dict:
+    ec2 = ec2_backends[body.get("account", DEFAULT_ACCOUNT_ID)][body.get("region", "us-east-1")]
+    image_id = next(iter(ec2.amis))
+    # The keyword arguments moto's RunInstances handler passes when the request names none.
+    kwargs = {
+        "instance_type": "t3.medium",
+        "is_instance_type_default": False,
+        "placement": None,
+        "placement_hostid": None,
+        "region_name": body.get("region", "us-east-1"),
+        "subnet_id": None,
+        "key_name": None,
+        "security_group_ids": [],
+        "nics": [],
+        "private_ip": None,
+        "associate_public_ip": None,
+        "tags": {},
+        "ebs_optimized": False,
+        "disable_api_stop": False,
+        "instance_market_options": {},
+        "instance_initiated_shutdown_behavior": None,
+        "launch_template": {},
+        "hibernation_options": {},
+        "iam_instance_profile_name": None,
+        "iam_instance_profile_arn": None,
+        "monitoring_state": "disabled",
+        "ipv6_address_count": None,
+        "metadata_options": {},
+        "client_token": "harness",
+    }
+    reservation = ec2.run_instances(image_id, 1, None, [], **kwargs)
+    return {"instanceId": reservation.instances[0].id}
+
+
+def _harness_default_network(body: dict) -> dict:
+    ec2 = ec2_backends[body.get("account", DEFAULT_ACCOUNT_ID)][body.get("region", "us-east-1")]
+    subnet = sorted(ec2.get_default_subnets().values(), key=lambda s: s.id)[0]
+    group = ec2.get_default_security_group(subnet.vpc_id)
+    return {"subnetId": subnet.id, "securityGroupId": group.id}
+
+
+def _harness_fault(body: dict) -> dict:
+    FAULTS[(body.get("account", DEFAULT_ACCOUNT_ID), body["operation"])] = {
+        "code": body.get("code", "AccessDeniedException"),
+        "status": int(body.get("status", 400)),
+        "message": body.get("message", f"not authorized to perform ecs:{body['operation']}"),
+    }
+    return {}
+
+
+HARNESS = {
+    "/_harness/ecs/task": _harness_task,
+    "/_harness/ecs/ghost-task": _harness_ghost,
+    "/_harness/ecs/container-instance": _harness_container_instance,
+    "/_harness/ec2/instance": _harness_ec2_instance,
+    "/_harness/ec2/default-network": _harness_default_network,
+    "/_harness/fault": _harness_fault,
+}
+
+ACCESS_KEY = re.compile(r"Credential=([^/]+)/")
+
+
+def _reply(start_response: Any, status: int, body: dict, extra: list | None = None) -> list[bytes]:
+    data = json.dumps(body).encode()
+    reason = {200: "OK", 400: "Bad Request", 404: "Not Found"}.get(status, "Error")
+    headers = [("Content-Type", "application/x-amz-json-1.1"), ("Content-Length", str(len(data)))]
+    start_response(f"{status} {reason}", headers + (extra or []))
+    return [data]
+
+
+def harness_app(inner: Any) -> Any:
+    def app(environ: dict, start_response: Any) -> Any:
+        path = environ.get("PATH_INFO", "")
+        if path in HARNESS:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body = json.loads(environ["wsgi.input"].read(length) or b"{}")
+            try:
+                return _reply(start_response, 200, HARNESS[path](body))
+            except Exception as err:  # the harness caller wants to see what went wrong
+                return _reply(start_response, 400, {"error": repr(err)})
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if target.startswith(ECS_TARGET_PREFIX) and FAULTS:
+            match = ACCESS_KEY.search(environ.get("HTTP_AUTHORIZATION", ""))
+            account = _account_from_access_key(match.group(1) if match else "")
+            fault = FAULTS.get((account, target[len(ECS_TARGET_PREFIX):]))
+            if fault:
+                return _reply(
+                    start_response,
+                    fault["status"],
+                    {"__type": fault["code"], "message": fault["message"]},
+                    [("x-amzn-ErrorType", fault["code"])],
+                )
+        return inner(environ, start_response)
+
+    return app
+
+
+def _exit_when_stdin_closes() -> None:
+    sys.stdin.buffer.read()
+    # The parent is gone (or closed our stdin to stop us): leave without cleanup.
+    import os
+
+    os._exit(0)
+
+
+class QuietRequestHandler(MotoRequestHandler):
+    """Logs nothing per request: test output stays readable."""
+
+    def log_request(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+def main() -> None:
+    app = harness_app(DomainDispatcherApplication(create_backend_app))
+    server = make_server(
+        "127.0.0.1", 0, app, threaded=True, request_handler=QuietRequestHandler
+    )
+    threading.Thread(target=_exit_when_stdin_closes, daemon=True).start()
+    print(f"PORT {server.server_port}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
