@@ -387,7 +387,18 @@ impl PolicyPass<'_> {
                 task.stopped_reason.clone().unwrap_or_default(),
             );
             evidence.insert("lastStatus".into(), task.last_status.to_string());
-            if !allowed {
+            let hold = if let Some((k, v)) = policy.target.exclusion(task) {
+                Some(Hold::Exempt {
+                    tag: format!("{k}={v}"),
+                })
+            } else if !allowed {
+                Some(Hold::NotAllowed {
+                    missing: "remediate.replaceTask.standalone".into(),
+                })
+            } else {
+                None
+            };
+            if let Some(hold) = hold {
                 self.out.held.push(HeldAction {
                     policy: policy.name.clone(),
                     mode: self.mode,
@@ -396,9 +407,7 @@ impl PolicyPass<'_> {
                     action: "runReplacement",
                     target: task.arn.clone(),
                     reason,
-                    hold: Hold::NotAllowed {
-                        missing: "remediate.replaceTask.standalone".into(),
-                    },
+                    hold,
                     evidence,
                 });
                 continue;

@@ -247,7 +247,7 @@ fn aws_settings(settings: &Settings) -> AwsSettings {
         attempt_timeout: settings.aws.attempt_timeout,
         connect_timeout: settings.aws.connect_timeout,
         max_attempts: settings.aws.max_attempts,
-        endpoint_url: None,
+        ..AwsSettings::default()
     }
 }
 

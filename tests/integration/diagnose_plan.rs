@@ -397,7 +397,9 @@ fn too_many_stuck_at_once_pauses_the_policy() {
             threshold: 50.0
         }));
     // Exactly half is not above half.
-    let snap = snapshot(tasks[1..].to_vec(), &[("web", 10)]);
+    let mut half = tasks[1..].to_vec();
+    half.push(TaskBuilder::service("web", "ok4").build());
+    let snap = snapshot(half, &[("web", 10)]);
     let (_, plan) = run(&snap, &set);
     assert_eq!(plan.actions.len(), 5);
     // A lone stuck task is never a wider outage.
@@ -465,11 +467,11 @@ fn a_replacement_interrupted_after_stop_task_is_finished_with_the_same_token() {
     let [action] = plan.actions.as_slice() else {
         panic!("one action expected, got {:?}", plan.actions)
     };
-    let Action::FinishReplacement { run, .. } = &action.action else {
+    let Action::FinishReplacement { run: finish, .. } = &action.action else {
         panic!("expected FinishReplacement, got {:?}", action.action)
     };
-    assert_eq!(run.client_token, planned.client_token);
-    assert_eq!(**run, **planned);
+    assert_eq!(finish.client_token, planned.client_token);
+    assert_eq!(**finish, **planned);
     // Once a replacement exists, nothing more is planned.
     let replacement = TaskBuilder::standalone("job1-new").tag(REPLACES_TAG, "job1").build();
     let done = snapshot(vec![stopped.build(), replacement], &[]);
