@@ -178,6 +178,8 @@ async fn narrate<C: Cloud>(
     let mut summary = DemoSummary::default();
     let mut stuck_seen: BTreeSet<String> = BTreeSet::new();
     let mut held_seen: BTreeSet<(String, &'static str)> = BTreeSet::new();
+    // (target, outcome) already told: a dry run plans the same action every pass.
+    let mut told: BTreeSet<(String, String)> = BTreeSet::new();
     let mut last_counts: BTreeMap<String, String> = BTreeMap::new();
     loop {
         let report = controller.pass(&shutdown).await;
@@ -186,6 +188,10 @@ async fn narrate<C: Cloud>(
         for cluster in &report.clusters {
             let at = clock(start, cluster.snapshot.observed_at);
             for (action, outcome, detail) in &cluster.outcomes {
+                let key = (action.action.target().to_string(), outcome.to_string());
+                if !told.insert(key) {
+                    continue;
+                }
                 let what = match action.service.as_deref() {
                     Some(s) => format!("(service {s} will start a replacement)"),
                     None => "(standalone: re-run with the same settings)".into(),

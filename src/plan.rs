@@ -85,6 +85,8 @@ pub enum Hold {
     IncompleteObservation { gaps: Vec<String> },
     /// The task is already on its way down; no task-level action hurries it.
     NoRemedy { why: String },
+    /// A replacement could not be started with the same settings.
+    CannotReplicate { why: String },
 }
 
 impl Hold {
@@ -98,6 +100,7 @@ impl Hold {
             Hold::PauseWhenStuckAbove { .. } => "pauseWhenStuckAbove",
             Hold::IncompleteObservation { .. } => "incompleteObservation",
             Hold::NoRemedy { .. } => "noRemedy",
+            Hold::CannotReplicate { .. } => "cannotReplicate",
         }
     }
 
@@ -123,7 +126,7 @@ impl Hold {
             Hold::IncompleteObservation { gaps } => {
                 format!("observation incomplete: {}", gaps.join("; "))
             }
-            Hold::NoRemedy { why } => why.clone(),
+            Hold::NoRemedy { why } | Hold::CannotReplicate { why } => why.clone(),
         }
     }
 }
@@ -323,6 +326,9 @@ impl PolicyPass<'_> {
                 missing: "remediate.replaceTask.standalone".into(),
             });
         }
+        if standalone && let Some(why) = cannot_replicate(task) {
+            return Some(Hold::CannotReplicate { why });
+        }
         if !self.snapshot.is_complete() {
             return Some(Hold::IncompleteObservation {
                 gaps: self.snapshot.gaps.clone(),
@@ -396,7 +402,7 @@ impl PolicyPass<'_> {
                     missing: "remediate.replaceTask.standalone".into(),
                 })
             } else {
-                None
+                cannot_replicate(task).map(|why| Hold::CannotReplicate { why })
             };
             if let Some(hold) = hold {
                 self.out.held.push(HeldAction {
@@ -426,6 +432,24 @@ impl PolicyPass<'_> {
             });
         }
     }
+}
+
+/// Why a standalone task cannot be started again the same way, if it cannot. An awsvpc task's
+/// security groups are known only from its network interface; without them RunTask would
+/// fall back to the VPC's default group, which is never what the task had.
+fn cannot_replicate(task: &Task) -> Option<String> {
+    let network = task.network.as_ref()?;
+    if network.subnets.is_empty() {
+        return Some("awsvpc task whose subnets are unknown".into());
+    }
+    if network.security_groups.is_empty() {
+        return Some(
+            "awsvpc task whose security groups are unknown (its network interface was never \
+             attached); stopping it would lose it"
+                .into(),
+        );
+    }
+    None
 }
 
 /// RunTask's settings for a replacement of `task`: the same definition, overrides, tags,

@@ -650,3 +650,16 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn an_awsvpc_standalone_task_whose_security_groups_are_unknown_is_not_stopped() {
+    let mut task = TaskBuilder::standalone("job1")
+        .stuck_in(TaskStatus::Provisioning, 30)
+        .build();
+    task.network.as_mut().unwrap().security_groups.clear();
+    let snap = snapshot(vec![task], &[]);
+    let (_, plan) = run(&snap, &usual_policy());
+    assert!(plan.actions.is_empty());
+    assert_eq!(plan.held[0].hold.name(), "cannotReplicate");
+    assert!(plan.held[0].hold.detail().contains("security groups are unknown"));
+}

@@ -129,11 +129,6 @@ impl TaskBuilder {
         self
     }
 
-    pub fn desired(mut self, desired: DesiredStatus) -> Self {
-        self.0.desired_status = desired;
-        self
-    }
-
     pub fn timestamps(mut self, f: impl FnOnce(&mut TaskTimestamps)) -> Self {
         f(&mut self.0.timestamps);
         self
