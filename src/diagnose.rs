@@ -82,8 +82,8 @@ impl Sightings {
         let now = snapshot.observed_at;
         let mut current: HashSet<(String, &'static str)> = HashSet::new();
         for task in &snapshot.tasks {
-            for key in current_conditions(task) {
-                current.insert((task.arn.clone(), key.sighting_key()));
+            if let Some(condition) = current_conditions(task) {
+                current.insert((task.arn.clone(), condition.sighting_key()));
             }
         }
         self.first_seen.retain(|k, _| current.contains(k));
@@ -100,13 +100,15 @@ impl Sightings {
     }
 }
 
-/// The conditions a task is in right now (at most one lifecycle state, maybe UNHEALTHY).
-fn current_conditions(task: &Task) -> Vec<Condition> {
-    let mut out = vec![Condition::InState(task.last_status)];
-    if task.last_status == TaskStatus::Running && task.health == HealthStatus::Unhealthy {
-        out.push(Condition::Unhealthy);
+/// The conditions a task is in right now that a stuck clock may need a sighting for: a state
+/// on the way up or down, or UNHEALTHY while RUNNING. A healthy RUNNING or a STOPPED task is in
+/// none, which keeps the record small on large clusters.
+fn current_conditions(task: &Task) -> Option<Condition> {
+    match task.last_status {
+        TaskStatus::Running if task.health == HealthStatus::Unhealthy => Some(Condition::Unhealthy),
+        TaskStatus::Running | TaskStatus::Stopped => None,
+        status => Some(Condition::InState(status)),
     }
-    out
 }
 
 /// Finds the stuck tasks of one cluster. `now` is the snapshot's `observed_at`.
@@ -117,18 +119,33 @@ pub fn diagnose(
 ) -> Diagnosis {
     let now = snapshot.observed_at;
     let mut diagnosis = Diagnosis::default();
+    let in_cluster: Vec<&Policy> = policies.for_cluster(&snapshot.cluster_name).collect();
+    if in_cluster.is_empty() {
+        return diagnosis;
+    }
+    // Which policy governs depends only on the task's service (or its being standalone), so it
+    // is worked out once per service, not once per task.
+    let mut governing: HashMap<Option<&str>, Option<usize>> = HashMap::new();
+    let mut running = vec![0usize; in_cluster.len()];
     for task in &snapshot.tasks {
-        let Some(policy) = policies.governing(&snapshot.cluster_name, task) else {
+        let governor = *governing.entry(task.service_name()).or_insert_with(|| {
+            in_cluster
+                .iter()
+                .position(|p| p.target.selects_task(task))
+        });
+        let Some(index) = governor else {
             continue;
         };
         if task.desired_status == DesiredStatus::Running {
-            *diagnosis
-                .governed_running
-                .entry(policy.name.clone())
-                .or_default() += 1;
+            running[index] += 1;
         }
-        if let Some(finding) = diagnose_task(snapshot, task, policy, sightings, now) {
+        if let Some(finding) = diagnose_task(snapshot, task, in_cluster[index], sightings, now) {
             diagnosis.findings.push(finding);
+        }
+    }
+    for (policy, count) in in_cluster.iter().zip(running) {
+        if count > 0 {
+            diagnosis.governed_running.insert(policy.name.clone(), count);
         }
     }
     diagnosis

@@ -7,7 +7,7 @@
 //! the process's own ledger of calls it made, which covers reads that are stale right after an
 //! action. Pure.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, SystemTime};
 
 use crate::domain::{ClusterSnapshot, DesiredStatus, Task, TaskStatus};
@@ -70,15 +70,19 @@ impl History {
     pub fn rebuild(snapshot: &ClusterSnapshot, ledger: &[PastAction]) -> History {
         let now = snapshot.observed_at;
         let mut history = History::default();
+        let ledger_arns: HashSet<&str> = ledger.iter().map(|a| a.task_arn.as_str()).collect();
         for task in &snapshot.tasks {
             if let Some(replaced) = task.tags.get(REPLACES_TAG) {
                 history.replaced.push(replaced.clone());
             }
-            let Some(policy) = task
-                .stopped_reason
-                .as_deref()
-                .and_then(policy_of_stop_reason)
-            else {
+            let policy = task.stopped_reason.as_deref().and_then(policy_of_stop_reason);
+            if policy.is_none() && !ledger_arns.contains(task.arn.as_str()) {
+                continue;
+            }
+            history
+                .still_stopping
+                .insert(task.arn.clone(), task.last_status != TaskStatus::Stopped);
+            let Some(policy) = policy else {
                 continue;
             };
             let at = task
@@ -96,21 +100,13 @@ impl History {
                 },
             );
         }
+        // The ledger covers reads that do not show an action yet. A ledger entry whose task is
+        // gone from the picture finished stopping long ago (`still_stopping` stays false).
         for action in ledger {
             history
                 .by_task
                 .entry(action.task_arn.clone())
                 .or_insert_with(|| action.clone());
-        }
-        let tasks: BTreeMap<&str, &Task> =
-            snapshot.tasks.iter().map(|t| (t.arn.as_str(), t)).collect();
-        for arn in history.by_task.keys() {
-            let stopping = match tasks.get(arn.as_str()) {
-                Some(task) => task.last_status != TaskStatus::Stopped,
-                // Gone from the picture: it finished stopping long ago.
-                None => false,
-            };
-            history.still_stopping.insert(arn.clone(), stopping);
         }
         history
             .by_task

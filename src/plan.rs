@@ -7,7 +7,7 @@
 //! one plan.
 
 use std::cmp::Reverse;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -185,7 +185,17 @@ pub fn plan(
         actions: Vec::new(),
         held: Vec::new(),
     };
-    let tasks: BTreeMap<&str, &Task> = snapshot.tasks.iter().map(|t| (t.arn.as_str(), t)).collect();
+    let stuck: HashSet<&str> = diagnosis
+        .findings
+        .iter()
+        .map(|f| f.task_arn.as_str())
+        .collect();
+    let tasks: HashMap<&str, &Task> = snapshot
+        .tasks
+        .iter()
+        .filter(|t| stuck.contains(t.arn.as_str()))
+        .map(|t| (t.arn.as_str(), t))
+        .collect();
     for policy in policies.for_cluster(&snapshot.cluster_name) {
         let mode = if dry_run {
             PolicyMode::Audit
@@ -225,7 +235,7 @@ pub fn plan(
 }
 
 /// Stuck tasks that count toward `pauseWhenStuckAbove`: desired RUNNING and not exempt.
-fn count_stuck(findings: &[&Finding], tasks: &BTreeMap<&str, &Task>, policy: &Policy) -> usize {
+fn count_stuck(findings: &[&Finding], tasks: &HashMap<&str, &Task>, policy: &Policy) -> usize {
     findings
         .iter()
         .filter_map(|f| tasks.get(f.task_arn.as_str()))
