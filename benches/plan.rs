@@ -128,20 +128,23 @@ fn bench(c: &mut Criterion) {
     let total: usize = snapshots.iter().map(|s| s.tasks.len()).sum();
     let mut group = c.benchmark_group("pure core");
     group.sample_size(20);
-    group.bench_function(format!("diagnose+plan {total} tasks, {POLICIES} policies"), |b| {
-        b.iter(|| {
-            let mut actions = 0;
-            for (snap, sightings) in snapshots.iter().zip(sightings.iter_mut()) {
-                sightings.record(snap);
-                let diagnosis = diagnose(snap, &policies, sightings);
-                let history = History::rebuild(snap, &[]);
-                actions += plan(snap, &diagnosis, &policies, &history, false)
-                    .actions
-                    .len();
-            }
-            black_box(actions)
-        })
-    });
+    group.bench_function(
+        format!("diagnose+plan {total} tasks, {POLICIES} policies"),
+        |b| {
+            b.iter(|| {
+                let mut actions = 0;
+                for (snap, sightings) in snapshots.iter().zip(sightings.iter_mut()) {
+                    sightings.record(snap);
+                    let diagnosis = diagnose(snap, &policies, sightings);
+                    let history = History::rebuild(snap, &[]);
+                    actions += plan(snap, &diagnosis, &policies, &history, false)
+                        .actions
+                        .len();
+                }
+                black_box(actions)
+            })
+        },
+    );
     group.finish();
 }
 

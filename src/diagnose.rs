@@ -128,11 +128,9 @@ pub fn diagnose(
     let mut governing: HashMap<Option<&str>, Option<usize>> = HashMap::new();
     let mut running = vec![0usize; in_cluster.len()];
     for task in &snapshot.tasks {
-        let governor = *governing.entry(task.service_name()).or_insert_with(|| {
-            in_cluster
-                .iter()
-                .position(|p| p.target.selects_task(task))
-        });
+        let governor = *governing
+            .entry(task.service_name())
+            .or_insert_with(|| in_cluster.iter().position(|p| p.target.selects_task(task)));
         let Some(index) = governor else {
             continue;
         };
@@ -145,7 +143,9 @@ pub fn diagnose(
     }
     for (policy, count) in in_cluster.iter().zip(running) {
         if count > 0 {
-            diagnosis.governed_running.insert(policy.name.clone(), count);
+            diagnosis
+                .governed_running
+                .insert(policy.name.clone(), count);
         }
     }
     diagnosis

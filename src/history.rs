@@ -75,7 +75,10 @@ impl History {
             if let Some(replaced) = task.tags.get(REPLACES_TAG) {
                 history.replaced.push(replaced.clone());
             }
-            let policy = task.stopped_reason.as_deref().and_then(policy_of_stop_reason);
+            let policy = task
+                .stopped_reason
+                .as_deref()
+                .and_then(policy_of_stop_reason);
             if policy.is_none() && !ledger_arns.contains(task.arn.as_str()) {
                 continue;
             }

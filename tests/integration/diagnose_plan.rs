@@ -74,7 +74,9 @@ fn diagnosis_table() {
         },
         Case {
             name: "pending without any timestamp and never seen before: not judged",
-            task: web("a").status(Pending).timestamps(|t| *t = Default::default()),
+            task: web("a")
+                .status(Pending)
+                .timestamps(|t| *t = Default::default()),
             expect: None,
         },
         Case {
@@ -114,8 +116,17 @@ fn diagnosis_table() {
     for case in cases {
         let snap = snapshot(vec![case.task.build()], &[("web", 4)]);
         let (diagnosis, _) = run(&snap, &set);
-        let reasons: Vec<&str> = diagnosis.findings.iter().map(|f| f.reason.as_str()).collect();
-        assert_eq!(reasons, case.expect.into_iter().collect::<Vec<_>>(), "{}", case.name);
+        let reasons: Vec<&str> = diagnosis
+            .findings
+            .iter()
+            .map(|f| f.reason.as_str())
+            .collect();
+        assert_eq!(
+            reasons,
+            case.expect.into_iter().collect::<Vec<_>>(),
+            "{}",
+            case.name
+        );
     }
 }
 
@@ -157,23 +168,25 @@ fn sightings_forget_a_task_that_left_the_condition() {
     let mut first = snapshot(vec![unhealthy.clone().build()], &[]);
     first.observed_at = ago(30);
     s.record(&first);
-    let mut healthy = snapshot(vec![unhealthy.clone().health(HealthStatus::Healthy).build()], &[]);
+    let mut healthy = snapshot(
+        vec![unhealthy.clone().health(HealthStatus::Healthy).build()],
+        &[],
+    );
     healthy.observed_at = ago(20);
     s.record(&healthy);
     assert_eq!(s.first_seen(&task_arn("a"), Condition::Unhealthy), None);
     let mut again = snapshot(vec![unhealthy.build()], &[]);
     again.observed_at = ago(2);
     s.record(&again);
-    assert_eq!(s.first_seen(&task_arn("a"), Condition::Unhealthy), Some(ago(2)));
+    assert_eq!(
+        s.first_seen(&task_arn("a"), Condition::Unhealthy),
+        Some(ago(2))
+    );
 }
 
 #[test]
 fn unselected_tasks_and_clusters_are_not_diagnosed() {
-    let set = policy(
-        "{PROVISIONING: 10m}",
-        "{replaceTask: {}}",
-        "{}",
-    );
+    let set = policy("{PROVISIONING: 10m}", "{replaceTask: {}}", "{}");
     let mut only_api = set.clone();
     only_api.policies[0].target.services = Some(
         globset::GlobSetBuilder::new()
@@ -183,17 +196,29 @@ fn unselected_tasks_and_clusters_are_not_diagnosed() {
     );
     let stuck = TaskBuilder::service("web", "a").stuck_in(TaskStatus::Provisioning, 30);
     let snap = snapshot(vec![stuck.build()], &[("web", 4)]);
-    assert_eq!(run(&snap, &only_api).0.findings.len(), 0, "service not selected");
+    assert_eq!(
+        run(&snap, &only_api).0.findings.len(),
+        0,
+        "service not selected"
+    );
     let mut other_cluster = snap.clone();
     other_cluster.cluster_name = "staging-web".into();
-    assert_eq!(run(&other_cluster, &set).0.findings.len(), 0, "cluster not selected");
+    assert_eq!(
+        run(&other_cluster, &set).0.findings.len(),
+        0,
+        "cluster not selected"
+    );
     assert_eq!(run(&snap, &set).0.findings.len(), 1);
 }
 
 #[test]
 fn a_stuck_service_task_is_stopped_with_a_reason_naming_the_policy() {
     let snap = snapshot(
-        vec![TaskBuilder::service("web", "a").stuck_in(TaskStatus::Provisioning, 14).build()],
+        vec![
+            TaskBuilder::service("web", "a")
+                .stuck_in(TaskStatus::Provisioning, 14)
+                .build(),
+        ],
         &[("web", 4)],
     );
     let (_, plan) = run(&snap, &usual_policy());
@@ -229,7 +254,10 @@ fn a_standalone_task_is_rerun_with_the_same_settings_and_a_derived_token() {
         .build();
     let snap = snapshot(vec![task.clone()], &[]);
     let (_, plan) = run(&snap, &usual_policy());
-    let Action::ReplaceStandaloneTask { run, stop_reason, .. } = &plan.actions[0].action else {
+    let Action::ReplaceStandaloneTask {
+        run, stop_reason, ..
+    } = &plan.actions[0].action
+    else {
         panic!("expected a replacement, got {:?}", plan.actions)
     };
     assert!(stop_reason.starts_with("ecs-reconciler: stuck in PENDING"));
@@ -241,7 +269,10 @@ fn a_standalone_task_is_rerun_with_the_same_settings_and_a_derived_token() {
     assert_eq!(run.network, task.network);
     assert_eq!(run.tags.get("team").map(String::as_str), Some("data"));
     assert_eq!(run.tags.get(REPLACES_TAG).map(String::as_str), Some("job1"));
-    assert!(!run.tags.contains_key("aws:ecs:clusterName"), "aws: tags are reserved");
+    assert!(
+        !run.tags.contains_key("aws:ecs:clusterName"),
+        "aws: tags are reserved"
+    );
     assert_eq!(run.client_token, client_token(&task.arn));
     assert!(run.client_token.len() <= 64 && run.client_token.is_ascii());
     assert_ne!(client_token(&task.arn), client_token(&task_arn("job2")));
@@ -251,7 +282,11 @@ fn a_standalone_task_is_rerun_with_the_same_settings_and_a_derived_token() {
 fn standalone_replacement_needs_the_opt_in() {
     let set = policy("{PENDING: 10m}", "{replaceTask: {}}", "{}");
     let snap = snapshot(
-        vec![TaskBuilder::standalone("job1").stuck_in(TaskStatus::Pending, 30).build()],
+        vec![
+            TaskBuilder::standalone("job1")
+                .stuck_in(TaskStatus::Pending, 30)
+                .build(),
+        ],
         &[],
     );
     let (_, plan) = run(&snap, &set);
@@ -297,7 +332,10 @@ fn exempt_and_excluded_tasks_are_held_back() {
         .iter()
         .map(|h| (h.target.rsplit('/').next().unwrap(), h.hold.detail()))
         .collect();
-    assert_eq!(held["a"], "task carries exclusion tag ecs-reconciler/exempt=true");
+    assert_eq!(
+        held["a"],
+        "task carries exclusion tag ecs-reconciler/exempt=true"
+    );
     assert_eq!(held["b"], "task carries exclusion tag canary=yes");
     assert_eq!(plan.actions.len(), 1);
     assert_eq!(plan.actions[0].action.target(), task_arn("c"));
@@ -318,13 +356,25 @@ fn max_actions_per_hour_counts_past_stops_found_on_the_tasks() {
                 .build()
         })
         .collect();
-    tasks.push(TaskBuilder::service("web", "old1").stopped(TaskStatus::Stopped, 30, &reason).build());
+    tasks.push(
+        TaskBuilder::service("web", "old1")
+            .stopped(TaskStatus::Stopped, 30, &reason)
+            .build(),
+    );
     // Outside the hour: does not count.
-    tasks.push(TaskBuilder::service("web", "old2").stopped(TaskStatus::Stopped, 61, &reason).build());
+    tasks.push(
+        TaskBuilder::service("web", "old2")
+            .stopped(TaskStatus::Stopped, 61, &reason)
+            .build(),
+    );
     // Stopped by someone else: does not count.
     tasks.push(
         TaskBuilder::service("web", "old3")
-            .stopped(TaskStatus::Stopped, 5, "Scaling activity initiated by deployment")
+            .stopped(
+                TaskStatus::Stopped,
+                5,
+                "Scaling activity initiated by deployment",
+            )
             .build(),
     );
     let snap = snapshot(tasks, &[("web", 40)]);
@@ -334,7 +384,11 @@ fn max_actions_per_hour_counts_past_stops_found_on_the_tasks() {
     assert_eq!(plan.actions[0].action.target(), task_arn("s3"));
     assert_eq!(plan.actions[1].action.target(), task_arn("s2"));
     assert_eq!(plan.held.len(), 2);
-    assert!(plan.held.iter().all(|h| h.hold == Hold::MaxActionsPerHour { used: 3, limit: 3 }));
+    assert!(
+        plan.held
+            .iter()
+            .all(|h| h.hold == Hold::MaxActionsPerHour { used: 3, limit: 3 })
+    );
 }
 
 #[test]
@@ -356,16 +410,30 @@ fn max_in_flight_per_service_counts_tasks_still_on_their_way_down() {
     let snap = snapshot(tasks.clone(), &[("web", 8)]);
     let (_, plan) = run(&snap, &set);
     assert_eq!(plan.actions.len(), 2, "25% of 8");
-    assert_eq!(plan.held[0].hold, Hold::MaxInFlightPerService { in_flight: 2, limit: 2 });
+    assert_eq!(
+        plan.held[0].hold,
+        Hold::MaxInFlightPerService {
+            in_flight: 2,
+            limit: 2
+        }
+    );
 
-    tasks.push(TaskBuilder::service("web", "going").stopped(TaskStatus::Deprovisioning, 1, &reason).build());
+    tasks.push(
+        TaskBuilder::service("web", "going")
+            .stopped(TaskStatus::Deprovisioning, 1, &reason)
+            .build(),
+    );
     let snap = snapshot(tasks.clone(), &[("web", 8)]);
     let (_, plan) = run(&snap, &set);
     assert_eq!(plan.actions.len(), 1, "one already in flight");
 
     // A service of one task may still have its one task replaced.
     let snap = snapshot(
-        vec![TaskBuilder::service("solo", "x").stuck_in(TaskStatus::Provisioning, 20).build()],
+        vec![
+            TaskBuilder::service("solo", "x")
+                .stuck_in(TaskStatus::Provisioning, 20)
+                .build(),
+        ],
         &[("solo", 1)],
     );
     assert_eq!(run(&snap, &set).1.actions.len(), 1);
@@ -410,10 +478,15 @@ fn too_many_stuck_at_once_pauses_the_policy() {
 #[test]
 fn an_incomplete_observation_holds_every_replacement() {
     let mut snap = snapshot(
-        vec![TaskBuilder::service("web", "a").stuck_in(TaskStatus::Provisioning, 20).build()],
+        vec![
+            TaskBuilder::service("web", "a")
+                .stuck_in(TaskStatus::Provisioning, 20)
+                .build(),
+        ],
         &[("web", 4)],
     );
-    snap.gaps.push("DescribeTasks: 1 task not described (throttled)".into());
+    snap.gaps
+        .push("DescribeTasks: 1 task not described (throttled)".into());
     let (diagnosis, plan) = run(&snap, &usual_policy());
     assert_eq!(diagnosis.findings.len(), 1, "diagnosis still reports it");
     assert!(plan.actions.is_empty());
@@ -423,7 +496,11 @@ fn an_incomplete_observation_holds_every_replacement() {
 #[test]
 fn audit_mode_and_dry_run_plan_audit_actions_only() {
     let snap = snapshot(
-        vec![TaskBuilder::service("web", "a").stuck_in(TaskStatus::Provisioning, 20).build()],
+        vec![
+            TaskBuilder::service("web", "a")
+                .stuck_in(TaskStatus::Provisioning, 20)
+                .build(),
+        ],
         &[("web", 4)],
     );
     let mut audit = usual_policy();
@@ -437,7 +514,11 @@ fn audit_mode_and_dry_run_plan_audit_actions_only() {
 #[test]
 fn a_task_already_acted_on_is_not_acted_on_again_despite_a_stale_read() {
     let snap = snapshot(
-        vec![TaskBuilder::service("web", "a").stuck_in(TaskStatus::Provisioning, 20).build()],
+        vec![
+            TaskBuilder::service("web", "a")
+                .stuck_in(TaskStatus::Provisioning, 20)
+                .build(),
+        ],
         &[("web", 4)],
     );
     let ledger = [PastAction {
@@ -446,7 +527,13 @@ fn a_task_already_acted_on_is_not_acted_on_again_despite_a_stale_read() {
         service: Some("web".into()),
         task_arn: task_arn("a"),
     }];
-    let (diagnosis, plan) = run_with(&snap, &usual_policy(), &Sightings::default(), &ledger, false);
+    let (diagnosis, plan) = run_with(
+        &snap,
+        &usual_policy(),
+        &Sightings::default(),
+        &ledger,
+        false,
+    );
     assert_eq!(diagnosis.findings.len(), 1);
     assert!(plan.actions.is_empty() && plan.held.is_empty());
 }
@@ -456,7 +543,11 @@ fn a_replacement_interrupted_after_stop_task_is_finished_with_the_same_token() {
     let original = TaskBuilder::standalone("job1").stuck_in(TaskStatus::Pending, 30);
     let first = snapshot(vec![original.clone().build()], &[]);
     let (_, plan) = run(&first, &usual_policy());
-    let Action::ReplaceStandaloneTask { run: planned, stop_reason, .. } = &plan.actions[0].action
+    let Action::ReplaceStandaloneTask {
+        run: planned,
+        stop_reason,
+        ..
+    } = &plan.actions[0].action
     else {
         panic!("expected a replacement")
     };
@@ -473,7 +564,9 @@ fn a_replacement_interrupted_after_stop_task_is_finished_with_the_same_token() {
     assert_eq!(finish.client_token, planned.client_token);
     assert_eq!(**finish, **planned);
     // Once a replacement exists, nothing more is planned.
-    let replacement = TaskBuilder::standalone("job1-new").tag(REPLACES_TAG, "job1").build();
+    let replacement = TaskBuilder::standalone("job1-new")
+        .tag(REPLACES_TAG, "job1")
+        .build();
     let done = snapshot(vec![stopped.build(), replacement], &[]);
     let (_, plan) = run(&done, &usual_policy());
     assert!(plan.actions.is_empty(), "{:?}", plan.actions);
@@ -482,7 +575,11 @@ fn a_replacement_interrupted_after_stop_task_is_finished_with_the_same_token() {
 #[test]
 fn a_task_hanging_on_the_way_down_is_reported_not_replaced() {
     let snap = snapshot(
-        vec![TaskBuilder::service("web", "a").stopped(TaskStatus::Stopping, 40, "Scaling").build()],
+        vec![
+            TaskBuilder::service("web", "a")
+                .stopped(TaskStatus::Stopping, 40, "Scaling")
+                .build(),
+        ],
         &[("web", 4)],
     );
     let (diagnosis, plan) = run(&snap, &usual_policy());
@@ -500,7 +597,10 @@ fn stop_reasons_round_trip_and_fit_ecs_limit() {
         ecs_reconciler::history::policy_of_stop_reason(&reason),
         Some("web-stuck-tasks")
     );
-    assert_eq!(ecs_reconciler::history::policy_of_stop_reason("Task stopped by user"), None);
+    assert_eq!(
+        ecs_reconciler::history::policy_of_stop_reason("Task stopped by user"),
+        None
+    );
 }
 
 // ---- properties ----
@@ -524,14 +624,16 @@ fn task_spec() -> impl Strategy<Value = TaskSpec> {
         prop::bool::weighted(0.15),
         prop::option::weighted(0.15, 0u64..90),
     )
-        .prop_map(|(service, status, minutes, unhealthy, exempt, stopped_by_us)| TaskSpec {
-            service,
-            status,
-            minutes,
-            unhealthy,
-            exempt,
-            stopped_by_us,
-        })
+        .prop_map(
+            |(service, status, minutes, unhealthy, exempt, stopped_by_us)| TaskSpec {
+                service,
+                status,
+                minutes,
+                unhealthy,
+                exempt,
+                stopped_by_us,
+            },
+        )
 }
 
 fn build(specs: &[TaskSpec], desired: &[u32; 3]) -> ClusterSnapshot {
@@ -567,7 +669,11 @@ fn build(specs: &[TaskSpec], desired: &[u32; 3]) -> ClusterSnapshot {
         .collect();
     snapshot(
         tasks,
-        &[("svc0", desired[0]), ("svc1", desired[1]), ("svc2", desired[2])],
+        &[
+            ("svc0", desired[0]),
+            ("svc1", desired[1]),
+            ("svc2", desired[2]),
+        ],
     )
 }
 
@@ -661,5 +767,10 @@ fn an_awsvpc_standalone_task_whose_security_groups_are_unknown_is_not_stopped() 
     let (_, plan) = run(&snap, &usual_policy());
     assert!(plan.actions.is_empty());
     assert_eq!(plan.held[0].hold.name(), "cannotReplicate");
-    assert!(plan.held[0].hold.detail().contains("security groups are unknown"));
+    assert!(
+        plan.held[0]
+            .hold
+            .detail()
+            .contains("security groups are unknown")
+    );
 }

@@ -3,6 +3,9 @@
 mod support;
 
 mod aws_adapter;
+mod cli;
+mod config;
+mod controller_moto;
 mod diagnose_plan;
 mod policy_files;
 mod scenarios;

@@ -42,7 +42,10 @@ fn controller<C: ecs_reconciler::cloud::Cloud>(
 }
 
 /// `passes` passes, 30 s of virtual time apart; the last report.
-async fn passes<C: ecs_reconciler::cloud::Cloud>(c: &Arc<Controller<C>>, passes: usize) -> PassReport {
+async fn passes<C: ecs_reconciler::cloud::Cloud>(
+    c: &Arc<Controller<C>>,
+    passes: usize,
+) -> PassReport {
     let token = CancellationToken::new();
     let mut report = c.pass(&token).await;
     for _ in 1..passes {
@@ -53,7 +56,10 @@ async fn passes<C: ecs_reconciler::cloud::Cloud>(c: &Arc<Controller<C>>, passes:
 }
 
 fn outcomes(records: &[AuditRecord]) -> Vec<String> {
-    records.iter().map(|r| format!("{} {}", r.action, r.outcome)).collect()
+    records
+        .iter()
+        .map(|r| format!("{} {}", r.action, r.outcome))
+        .collect()
 }
 
 fn healthy_running(sim: &SimAccount, cluster: &str) -> usize {
@@ -70,8 +76,16 @@ async fn stuck_provisioning_tasks_are_replaced_once_and_the_service_recovers() {
     assert_eq!(healthy_running(&sim, "demo-web"), 4);
     let c = controller(Arc::clone(&sim), scenario_policies().unwrap(), false);
     passes(&c, 10).await;
-    assert_eq!(sim.call_count("StopTask"), 2, "each stuck task stopped exactly once");
-    assert_eq!(sim.call_count("RunTask"), 0, "service tasks are replaced by the scheduler");
+    assert_eq!(
+        sim.call_count("StopTask"),
+        2,
+        "each stuck task stopped exactly once"
+    );
+    assert_eq!(
+        sim.call_count("RunTask"),
+        0,
+        "service tasks are replaced by the scheduler"
+    );
     assert_eq!(healthy_running(&sim, "demo-web"), 6);
     let records = c.audit().records();
     assert_eq!(outcomes(&records), vec!["stopTask done", "stopTask done"]);
@@ -80,17 +94,22 @@ async fn stuck_provisioning_tasks_are_replaced_once_and_the_service_recovers() {
         assert_eq!(r.policy, "demo-stuck-tasks");
         assert_eq!(r.cluster, "demo-web");
         assert_eq!(r.service.as_deref(), Some("web"));
-        assert!(r.reason.starts_with("stuck in PROVISIONING for 15m"), "{}", r.reason);
+        assert!(
+            r.reason.starts_with("stuck in PROVISIONING for 15m"),
+            "{}",
+            r.reason
+        );
         assert_eq!(r.evidence["clockSource"], "createdAt");
         assert_eq!(r.policy_set, "builtin-demo");
     }
     let stopped = sim.tasks_stopped_with("ecs-reconciler:");
     assert_eq!(stopped.len(), 2);
-    assert!(stopped.iter().all(|t| t
-        .stopped_reason
-        .as_deref()
-        .unwrap()
-        .ends_with("[policy demo-stuck-tasks]")));
+    assert!(stopped.iter().all(|t| {
+        t.stopped_reason
+            .as_deref()
+            .unwrap()
+            .ends_with("[policy demo-stuck-tasks]")
+    }));
 }
 
 #[tokio::test(start_paused = true)]
@@ -100,10 +119,17 @@ async fn dry_run_makes_no_mutating_call_and_records_each_plan_once() {
     let c = controller(Arc::clone(&read_only), scenario_policies().unwrap(), true);
     let report = passes(&c, 6).await;
     assert_eq!(sim.mutating_calls(), 0);
-    assert_eq!(read_only.refused_writes(), 0, "the controller never even tried");
+    assert_eq!(
+        read_only.refused_writes(),
+        0,
+        "the controller never even tried"
+    );
     assert_eq!(report.action_count(), 2, "still planned on the last pass");
     let records = c.audit().records();
-    assert_eq!(outcomes(&records), vec!["stopTask planned", "stopTask planned"]);
+    assert_eq!(
+        outcomes(&records),
+        vec!["stopTask planned", "stopTask planned"]
+    );
     assert!(records.iter().all(|r| r.mode == "dry-run"));
     assert_eq!(healthy_running(&sim, "demo-web"), 4, "nothing changed");
 }
@@ -147,11 +173,18 @@ async fn an_unhealthy_task_is_replaced_only_after_the_limit_from_first_sighting(
         tokio::time::advance(Duration::from_secs(30)).await;
     }
     let after = first_action_after.expect("the unhealthy task is replaced");
-    assert!(after > Duration::from_secs(180), "acted after {after:?}, before the 3m limit");
+    assert!(
+        after > Duration::from_secs(180),
+        "acted after {after:?}, before the 3m limit"
+    );
     assert!(after <= Duration::from_secs(210), "acted late: {after:?}");
     assert_eq!(sim.call_count("StopTask"), 1);
     let r = &c.audit().records()[0];
-    assert!(r.reason.starts_with("UNHEALTHY while RUNNING for 3m 30s"), "{}", r.reason);
+    assert!(
+        r.reason.starts_with("UNHEALTHY while RUNNING for 3m 30s"),
+        "{}",
+        r.reason
+    );
     assert_eq!(r.evidence["clockSource"], "firstSeenByController");
 }
 
@@ -181,7 +214,13 @@ async fn a_standalone_task_is_rerun_once_with_its_settings() {
     assert_eq!(replacement.tags.get("team"), stuck.tags.get("team"));
     let records = c.audit().records();
     assert_eq!(outcomes(&records), vec!["replaceTask done"]);
-    assert!(records[0].detail.as_deref().unwrap().contains(&replacement.arn));
+    assert!(
+        records[0]
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains(&replacement.arn)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -191,9 +230,23 @@ async fn a_wide_outage_pauses_the_policy_and_says_so_once() {
     passes(&c, 5).await;
     assert_eq!(sim.mutating_calls(), 0);
     let records = c.audit().records();
-    assert_eq!(records.len(), 8, "one record per stuck task, not one per pass");
-    assert!(records.iter().all(|r| r.outcome.to_string() == "skipped:pauseWhenStuckAbove"));
-    assert!(records[0].detail.as_deref().unwrap().contains("8 of 10 tasks stuck"));
+    assert_eq!(
+        records.len(),
+        8,
+        "one record per stuck task, not one per pass"
+    );
+    assert!(
+        records
+            .iter()
+            .all(|r| r.outcome.to_string() == "skipped:pauseWhenStuckAbove")
+    );
+    assert!(
+        records[0]
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("8 of 10 tasks stuck")
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -218,7 +271,10 @@ async fn exempt_tasks_are_left_alone_and_a_denied_stop_does_not_stop_the_loop() 
         .iter()
         .filter(|r| r.outcome.to_string() == "failed:denied")
         .collect();
-    assert!(denied.len() >= 4, "each stuck task's stop recorded as denied: {denied:?}");
+    assert!(
+        denied.len() >= 4,
+        "each stuck task's stop recorded as denied: {denied:?}"
+    );
     let before = denied.len();
     passes(&c, 2).await;
     let again = c
@@ -228,7 +284,10 @@ async fn exempt_tasks_are_left_alone_and_a_denied_stop_does_not_stop_the_loop() 
         .filter(|r| r.outcome.to_string() == "failed:denied")
         .count();
     assert_eq!(again, before, "a repeated failure is not written again");
-    assert!(sim.call_count("StopTask") > before as u64, "but it is retried");
+    assert!(
+        sim.call_count("StopTask") > before as u64,
+        "but it is retried"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -247,7 +306,10 @@ async fn a_missing_cluster_is_reported_and_the_others_still_reconciled() {
     assert_eq!(report.clusters.len(), 1);
     // Default maxInFlightPerService (25% of 6, so 1) lets one of the two stuck tasks go first.
     assert_eq!(sim.call_count("StopTask"), 1);
-    assert_eq!(report.clusters[0].plan.held[0].hold.name(), "maxInFlightPerService");
+    assert_eq!(
+        report.clusters[0].plan.held[0].hold.name(),
+        "maxInFlightPerService"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -267,7 +329,10 @@ async fn a_restart_between_stop_and_run_finishes_the_replacement_exactly_once() 
     let second = controller(Arc::clone(&sim), scenario_policies().unwrap(), false);
     passes(&second, 6).await;
     assert_eq!(sim.call_count("StopTask"), 1, "never stopped twice");
-    assert_eq!(outcomes(&second.audit().records()), vec!["runReplacement done"]);
+    assert_eq!(
+        outcomes(&second.audit().records()),
+        vec!["runReplacement done"]
+    );
     let replacements: Vec<_> = sim
         .tasks("demo-batch")
         .into_iter()
@@ -294,9 +359,16 @@ async fn the_hourly_budget_survives_a_restart() {
     drop(first);
     let second = controller(Arc::clone(&sim), set, false);
     passes(&second, 4).await;
-    assert_eq!(sim.call_count("StopTask"), 1, "the budget used before the restart counts");
+    assert_eq!(
+        sim.call_count("StopTask"),
+        1,
+        "the budget used before the restart counts"
+    );
     let records = second.audit().records();
-    assert_eq!(outcomes(&records), vec!["stopTask skipped:maxActionsPerHour"]);
+    assert_eq!(
+        outcomes(&records),
+        vec!["stopTask skipped:maxActionsPerHour"]
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -346,8 +418,14 @@ async fn the_demo_recovers_and_its_dry_run_changes_nothing() {
     assert_eq!(summary.recovered, 2);
     assert!(summary.time_to_recovery.is_some());
     let text = String::from_utf8(out).unwrap();
-    assert!(text.contains("stuck in PROVISIONING for 15m, limit 10m"), "{text}");
-    assert!(text.contains("summary: 2 stuck tasks found, 2 actions taken"), "{text}");
+    assert!(
+        text.contains("stuck in PROVISIONING for 15m, limit 10m"),
+        "{text}"
+    );
+    assert!(
+        text.contains("summary: 2 stuck tasks found, 2 actions taken"),
+        "{text}"
+    );
 
     let mut out = Vec::new();
     let summary = run_demo(
