@@ -742,7 +742,7 @@ proptest! {
         }
         let stuck = diagnosis.findings.iter()
             .filter(|f| by_arn[f.task_arn.as_str()].desired_status == DesiredStatus::Running)
-            .filter(|f| by_arn[f.task_arn.as_str()].tags.get("ecs-reconciler/exempt").is_none())
+            .filter(|f| !by_arn[f.task_arn.as_str()].tags.contains_key("ecs-reconciler/exempt"))
             .count();
         let governed = diagnosis.governed_running.get("web").copied().unwrap_or(0);
         if stuck >= 2 && stuck as f64 > pause as f64 / 100.0 * governed as f64 {
