@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_ecs::config::{Credentials, Region, SharedCredentialsProvider};
 use aws_sdk_ecs::types::{
-    ContainerDefinition, ContainerOverride as EcsContainerOverride, KeyValuePair, LaunchType,
-    NetworkMode, Tag, TaskOverride,
+    AwsVpcConfiguration, ContainerDefinition, ContainerOverride as EcsContainerOverride,
+    KeyValuePair, LaunchType, NetworkConfiguration, NetworkMode, Tag, TaskOverride,
 };
 use ecs_reconciler::cloud::aws::{AwsCloud, AwsSettings, AwsSetupError, error_category};
 use ecs_reconciler::cloud::{Cloud, ErrorCategory};
@@ -162,6 +162,7 @@ async fn observe_converts_services_tasks_and_instances() {
 
     // A standalone awsvpc task on a capacity provider, started through the adapter.
     let (subnet, security_group) = moto.default_network().await;
+    let standalone_group = security_group.clone();
     let standalone = cloud
         .run_task(
             CLUSTER,
@@ -279,12 +280,13 @@ async fn observe_converts_services_tasks_and_instances() {
     assert_eq!(s.service_name(), None);
     assert_eq!(s.started_by.as_deref(), Some("scheduler"));
     assert_eq!(s.capacity_providers(), vec!["FARGATE"]);
-    // DescribeTasks reports the interface's subnet, never its security groups.
+    // The subnet from DescribeTasks, the security groups from the interface (EC2); whether a
+    // public IP was asked for is reported by neither.
     assert_eq!(
         s.network,
         Some(NetworkConfig {
             subnets: vec![subnet],
-            security_groups: vec![],
+            security_groups: vec![standalone_group],
             assign_public_ip: None,
         })
     );
@@ -358,6 +360,225 @@ async fn observe_cost_is_one_call_per_page_and_batch() {
     .map(|(op, n)| (op.to_string(), n))
     .collect();
     assert_eq!(cloud.calls(), expected);
+}
+
+/// The default VPC's first subnet, and new security groups named `names` in its VPC.
+async fn subnet_and_security_groups(moto: &Moto, names: &[&str]) -> (String, Vec<String>) {
+    let (subnet, _) = moto.default_network().await;
+    let ec2 = moto.ec2();
+    let vpc = ec2
+        .describe_subnets()
+        .subnet_ids(&subnet)
+        .send()
+        .await
+        .unwrap()
+        .subnets()[0]
+        .vpc_id()
+        .unwrap()
+        .to_string();
+    let mut groups = Vec::new();
+    for name in names {
+        let group = ec2
+            .create_security_group()
+            .group_name(*name)
+            .description(*name)
+            .vpc_id(&vpc)
+            .send()
+            .await
+            .unwrap();
+        groups.push(group.group_id().unwrap().to_string());
+    }
+    (subnet, groups)
+}
+
+/// Starts `count` FARGATE tasks of the awsvpc `batch` in `subnet` with `groups` (in that
+/// order), standalone or of a service (`group`).
+async fn run_awsvpc(
+    ecs: &aws_sdk_ecs::Client,
+    count: i32,
+    group: &str,
+    subnet: &str,
+    groups: &[&String],
+) -> Vec<String> {
+    let vpc = AwsVpcConfiguration::builder()
+        .subnets(subnet)
+        .set_security_groups(Some(groups.iter().map(|g| g.to_string()).collect()))
+        .build()
+        .unwrap();
+    let output = ecs
+        .run_task()
+        .cluster(CLUSTER)
+        .task_definition("batch")
+        .launch_type(LaunchType::Fargate)
+        .group(group)
+        .network_configuration(
+            NetworkConfiguration::builder()
+                .awsvpc_configuration(vpc)
+                .build(),
+        )
+        .count(count)
+        .send()
+        .await
+        .unwrap();
+    output
+        .tasks()
+        .iter()
+        .map(|t| t.task_arn().unwrap().to_string())
+        .collect()
+}
+
+fn security_groups<'a>(tasks: &'a [Task], arn: &str) -> &'a [String] {
+    &task(tasks, arn)
+        .network
+        .as_ref()
+        .unwrap_or_else(|| panic!("task {arn} has no network"))
+        .security_groups
+}
+
+fn interface_lookups(cloud: &AwsCloud) -> u64 {
+    cloud
+        .calls()
+        .get("DescribeNetworkInterfaces")
+        .copied()
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn standalone_awsvpc_tasks_get_security_groups_in_one_lookup() {
+    let moto = Moto::new();
+    let ecs = cluster_with_task_definitions(&moto).await;
+    let (subnet, sg) = subnet_and_security_groups(&moto, &["web", "db", "admin"]).await;
+    let cloud = moto.cloud().await;
+
+    // Only tasks that need no lookup: a service's awsvpc task, and a standalone one whose
+    // interface ECS has not created yet.
+    let service_task = run_awsvpc(&ecs, 1, "service:api", &subnet, &[&sg[0]])
+        .await
+        .remove(0);
+    let provisioning = run_awsvpc(&ecs, 1, "batch-jobs", &subnet, &[&sg[0]])
+        .await
+        .remove(0);
+    moto.set_task_state(
+        CLUSTER,
+        &provisioning,
+        json!({"lastStatus": "PROVISIONING"}),
+    )
+    .await;
+    moto.set_eni_attachment(CLUSTER, &provisioning, "PRECREATED")
+        .await;
+    let snapshot = cloud.observe_cluster(CLUSTER).await.unwrap();
+    assert!(snapshot.gaps.is_empty(), "gaps: {:?}", snapshot.gaps);
+    assert_eq!(interface_lookups(&cloud), 0, "calls: {:?}", cloud.calls());
+    for arn in [&service_task, &provisioning] {
+        let network = task(&snapshot.tasks, arn).network.as_ref().unwrap();
+        assert_eq!(network.subnets, [subnet.as_str()]);
+        assert!(network.security_groups.is_empty(), "{arn}: {network:?}");
+    }
+
+    // Several standalone tasks with interfaces: one lookup for all of them.
+    let two_groups = run_awsvpc(&ecs, 3, "batch-jobs", &subnet, &[&sg[1], &sg[0]]).await;
+    let one_group = run_awsvpc(&ecs, 2, "reports", &subnet, &[&sg[2]]).await;
+    let snapshot = cloud.observe_cluster(CLUSTER).await.unwrap();
+    assert!(snapshot.gaps.is_empty(), "gaps: {:?}", snapshot.gaps);
+    assert_eq!(interface_lookups(&cloud), 1, "calls: {:?}", cloud.calls());
+    let mut sorted = vec![sg[0].clone(), sg[1].clone()];
+    sorted.sort();
+    for arn in &two_groups {
+        assert_eq!(security_groups(&snapshot.tasks, arn), sorted.as_slice());
+        let network = task(&snapshot.tasks, arn).network.as_ref().unwrap();
+        assert_eq!(network.subnets, [subnet.as_str()]);
+    }
+    for arn in &one_group {
+        assert_eq!(security_groups(&snapshot.tasks, arn), [sg[2].clone()]);
+    }
+    assert!(security_groups(&snapshot.tasks, &service_task).is_empty());
+    assert!(security_groups(&snapshot.tasks, &provisioning).is_empty());
+
+    // Once its interface exists, the formerly provisioning task is looked up too.
+    moto.set_eni_attachment(CLUSTER, &provisioning, "ATTACHED")
+        .await;
+    let snapshot = cloud.observe_cluster(CLUSTER).await.unwrap();
+    assert_eq!(interface_lookups(&cloud), 2, "calls: {:?}", cloud.calls());
+    assert_eq!(
+        security_groups(&snapshot.tasks, &provisioning),
+        [sg[0].clone()]
+    );
+}
+
+#[tokio::test]
+async fn task_whose_interface_is_gone_keeps_no_security_groups_and_no_gap() {
+    let moto = Moto::new();
+    let ecs = cluster_with_task_definitions(&moto).await;
+    let (subnet, sg) = subnet_and_security_groups(&moto, &["web"]).await;
+    let arns = run_awsvpc(&ecs, 2, "batch-jobs", &subnet, &[&sg[0]]).await;
+    // The first task's interface is deleted between DescribeTasks and the lookup.
+    let described = ecs
+        .describe_tasks()
+        .cluster(CLUSTER)
+        .tasks(&arns[0])
+        .send()
+        .await
+        .unwrap();
+    let eni = described.tasks()[0].attachments()[0]
+        .details()
+        .iter()
+        .find(|d| d.name() == Some("networkInterfaceId"))
+        .and_then(|d| d.value())
+        .unwrap()
+        .to_string();
+    moto.ec2()
+        .delete_network_interface()
+        .network_interface_id(eni)
+        .send()
+        .await
+        .unwrap();
+    let cloud = moto.cloud().await;
+
+    let snapshot = cloud.observe_cluster(CLUSTER).await.unwrap();
+    assert!(snapshot.gaps.is_empty(), "gaps: {:?}", snapshot.gaps);
+    assert_eq!(interface_lookups(&cloud), 1, "calls: {:?}", cloud.calls());
+    assert!(security_groups(&snapshot.tasks, &arns[0]).is_empty());
+    // The interface that still exists, looked up in the same call, is unaffected.
+    assert_eq!(security_groups(&snapshot.tasks, &arns[1]), [sg[0].clone()]);
+}
+
+#[tokio::test]
+async fn failed_interface_lookup_is_a_gap_not_a_failed_snapshot() {
+    let moto = Moto::new();
+    let ecs = cluster_with_task_definitions(&moto).await;
+    let (subnet, sg) = subnet_and_security_groups(&moto, &["web"]).await;
+    let arns = run_awsvpc(&ecs, 2, "batch-jobs", &subnet, &[&sg[0]]).await;
+    let cloud = moto
+        .cloud_with(AwsSettings {
+            max_attempts: 1,
+            ..AwsSettings::default()
+        })
+        .await;
+
+    // Denied (which would fail the snapshot for an ECS read), then throttled.
+    for (code, status, category) in [
+        ("UnauthorizedOperation", 403, "denied"),
+        ("RequestLimitExceeded", 503, "throttled"),
+    ] {
+        moto.inject_fault("DescribeNetworkInterfaces", code, status)
+            .await;
+        let snapshot = cloud.observe_cluster(CLUSTER).await.unwrap();
+        assert_eq!(snapshot.tasks.len(), 2);
+        assert_eq!(snapshot.gaps.len(), 1, "gaps: {:?}", snapshot.gaps);
+        let gap = &snapshot.gaps[0];
+        assert!(
+            gap.contains("DescribeNetworkInterfaces") && gap.contains(code),
+            "{gap}"
+        );
+        assert!(gap.contains(&format!("({category})")), "{gap}");
+        assert!(!snapshot.is_complete());
+        for arn in &arns {
+            let network = task(&snapshot.tasks, arn).network.as_ref().unwrap();
+            assert_eq!(network.subnets, [subnet.as_str()]);
+            assert!(network.security_groups.is_empty());
+        }
+    }
+    assert_eq!(interface_lookups(&cloud), 2, "calls: {:?}", cloud.calls());
 }
 
 #[tokio::test]
@@ -542,6 +763,13 @@ fn error_codes_and_statuses_map_to_categories() {
         (Some("ClusterNotFoundException"), Some(400), NotFound),
         (Some("ServiceNotFoundException"), Some(400), NotFound),
         (Some("ResourceNotFound"), Some(400), NotFound),
+        (
+            Some("InvalidNetworkInterfaceID.NotFound"),
+            Some(400),
+            NotFound,
+        ),
+        (Some("InvalidParameterValue"), Some(400), Invalid),
+        (Some("Unavailable"), Some(503), Transient),
         (Some("InvalidParameterException"), Some(400), Invalid),
         (Some("ClientException"), Some(400), Invalid),
         (Some("ServerException"), Some(500), Transient),

@@ -12,9 +12,12 @@ Harness-only endpoints (not AWS APIs), all `POST` with a JSON body; `account` (d
 
 - `/_harness/ecs/task` {cluster, taskArn, lastStatus?, desiredStatus?, healthStatus?,
   stoppedReason?, createdAt?, pullStartedAt?, pullStoppedAt?, connectivityAt?, startedAt?,
-  stoppingAt?, executionStoppedAt?, stoppedAt? (epoch seconds, or null to clear)}: puts a task
-  into any lifecycle state with the given timestamps. Moving a task to a state before RUNNING
-  clears the timestamps that state has not reached yet.
+  stoppingAt?, executionStoppedAt?, stoppedAt? (epoch seconds, or null to clear),
+  eniAttachment? ("PRECREATED" or "ATTACHED")}: puts a task into any lifecycle state with the
+  given timestamps. Moving a task to a state before RUNNING clears the timestamps that state
+  has not reached yet. `eniAttachment` PRECREATED makes an awsvpc task's attachment look as
+  ECS reports it before the interface exists (subnetId, no networkInterfaceId); ATTACHED
+  brings the interface details back.
 - `/_harness/ecs/ghost-task` {cluster, taskArn}: makes ListTasks (desired RUNNING) report an ARN
   that DescribeTasks does not know, like a task that vanished between the two calls.
 - `/_harness/ecs/container-instance` {cluster, containerInstanceArn, agentConnected?, status?}.
@@ -22,8 +25,9 @@ Harness-only endpoints (not AWS APIs), all `POST` with a JSON body; `account` (d
   RegisterContainerInstance, whose identity document must name an existing instance).
 - `/_harness/ec2/default-network` {}: answers {"subnetId", "securityGroupId"} of the default VPC.
 - `/_harness/fault` {operation, code?, status?, message?}: from now on, that account's calls to
-  the ECS operation (e.g. "StopTask") answer `status` (default 400) with error `code` (default
-  AccessDeniedException).
+  the ECS or EC2 operation (e.g. "StopTask", "DescribeNetworkInterfaces") answer `status`
+  (default 400) with error `code` (default AccessDeniedException), in the protocol's error
+  format (JSON for ECS, EC2's query XML for EC2).
 
 Isolation: a request whose access key id is `MOTOACCT` followed by 12 digits is served by the
 account with those digits as its id, so tests sharing one server each get their own empty
@@ -33,12 +37,15 @@ account (moto otherwise maps every unknown access key to 123456789012).
 from __future__ import annotations
 
 import base64
+import io
 import json
 import re
 import sys
 import threading
 from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import parse_qs
+from xml.sax.saxutils import escape
 
 from werkzeug.serving import make_server
 
@@ -318,7 +325,34 @@ def _harness_task(body: dict) -> dict:
     for key, attr in TIMESTAMPS.items():
         if key in body:
             setattr(task, attr, _to_time(body[key]))
+    if "eniAttachment" in body:
+        _set_eni_attachment(task, body["eniAttachment"])
     return {"taskArn": task.task_arn, "lastStatus": task.last_status}
+
+
+# Gap: moto creates and attaches an awsvpc task's interface when the task is created, so every
+# attachment names a networkInterfaceId. ECS creates the interface while the task is
+# PROVISIONING: until then the attachment (status PRECREATED) carries only the subnetId.
+ENI_DETAILS_BEFORE_CREATION = {"subnetId"}
+
+
+def _set_eni_attachment(task: Any, status: str) -> None:
+    for attachment in task.attachments:
+        if attachment["type"] != "ElasticNetworkInterface":
+            continue
+        # Kept on the task, not in the attachment (which moto serializes as it is).
+        if not hasattr(task, "_harness_eni_details"):
+            task._harness_eni_details = list(attachment["details"])
+        full = task._harness_eni_details
+        attachment["status"] = status
+        if status == "PRECREATED":
+            attachment["details"] = [
+                d for d in full if d["name"] in ENI_DETAILS_BEFORE_CREATION
+            ]
+        else:
+            attachment["details"] = list(full)
+        return
+    raise KeyError(f"task {task.task_arn} has no network interface attachment")
 
 
 def _harness_ghost(body: dict) -> dict:
@@ -384,7 +418,7 @@ def _harness_fault(body: dict) -> dict:
     FAULTS[(body.get("account", DEFAULT_ACCOUNT_ID), body["operation"])] = {
         "code": body.get("code", "AccessDeniedException"),
         "status": int(body.get("status", 400)),
-        "message": body.get("message", f"not authorized to perform ecs:{body['operation']}"),
+        "message": body.get("message", f"not authorized to perform {body['operation']}"),
     }
     return {}
 
@@ -409,6 +443,28 @@ def _reply(start_response: Any, status: int, body: dict, extra: list | None = No
     return [data]
 
 
+def _query_action(environ: dict) -> str | None:
+    """The Action of a query-protocol (EC2) request; leaves the body readable for moto."""
+    if not environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded"):
+        return None
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    data = environ["wsgi.input"].read(length)
+    environ["wsgi.input"] = io.BytesIO(data)
+    return parse_qs(data.decode(errors="replace")).get("Action", [None])[0]
+
+
+def _ec2_error(start_response: Any, fault: dict) -> list[bytes]:
+    """An error in EC2's query-protocol format."""
+    data = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error>'
+        f"<Code>{escape(fault['code'])}</Code><Message>{escape(fault['message'])}</Message>"
+        "</Error></Errors><RequestID>harness-fault</RequestID></Response>"
+    ).encode()
+    headers = [("Content-Type", "text/xml;charset=UTF-8"), ("Content-Length", str(len(data)))]
+    start_response(f"{fault['status']} Error", headers)
+    return [data]
+
+
 def harness_app(inner: Any) -> Any:
     def app(environ: dict, start_response: Any) -> Any:
         path = environ.get("PATH_INFO", "")
@@ -420,17 +476,22 @@ def harness_app(inner: Any) -> Any:
             except Exception as err:  # the harness caller wants to see what went wrong
                 return _reply(start_response, 400, {"error": repr(err)})
         target = environ.get("HTTP_X_AMZ_TARGET", "")
-        if target.startswith(ECS_TARGET_PREFIX) and FAULTS:
+        if FAULTS:
             match = ACCESS_KEY.search(environ.get("HTTP_AUTHORIZATION", ""))
             account = _account_from_access_key(match.group(1) if match else "")
-            fault = FAULTS.get((account, target[len(ECS_TARGET_PREFIX):]))
-            if fault:
-                return _reply(
-                    start_response,
-                    fault["status"],
-                    {"__type": fault["code"], "message": fault["message"]},
-                    [("x-amzn-ErrorType", fault["code"])],
-                )
+            if target.startswith(ECS_TARGET_PREFIX):
+                fault = FAULTS.get((account, target[len(ECS_TARGET_PREFIX):]))
+                if fault:
+                    return _reply(
+                        start_response,
+                        fault["status"],
+                        {"__type": fault["code"], "message": fault["message"]},
+                        [("x-amzn-ErrorType", fault["code"])],
+                    )
+            elif not target:
+                fault = FAULTS.get((account, _query_action(environ) or ""))
+                if fault:
+                    return _ec2_error(start_response, fault)
         return inner(environ, start_response)
 
     return app

@@ -2,7 +2,8 @@
 //!
 //! It counts executions (one per operation call, including each page of a paginator), not
 //! retry attempts. Tests use the counts to prove what an observation costs and that dry runs
-//! make no mutating call.
+//! make no mutating call. One counter is shared by the ECS and EC2 clients (the interceptor
+//! trait is the Smithy runtime's, common to every AWS SDK crate).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

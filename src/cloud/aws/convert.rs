@@ -102,26 +102,44 @@ fn tags(tags: &[ecs::Tag]) -> Tags {
         .collect()
 }
 
+/// The task's awsvpc network interface attachment, if it has one.
+fn eni_attachment(attachments: &[ecs::Attachment]) -> Option<&ecs::Attachment> {
+    attachments
+        .iter()
+        .find(|a| a.r#type() == Some(ENI_ATTACHMENT))
+}
+
+/// The values of an attachment's detail `name`.
+fn detail_values<'a>(
+    attachment: &'a ecs::Attachment,
+    name: &'a str,
+) -> impl Iterator<Item = String> + 'a {
+    attachment
+        .details()
+        .iter()
+        .filter(move |d| d.name() == Some(name))
+        .filter_map(|d| non_empty(d.value()))
+}
+
 /// The awsvpc configuration, from the task's network interface attachment.
 ///
 /// DescribeTasks reports the interface's subnet but not its security groups, nor whether a
-/// public IP was asked for: those stay empty/unknown here. `None` when the task has no
-/// network interface attachment (not awsvpc, or not attached yet).
+/// public IP was asked for: security groups stay empty here (the observer fills them in from
+/// EC2 for standalone tasks, see [`eni_id`]) and the public IP unknown. `None` when the task
+/// has no network interface attachment (not awsvpc, or not attached yet).
 fn network(attachments: &[ecs::Attachment]) -> Option<NetworkConfig> {
-    let eni = attachments
-        .iter()
-        .find(|a| a.r#type() == Some(ENI_ATTACHMENT))?;
-    let subnets: Vec<String> = eni
-        .details()
-        .iter()
-        .filter(|d| d.name() == Some("subnetId"))
-        .filter_map(|d| non_empty(d.value()))
-        .collect();
+    let subnets: Vec<String> = detail_values(eni_attachment(attachments)?, "subnetId").collect();
     (!subnets.is_empty()).then(|| NetworkConfig {
         subnets,
         security_groups: Vec::new(),
         assign_public_ip: None,
     })
+}
+
+/// The id of the task's awsvpc network interface, once ECS has created it (a task still
+/// PROVISIONING may have an attachment without one).
+pub(crate) fn eni_id(t: &ecs::Task) -> Option<String> {
+    detail_values(eni_attachment(t.attachments())?, "networkInterfaceId").next()
 }
 
 fn overrides(o: &ecs::TaskOverride) -> TaskOverrides {

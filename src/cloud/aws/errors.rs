@@ -1,4 +1,4 @@
-//! Error mapping: the one place where AWS SDK errors become [`CloudError`]s.
+//! Error mapping: the one place where AWS SDK errors (ECS and EC2) become [`CloudError`]s.
 //!
 //! The category comes from the error code the service sent (`ProvideErrorMetadata::code`) and,
 //! when the code is unknown, from the HTTP status. Failures that never reached the service
@@ -49,7 +49,8 @@ fn category_of_code(code: &str) -> Option<ErrorCategory> {
         | "ResourceNotFound"
         | "ResourceNotFoundException"
         | "ServiceNotFoundException"
-        | "TaskSetNotFoundException" => ErrorCategory::NotFound,
+        | "TaskSetNotFoundException"
+        | "InvalidNetworkInterfaceID.NotFound" => ErrorCategory::NotFound,
         "InvalidParameterException"
         | "ClientException"
         | "ValidationError"
@@ -60,13 +61,18 @@ fn category_of_code(code: &str) -> Option<ErrorCategory> {
         | "PlatformUnknownException"
         | "PlatformTaskDefinitionIncompatibilityException"
         | "ServiceNotActiveException"
-        | "ClusterContainsTasksException" => ErrorCategory::Invalid,
+        | "ClusterContainsTasksException"
+        | "InvalidParameterValue"
+        | "InvalidParameterCombination"
+        | "MissingParameter"
+        | "InvalidNetworkInterfaceID.Malformed" => ErrorCategory::Invalid,
         "ServerException"
         | "InternalFailure"
         | "InternalError"
         | "InternalServerError"
         | "ServiceUnavailable"
         | "ServiceUnavailableException"
+        | "Unavailable"
         | "RequestTimeout"
         | "RequestTimeoutException" => ErrorCategory::Transient,
         _ => return None,

@@ -1,9 +1,11 @@
 //! The AWS SDK adapter: the only module that touches the AWS SDK.
 //!
-//! [`AwsCloud`] implements [`Cloud`] with `aws-sdk-ecs`. Layout:
+//! [`AwsCloud`] implements [`Cloud`] with `aws-sdk-ecs`, and `aws-sdk-ec2` for the one thing
+//! ECS does not report (the security groups of a task's network interface). Layout:
 //! - this file: settings, setup (region and credentials checked up front) and the mutating
 //!   calls;
 //! - [`observe`]: one cluster's snapshot, paged and batched at the API's limits;
+//! - [`network`]: security groups of tasks' network interfaces, from EC2;
 //! - [`convert`]: SDK types to domain types and back;
 //! - [`errors`]: SDK errors to [`CloudError`] categories, in one place;
 //! - [`calls`]: the interceptor that counts every operation sent.
@@ -14,6 +16,7 @@
 mod calls;
 mod convert;
 mod errors;
+mod network;
 mod observe;
 
 use std::collections::BTreeMap;
@@ -75,6 +78,7 @@ pub enum AwsSetupError {
 #[derive(Debug, Clone)]
 pub struct AwsCloud {
     ecs: aws_sdk_ecs::Client,
+    ec2: aws_sdk_ec2::Client,
     credentials: aws_sdk_ecs::config::SharedCredentialsProvider,
     credentials_timeout: Duration,
     calls: calls::CallCounter,
@@ -112,11 +116,18 @@ impl AwsCloud {
             .timeout_config(timeout_config(settings))
             .retry_config(retry_config(settings))
             .interceptor(calls.clone());
+        // The same timeouts, retries, call counter and endpoint for EC2.
+        let mut ec2_config = aws_sdk_ec2::config::Builder::from(sdk_config)
+            .timeout_config(timeout_config(settings))
+            .retry_config(retry_config(settings))
+            .interceptor(calls.clone());
         if let Some(url) = &settings.endpoint_url {
             ecs_config = ecs_config.endpoint_url(url);
+            ec2_config = ec2_config.endpoint_url(url);
         }
         Ok(AwsCloud {
             ecs: aws_sdk_ecs::Client::from_conf(ecs_config.build()),
+            ec2: aws_sdk_ec2::Client::from_conf(ec2_config.build()),
             credentials,
             credentials_timeout: settings.credentials_timeout,
             calls,
@@ -184,7 +195,7 @@ impl Cloud for AwsCloud {
     }
 
     async fn observe_cluster(&self, cluster: &str) -> Result<ClusterSnapshot, CloudError> {
-        observe::observe_cluster(&self.ecs, cluster).await
+        observe::observe_cluster(&self.ecs, &self.ec2, cluster).await
     }
 
     async fn stop_task(

@@ -3,14 +3,17 @@
 //! Cost for a cluster with N tasks, S services and I container instances: 1 DescribeClusters,
 //! ceil(N/100) ListTasks per desired status (RUNNING, then STOPPED), ceil(N/100) DescribeTasks,
 //! ceil(S/100) ListServices (at most 100 a page) + ceil(S/10) DescribeServices, and
-//! ceil(I/100) ListContainerInstances + ceil(I/100) DescribeContainerInstances. Services, tasks
-//! and container instances are read concurrently.
+//! ceil(I/100) ListContainerInstances + ceil(I/100) DescribeContainerInstances; plus, for the E
+//! standalone awsvpc tasks whose interface ECS has created (not STOPPED), ceil(E/200) EC2
+//! DescribeNetworkInterfaces for their security groups (none when E is 0; service tasks are
+//! never looked up). Services, tasks and container instances are read concurrently.
 //!
 //! Failures: a missing cluster is `NotFound`; DescribeClusters and ListTasks failures fail the
 //! snapshot. Any other part that fails with a retryable category (after the SDK's own retries)
 //! becomes a `gaps` entry, as do `failures[]` entries other than MISSING and tasks this adapter
 //! cannot read. A task that vanished between ListTasks and DescribeTasks (MISSING) is simply
-//! not in the snapshot.
+//! not in the snapshot. A failed DescribeNetworkInterfaces never fails the snapshot: it is a
+//! gap, and those tasks keep empty security groups (as do tasks whose interface is gone).
 
 use std::collections::BTreeSet;
 use std::time::SystemTime;
@@ -18,9 +21,9 @@ use std::time::SystemTime;
 use aws_sdk_ecs::Client;
 use aws_sdk_ecs::types::{DesiredStatus as EcsDesiredStatus, Failure, TaskField};
 
-use super::{convert, errors};
+use super::{convert, errors, network};
 use crate::cloud::{CloudError, ErrorCategory};
-use crate::domain::{ClusterSnapshot, ContainerInstance, Service, Task};
+use crate::domain::{ClusterSnapshot, ContainerInstance, Service, Task, TaskStatus};
 
 /// ListTasks and ListContainerInstances return at most 100 ARNs a page.
 const LIST_PAGE: i32 = 100;
@@ -69,13 +72,14 @@ fn failure_gaps(operation: &str, failures: &[Failure]) -> Vec<String> {
 
 pub(super) async fn observe_cluster(
     ecs: &Client,
+    ec2: &aws_sdk_ec2::Client,
     cluster: &str,
 ) -> Result<ClusterSnapshot, CloudError> {
     let observed_at = SystemTime::now();
     let cluster_arn = describe_cluster(ecs, cluster).await?;
     let (services, tasks, instances) = tokio::join!(
         services(ecs, &cluster_arn),
-        tasks(ecs, &cluster_arn),
+        tasks(ecs, ec2, &cluster_arn),
         container_instances(ecs, &cluster_arn),
     );
     let (services, tasks, instances) = (services?, tasks?, instances?);
@@ -188,7 +192,11 @@ async fn list_tasks(
         .map_err(|e| errors::from_sdk("ListTasks", e))
 }
 
-async fn tasks(ecs: &Client, cluster_arn: &str) -> Result<Part<Task>, CloudError> {
+async fn tasks(
+    ecs: &Client,
+    ec2: &aws_sdk_ec2::Client,
+    cluster_arn: &str,
+) -> Result<Part<Task>, CloudError> {
     let mut arns = list_tasks(ecs, cluster_arn, EcsDesiredStatus::Running).await?;
     let stopped = list_tasks(ecs, cluster_arn, EcsDesiredStatus::Stopped).await?;
     // A task stopped between the two lists shows up in both: describe it once.
@@ -196,6 +204,8 @@ async fn tasks(ecs: &Client, cluster_arn: &str) -> Result<Part<Task>, CloudError
     arns.extend(stopped.into_iter().filter(|arn| seen.insert(arn.clone())));
 
     let mut part = Part::default();
+    // (index in part.items, interface id) of the tasks whose security groups to look up.
+    let mut lookups: Vec<(usize, String)> = Vec::new();
     for batch in arns.chunks(DESCRIBE_BATCH) {
         match ecs
             .describe_tasks()
@@ -210,7 +220,12 @@ async fn tasks(ecs: &Client, cluster_arn: &str) -> Result<Part<Task>, CloudError
                     .extend(failure_gaps("DescribeTasks", output.failures()));
                 for t in output.tasks() {
                     match convert::task(t, cluster_arn) {
-                        Ok(task) => part.items.push(task),
+                        Ok(task) => {
+                            if let Some(eni) = needs_security_groups(&task, t) {
+                                lookups.push((part.items.len(), eni));
+                            }
+                            part.items.push(task);
+                        }
                         Err(why) => part.gaps.push(why),
                     }
                 }
@@ -222,7 +237,34 @@ async fn tasks(ecs: &Client, cluster_arn: &str) -> Result<Part<Task>, CloudError
             }
         }
     }
+    if !lookups.is_empty() {
+        let found =
+            network::security_groups(ec2, lookups.iter().map(|(_, eni)| eni.as_str())).await;
+        for (index, eni) in &lookups {
+            if let (Some(groups), Some(network)) = (
+                found.by_interface.get(eni),
+                part.items[*index].network.as_mut(),
+            ) {
+                network.security_groups = groups.clone();
+            }
+        }
+        part.gaps.extend(found.gaps);
+    }
     Ok(part)
+}
+
+/// The interface whose security groups `task` needs, if any: only a standalone task can be
+/// re-run by the controller (a service's scheduler replaces its own tasks), only an awsvpc
+/// task has an interface, and a STOPPED task's interface has been deleted.
+fn needs_security_groups(task: &Task, sdk_task: &aws_sdk_ecs::types::Task) -> Option<String> {
+    let standalone = task.service_name().is_none();
+    let has_network = task.network.is_some();
+    let live = task.last_status != TaskStatus::Stopped;
+    if standalone && has_network && live {
+        convert::eni_id(sdk_task)
+    } else {
+        None
+    }
 }
 
 async fn container_instances(

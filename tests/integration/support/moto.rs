@@ -174,6 +174,22 @@ impl Moto {
         aws_sdk_ecs::Client::from_conf(config)
     }
 
+    /// A raw EC2 client on this account, for arranging fixtures (its calls are not counted).
+    pub fn ec2(&self) -> aws_sdk_ec2::Client {
+        let config = aws_sdk_ec2::config::Builder::from(&self.sdk_config())
+            .endpoint_url(self.endpoint())
+            .build();
+        aws_sdk_ec2::Client::from_conf(config)
+    }
+
+    /// Makes an awsvpc task's network interface attachment look as ECS reports it before the
+    /// interface exists (`"PRECREATED"`: subnet only, no `networkInterfaceId`), or attached
+    /// again (`"ATTACHED"`).
+    pub async fn set_eni_attachment(&self, cluster: &str, task_arn: &str, status: &str) {
+        self.set_task_state(cluster, task_arn, json!({"eniAttachment": status}))
+            .await;
+    }
+
     /// Puts a task into a lifecycle state with given fields, through the harness endpoint:
     /// `fields` as `{"lastStatus": "PROVISIONING", "createdAt": <epoch seconds>, ...}` (see
     /// `tests/moto/launcher.py`).
@@ -193,7 +209,8 @@ impl Moto {
         .await;
     }
 
-    /// From now on, this account's calls to `operation` fail with `code` and HTTP `status`.
+    /// From now on, this account's calls to `operation` (ECS or EC2) fail with `code` and HTTP
+    /// `status`.
     pub async fn inject_fault(&self, operation: &str, code: &str, status: u16) {
         self.harness(
             "/_harness/fault",
