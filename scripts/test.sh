@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. Sets up the moto emulator the AWS adapter tests run against:
 # a Python virtualenv in .venv with moto[server] at the pinned version (once), then
-# `cargo test --all-targets` with any extra arguments passed through.
+# `cargo test --tests --benches` (the integration binary, and the benchmark run once as a
+# test) with any extra arguments passed through.
 set -euo pipefail
 
 MOTO_VERSION=5.2.5
@@ -19,4 +20,4 @@ if [[ "$installed" != "$MOTO_VERSION" ]]; then
 fi
 
 export MOTO_PYTHON="$PWD/.venv/bin/python"
-exec cargo test --all-targets "$@"
+exec cargo test --tests --benches "$@"
