@@ -264,13 +264,12 @@ fn parse_document(
             if let Some(name) = message
                 .strip_prefix(prefix)
                 .and_then(|rest| rest.split(end).next())
+                && field.rsplit('.').next() != Some(name)
             {
-                if field.rsplit('.').next() != Some(name) {
-                    if !field.is_empty() {
-                        field.push('.');
-                    }
-                    field.push_str(name);
+                if !field.is_empty() {
+                    field.push('.');
                 }
+                field.push_str(name);
             }
         }
         let located = match e.location() {
