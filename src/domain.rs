@@ -233,6 +233,63 @@ pub struct ContainerInstance {
     pub registered_at: Option<SystemTime>,
 }
 
+/// An ECS capacity provider of a cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapacityProvider {
+    pub name: String,
+    /// The ARN of its Auto Scaling group; `None` for FARGATE / FARGATE_SPOT.
+    pub auto_scaling_group_arn: Option<String>,
+    /// Whether ECS managed scaling drives the group's desired capacity.
+    pub managed_scaling: bool,
+}
+
+/// How an Auto Scaling group launches instances.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum GroupLaunch {
+    /// A launch template, as the group is configured.
+    LaunchTemplate {
+        template_id: String,
+        template_name: String,
+        /// As configured: a number, `$Latest` or `$Default`.
+        version: String,
+        /// `version` resolved to a number (from the template's latest/default version).
+        resolved_version: Option<u32>,
+    },
+    /// A mixed instances policy: not supported for cordoning.
+    MixedInstancesPolicy { template_id: Option<String> },
+    /// A launch configuration: not supported for cordoning.
+    LaunchConfiguration { name: String },
+}
+
+/// One instance of an Auto Scaling group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupInstance {
+    pub instance_id: String,
+    /// Auto Scaling lifecycle state: Pending, InService, Terminating, Terminated, ...
+    pub lifecycle_state: String,
+    /// Healthy or Unhealthy, as Auto Scaling sees it.
+    pub health_status: String,
+    /// The numbered launch template version the instance was launched from, if known.
+    pub launch_template_version: Option<u32>,
+    /// When EC2 launched it.
+    pub launched_at: Option<SystemTime>,
+}
+
+/// An Auto Scaling group behind a capacity provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AutoScalingGroup {
+    pub name: String,
+    pub arn: String,
+    pub min_size: u32,
+    pub max_size: u32,
+    pub desired_capacity: u32,
+    pub launch: GroupLaunch,
+    pub instances: Vec<GroupInstance>,
+    /// The group's tags; the controller keeps its cordons and nudge times here.
+    pub tags: Tags,
+}
+
 /// Everything observed of one cluster in one pass.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClusterSnapshot {
@@ -246,6 +303,10 @@ pub struct ClusterSnapshot {
     /// reports (on the way down, or stopped within roughly the last hour).
     pub tasks: Vec<Task>,
     pub container_instances: Vec<ContainerInstance>,
+    /// The cluster's capacity providers (from DescribeClusters / DescribeCapacityProviders).
+    pub capacity_providers: Vec<CapacityProvider>,
+    /// The Auto Scaling groups behind those capacity providers.
+    pub auto_scaling_groups: Vec<AutoScalingGroup>,
     /// Parts of the picture that could not be read. Empty means complete. Decisions that need
     /// the whole picture (percentages, pause thresholds) are not made on an incomplete one.
     pub gaps: Vec<String>,
@@ -261,6 +322,8 @@ impl ClusterSnapshot {
             services: Vec::new(),
             tasks: Vec::new(),
             container_instances: Vec::new(),
+            capacity_providers: Vec::new(),
+            auto_scaling_groups: Vec::new(),
             gaps: Vec::new(),
         }
     }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{ClusterSnapshot, RunTaskRequest};
+use crate::domain::{ClusterSnapshot, RunTaskRequest, Tags};
 
 /// What kind of failure a cloud call met; decides retry and how the audit trail names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -108,6 +108,44 @@ pub trait Cloud: Send + Sync + 'static {
         cluster: &str,
         request: &RunTaskRequest,
     ) -> impl Future<Output = Result<String, CloudError>> + Send;
+
+    /// SetDesiredCapacity of an Auto Scaling group (not honoring the group's cooldown: the
+    /// controller keeps its own).
+    fn set_desired_capacity(
+        &self,
+        group: &str,
+        desired: u32,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send;
+
+    /// UpdateAutoScalingGroup: launch new instances from this numbered version of the
+    /// group's launch template.
+    fn pin_launch_template_version(
+        &self,
+        group: &str,
+        template_id: &str,
+        version: u32,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send;
+
+    /// CreateOrUpdateTags on the group (not propagated to instances).
+    fn tag_group(
+        &self,
+        group: &str,
+        tags: &Tags,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send;
+
+    /// TerminateInstanceInAutoScalingGroup without decrementing the desired capacity, so the
+    /// group launches a replacement.
+    fn terminate_instance(
+        &self,
+        instance_id: &str,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send;
+
+    /// UpdateContainerInstancesState to DRAINING.
+    fn drain_container_instance(
+        &self,
+        cluster: &str,
+        container_instance_arn: &str,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send;
 }
 
 impl<C: Cloud> Cloud for Arc<C> {
@@ -137,5 +175,45 @@ impl<C: Cloud> Cloud for Arc<C> {
         request: &RunTaskRequest,
     ) -> impl Future<Output = Result<String, CloudError>> + Send {
         (**self).run_task(cluster, request)
+    }
+
+    fn set_desired_capacity(
+        &self,
+        group: &str,
+        desired: u32,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send {
+        (**self).set_desired_capacity(group, desired)
+    }
+
+    fn pin_launch_template_version(
+        &self,
+        group: &str,
+        template_id: &str,
+        version: u32,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send {
+        (**self).pin_launch_template_version(group, template_id, version)
+    }
+
+    fn tag_group(
+        &self,
+        group: &str,
+        tags: &Tags,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send {
+        (**self).tag_group(group, tags)
+    }
+
+    fn terminate_instance(
+        &self,
+        instance_id: &str,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send {
+        (**self).terminate_instance(instance_id)
+    }
+
+    fn drain_container_instance(
+        &self,
+        cluster: &str,
+        container_instance_arn: &str,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send {
+        (**self).drain_container_instance(cluster, container_instance_arn)
     }
 }

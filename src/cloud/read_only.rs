@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{Cloud, CloudError, ErrorCategory};
-use crate::domain::{ClusterSnapshot, RunTaskRequest};
+use crate::domain::{ClusterSnapshot, RunTaskRequest, Tags};
 
 /// Wraps a [`Cloud`] so that only reads reach it.
 pub struct ReadOnly<C> {
@@ -57,5 +57,30 @@ impl<C: Cloud> Cloud for ReadOnly<C> {
 
     async fn run_task(&self, _: &str, _: &RunTaskRequest) -> Result<String, CloudError> {
         Err(self.refuse("RunTask"))
+    }
+
+    async fn set_desired_capacity(&self, _: &str, _: u32) -> Result<(), CloudError> {
+        Err(self.refuse("SetDesiredCapacity"))
+    }
+
+    async fn pin_launch_template_version(
+        &self,
+        _: &str,
+        _: &str,
+        _: u32,
+    ) -> Result<(), CloudError> {
+        Err(self.refuse("UpdateAutoScalingGroup"))
+    }
+
+    async fn tag_group(&self, _: &str, _: &Tags) -> Result<(), CloudError> {
+        Err(self.refuse("CreateOrUpdateTags"))
+    }
+
+    async fn terminate_instance(&self, _: &str) -> Result<(), CloudError> {
+        Err(self.refuse("TerminateInstanceInAutoScalingGroup"))
+    }
+
+    async fn drain_container_instance(&self, _: &str, _: &str) -> Result<(), CloudError> {
+        Err(self.refuse("UpdateContainerInstancesState"))
     }
 }

@@ -279,4 +279,37 @@ impl Cloud for AwsCloud {
                 )
             })
     }
+    async fn set_desired_capacity(&self, _: &str, _: u32) -> Result<(), CloudError> {
+        Err(not_yet("SetDesiredCapacity"))
+    }
+
+    async fn pin_launch_template_version(
+        &self,
+        _: &str,
+        _: &str,
+        _: u32,
+    ) -> Result<(), CloudError> {
+        Err(not_yet("UpdateAutoScalingGroup"))
+    }
+
+    async fn tag_group(&self, _: &str, _: &crate::domain::Tags) -> Result<(), CloudError> {
+        Err(not_yet("CreateOrUpdateTags"))
+    }
+
+    async fn terminate_instance(&self, _: &str) -> Result<(), CloudError> {
+        Err(not_yet("TerminateInstanceInAutoScalingGroup"))
+    }
+
+    async fn drain_container_instance(&self, _: &str, _: &str) -> Result<(), CloudError> {
+        Err(not_yet("UpdateContainerInstancesState"))
+    }
+}
+
+// Placeholder until the capacity chain lands.
+fn not_yet(operation: &str) -> CloudError {
+    CloudError::new(
+        crate::cloud::ErrorCategory::Invalid,
+        operation,
+        "not implemented yet",
+    )
 }
