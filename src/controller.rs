@@ -21,11 +21,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::audit::{AuditRecord, AuditSink, Outcome, mode_name};
-use crate::cloud::{Cloud, CloudError};
+use crate::cloud::{Cloud, CloudError, ErrorCategory};
 use crate::diagnose::{Sightings, diagnose};
-use crate::domain::ClusterSnapshot;
+use crate::domain::{ClusterSnapshot, Tags};
 use crate::history::{BUDGET_WINDOW, History, PastAction};
-use crate::plan::{Action, HeldAction, Plan, PlannedAction, plan};
+use crate::plan::{Action, HeldAction, Plan, PlannedAction, condition_key, plan};
 use crate::policy::{PolicyMode, PolicySet};
 
 /// How the loop runs.
@@ -233,6 +233,7 @@ impl<C: Cloud> Controller<C> {
                 &diagnosis,
                 &policies,
                 &history,
+                &mem.sightings,
                 self.settings.dry_run,
             )
         };
@@ -282,6 +283,7 @@ impl<C: Cloud> Controller<C> {
             policy: planned.policy.clone(),
             service: planned.service.clone(),
             task_arn: planned.action.target().to_string(),
+            condition: condition_key(&planned.reason).to_string(),
         };
         match &planned.action {
             Action::StopServiceTask {
@@ -319,7 +321,102 @@ impl<C: Cloud> Controller<C> {
                     Err(e) => failed(e, Some("retried next pass with the same client token")),
                 }
             }
+            Action::CordonLaunchTemplate {
+                group,
+                template_id,
+                version,
+                tag,
+                pin_to,
+                terminate,
+                ..
+            } => {
+                self.cordon(group, template_id, *version, tag, *pin_to, terminate)
+                    .await
+            }
+            Action::NudgeCapacity { group, to, tag, .. } => {
+                if let Some((k, v)) = tag {
+                    let tags = Tags::from([(k.clone(), v.clone())]);
+                    if let Err(e) = self.cloud.tag_group(group, &tags).await {
+                        return failed(e, Some("nothing changed"));
+                    }
+                }
+                match self.cloud.set_desired_capacity(group, *to).await {
+                    Ok(()) => (Outcome::Done, Some(format!("desired capacity {to}"))),
+                    Err(e) => failed(
+                        e,
+                        Some("the nudge is recorded on the group and finished next pass"),
+                    ),
+                }
+            }
+            Action::DrainContainerInstance {
+                container_instance_arn,
+            } => match self
+                .cloud
+                .drain_container_instance(cluster, container_instance_arn)
+                .await
+            {
+                Ok(()) => {
+                    self.remember(cluster, ledger_entry());
+                    (Outcome::Done, Some("DRAINING".into()))
+                }
+                Err(e) => failed(e, None),
+            },
         }
+    }
+
+    /// Tag first (so the cordon survives anything that follows), then pin, then terminate the
+    /// never-registered instances. Each step is idempotent; a restart redoes what is missing.
+    async fn cordon(
+        &self,
+        group: &str,
+        template_id: &str,
+        version: u32,
+        tag: &Option<(String, String)>,
+        pin_to: Option<u32>,
+        terminate: &[String],
+    ) -> (Outcome, Option<String>) {
+        let mut done = Vec::new();
+        if let Some((k, v)) = tag {
+            let tags = Tags::from([(k.clone(), v.clone())]);
+            if let Err(e) = self.cloud.tag_group(group, &tags).await {
+                return failed(e, Some("nothing changed"));
+            }
+            done.push(format!(
+                "cordon of {template_id} version {version} recorded"
+            ));
+        }
+        if let Some(good) = pin_to {
+            if let Err(e) = self
+                .cloud
+                .pin_launch_template_version(group, template_id, good)
+                .await
+            {
+                let note = format!("{}; pinning failed, retried next pass", done.join("; "));
+                return failed(e, Some(&note));
+            }
+            done.push(format!("pinned to version {good}"));
+        } else if tag.is_some() && terminate.is_empty() {
+            done.push("no known-good version: nothing pinned, nothing terminated".into());
+        }
+        let mut terminated = Vec::new();
+        for instance in terminate {
+            match self.cloud.terminate_instance(instance).await {
+                Ok(()) => terminated.push(instance.as_str()),
+                Err(e) if e.category == ErrorCategory::NotFound => {}
+                Err(e) => {
+                    let note = format!(
+                        "{}; terminated {:?}; the rest retried next pass",
+                        done.join("; "),
+                        terminated
+                    );
+                    return failed(e, Some(&note));
+                }
+            }
+        }
+        if !terminated.is_empty() {
+            done.push(format!("terminated {}", terminated.join(", ")));
+        }
+        (Outcome::Done, Some(done.join("; ")))
     }
 
     fn remember(&self, cluster: &str, action: PastAction) {

@@ -86,10 +86,22 @@ impl Sightings {
                 current.insert((task.arn.clone(), condition.sighting_key()));
             }
         }
+        for ci in &snapshot.container_instances {
+            if !ci.agent_connected {
+                current.insert((ci.arn.clone(), AGENT_DISCONNECTED));
+            }
+        }
         self.first_seen.retain(|k, _| current.contains(k));
         for key in current {
             self.first_seen.entry(key).or_insert(now);
         }
+    }
+
+    /// When the container instance was first seen with its agent disconnected, if it was.
+    pub fn first_disconnected(&self, container_instance_arn: &str) -> Option<SystemTime> {
+        self.first_seen
+            .get(&(container_instance_arn.to_string(), AGENT_DISCONNECTED))
+            .copied()
     }
 
     /// When the task was first seen in the condition, if it was.
@@ -99,6 +111,8 @@ impl Sightings {
             .copied()
     }
 }
+
+const AGENT_DISCONNECTED: &str = "AGENT_DISCONNECTED";
 
 /// The conditions a task is in right now that a stuck clock may need a sighting for: a state
 /// on the way up or down, or UNHEALTHY while RUNNING. A healthy RUNNING or a STOPPED task is in

@@ -46,6 +46,12 @@ pub fn policy_of_stop_reason(reason: &str) -> Option<&str> {
     rest[start..].strip_suffix(']')
 }
 
+/// The cause named in a stop reason the controller wrote: "stuck in PROVISIONING".
+pub fn condition_of_stop_reason(reason: &str) -> Option<&str> {
+    let rest = reason.strip_prefix(STOP_REASON_PREFIX)?.trim_start();
+    Some(crate::plan::condition_key(rest))
+}
+
 /// One remediation of one task.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PastAction {
@@ -53,6 +59,8 @@ pub struct PastAction {
     pub policy: String,
     pub service: Option<String>,
     pub task_arn: String,
+    /// The cause it was stopped for, e.g. "stuck in PROVISIONING".
+    pub condition: String,
 }
 
 /// The remediations of one cluster within the budget window.
@@ -100,6 +108,12 @@ impl History {
                     policy: policy.to_string(),
                     service: task.service_name().map(str::to_string),
                     task_arn: task.arn.clone(),
+                    condition: task
+                        .stopped_reason
+                        .as_deref()
+                        .and_then(condition_of_stop_reason)
+                        .unwrap_or_default()
+                        .to_string(),
                 },
             );
         }
@@ -115,6 +129,25 @@ impl History {
             .by_task
             .retain(|_, a| now.duration_since(a.at).unwrap_or(Duration::ZERO) < BUDGET_WINDOW);
         history
+    }
+
+    /// An earlier replacement made for the same cause that `task` looks like the result of:
+    /// for a service task, a task of the same service stopped for that cause before this one
+    /// was created; for a standalone task, the task it replaces (its replaces tag).
+    pub fn replaced_for_same_cause(&self, task: &Task, condition: &str) -> Option<&PastAction> {
+        let created = task.timestamps.created_at?;
+        match task.service_name() {
+            Some(service) => self.by_task.values().find(|a| {
+                a.service.as_deref() == Some(service) && a.condition == condition && a.at <= created
+            }),
+            None => {
+                let replaces = task.tags.get(REPLACES_TAG)?;
+                self.by_task.values().find(|a| {
+                    a.task_arn.rsplit('/').next() == Some(replaces.as_str())
+                        && a.condition == condition
+                })
+            }
+        }
     }
 
     /// Whether the controller already acted on this task.

@@ -14,6 +14,8 @@
 //! - [`policy`]: the policy file format, loading, validation with file/line/field errors, selectors.
 //! - [`diagnose`]: pure; finds stuck tasks and says why.
 //! - [`plan`]: pure; turns findings into actions under the policies' guardrails and past actions.
+//! - [`capacity`]: pure; the capacity chain behind tasks stuck in PROVISIONING, and its
+//!   remediations (cordon a launch template version, nudge capacity, drain instances).
 //! - [`cloud`]: the one narrow trait the controller calls, with the AWS SDK adapter, the
 //!   simulated account and the read-only (dry-run) decorator.
 //! - [`controller`]: the loop: observe → diagnose → plan → act per cluster, requeue, shutdown.
@@ -21,6 +23,7 @@
 //! - [`config`], [`cli`], [`demo`]: the shell.
 
 pub mod audit;
+pub mod capacity;
 pub mod cli;
 pub mod cloud;
 pub mod config;

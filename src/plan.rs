@@ -12,7 +12,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::diagnose::{Condition, Diagnosis, Evidence, Finding};
+use crate::capacity::{CapacityFinding, Cause, diagnose_capacity, plan_capacity};
+use crate::diagnose::{Condition, Diagnosis, Evidence, Finding, Sightings};
 use crate::domain::{ClusterSnapshot, DesiredStatus, RunTaskRequest, Task};
 use crate::history::{History, REPLACES_TAG, stop_reason};
 use crate::policy::{Policy, PolicyMode, PolicySet};
@@ -41,6 +42,33 @@ pub enum Action {
         task_arn: String,
         run: Box<RunTaskRequest>,
     },
+    /// Record the cordon on the group (tag), pin the group to a known-good version, and
+    /// terminate the instances that never registered (desired capacity unchanged).
+    #[serde(rename_all = "camelCase")]
+    CordonLaunchTemplate {
+        group: String,
+        group_arn: String,
+        template_id: String,
+        version: u32,
+        /// `None` when the cordon is already recorded.
+        tag: Option<(String, String)>,
+        /// `None` when there is no known-good version or the group is already pinned to it.
+        pin_to: Option<u32>,
+        terminate: Vec<String>,
+    },
+    /// Raise the group's desired capacity; the tag (written first) records the nudge.
+    #[serde(rename_all = "camelCase")]
+    NudgeCapacity {
+        group: String,
+        group_arn: String,
+        from: u32,
+        to: u32,
+        /// `None` when finishing a nudge whose tag was written but whose change was not.
+        tag: Option<(String, String)>,
+    },
+    /// Set a container instance to DRAINING.
+    #[serde(rename_all = "camelCase")]
+    DrainContainerInstance { container_instance_arn: String },
 }
 
 impl Action {
@@ -50,6 +78,9 @@ impl Action {
             Action::StopServiceTask { .. } => "stopTask",
             Action::ReplaceStandaloneTask { .. } => "replaceTask",
             Action::FinishReplacement { .. } => "runReplacement",
+            Action::CordonLaunchTemplate { .. } => "cordonLaunchTemplate",
+            Action::NudgeCapacity { .. } => "nudgeCapacity",
+            Action::DrainContainerInstance { .. } => "drainContainerInstance",
         }
     }
 
@@ -59,6 +90,11 @@ impl Action {
             Action::StopServiceTask { task_arn, .. }
             | Action::ReplaceStandaloneTask { task_arn, .. }
             | Action::FinishReplacement { task_arn, .. } => task_arn,
+            Action::CordonLaunchTemplate { group_arn, .. }
+            | Action::NudgeCapacity { group_arn, .. } => group_arn,
+            Action::DrainContainerInstance {
+                container_instance_arn,
+            } => container_instance_arn,
         }
     }
 }
@@ -87,6 +123,14 @@ pub enum Hold {
     NoRemedy { why: String },
     /// A replacement could not be started with the same settings.
     CannotReplicate { why: String },
+    /// The task waits on capacity: replacing it would only make another stuck task.
+    CapacityCause { cause: String, reason: String },
+    /// A replacement for the same cause was already made and is stuck again.
+    NotCured { why: String },
+    /// The group was nudged within the policy's cooldown.
+    Cooldown { last: String, cooldown: String },
+    /// The group is at its ceiling; the controller may not add capacity.
+    CapacityExhausted,
 }
 
 impl Hold {
@@ -101,6 +145,10 @@ impl Hold {
             Hold::IncompleteObservation { .. } => "incompleteObservation",
             Hold::NoRemedy { .. } => "noRemedy",
             Hold::CannotReplicate { .. } => "cannotReplicate",
+            Hold::CapacityCause { .. } => "capacityCause",
+            Hold::NotCured { .. } => "notCured",
+            Hold::Cooldown { .. } => "cooldown",
+            Hold::CapacityExhausted => "capacityExhausted",
         }
     }
 
@@ -126,7 +174,16 @@ impl Hold {
             Hold::IncompleteObservation { gaps } => {
                 format!("observation incomplete: {}", gaps.join("; "))
             }
-            Hold::NoRemedy { why } | Hold::CannotReplicate { why } => why.clone(),
+            Hold::NoRemedy { why } | Hold::CannotReplicate { why } | Hold::NotCured { why } => {
+                why.clone()
+            }
+            Hold::CapacityCause { cause, reason } => {
+                format!("waits on capacity ({cause}): {reason}")
+            }
+            Hold::Cooldown { last, cooldown } => {
+                format!("last nudged at {last}, cooldown {cooldown}")
+            }
+            Hold::CapacityExhausted => "at the group's ceiling: no capacity action allowed".into(),
         }
     }
 }
@@ -167,6 +224,8 @@ pub struct HeldAction {
 pub struct Plan {
     pub cluster: String,
     pub findings: Vec<Finding>,
+    /// Why tasks wait in PROVISIONING, per capacity provider.
+    pub capacity: Vec<CapacityFinding>,
     pub actions: Vec<PlannedAction>,
     pub held: Vec<HeldAction>,
 }
@@ -177,11 +236,20 @@ pub fn plan(
     diagnosis: &Diagnosis,
     policies: &PolicySet,
     history: &History,
+    sightings: &Sightings,
     dry_run: bool,
 ) -> Plan {
+    let capacity = diagnose_capacity(snapshot, diagnosis, policies);
+    // Tasks whose wait has a capacity cause are not replaced: the cause is remedied instead.
+    let capacity_bound: HashMap<&str, &CapacityFinding> = capacity
+        .iter()
+        .filter(|c| c.cause != Cause::Unknown)
+        .flat_map(|c| c.waiting_tasks.iter().map(move |t| (t.as_str(), c)))
+        .collect();
     let mut out = Plan {
         cluster: snapshot.cluster_name.clone(),
         findings: diagnosis.findings.clone(),
+        capacity: Vec::new(),
         actions: Vec::new(),
         held: Vec::new(),
     };
@@ -222,6 +290,7 @@ pub fn plan(
             stuck: count_stuck(&findings, &tasks, policy),
             used: history.actions_in_window(&policy.name, snapshot.observed_at),
             planned_per_service: BTreeMap::new(),
+            capacity_bound: &capacity_bound,
             out: &mut out,
         };
         for finding in findings {
@@ -231,6 +300,10 @@ pub fn plan(
         }
         ctx.finish_replacements();
     }
+    let capacity_plan = plan_capacity(snapshot, &capacity, policies, sightings, history, dry_run);
+    out.actions.extend(capacity_plan.actions);
+    out.held.extend(capacity_plan.held);
+    out.capacity = capacity;
     out
 }
 
@@ -254,6 +327,7 @@ struct PolicyPass<'a> {
     stuck: usize,
     used: usize,
     planned_per_service: BTreeMap<String, usize>,
+    capacity_bound: &'a HashMap<&'a str, &'a CapacityFinding>,
     out: &'a mut Plan,
 }
 
@@ -338,6 +412,24 @@ impl PolicyPass<'_> {
         }
         if standalone && let Some(why) = cannot_replicate(task) {
             return Some(Hold::CannotReplicate { why });
+        }
+        if let Some(capacity) = self.capacity_bound.get(task.arn.as_str()) {
+            return Some(Hold::CapacityCause {
+                cause: capacity.cause.name().into(),
+                reason: capacity.reason.clone(),
+            });
+        }
+        if let Some(past) = self
+            .history
+            .replaced_for_same_cause(task, condition_key(&finding.reason))
+        {
+            return Some(Hold::NotCured {
+                why: format!(
+                    "a task was already replaced for the same cause at {} and its replacement \
+                     is stuck again: replacing does not cure this",
+                    crate::diagnose::rfc3339(past.at)
+                ),
+            });
         }
         if !self.snapshot.is_complete() {
             return Some(Hold::IncompleteObservation {
@@ -442,6 +534,11 @@ impl PolicyPass<'_> {
             });
         }
     }
+}
+
+/// The cause part of a diagnosis, without the durations: "stuck in PROVISIONING".
+pub fn condition_key(reason: &str) -> &str {
+    reason.split(" for ").next().unwrap_or(reason)
 }
 
 /// Why a standalone task cannot be started again the same way, if it cannot. An awsvpc task's

@@ -26,7 +26,7 @@ fn run_with(
 ) -> (Diagnosis, Plan) {
     let diagnosis = diagnose(snap, set, sightings);
     let history = History::rebuild(snap, ledger);
-    let plan = plan(snap, &diagnosis, set, &history, dry_run);
+    let plan = plan(snap, &diagnosis, set, &history, sightings, dry_run);
     (diagnosis, plan)
 }
 
@@ -348,7 +348,8 @@ fn max_actions_per_hour_counts_past_stops_found_on_the_tasks() {
         "{replaceTask: {}}",
         "{maxActionsPerHour: 3, maxInFlightPerService: 100%, pauseWhenStuckAbove: 100%}",
     );
-    let reason = stop_reason("web", "stuck in PROVISIONING for 11m, limit 10m");
+    // Stopped for another cause, so the anti-churn rule does not apply here.
+    let reason = stop_reason("web", "stuck in PENDING for 11m, limit 10m");
     let mut tasks: Vec<_> = (0..4)
         .map(|i| {
             TaskBuilder::service("web", &format!("s{i}"))
@@ -526,6 +527,7 @@ fn a_task_already_acted_on_is_not_acted_on_again_despite_a_stale_read() {
         policy: "web".into(),
         service: Some("web".into()),
         task_arn: task_arn("a"),
+        condition: "stuck in PROVISIONING".into(),
     }];
     let (diagnosis, plan) = run_with(
         &snap,
@@ -773,4 +775,44 @@ fn an_awsvpc_standalone_task_whose_security_groups_are_unknown_is_not_stopped() 
             .detail()
             .contains("security groups are unknown")
     );
+}
+
+#[test]
+fn a_replacement_stuck_again_for_the_same_cause_is_not_replaced_again() {
+    let earlier = stop_reason("web", "stuck in PROVISIONING for 11m, limit 10m");
+    let snap = snapshot(
+        vec![
+            TaskBuilder::service("web", "old")
+                .stopped(TaskStatus::Stopped, 30, &earlier)
+                .build(),
+            // Created after the stop: the replacement, stuck the same way.
+            TaskBuilder::service("web", "new")
+                .stuck_in(TaskStatus::Provisioning, 20)
+                .build(),
+            // Created before the stop: not a replacement; replaced as usual.
+            TaskBuilder::service("web", "older")
+                .stuck_in(TaskStatus::Provisioning, 40)
+                .build(),
+        ],
+        &[("web", 10)],
+    );
+    let (_, plan) = run(&snap, &usual_policy());
+    assert_eq!(plan.actions.len(), 1);
+    assert_eq!(plan.actions[0].action.target(), task_arn("older"));
+    assert_eq!(plan.held.len(), 1);
+    assert_eq!(plan.held[0].target, task_arn("new"));
+    assert_eq!(plan.held[0].hold.name(), "notCured");
+    // Stuck for another cause: replaced.
+    let snap = snapshot(
+        vec![
+            TaskBuilder::service("web", "old")
+                .stopped(TaskStatus::Stopped, 30, &earlier)
+                .build(),
+            TaskBuilder::service("web", "new")
+                .stuck_in(TaskStatus::Pending, 20)
+                .build(),
+        ],
+        &[("web", 10)],
+    );
+    assert_eq!(run(&snap, &usual_policy()).1.actions.len(), 1);
 }

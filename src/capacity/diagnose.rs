@@ -1,0 +1,419 @@
+//! Why tasks wait in PROVISIONING: the capacity chain behind them. Pure.
+//!
+//! For each capacity provider with tasks stuck in PROVISIONING, follow provider → Auto Scaling
+//! group → the launch template versions its instances came from → whether those instances
+//! registered with the cluster. The first cause that fits wins:
+//!
+//! 1. the provider's group no longer exists;
+//! 2. a launch template version is broken: at least `minFailedInstances` of its instances have
+//!    been in service longer than `registrationTimeout` without registering (or registered but
+//!    with the agent never connected), and none of its instances registered;
+//! 3. capacity is on its way: instances still booting inside the registration timeout (wait);
+//! 4. capacity is short: every instance registered and connected, and the group has room below
+//!    its ceiling (min of MaxSize and the policy's `maxDesired`);
+//! 5. capacity is exhausted: the same, at the ceiling;
+//! 6. unknown: the task-level rules apply.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::tags;
+use crate::diagnose::{Condition, Diagnosis, Evidence, short};
+use crate::domain::{
+    AutoScalingGroup, CapacityProvider, ClusterSnapshot, ContainerInstance, DesiredStatus,
+    GroupLaunch, TaskStatus,
+};
+use crate::policy::{CordonLaunchTemplate, Policy, PolicySet};
+
+/// Judged without a policy setting, the registration rules default to these.
+pub const DEFAULT_RULES: CordonLaunchTemplate = CordonLaunchTemplate {
+    registration_timeout: Duration::from_secs(600),
+    min_failed_instances: 2,
+};
+
+/// What keeps the tasks of one capacity provider waiting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum Cause {
+    /// The capacity provider's Auto Scaling group was deleted.
+    GroupMissing,
+    /// Instances from this version never register.
+    #[serde(rename_all = "camelCase")]
+    BrokenLaunchTemplateVersion {
+        template_id: String,
+        version: u32,
+        /// Instances of `version` past the registration timeout, never registered.
+        failed_instances: Vec<String>,
+        /// The newest version whose instances registered in this cluster, not cordoned.
+        known_good: Option<u32>,
+    },
+    /// Instances are still booting inside the registration timeout: wait.
+    #[serde(rename_all = "camelCase")]
+    CapacityOnItsWay { booting: Vec<String> },
+    /// Every instance is registered and healthy, and the group has room.
+    #[serde(rename_all = "camelCase")]
+    CapacityShort { desired: u32, ceiling: u32 },
+    /// Every instance is registered and healthy, and the group is at its ceiling.
+    #[serde(rename_all = "camelCase")]
+    CapacityExhausted {
+        desired: u32,
+        max_size: u32,
+        ceiling: u32,
+    },
+    /// Instances fail to register, but the group's launch is not a launch template the
+    /// controller can cordon.
+    #[serde(rename_all = "camelCase")]
+    Unsupported { why: String },
+    /// None of the above.
+    Unknown,
+}
+
+impl Cause {
+    /// The cause's name in the audit trail and plan output.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Cause::GroupMissing => "groupMissing",
+            Cause::BrokenLaunchTemplateVersion { .. } => "brokenLaunchTemplateVersion",
+            Cause::CapacityOnItsWay { .. } => "capacityOnItsWay",
+            Cause::CapacityShort { .. } => "capacityShort",
+            Cause::CapacityExhausted { .. } => "capacityExhausted",
+            Cause::Unsupported { .. } => "unsupported",
+            Cause::Unknown => "unknown",
+        }
+    }
+}
+
+/// The capacity diagnosis of one provider whose tasks wait.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CapacityFinding {
+    pub cluster: String,
+    pub capacity_provider: String,
+    /// The group's name and ARN, when it exists.
+    pub group: Option<String>,
+    pub group_arn: Option<String>,
+    /// The policy governing the first waiting task (in policy set order).
+    pub policy: String,
+    /// Stuck PROVISIONING tasks waiting on this provider.
+    pub waiting_tasks: Vec<String>,
+    pub cause: Cause,
+    /// One line.
+    pub reason: String,
+    pub evidence: Evidence,
+}
+
+/// Diagnoses the capacity chain behind every task stuck in PROVISIONING.
+pub fn diagnose_capacity(
+    snapshot: &ClusterSnapshot,
+    diagnosis: &Diagnosis,
+    policies: &PolicySet,
+) -> Vec<CapacityFinding> {
+    let order: HashMap<&str, usize> = policies
+        .policies
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.name.as_str(), i))
+        .collect();
+    let tasks: HashMap<&str, _> = snapshot.tasks.iter().map(|t| (t.arn.as_str(), t)).collect();
+    // Provider name → (waiting task ARNs, governing policy).
+    let mut waiting: BTreeMap<&str, (Vec<String>, &str)> = BTreeMap::new();
+    for finding in &diagnosis.findings {
+        if finding.condition != Condition::InState(TaskStatus::Provisioning) {
+            continue;
+        }
+        let Some(task) = tasks.get(finding.task_arn.as_str()) else {
+            continue;
+        };
+        if task.desired_status != DesiredStatus::Running {
+            continue;
+        }
+        for provider in task.capacity_providers() {
+            let entry = waiting
+                .entry(provider)
+                .or_insert_with(|| (Vec::new(), finding.policy.as_str()));
+            entry.0.push(task.arn.clone());
+            if order.get(finding.policy.as_str()) < order.get(entry.1) {
+                entry.1 = finding.policy.as_str();
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (provider_name, (mut waiting_tasks, policy_name)) in waiting {
+        let Some(provider) = snapshot
+            .capacity_providers
+            .iter()
+            .find(|p| p.name == provider_name)
+        else {
+            continue;
+        };
+        let Some(group_arn) = &provider.auto_scaling_group_arn else {
+            continue; // FARGATE: no instances to diagnose.
+        };
+        let Some(policy) = policies.policies.iter().find(|p| p.name == policy_name) else {
+            continue;
+        };
+        waiting_tasks.sort();
+        let group = snapshot
+            .auto_scaling_groups
+            .iter()
+            .find(|g| &g.arn == group_arn || group_arn.ends_with(&format!("/{}", g.name)));
+        let (cause, reason, evidence) = match group {
+            None => (
+                Cause::GroupMissing,
+                format!(
+                    "capacity provider {provider_name}'s Auto Scaling group no longer exists \
+                     ({group_arn}); {} tasks wait",
+                    waiting_tasks.len()
+                ),
+                Evidence::from([("autoScalingGroupArn".to_string(), group_arn.clone())]),
+            ),
+            Some(group) => judge_group(snapshot, provider, group, policy, waiting_tasks.len()),
+        };
+        out.push(CapacityFinding {
+            cluster: snapshot.cluster_name.clone(),
+            capacity_provider: provider_name.to_string(),
+            group: group.map(|g| g.name.clone()),
+            group_arn: Some(group_arn.clone()),
+            policy: policy.name.clone(),
+            waiting_tasks,
+            cause,
+            reason,
+            evidence,
+        });
+    }
+    out
+}
+
+/// How one instance of the group stands with the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Registration {
+    /// Registered and its agent connected.
+    Working,
+    /// Past the registration timeout without working.
+    Failed,
+    /// Still inside the registration timeout.
+    Booting,
+}
+
+fn judge_group(
+    snapshot: &ClusterSnapshot,
+    provider: &CapacityProvider,
+    group: &AutoScalingGroup,
+    policy: &Policy,
+    waiting: usize,
+) -> (Cause, String, Evidence) {
+    let rules = policy
+        .remediate
+        .cordon_launch_template
+        .clone()
+        .unwrap_or(DEFAULT_RULES);
+    let now = snapshot.observed_at;
+    let registered: HashMap<&str, &ContainerInstance> = snapshot
+        .container_instances
+        .iter()
+        .filter(|ci| ci.status != "INACTIVE")
+        .filter_map(|ci| ci.ec2_instance_id.as_deref().map(|id| (id, ci)))
+        .collect();
+    let mut evidence = Evidence::new();
+    evidence.insert("autoScalingGroup".into(), group.name.clone());
+    evidence.insert(
+        "capacity".into(),
+        format!(
+            "desired {} min {} max {}",
+            group.desired_capacity, group.min_size, group.max_size
+        ),
+    );
+    evidence.insert("waitingTasks".into(), waiting.to_string());
+    // Version → (working, failed, booting) instance ids.
+    let mut by_version: BTreeMap<Option<u32>, [Vec<String>; 3]> = BTreeMap::new();
+    let mut booting_all = Vec::new();
+    let mut failed_all = Vec::new();
+    for instance in &group.instances {
+        let standing = match instance.lifecycle_state.as_str() {
+            "InService" => {
+                let works = registered
+                    .get(instance.instance_id.as_str())
+                    .is_some_and(|ci| ci.agent_connected);
+                let age = instance
+                    .launched_at
+                    .and_then(|t| now.duration_since(t).ok())
+                    .unwrap_or(Duration::ZERO);
+                if works {
+                    Registration::Working
+                } else if age > rules.registration_timeout {
+                    Registration::Failed
+                } else {
+                    Registration::Booting
+                }
+            }
+            s if s.starts_with("Pending") => Registration::Booting,
+            _ => continue, // Terminating, Standby, Detaching: not capacity.
+        };
+        let slot = &mut by_version
+            .entry(instance.launch_template_version)
+            .or_default()[standing as usize];
+        slot.push(instance.instance_id.clone());
+        match standing {
+            Registration::Failed => failed_all.push(instance.instance_id.clone()),
+            Registration::Booting => booting_all.push(instance.instance_id.clone()),
+            Registration::Working => {}
+        }
+    }
+    for (version, [working, failed, booting]) in &by_version {
+        evidence.insert(
+            format!(
+                "version {}",
+                version.map_or("unknown".to_string(), |v| v.to_string())
+            ),
+            format!(
+                "{} registered, {} never registered past {}, {} booting",
+                working.len(),
+                failed.len(),
+                short(rules.registration_timeout),
+                booting.len()
+            ),
+        );
+    }
+
+    if let GroupLaunch::LaunchTemplate {
+        template_id,
+        resolved_version,
+        ..
+    } = &group.launch
+    {
+        let broken: Vec<(u32, &Vec<String>)> = by_version
+            .iter()
+            .filter_map(|(v, [working, failed, _])| {
+                let v = (*v)?;
+                (working.is_empty() && failed.len() >= rules.min_failed_instances as usize)
+                    .then_some((v, failed))
+            })
+            .collect();
+        // The version the group launches from now, if broken; else the newest broken one.
+        let chosen = broken
+            .iter()
+            .find(|(v, _)| Some(*v) == *resolved_version)
+            .or(broken.last());
+        if let Some((version, failed)) = chosen {
+            let broken_versions: BTreeSet<u32> = broken.iter().map(|(v, _)| *v).collect();
+            let known_good = by_version
+                .iter()
+                .filter_map(|(v, [working, _, _])| {
+                    let v = (*v)?;
+                    (!working.is_empty()
+                        && !broken_versions.contains(&v)
+                        && !tags::is_cordoned(group, template_id, v))
+                    .then_some(v)
+                })
+                .max();
+            let good = match known_good {
+                Some(v) => format!("version {v} registered"),
+                None => "no version's instances registered".into(),
+            };
+            let reason = format!(
+                "launch template {template_id} version {version} is broken: {} instances \
+                 launched from it have been in service over {} without registering with the \
+                 cluster; {good}",
+                failed.len(),
+                short(rules.registration_timeout)
+            );
+            return (
+                Cause::BrokenLaunchTemplateVersion {
+                    template_id: template_id.clone(),
+                    version: *version,
+                    failed_instances: (*failed).clone(),
+                    known_good,
+                },
+                reason,
+                evidence,
+            );
+        }
+    } else if !failed_all.is_empty() {
+        let why = match &group.launch {
+            GroupLaunch::MixedInstancesPolicy { .. } => "a mixed instances policy",
+            _ => "a launch configuration",
+        };
+        let reason = format!(
+            "{} instances of group {} never registered, but the group uses {why}: cordoning is \
+             supported for launch templates only",
+            failed_all.len(),
+            group.name
+        );
+        return (
+            Cause::Unsupported {
+                why: format!("group uses {why}"),
+            },
+            reason,
+            evidence,
+        );
+    }
+
+    let launched = group
+        .instances
+        .iter()
+        .filter(|i| i.lifecycle_state == "InService" || i.lifecycle_state.starts_with("Pending"))
+        .count() as u32;
+    if !booting_all.is_empty() || launched < group.desired_capacity {
+        let reason = format!(
+            "capacity on its way: {} instances of group {} still booting (inside the {} \
+             registration timeout), {launched} of {} launched; waiting",
+            booting_all.len(),
+            group.name,
+            short(rules.registration_timeout),
+            group.desired_capacity
+        );
+        return (
+            Cause::CapacityOnItsWay {
+                booting: booting_all,
+            },
+            reason,
+            evidence,
+        );
+    }
+    if !failed_all.is_empty() {
+        let reason = format!(
+            "{} instances of group {} never registered, too few or mixed with working ones to \
+             call their version broken",
+            failed_all.len(),
+            group.name
+        );
+        return (Cause::Unknown, reason, evidence);
+    }
+    let ceiling = policy
+        .remediate
+        .nudge_capacity
+        .as_ref()
+        .map_or(group.max_size, |n| n.max_desired.min(group.max_size));
+    if group.desired_capacity < ceiling {
+        let reason = format!(
+            "capacity short: {waiting} tasks wait on {}; all {launched} instances of group {} \
+             are registered and connected, desired {} below the ceiling {ceiling}",
+            provider.name, group.name, group.desired_capacity
+        );
+        (
+            Cause::CapacityShort {
+                desired: group.desired_capacity,
+                ceiling,
+            },
+            reason,
+            evidence,
+        )
+    } else {
+        let reason = format!(
+            "capacity exhausted: {waiting} tasks wait on {}; group {} is at its ceiling \
+             (desired {}, max {}, policy ceiling {ceiling}); nothing the controller may do",
+            provider.name, group.name, group.desired_capacity, group.max_size
+        );
+        (
+            Cause::CapacityExhausted {
+                desired: group.desired_capacity,
+                max_size: group.max_size,
+                ceiling,
+            },
+            reason,
+            evidence,
+        )
+    }
+}

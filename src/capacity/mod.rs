@@ -1,0 +1,10 @@
+//! Capacity remediation: why tasks wait in PROVISIONING (the capacity provider's Auto Scaling
+//! group, its launch template versions, their instances' registration) and what to do about
+//! it. Pure, like the rest of diagnosis and planning.
+
+pub mod diagnose;
+pub mod plan;
+pub mod tags;
+
+pub use diagnose::{CapacityFinding, Cause, diagnose_capacity};
+pub use plan::plan_capacity;

@@ -1,0 +1,127 @@
+//! The controller's records on Auto Scaling groups: cordoned launch template versions and the
+//! last capacity nudge, kept as group tags so a restarted controller honors them. Pure.
+//!
+//! - `ecs-reconciler/cordon/<template id>/<version>` = `<RFC 3339 time> pinned <version or
+//!   none> [policy NAME]: <why>` (one tag per cordoned version, never removed by the
+//!   controller; an operator deletes it to un-cordon).
+//! - `ecs-reconciler/nudge` = `<RFC 3339 time> <from>-><to> [policy NAME]`, written before the
+//!   desired capacity is raised, so a crash in between is finished, not repeated.
+
+use std::time::SystemTime;
+
+use crate::diagnose::rfc3339;
+use crate::domain::AutoScalingGroup;
+
+const CORDON_PREFIX: &str = "ecs-reconciler/cordon/";
+/// The tag that records the last nudge.
+pub const NUDGE_TAG: &str = "ecs-reconciler/nudge";
+
+/// Auto Scaling tag values hold at most 256 characters.
+const MAX_TAG_VALUE: usize = 256;
+
+/// A cordon recorded on a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cordon {
+    pub template_id: String,
+    pub version: u32,
+    pub at: Option<SystemTime>,
+    pub pinned: Option<u32>,
+}
+
+/// The last nudge recorded on a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nudge {
+    pub at: SystemTime,
+    pub from: u32,
+    pub to: u32,
+    pub policy: String,
+}
+
+/// The tag that records a cordon.
+pub fn cordon_tag(
+    template_id: &str,
+    version: u32,
+    at: SystemTime,
+    pinned: Option<u32>,
+    policy: &str,
+    why: &str,
+) -> (String, String) {
+    let pinned = pinned.map_or("none".to_string(), |v| v.to_string());
+    let value = format!("{} pinned {pinned} [policy {policy}]: {why}", rfc3339(at));
+    (
+        format!("{CORDON_PREFIX}{template_id}/{version}"),
+        truncate(value),
+    )
+}
+
+/// The tag that records a nudge.
+pub fn nudge_tag(at: SystemTime, from: u32, to: u32, policy: &str) -> (String, String) {
+    (
+        NUDGE_TAG.to_string(),
+        truncate(format!("{} {from}->{to} [policy {policy}]", rfc3339(at))),
+    )
+}
+
+/// Every cordon recorded on the group.
+pub fn cordons(group: &AutoScalingGroup) -> Vec<Cordon> {
+    group
+        .tags
+        .iter()
+        .filter_map(|(key, value)| {
+            let rest = key.strip_prefix(CORDON_PREFIX)?;
+            let (template_id, version) = rest.rsplit_once('/')?;
+            let mut words = value.split_whitespace();
+            let at = words.next().and_then(parse_time);
+            let pinned = match (words.next(), words.next()) {
+                (Some("pinned"), Some(v)) => v.parse().ok(),
+                _ => None,
+            };
+            Some(Cordon {
+                template_id: template_id.to_string(),
+                version: version.parse().ok()?,
+                at,
+                pinned,
+            })
+        })
+        .collect()
+}
+
+/// Whether a version of a template is cordoned on this group.
+pub fn is_cordoned(group: &AutoScalingGroup, template_id: &str, version: u32) -> bool {
+    cordons(group)
+        .iter()
+        .any(|c| c.template_id == template_id && c.version == version)
+}
+
+/// The last nudge recorded on the group, if its tag parses.
+pub fn last_nudge(group: &AutoScalingGroup) -> Option<Nudge> {
+    let value = group.tags.get(NUDGE_TAG)?;
+    let mut words = value.split_whitespace();
+    let at = parse_time(words.next()?)?;
+    let (from, to) = words.next()?.split_once("->")?;
+    let policy = value
+        .rsplit_once("[policy ")
+        .and_then(|(_, rest)| rest.strip_suffix(']'))
+        .unwrap_or_default();
+    Some(Nudge {
+        at,
+        from: from.parse().ok()?,
+        to: to.parse().ok()?,
+        policy: policy.to_string(),
+    })
+}
+
+fn parse_time(text: &str) -> Option<SystemTime> {
+    humantime::parse_rfc3339(text).ok()
+}
+
+fn truncate(mut value: String) -> String {
+    if value.len() > MAX_TAG_VALUE {
+        let mut cut = MAX_TAG_VALUE;
+        while !value.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        value.truncate(cut);
+    }
+    value
+}
