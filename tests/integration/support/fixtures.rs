@@ -4,8 +4,9 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ecs_reconciler::domain::{
-    Capacity, CapacityProviderStrategyItem, ClusterSnapshot, ContainerOverride, DesiredStatus,
-    EnvVar, HealthStatus, NetworkConfig, Service, Task, TaskOverrides, TaskStatus, TaskTimestamps,
+    AutoScalingGroup, Capacity, CapacityProvider, CapacityProviderStrategyItem, ClusterSnapshot,
+    ContainerInstance, ContainerOverride, DesiredStatus, EnvVar, GroupInstance, GroupLaunch,
+    HealthStatus, NetworkConfig, Service, Task, TaskOverrides, TaskStatus, TaskTimestamps,
 };
 use ecs_reconciler::policy::{PolicySet, parse_str};
 
@@ -201,5 +202,119 @@ pub fn usual_policy() -> PolicySet {
         "{PROVISIONING: 10m, PENDING: 10m, ACTIVATING: 5m, STOPPING: 20m, unhealthy: 5m}",
         "{replaceTask: {standalone: true}}",
         "{maxActionsPerHour: 100, maxInFlightPerService: 100%, pauseWhenStuckAbove: 100%}",
+    )
+}
+
+pub const GROUP: &str = "web-asg";
+pub const PROVIDER: &str = "web-asg-cp";
+pub const TEMPLATE: &str = "lt-0web";
+
+pub fn group_arn(name: &str) -> String {
+    format!(
+        "arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:uuid:autoScalingGroupName/{name}"
+    )
+}
+
+/// The capacity provider [`PROVIDER`] of [`GROUP`].
+pub fn provider(managed_scaling: bool) -> CapacityProvider {
+    CapacityProvider {
+        name: PROVIDER.into(),
+        auto_scaling_group_arn: Some(group_arn(GROUP)),
+        managed_scaling,
+    }
+}
+
+/// Builds [`GROUP`]: launch template [`TEMPLATE`] at `$Latest`, no instances.
+pub struct GroupBuilder(pub AutoScalingGroup);
+
+impl GroupBuilder {
+    pub fn new(desired: u32, max: u32, latest: u32) -> Self {
+        GroupBuilder(AutoScalingGroup {
+            name: GROUP.into(),
+            arn: group_arn(GROUP),
+            min_size: 0,
+            max_size: max,
+            desired_capacity: desired,
+            launch: GroupLaunch::LaunchTemplate {
+                template_id: TEMPLATE.into(),
+                template_name: "web".into(),
+                version: "$Latest".into(),
+                resolved_version: Some(latest),
+            },
+            instances: Vec::new(),
+            tags: Default::default(),
+        })
+    }
+
+    /// An InService instance launched `minutes` ago from `version`.
+    pub fn instance(mut self, id: &str, version: u32, minutes: u64) -> Self {
+        self.0.instances.push(GroupInstance {
+            instance_id: id.into(),
+            lifecycle_state: "InService".into(),
+            health_status: "Healthy".into(),
+            launch_template_version: Some(version),
+            launched_at: Some(ago(minutes)),
+        });
+        self
+    }
+
+    pub fn pinned(mut self, version: u32) -> Self {
+        if let GroupLaunch::LaunchTemplate {
+            version: v,
+            resolved_version,
+            ..
+        } = &mut self.0.launch
+        {
+            *v = version.to_string();
+            *resolved_version = Some(version);
+        }
+        self
+    }
+
+    pub fn launch(mut self, launch: GroupLaunch) -> Self {
+        self.0.launch = launch;
+        self
+    }
+
+    pub fn tag(mut self, key: &str, value: &str) -> Self {
+        self.0.tags.insert(key.into(), value.into());
+        self
+    }
+
+    pub fn build(self) -> AutoScalingGroup {
+        self.0
+    }
+}
+
+/// A container instance on EC2 instance `ec2_id`.
+pub fn container_instance(ec2_id: &str, agent_connected: bool) -> ContainerInstance {
+    ContainerInstance {
+        arn: format!("arn:aws:ecs:us-east-1:123456789012:container-instance/{CLUSTER}/{ec2_id}"),
+        ec2_instance_id: Some(ec2_id.into()),
+        status: "ACTIVE".into(),
+        agent_connected,
+        registered_at: Some(ago(30)),
+    }
+}
+
+/// `n` service tasks of `web` stuck in PROVISIONING on [`PROVIDER`] for `minutes`.
+pub fn waiting_tasks(n: usize, minutes: u64) -> Vec<Task> {
+    (0..n)
+        .map(|i| {
+            TaskBuilder::service("web", &format!("wait{i}"))
+                .stuck_in(TaskStatus::Provisioning, minutes)
+                .build()
+        })
+        .collect()
+}
+
+/// The policy for capacity tests: PROVISIONING 10m, every remediation allowed.
+pub fn capacity_policy() -> PolicySet {
+    policy(
+        "{PROVISIONING: 10m}",
+        "{replaceTask: {}, nudgeCapacity: {step: 1, maxDesired: 8, cooldown: 5m}, \
+         cordonLaunchTemplate: {registrationTimeout: 10m, minFailedInstances: 2}, \
+         drainContainerInstance: {agentDisconnected: 15m}}",
+        "{maxActionsPerHour: 20, maxInFlightPerService: 100%, pauseWhenStuckAbove: 100%}",
     )
 }
