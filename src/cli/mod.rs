@@ -2,6 +2,7 @@
 //! simulated account), and runs a command. Exit codes: 0 success (and, for `plan`, nothing to
 //! do), 1 error, 2 `plan` found actions.
 
+mod explain;
 mod output;
 
 use std::path::{Path, PathBuf};
@@ -46,6 +47,9 @@ pub enum Command {
     Plan(PlanArgs),
     /// Check every policy file in a directory. Exit 0 when all are valid, 1 with every error.
     Validate(ValidateArgs),
+    /// Print the causal chain behind one task: task → capacity provider → Auto Scaling group
+    /// → launch template versions → instances, the diagnosis, and what the policies would do.
+    Explain(ExplainArgs),
     /// Print the JSON Schema of the policy file format.
     Schema,
     /// Run a scenario on the simulated account in accelerated virtual time and narrate it.
@@ -107,6 +111,20 @@ pub struct PlanArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The task's ARN (long format: arn:aws:ecs:REGION:ACCOUNT:task/CLUSTER/ID).
+    pub task_arn: String,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Explain against the simulated account with this scenario instead of AWS.
+    #[arg(long, value_name = "SCENARIO")]
+    pub sim: Option<String>,
+    /// With --sim: let this much virtual time pass first (e.g. 15m).
+    #[arg(long, value_name = "DURATION", requires = "sim")]
+    pub sim_after: Option<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct ValidateArgs {
     /// The policy directory (same as --policies).
     #[arg(value_name = "DIR", conflicts_with = "policies")]
@@ -143,8 +161,11 @@ pub fn main() -> ExitCode {
         }
     };
     let mut settings = settings;
-    if matches!(cli.command, Command::Demo(_)) {
-        // The narration is the demo's output; only warnings go to the log.
+    if matches!(
+        cli.command,
+        Command::Demo(_) | Command::Plan(_) | Command::Explain(_)
+    ) {
+        // These commands' output is the answer; only warnings go to the log.
         settings.log_level = "warn".into();
     }
     init_tracing(&settings);
@@ -160,6 +181,9 @@ pub fn main() -> ExitCode {
         Command::Demo(args) => crate::demo::main(&args),
         Command::Run(args) => runtime(args.sim.is_some()).block_on(run(args, settings)),
         Command::Plan(args) => runtime(args.sim.is_some()).block_on(plan(args, settings)),
+        Command::Explain(args) => {
+            runtime(args.sim.is_some()).block_on(explain_command(args, settings))
+        }
     }
 }
 
@@ -193,6 +217,7 @@ fn flags_of(cli: &Cli) -> FlagOverrides {
             flags.audit_log = a.audit_log.clone();
         }
         Command::Plan(a) => flags.policies = a.policy.policies.clone(),
+        Command::Explain(a) => flags.policies = a.policy.policies.clone(),
         Command::Validate(a) => flags.policies = a.policy.policies.clone(),
         Command::Schema | Command::Demo(_) => {}
     }
@@ -497,6 +522,101 @@ async fn plan_once<C: Cloud>(
     loop {
         let report = controller.pass(&shutdown).await;
         if tokio::time::Instant::now() >= deadline {
+            return report;
+        }
+        tokio::time::sleep(settings.resync).await;
+    }
+}
+
+async fn explain_command(args: ExplainArgs, settings: Settings) -> ExitCode {
+    let Some(cluster) = explain::cluster_of(&args.task_arn).map(str::to_string) else {
+        eprintln!(
+            "error: {} is not a task ARN of the long format (…:task/CLUSTER/ID)",
+            args.task_arn
+        );
+        return ExitCode::from(1);
+    };
+    let controller_settings = ControllerSettings {
+        dry_run: true,
+        ..ControllerSettings::default()
+    };
+    let report = if let Some(name) = &args.sim {
+        let (account, builtin) = match sim_account(name) {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        let policies = match args.policy.policies.as_deref() {
+            Some(dir) => match load_policies(dir) {
+                Some(p) => p,
+                None => return ExitCode::from(1),
+            },
+            None => builtin,
+        };
+        let after = match args.sim_after.as_deref().map(humantime::parse_duration) {
+            Some(Ok(d)) => d,
+            Some(Err(e)) => {
+                eprintln!("error: --sim-after: {e}");
+                return ExitCode::from(1);
+            }
+            None => Duration::ZERO,
+        };
+        explain_once(
+            ReadOnly::new(account),
+            policies,
+            controller_settings,
+            &cluster,
+            after,
+        )
+        .await
+    } else {
+        let Some(policies) = load_policies(&settings.policies) else {
+            return ExitCode::from(1);
+        };
+        let aws = match AwsCloud::from_env(&aws_settings(&settings)).await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        explain_once(
+            ReadOnly::new(aws),
+            policies,
+            controller_settings,
+            &cluster,
+            Duration::ZERO,
+        )
+        .await
+    };
+    match report {
+        Ok(report) => {
+            print!("{}", explain::explain(&args.task_arn, &report));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: cluster {cluster}: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// A read-only reconcile of one cluster, after `after` of (virtual) time watched at resync.
+async fn explain_once<C: Cloud>(
+    cloud: C,
+    policies: PolicySet,
+    settings: ControllerSettings,
+    cluster: &str,
+    after: Duration,
+) -> Result<crate::controller::ClusterReport, crate::cloud::CloudError> {
+    let controller = Controller::new(cloud, policies, settings.clone(), AuditSink::memory());
+    let shutdown = CancellationToken::new();
+    let deadline = tokio::time::Instant::now() + after;
+    loop {
+        let report = controller.reconcile_cluster(cluster, &shutdown).await;
+        if tokio::time::Instant::now() >= deadline || report.is_err() {
             return report;
         }
         tokio::time::sleep(settings.resync).await;
