@@ -42,6 +42,9 @@ impl Condition {
 #[serde(rename_all = "camelCase")]
 pub struct Finding {
     pub task_arn: String,
+    /// The task's position in the snapshot's `tasks`, so planning finds it without a lookup.
+    #[serde(skip)]
+    pub task_index: usize,
     pub cluster: String,
     pub service: Option<String>,
     /// The policy that governs the task.
@@ -55,6 +58,17 @@ pub struct Finding {
     /// One line, e.g. "stuck in PROVISIONING for 14m, limit 10m".
     pub reason: String,
     pub evidence: Evidence,
+}
+
+impl Finding {
+    /// The task this finding is about, in the snapshot it was made from.
+    pub fn task<'a>(&self, snapshot: &'a ClusterSnapshot) -> Option<&'a Task> {
+        snapshot
+            .tasks
+            .get(self.task_index)
+            .filter(|t| t.arn == self.task_arn)
+            .or_else(|| snapshot.tasks.iter().find(|t| t.arn == self.task_arn))
+    }
 }
 
 /// The result of diagnosing one cluster snapshot.
@@ -141,17 +155,29 @@ pub fn diagnose(
     // is worked out once per service, not once per task.
     let mut governing: HashMap<Option<&str>, Option<usize>> = HashMap::new();
     let mut running = vec![0usize; in_cluster.len()];
-    for task in &snapshot.tasks {
-        let governor = *governing
-            .entry(task.service_name())
-            .or_insert_with(|| in_cluster.iter().position(|p| p.target.selects_task(task)));
+    let mut last: Option<(Option<&str>, Option<usize>)> = None;
+    for (task_index, task) in snapshot.tasks.iter().enumerate() {
+        let service = task.service_name();
+        // Tasks of one service usually come together: check the last one before hashing.
+        let governor = match last {
+            Some((s, g)) if s == service => g,
+            _ => {
+                let g = *governing.entry(service).or_insert_with(|| {
+                    in_cluster.iter().position(|p| p.target.selects_task(task))
+                });
+                last = Some((service, g));
+                g
+            }
+        };
         let Some(index) = governor else {
             continue;
         };
         if task.desired_status == DesiredStatus::Running {
             running[index] += 1;
         }
-        if let Some(finding) = diagnose_task(snapshot, task, in_cluster[index], sightings, now) {
+        if let Some(mut finding) = diagnose_task(snapshot, task, in_cluster[index], sightings, now)
+        {
+            finding.task_index = task_index;
             diagnosis.findings.push(finding);
         }
     }
@@ -234,6 +260,7 @@ fn diagnose_task(
     }
     Some(Finding {
         task_arn: task.arn.clone(),
+        task_index: 0,
         cluster: snapshot.cluster_name.clone(),
         service: task.service_name().map(str::to_string),
         policy: policy.name.clone(),

@@ -87,7 +87,9 @@ impl History {
                 .stopped_reason
                 .as_deref()
                 .and_then(policy_of_stop_reason);
-            if policy.is_none() && !ledger_arns.contains(task.arn.as_str()) {
+            if policy.is_none()
+                && (ledger_arns.is_empty() || !ledger_arns.contains(task.arn.as_str()))
+            {
                 continue;
             }
             history

@@ -7,7 +7,7 @@
 //! one plan.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -253,16 +253,10 @@ pub fn plan(
         actions: Vec::new(),
         held: Vec::new(),
     };
-    let stuck: HashSet<&str> = diagnosis
+    let tasks: HashMap<&str, &Task> = diagnosis
         .findings
         .iter()
-        .map(|f| f.task_arn.as_str())
-        .collect();
-    let tasks: HashMap<&str, &Task> = snapshot
-        .tasks
-        .iter()
-        .filter(|t| stuck.contains(t.arn.as_str()))
-        .map(|t| (t.arn.as_str(), t))
+        .filter_map(|f| f.task(snapshot).map(|t| (t.arn.as_str(), t)))
         .collect();
     for policy in policies.for_cluster(&snapshot.cluster_name) {
         let mode = if dry_run {

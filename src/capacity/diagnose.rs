@@ -116,14 +116,13 @@ pub fn diagnose_capacity(
         .enumerate()
         .map(|(i, p)| (p.name.as_str(), i))
         .collect();
-    let tasks: HashMap<&str, _> = snapshot.tasks.iter().map(|t| (t.arn.as_str(), t)).collect();
     // Provider name → (waiting task ARNs, governing policy).
     let mut waiting: BTreeMap<&str, (Vec<String>, &str)> = BTreeMap::new();
     for finding in &diagnosis.findings {
         if finding.condition != Condition::InState(TaskStatus::Provisioning) {
             continue;
         }
-        let Some(task) = tasks.get(finding.task_arn.as_str()) else {
+        let Some(task) = finding.task(snapshot) else {
             continue;
         };
         if task.desired_status != DesiredStatus::Running {
