@@ -43,6 +43,9 @@ spec:
     unhealthy: 3m
   remediate:
     replaceTask: {standalone: true}
+    nudgeCapacity: {step: 1, maxDesired: 8, cooldown: 5m}
+    cordonLaunchTemplate: {registrationTimeout: 10m, minFailedInstances: 2}
+    drainContainerInstance: {agentDisconnected: 15m}
   guardrails:
     maxActionsPerHour: 20
     maxInFlightPerService: 50%
@@ -137,7 +140,9 @@ pub async fn run_demo(
         text,
         "ecs-reconciler demo — scenario {} ({}; simulated account, virtual time)\n  {}\n  policy \
          demo-stuck-tasks: PROVISIONING 10m, PENDING 10m, ACTIVATING 5m, unhealthy 3m; \
-         replaceTask; at most 50% of a service in flight; pause above 50% stuck\n",
+         replaceTask, nudgeCapacity (step 1, max 8, cooldown 5m), cordonLaunchTemplate \
+         (registration 10m, 2 failed instances), drainContainerInstance (15m); at most 50% of \
+         a service in flight; pause above 50% stuck\n",
         info.name,
         if dry_run { "dry run" } else { "enforce" },
         info.description

@@ -162,9 +162,9 @@ pub fn diagnose(
         let governor = match last {
             Some((s, g)) if s == service => g,
             _ => {
-                let g = *governing.entry(service).or_insert_with(|| {
-                    in_cluster.iter().position(|p| p.target.selects_task(task))
-                });
+                let g = *governing
+                    .entry(service)
+                    .or_insert_with(|| in_cluster.iter().position(|p| p.target.selects_task(task)));
                 last = Some((service, g));
                 g
             }
