@@ -76,3 +76,22 @@ pub(crate) fn deployment_number(counter: u64) -> u64 {
 pub(crate) fn ec2_instance_id(counter: u64) -> String {
     format!("i-{:017x}", mix(counter) >> 4)
 }
+
+/// A launch template id (`lt-` and 17 hex digits).
+pub(crate) fn launch_template_id(counter: u64) -> String {
+    format!("lt-{:017x}", mix(!counter) >> 4)
+}
+
+/// An Auto Scaling group ARN, with a UUID made from `counter`.
+pub(crate) fn auto_scaling_group_arn(counter: u64, name: &str) -> String {
+    let hex = hex_id(counter);
+    format!(
+        "arn:aws:autoscaling:{REGION}:{ACCOUNT_ID}:autoScalingGroup:{}-{}-{}-{}-{}:\
+         autoScalingGroupName/{name}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}

@@ -5,18 +5,23 @@
 //! timestamps, a service scheduler that replaces stopped tasks, StopTask's stoppedReason,
 //! RunTask's client-token idempotency, and STOPPED tasks that stay describable for an hour.
 //! Every task follows a [`TaskBehavior`] (how long it dwells in each state, where it hangs,
-//! when it turns unhealthy). Time comes from tokio's clock ([`clock`]), so a test with
+//! when it turns unhealthy). The capacity chain follows EC2 and Auto Scaling ([`capacity`]):
+//! launch template versions, Auto Scaling groups converging on their desired capacity,
+//! instances that register as container instances (or, from a broken version, never do),
+//! capacity providers whose tasks wait in PROVISIONING for a free slot.
+//! Time comes from tokio's clock ([`clock`]), so a test with
 //! `#[tokio::test(start_paused = true)]` moves it with `tokio::time::advance`. Each call first
 //! brings the [`world`] up to now, then answers; calls are counted per AWS operation the real
 //! adapter would make ([`calls`]) and can be made to fail.
 //!
-//! Layout: [`behavior`] (what a task does), [`service`] (what a service is), [`world`] (state
-//! and lifecycle events), [`observe`]
+//! Layout: [`behavior`] (what a task does), [`service`] (what a service is), [`capacity`]
+//! (what templates and groups are), [`world`] (state and lifecycle events), [`observe`]
 //! (snapshot and call counts), [`calls`] (accounting and faults), [`ids`] (ARNs), [`scenario`]
 //! (ready-made accounts by name).
 
 pub mod behavior;
 pub mod calls;
+pub mod capacity;
 pub mod clock;
 pub mod ids;
 pub mod observe;
@@ -29,12 +34,14 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 pub use behavior::{Dwell, TaskBehavior};
+pub use capacity::{ExistingInstance, GroupSpec, LaunchSpec, TemplateVersion, VersionBehavior};
 pub use scenario::{Scenario, build_scale, build_scenario, scenario_names};
 pub use world::{REPLACEMENT_DELAY, STOPPED_RETENTION, ServiceSpec};
 
 use super::{Cloud, CloudError, ErrorCategory};
 use crate::domain::{
-    ClusterSnapshot, ContainerInstance, DesiredStatus, RunTaskRequest, Service, Task, TaskStatus,
+    AutoScalingGroup, CapacityProvider, ClusterSnapshot, ContainerInstance, DesiredStatus,
+    RunTaskRequest, Service, Tags, Task, TaskStatus,
 };
 use calls::{Calls, pages};
 use clock::VirtualClock;
@@ -193,12 +200,61 @@ impl SimAccount {
     }
 
     fn change_instance(&self, cluster: &str, arn: &str, f: impl FnOnce(&mut ContainerInstance)) {
-        let mut inner = self.current();
-        let instance = inner
+        let changed = self
+            .current()
             .world
-            .container_instance_mut(cluster, arn)
-            .unwrap_or_else(|| panic!("cluster {cluster:?} has no container instance {arn:?}"));
-        f(instance);
+            .change_container_instance(cluster, arn, f);
+        assert!(
+            changed,
+            "cluster {cluster:?} has no container instance {arn:?}"
+        );
+    }
+
+    /// Creates an EC2 launch template whose version 1 (latest and default) behaves as
+    /// `first`; returns its id (`lt-…`).
+    pub fn add_launch_template(&self, name: &str, first: VersionBehavior) -> String {
+        self.current().world.add_launch_template(name, first)
+    }
+
+    /// Publishes a new version of a launch template (the new `$Latest`), making it the default
+    /// if `make_default`; returns its number.
+    pub fn publish_launch_template_version(
+        &self,
+        template_id: &str,
+        behavior: VersionBehavior,
+        make_default: bool,
+    ) -> u32 {
+        self.current()
+            .world
+            .publish_template_version(template_id, behavior, make_default)
+    }
+
+    /// Makes an existing version of a launch template its default.
+    pub fn set_default_launch_template_version(&self, template_id: &str, version: u32) {
+        self.current()
+            .world
+            .set_default_template_version(template_id, version);
+    }
+
+    /// Creates an Auto Scaling group (with its existing instances); it converges on its
+    /// desired capacity from now on. Returns its ARN.
+    pub fn add_auto_scaling_group(&self, spec: GroupSpec) -> String {
+        self.current().world.add_group(spec)
+    }
+
+    /// Deletes an Auto Scaling group: its instances are gone at once; capacity providers that
+    /// name it keep its ARN.
+    pub fn delete_auto_scaling_group(&self, name: &str) {
+        self.current().world.delete_group(name);
+    }
+
+    /// Adds a capacity provider to `cluster`, with Auto Scaling group `group` behind it
+    /// (which must exist). Tasks whose strategy names only such providers wait for a slot on
+    /// their groups' instances.
+    pub fn add_capacity_provider(&self, cluster: &str, name: &str, group: Option<&str>) {
+        self.current()
+            .world
+            .add_capacity_provider(cluster, name, group);
     }
 
     // ---- inspection (no calls counted) ----
@@ -247,8 +303,24 @@ impl SimAccount {
         inner
             .world
             .cluster(cluster)
-            .map(|c| c.container_instances().to_vec())
+            .map(|c| c.container_instances())
             .unwrap_or_default()
+    }
+
+    /// The capacity providers of `cluster`.
+    pub fn capacity_providers(&self, cluster: &str) -> Vec<CapacityProvider> {
+        let inner = self.current();
+        inner
+            .world
+            .cluster(cluster)
+            .map(|c| c.capacity_providers())
+            .unwrap_or_default()
+    }
+
+    /// An Auto Scaling group as DescribeAutoScalingGroups shows it, with `$Latest` and
+    /// `$Default` resolved.
+    pub fn auto_scaling_group(&self, name: &str) -> Option<AutoScalingGroup> {
+        self.current().world.auto_scaling_group(name, true)
     }
 
     /// How many of the reported tasks of `cluster` are in each lastStatus.
@@ -399,37 +471,67 @@ impl Cloud for SimAccount {
         }
         Ok(inner.world.run_task(cluster, request, None))
     }
-    async fn set_desired_capacity(&self, _: &str, _: u32) -> Result<(), CloudError> {
-        Err(not_yet("SetDesiredCapacity"))
+
+    async fn set_desired_capacity(&self, group: &str, desired: u32) -> Result<(), CloudError> {
+        const OP: &str = "SetDesiredCapacity";
+        let mut inner = self.current();
+        inner.calls.call(OP)?;
+        inner
+            .world
+            .set_desired_capacity(group, desired)
+            .map_err(|r| refused(OP, r))
     }
 
     async fn pin_launch_template_version(
         &self,
-        _: &str,
-        _: &str,
-        _: u32,
+        group: &str,
+        template_id: &str,
+        version: u32,
     ) -> Result<(), CloudError> {
-        Err(not_yet("UpdateAutoScalingGroup"))
+        const OP: &str = "UpdateAutoScalingGroup";
+        let mut inner = self.current();
+        inner.calls.call(OP)?;
+        inner
+            .world
+            .pin_template_version(group, template_id, version)
+            .map_err(|r| refused(OP, r))
     }
 
-    async fn tag_group(&self, _: &str, _: &crate::domain::Tags) -> Result<(), CloudError> {
-        Err(not_yet("CreateOrUpdateTags"))
+    async fn tag_group(&self, group: &str, tags: &Tags) -> Result<(), CloudError> {
+        const OP: &str = "CreateOrUpdateTags";
+        let mut inner = self.current();
+        inner.calls.call(OP)?;
+        inner
+            .world
+            .tag_group(group, tags)
+            .map_err(|r| refused(OP, r))
     }
 
-    async fn terminate_instance(&self, _: &str) -> Result<(), CloudError> {
-        Err(not_yet("TerminateInstanceInAutoScalingGroup"))
+    async fn terminate_instance(&self, instance_id: &str) -> Result<(), CloudError> {
+        const OP: &str = "TerminateInstanceInAutoScalingGroup";
+        let mut inner = self.current();
+        inner.calls.call(OP)?;
+        inner
+            .world
+            .terminate_instance(instance_id)
+            .map_err(|r| refused(OP, r))
     }
 
-    async fn drain_container_instance(&self, _: &str, _: &str) -> Result<(), CloudError> {
-        Err(not_yet("UpdateContainerInstancesState"))
+    async fn drain_container_instance(
+        &self,
+        cluster: &str,
+        container_instance_arn: &str,
+    ) -> Result<(), CloudError> {
+        const OP: &str = "UpdateContainerInstancesState";
+        let mut inner = self.current();
+        inner.calls.call(OP)?;
+        inner
+            .world
+            .drain(cluster, container_instance_arn)
+            .map_err(|r| refused(OP, r))
     }
 }
 
-// Placeholder until the capacity chain lands.
-fn not_yet(operation: &str) -> CloudError {
-    CloudError::new(
-        crate::cloud::ErrorCategory::Invalid,
-        operation,
-        "not implemented yet",
-    )
+fn refused(operation: &str, (category, message): (ErrorCategory, String)) -> CloudError {
+    CloudError::new(category, operation, message)
 }

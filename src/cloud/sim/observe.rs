@@ -6,11 +6,17 @@
 //! ceil(C/100). A failing cluster or task call fails the whole observation; a failing service or
 //! container instance call leaves that part empty and named in `gaps`. DescribeNetworkInterfaces
 //! ceil(E/200) for the E standalone awsvpc tasks whose network interface exists.
+//!
+//! The capacity chain, when the cluster has capacity providers: DescribeCapacityProviders 1;
+//! DescribeAutoScalingGroups ceil(G/50) for the G groups those providers name (deleted ones
+//! too: the adapter cannot know); EC2 DescribeLaunchTemplates 1 when any group found launches
+//! from a template (to resolve `$Latest` and `$Default`). A failing capacity call leaves that
+//! part empty (or, for launch templates, `$Latest`/`$Default` unresolved) and named in `gaps`.
 
 use std::time::SystemTime;
 
 use super::calls::{Calls, pages};
-use super::world::World;
+use super::world::{ClusterState, World};
 use crate::cloud::{CloudError, ErrorCategory};
 use crate::domain::{ClusterSnapshot, DesiredStatus, Task};
 
@@ -72,15 +78,52 @@ pub(crate) fn observe(
         calls.call_pages("DescribeNetworkInterfaces", pages(enis, 200, 0))?;
     }
 
-    let instances = c.container_instances();
+    let instances = c.container_instance_count();
     let read_instances = calls
-        .call_pages("ListContainerInstances", pages(instances.len(), 100, 1))
-        .and_then(|()| {
-            calls.call_pages("DescribeContainerInstances", pages(instances.len(), 100, 0))
-        });
+        .call_pages("ListContainerInstances", pages(instances, 100, 1))
+        .and_then(|()| calls.call_pages("DescribeContainerInstances", pages(instances, 100, 0)));
     match read_instances {
-        Ok(()) => snapshot.container_instances = instances.to_vec(),
+        Ok(()) => snapshot.container_instances = c.container_instances(),
         Err(e) => snapshot.gaps.push(format!("container instances: {e}")),
     }
+
+    observe_capacity(world, calls, c, &mut snapshot);
     Ok(snapshot)
+}
+
+/// Fills the capacity providers and their Auto Scaling groups.
+fn observe_capacity(
+    world: &World,
+    calls: &mut Calls,
+    c: &ClusterState,
+    snapshot: &mut ClusterSnapshot,
+) {
+    let providers = c.capacity_providers();
+    if providers.is_empty() {
+        return;
+    }
+    if let Err(e) = calls.call("DescribeCapacityProviders") {
+        snapshot.gaps.push(format!("capacity providers: {e}"));
+        return;
+    }
+    snapshot.capacity_providers = providers;
+    let names = c.provider_group_names();
+    if names.is_empty() {
+        return;
+    }
+    if let Err(e) = calls.call_pages("DescribeAutoScalingGroups", pages(names.len(), 50, 0)) {
+        snapshot.gaps.push(format!("auto scaling groups: {e}"));
+        return;
+    }
+    let mut templates_read = false;
+    if names.iter().any(|n| world.group_uses_template(n)) {
+        match calls.call("DescribeLaunchTemplates") {
+            Ok(()) => templates_read = true,
+            Err(e) => snapshot.gaps.push(format!("launch templates: {e}")),
+        }
+    }
+    snapshot.auto_scaling_groups = names
+        .iter()
+        .filter_map(|n| world.auto_scaling_group(n, templates_read))
+        .collect();
 }

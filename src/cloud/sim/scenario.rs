@@ -5,12 +5,21 @@
 //! and is run up to `start` while it is built. So at the first observation healthy tasks are
 //! already RUNNING (with createdAt and startedAt in the past), and a task that hangs has been
 //! stuck for about 15 minutes, longer than a typical policy limit of 10 minutes.
+//!
+//! The capacity scenarios (`broken-launch-template`, `capacity-short`, `capacity-exhausted`,
+//! `healthy-rollout`, `agent-disconnected`) share one layout: cluster `demo-capacity`,
+//! capacity provider `demo-cp` → Auto Scaling group `demo-asg` (min 0, `$Latest` of launch
+//! template `demo-lt`, 2 task slots per container instance unless said otherwise), and
+//! service `app` placed through `demo-cp`. Version 1 of `demo-lt` is good: its instances are
+//! InService 30 s after launch and register 60 s after that. Instances that were there before
+//! the history began were launched 3 days before it.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use super::SimAccount;
 use super::behavior::TaskBehavior;
+use super::capacity::{GroupSpec, VersionBehavior};
 use super::world::{ServiceSpec, World};
 use crate::domain::{
     Capacity, CapacityProviderStrategyItem, ContainerOverride, EnvVar, NetworkConfig,
@@ -30,6 +39,46 @@ pub struct Scenario {
 }
 
 const SCENARIOS: &[(&str, &str)] = &[
+    (
+        "broken-launch-template",
+        "cluster demo-capacity: service app (desiredCount 6) on capacity provider demo-cp → group \
+         demo-asg (min 0, max 10, desired 3, launch template demo-lt $Latest, 2 task slots per \
+         instance). Version 2 of demo-lt (latest, not default) has broken UserData: its \
+         instances never register. About 16 minutes before start 2 of the 3 version-1 \
+         instances were replaced with version-2 ones, InService since 15.5 minutes; 1 \
+         version-1 instance is registered and runs 2 tasks, 4 tasks wait in PROVISIONING \
+         since 15 minutes. Never recovers by itself; pinning version 1 and terminating the \
+         version-2 instances does",
+    ),
+    (
+        "capacity-short",
+        "cluster demo-capacity: service app (desiredCount 6) on demo-cp → demo-asg (min 0, max \
+         10, desired 1, 2 task slots per instance); its one instance (version 1, good) runs 2 \
+         tasks, 4 wait in PROVISIONING since 15 minutes; raising desired capacity to 3 fixes it",
+    ),
+    (
+        "capacity-exhausted",
+        "cluster demo-capacity: service app (desiredCount 6) on demo-cp → demo-asg (min 0, max \
+         2, desired 2, 2 task slots per instance); its 2 good instances run 4 tasks, 2 wait in \
+         PROVISIONING since 15 minutes; the group is at its maximum size",
+    ),
+    (
+        "healthy-rollout",
+        "cluster demo-capacity: demo-asg (min 0, max 10) ran 1 version-1 instance with service \
+         app at 2 tasks; 2 minutes before start demo-lt version 2 (good, registers 3 minutes \
+         after InService) was published as latest and default, the group went to desired 3 \
+         and app to desiredCount 6: 2 version-2 instances are InService since 1.5 minutes and \
+         register 1.5 minutes after start, when the 4 tasks in PROVISIONING (since 2 \
+         minutes) are placed",
+    ),
+    (
+        "agent-disconnected",
+        "cluster demo-capacity: demo-asg (desired 2, max 10, 4 task slots per instance) with 2 \
+         registered version-1 instances and service app (desiredCount 4); the agent of the \
+         second instance disconnected 14.5 minutes before start and stays disconnected; an \
+         app task on it stopped 13 minutes before start hangs in STOPPING, its replacement \
+         runs on the first instance",
+    ),
     (
         "stuck-provisioning",
         "cluster demo-web: service web (desiredCount 6, EC2 capacity provider); its first 2 \
@@ -71,6 +120,11 @@ const SCENARIOS: &[(&str, &str)] = &[
 /// The names [`build_scenario`] knows.
 pub fn scenario_names() -> &'static [&'static str] {
     const NAMES: &[&str] = &[
+        "broken-launch-template",
+        "capacity-short",
+        "capacity-exhausted",
+        "healthy-rollout",
+        "agent-disconnected",
         "stuck-provisioning",
         "hang-activating",
         "unhealthy",
@@ -95,6 +149,11 @@ pub fn build_scenario(name: &str, start: SystemTime) -> Option<(SimAccount, Scen
         "unhealthy" => worker(w),
         "standalone" => batch(w),
         "outage" => web(w, 10, 8),
+        "broken-launch-template" => broken_launch_template(w),
+        "capacity-short" => capacity_short(w, 1, 10),
+        "capacity-exhausted" => capacity_short(w, 2, 2),
+        "healthy-rollout" => healthy_rollout(w, start),
+        "agent-disconnected" => agent_disconnected(w),
         "mixed" => {
             web(w, 6, 2);
             api(w);
@@ -244,6 +303,103 @@ fn exempt(w: &mut World) {
         &request,
         Some(TaskBehavior::hangs_in(TaskStatus::Provisioning)),
     );
+}
+
+const CAPACITY_CLUSTER: &str = "demo-capacity";
+/// How long before the history began the instances that were already there were launched.
+const SETTLED: Duration = Duration::from_secs(3 * 24 * 3600);
+
+/// demo-capacity with launch template demo-lt (version 1 good); returns the template id.
+fn capacity_cluster(w: &mut World) -> String {
+    w.add_cluster(CAPACITY_CLUSTER);
+    w.add_launch_template("demo-lt", VersionBehavior::good(Duration::from_secs(60)))
+}
+
+/// Group demo-asg of `template` (min 0, `$Latest`) behind capacity provider demo-cp.
+fn demo_group(w: &mut World, spec: GroupSpec) {
+    w.add_group(spec.with_tag("team", "platform"));
+    w.add_capacity_provider(CAPACITY_CLUSTER, "demo-cp", Some("demo-asg"));
+}
+
+fn group_spec(template: &str, desired: u32, max: u32) -> GroupSpec {
+    GroupSpec::new("demo-asg", CAPACITY_CLUSTER, template, desired)
+        .with_bounds(0, max)
+        .with_slots(2)
+}
+
+/// Service app of `desired` tasks on demo-cp.
+fn app(desired: u32) -> ServiceSpec {
+    ServiceSpec::new("app", desired)
+        .with_task_definition("app:5")
+        .with_tag("app", "app")
+        .with_capacity(capacity_provider("demo-cp"))
+}
+
+/// The seed story: version 2 of demo-lt never registers and 2 of 3 instances are from it.
+fn broken_launch_template(w: &mut World) {
+    let template = capacity_cluster(w);
+    let broken = w.publish_template_version(&template, VersionBehavior::broken(), false);
+    let spec = group_spec(&template, 3, 10)
+        .with_existing(1, Some(1), SETTLED)
+        .with_existing(2, Some(broken), Duration::from_secs(60));
+    demo_group(w, spec);
+    w.add_service(CAPACITY_CLUSTER, app(6));
+}
+
+/// Good instances, too few of them: desired `desired`, max `max`, 2 slots each, app needs 6.
+fn capacity_short(w: &mut World, desired: u32, max: u32) {
+    let template = capacity_cluster(w);
+    let spec =
+        group_spec(&template, desired, max).with_existing(desired as usize, Some(1), SETTLED);
+    demo_group(w, spec);
+    w.add_service(CAPACITY_CLUSTER, app(6));
+}
+
+/// A good version 2 rolled out 2 minutes before start, its instances still booting.
+fn healthy_rollout(w: &mut World, start: SystemTime) {
+    let template = capacity_cluster(w);
+    demo_group(
+        w,
+        group_spec(&template, 1, 10).with_existing(1, Some(1), SETTLED),
+    );
+    w.add_service(CAPACITY_CLUSTER, app(2));
+    w.advance_to(start - Duration::from_secs(120));
+    let good = VersionBehavior::good(Duration::from_secs(180));
+    w.publish_template_version(&template, good, true);
+    w.set_desired_capacity("demo-asg", 3)
+        .expect("within the group's bounds");
+    w.set_desired_count(CAPACITY_CLUSTER, "app", 6);
+}
+
+/// An instance whose agent is gone, with an app task hanging in STOPPING on it.
+fn agent_disconnected(w: &mut World) {
+    let template = capacity_cluster(w);
+    let spec = group_spec(&template, 2, 10)
+        .with_slots(4)
+        .with_existing(2, Some(1), SETTLED);
+    demo_group(w, spec);
+    // Placement spreads: launches 1 and 3 land on the first instance, 2 and 4 on the second.
+    let spec = app(4)
+        .then_launch(1, TaskBehavior::healthy())
+        .then_launch(1, TaskBehavior::hangs_in(TaskStatus::Stopping));
+    w.add_service(CAPACITY_CLUSTER, spec);
+    let history_began = w.now();
+    w.advance_to(history_began + Duration::from_secs(30));
+    let second = w
+        .cluster(CAPACITY_CLUSTER)
+        .and_then(|c| c.container_instances().get(1).map(|i| i.arn.clone()))
+        .expect("two registered instances");
+    w.change_container_instance(CAPACITY_CLUSTER, &second, |i| i.agent_connected = false);
+    w.advance_to(history_began + Duration::from_secs(120));
+    let stranded = w
+        .cluster(CAPACITY_CLUSTER)
+        .and_then(|c| {
+            c.tasks()
+                .find(|t| t.container_instance_arn.as_deref() == Some(second.as_str()))
+                .map(|t| t.id().to_string())
+        })
+        .expect("a task on the second instance");
+    w.stop_task(CAPACITY_CLUSTER, &stranded, "Task stopped by user");
 }
 
 /// A large account: `clusters` clusters `scale-NN`, each with `tasks_per_cluster` service

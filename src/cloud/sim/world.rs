@@ -1,14 +1,17 @@
 //! The simulated account's state: clusters, services (and their scheduler's launches),
-//! standalone tasks and container instances. How tasks move is in `lifecycle`.
+//! standalone tasks, container instances, and the capacity chain (launch templates, Auto
+//! Scaling groups, capacity providers). How tasks move is in `lifecycle`; how groups, their
+//! instances and task placement on them move is in `capacity`.
 //!
 //! Time is explicit here: every operation happens at the world's `now`, and
 //! [`World::advance_to`] processes due events in time order (a binary heap, so observing a large
 //! account costs O(events · log events), never O(n²)). The world knows nothing of tokio.
 
+mod capacity;
 mod lifecycle;
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
 use std::time::{Duration, SystemTime};
 
 use super::behavior::TaskBehavior;
@@ -42,6 +45,7 @@ struct ServiceState {
     active: u32,
 }
 
+/// One cluster of the simulated account.
 #[derive(Debug)]
 pub(crate) struct ClusterState {
     name: String,
@@ -50,8 +54,12 @@ pub(crate) struct ClusterState {
     /// Keyed by creation counter, so iteration is in launch order.
     tasks: BTreeMap<u64, SimTask>,
     by_id: HashMap<String, u64>,
-    instances: Vec<ContainerInstance>,
+    instances: Vec<SimInstance>,
     next_placement: usize,
+    providers: Vec<capacity::SimProvider>,
+    /// Tasks in PROVISIONING waiting for a free slot on their capacity provider's instances,
+    /// by key (launch order).
+    waiting: BTreeSet<u64>,
     standalone_launches: VecDeque<TaskBehavior>,
     standalone_default: TaskBehavior,
     client_tokens: HashMap<String, String>,
@@ -120,8 +128,36 @@ impl ClusterState {
             .collect()
     }
 
-    pub(crate) fn container_instances(&self) -> &[ContainerInstance] {
-        &self.instances
+    /// The container instances ECS reports (deregistered ones are gone).
+    pub(crate) fn container_instances(&self) -> Vec<ContainerInstance> {
+        self.instances.iter().map(|i| i.info.clone()).collect()
+    }
+
+    pub(crate) fn container_instance_count(&self) -> usize {
+        self.instances.len()
+    }
+}
+
+/// One simulated container instance: what DescribeContainerInstances shows, and its slots.
+#[derive(Debug, Clone)]
+pub(crate) struct SimInstance {
+    info: ContainerInstance,
+    /// Tasks it can hold at once; `None`: unlimited (instances added by hand).
+    slots: Option<u32>,
+    /// Tasks placed on it that are not yet STOPPED.
+    used: u32,
+    /// The Auto Scaling group whose instance it is.
+    group: Option<String>,
+}
+
+impl SimInstance {
+    fn has_room(&self) -> bool {
+        self.slots.is_none_or(|s| self.used < s)
+    }
+
+    /// Whether a task may be placed on it now.
+    fn accepts_tasks(&self) -> bool {
+        self.info.status == "ACTIVE" && self.info.agent_connected && self.has_room()
     }
 }
 
@@ -145,6 +181,8 @@ pub(crate) struct World {
     events: BinaryHeap<Reverse<lifecycle::Event>>,
     next_seq: u64,
     next_id: u64,
+    templates: BTreeMap<String, capacity::TemplateState>,
+    groups: BTreeMap<String, capacity::GroupState>,
 }
 
 impl World {
@@ -156,6 +194,8 @@ impl World {
             events: BinaryHeap::new(),
             next_seq: 0,
             next_id: 0,
+            templates: BTreeMap::new(),
+            groups: BTreeMap::new(),
         }
     }
 
@@ -209,6 +249,8 @@ impl World {
             by_id: HashMap::new(),
             instances: Vec::new(),
             next_placement: 0,
+            providers: Vec::new(),
+            waiting: BTreeSet::new(),
             standalone_launches: VecDeque::new(),
             standalone_default: TaskBehavior::healthy(),
             client_tokens: HashMap::new(),
@@ -226,27 +268,43 @@ impl World {
         let ec2 = ec2.map_or_else(|| ids::ec2_instance_id(counter), str::to_string);
         let arn = ids::container_instance_arn(cluster, &ids::hex_id(counter));
         let now = self.now;
-        self.clusters[ci].instances.push(ContainerInstance {
-            arn: arn.clone(),
-            ec2_instance_id: Some(ec2),
-            status: "ACTIVE".to_string(),
-            agent_connected: true,
-            registered_at: Some(now),
+        self.clusters[ci].instances.push(SimInstance {
+            info: ContainerInstance {
+                arn: arn.clone(),
+                ec2_instance_id: Some(ec2),
+                status: "ACTIVE".to_string(),
+                agent_connected: true,
+                registered_at: Some(now),
+            },
+            slots: None,
+            used: 0,
+            group: None,
         });
+        self.place_waiting(ci);
         arn
     }
 
-    /// The container instance with ARN `arn` in `cluster`, to change it.
-    pub(crate) fn container_instance_mut(
+    /// Changes the container instance with ARN `arn` in `cluster` with `f`, then places
+    /// waiting tasks (the change may have made room); `false` if there is no such instance.
+    pub(crate) fn change_container_instance(
         &mut self,
         cluster: &str,
         arn: &str,
-    ) -> Option<&mut ContainerInstance> {
-        let ci = *self.cluster_index.get(cluster)?;
-        self.clusters[ci]
+        f: impl FnOnce(&mut ContainerInstance),
+    ) -> bool {
+        let Some(&ci) = self.cluster_index.get(cluster) else {
+            return false;
+        };
+        let Some(instance) = self.clusters[ci]
             .instances
             .iter_mut()
-            .find(|i| i.arn == arn)
+            .find(|i| i.info.arn == arn)
+        else {
+            return false;
+        };
+        f(&mut instance.info);
+        self.place_waiting(ci);
+        true
     }
 
     // ---- services ----

@@ -1,16 +1,16 @@
 //! The laws of motion of the simulated world: the timed events that move each task through
 //! PROVISIONING → PENDING → ACTIVATING → RUNNING → DEACTIVATING → STOPPING → DEPROVISIONING →
-//! STOPPED, set its DescribeTasks timestamps, stop it, and let the service scheduler replace it.
+//! STOPPED, set its DescribeTasks timestamps, stop it, and let the service scheduler replace it;
+//! and the timed steps of Auto Scaling group instances (handled in `capacity`).
 
 use std::cmp::Reverse;
 use std::time::SystemTime;
 
+use super::capacity::InstanceStep;
 use super::{ClusterState, Launch, REPLACEMENT_DELAY, STOPPED_RETENTION, SimTask, World};
 use crate::cloud::sim::behavior::TaskBehavior;
 use crate::cloud::sim::ids;
-use crate::domain::{
-    Capacity, ContainerInstance, DesiredStatus, HealthStatus, Task, TaskStatus, TaskTimestamps,
-};
+use crate::domain::{Capacity, DesiredStatus, HealthStatus, Task, TaskStatus, TaskTimestamps};
 
 /// Something due at a moment of virtual time.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -34,6 +34,12 @@ enum EventKind {
     Launch { cluster: usize, service: String },
     /// A STOPPED task is forgotten.
     Expire { cluster: usize, key: u64 },
+    /// A step of an Auto Scaling group instance.
+    Instance {
+        group: String,
+        instance: String,
+        step: InstanceStep,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -69,6 +75,24 @@ impl World {
             seq: self.next_seq,
             kind,
         }));
+    }
+
+    /// Schedules a step of a group instance.
+    pub(super) fn schedule_instance(
+        &mut self,
+        at: SystemTime,
+        group: &str,
+        instance: &str,
+        step: InstanceStep,
+    ) {
+        self.schedule(
+            at,
+            EventKind::Instance {
+                group: group.to_string(),
+                instance: instance.to_string(),
+                step,
+            },
+        );
     }
 
     pub(super) fn create_task(
@@ -151,7 +175,7 @@ impl World {
     }
 
     /// Moves a task into `status` now, setting the timestamps that moment sets.
-    fn enter(&mut self, ci: usize, key: u64, status: TaskStatus) {
+    pub(super) fn enter(&mut self, ci: usize, key: u64, status: TaskStatus) {
         let now = self.now;
         let ClusterState {
             tasks,
@@ -169,11 +193,13 @@ impl World {
             TaskStatus::Pending => {
                 ts.connectivity_at = Some(now);
                 let fargate = t.task.capacity == Capacity::LaunchType("FARGATE".to_string());
-                let active: Vec<&ContainerInstance> =
-                    instances.iter().filter(|i| i.status == "ACTIVE").collect();
-                if !fargate && !active.is_empty() {
-                    let chosen = active[*next_placement % active.len()];
-                    t.task.container_instance_arn = Some(chosen.arn.clone());
+                let open: Vec<usize> = (0..instances.len())
+                    .filter(|&i| instances[i].accepts_tasks())
+                    .collect();
+                if !fargate && t.task.container_instance_arn.is_none() && !open.is_empty() {
+                    let chosen = &mut instances[open[*next_placement % open.len()]];
+                    chosen.used += 1;
+                    t.task.container_instance_arn = Some(chosen.info.arn.clone());
                     *next_placement += 1;
                 }
                 let pull_after = t.behavior.dwell.pending / 4;
@@ -201,6 +227,11 @@ impl World {
             TaskStatus::Provisioning | TaskStatus::Deactivating | TaskStatus::Stopping => {}
         }
         t.task.last_status = status;
+        let held = if status == TaskStatus::Stopped {
+            t.task.container_instance_arn.clone()
+        } else {
+            None
+        };
         if let Some((at, step)) = follow_up {
             self.schedule(
                 at,
@@ -217,6 +248,9 @@ impl World {
                 now + STOPPED_RETENTION,
                 EventKind::Expire { cluster: ci, key },
             );
+            if let Some(arn) = held {
+                self.release_slot(ci, &arn);
+            }
         } else {
             self.schedule_next(ci, key);
         }
@@ -240,6 +274,7 @@ impl World {
         t.generation += 1;
         let current = t.task.last_status;
         let service = t.task.service_name().map(str::to_string);
+        self.clusters[ci].waiting.remove(&key);
         let next = if current.is_way_up() {
             Some(TaskStatus::Deprovisioning)
         } else if current == TaskStatus::Running {
@@ -296,7 +331,8 @@ impl World {
                     Step::Advance => {
                         let next = match (t.task.desired_status, t.task.last_status) {
                             (DesiredStatus::Running, TaskStatus::Provisioning) => {
-                                TaskStatus::Pending
+                                self.leave_provisioning(cluster, key);
+                                return;
                             }
                             (DesiredStatus::Running, TaskStatus::Pending) => TaskStatus::Activating,
                             (DesiredStatus::Running, TaskStatus::Activating) => TaskStatus::Running,
@@ -328,6 +364,11 @@ impl World {
                 }
             }
             EventKind::Launch { cluster, service } => self.launch_service_task(cluster, &service),
+            EventKind::Instance {
+                group,
+                instance,
+                step,
+            } => self.instance_step(&group, &instance, step),
             EventKind::Expire { cluster, key } => {
                 let c = &mut self.clusters[cluster];
                 if let Some(t) = c.tasks.remove(&key) {
