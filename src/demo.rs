@@ -18,10 +18,11 @@ use crate::cloud::{Cloud, sim};
 use crate::controller::{Controller, ControllerSettings, PassReport, since};
 use crate::domain::{DesiredStatus, HealthStatus, TaskStatus};
 use crate::history::REPLACES_TAG;
+use crate::plan::Action;
 use crate::policy::{self, PolicyErrors, PolicySet};
 
 /// The scenario `demo` runs when none is named.
-pub const DEFAULT_SCENARIO: &str = "stuck-provisioning";
+pub const DEFAULT_SCENARIO: &str = "broken-launch-template";
 
 /// The policy the simulated scenarios run under unless `--policies` is given.
 pub const SCENARIO_POLICY: &str = r#"
@@ -74,6 +75,8 @@ pub struct DemoSummary {
     /// Virtual time from start until no selected task was stuck or in replacement.
     pub time_to_recovery: Option<Duration>,
     pub mutating_calls: u64,
+    /// The same scenario left alone for the same virtual time: tasks still on the way up.
+    pub stuck_without_controller: usize,
 }
 
 /// `ecs-reconciler demo`.
@@ -148,7 +151,7 @@ pub async fn run_demo(
         info.description
     );
     let _ = out.write_all(text.as_bytes());
-    let summary = if dry_run {
+    let mut summary = if dry_run {
         let cloud = ReadOnly::new(Arc::clone(&account));
         narrate(cloud, &account, policies, settings, audit, horizon, out).await
     } else {
@@ -163,6 +166,23 @@ pub async fn run_demo(
         )
         .await
     };
+    if let Some((alone, _)) = build_scenario(scenario, start) {
+        let span = summary.time_to_recovery.unwrap_or(horizon).max(horizon);
+        tokio::time::sleep(span).await;
+        summary.stuck_without_controller = alone
+            .cluster_names()
+            .iter()
+            .flat_map(|c| alone.tasks(c))
+            .filter(|t| t.desired_status == DesiredStatus::Running && t.last_status.is_way_up())
+            .count();
+        let _ = writeln!(
+            out,
+            "without the controller: after {} of virtual time the same account still has {} \
+             tasks on the way up (PROVISIONING, PENDING or ACTIVATING)",
+            crate::diagnose::short(span),
+            summary.stuck_without_controller
+        );
+    }
     Ok(summary)
 }
 
@@ -197,13 +217,19 @@ async fn narrate<C: Cloud>(
                 if !told.insert(key) {
                     continue;
                 }
-                let what = match action.service.as_deref() {
-                    Some(s) => format!("(service {s} will start a replacement)"),
-                    None => "(standalone: re-run with the same settings)".into(),
+                let what = match (&action.action, action.service.as_deref()) {
+                    (Action::StopServiceTask { .. }, Some(s)) => {
+                        format!(" (service {s} will start a replacement)")
+                    }
+                    (
+                        Action::ReplaceStandaloneTask { .. } | Action::FinishReplacement { .. },
+                        _,
+                    ) => " (standalone: re-run with the same settings)".into(),
+                    _ => String::new(),
                 };
                 let _ = writeln!(
                     text,
-                    "[{at}]   {} {} → {outcome} {what}{}",
+                    "[{at}]   {} {} → {outcome}{what}{}",
                     action.action.name(),
                     short_task(action.action.target()),
                     detail
@@ -217,18 +243,31 @@ async fn narrate<C: Cloud>(
                     _ => {}
                 }
             }
+            let mut waiting_on_capacity = 0;
             for held in &cluster.plan.held {
-                if held_seen.insert((held.target.clone(), held.hold.name())) {
-                    summary.held_back += 1;
-                    let _ = writeln!(
-                        text,
-                        "[{at}]   held back {} {}: {} ({})",
-                        held.action,
-                        short_task(&held.target),
-                        held.hold.name(),
-                        held.hold.detail()
-                    );
+                if !held_seen.insert((held.target.clone(), held.hold.name())) {
+                    continue;
                 }
+                summary.held_back += 1;
+                if held.hold.name() == "capacityCause" {
+                    waiting_on_capacity += 1;
+                    continue;
+                }
+                let _ = writeln!(
+                    text,
+                    "[{at}]   held back {} {}: {} ({})",
+                    held.action,
+                    short_task(&held.target),
+                    held.hold.name(),
+                    held.hold.detail()
+                );
+            }
+            if waiting_on_capacity > 0 {
+                let _ = writeln!(
+                    text,
+                    "[{at}]   not replacing {waiting_on_capacity} stuck tasks: they wait on \
+                     capacity, and a replacement would wait the same way"
+                );
             }
         }
         let _ = out.write_all(text.as_bytes());
@@ -247,6 +286,7 @@ async fn narrate<C: Cloud>(
         }
         tokio::time::sleep(resync).await;
     }
+    stuck_seen.retain(|k| !k.starts_with("capacity "));
     summary.stuck_found = stuck_seen.len();
     summary.recovered = recovered(account, &stuck_seen);
     summary.mutating_calls = account.mutating_calls();
@@ -318,6 +358,15 @@ fn tell(
                 let _ = writeln!(text, "[{at}] {}: {}", short_task(&f.task_arn), f.reason);
             }
         }
+        for c in &cluster.plan.capacity {
+            if stuck_seen.insert(format!(
+                "capacity {} {}",
+                c.capacity_provider,
+                c.cause.name()
+            )) {
+                let _ = writeln!(text, "[{at}] why: {}", c.reason);
+            }
+        }
     }
     for (cluster, e) in &report.errors {
         let _ = writeln!(text, "cluster {cluster}: not reconciled: {e}");
@@ -362,24 +411,26 @@ fn recovered(account: &SimAccount, stuck: &BTreeSet<String>) -> usize {
         let healthy = |t: &crate::domain::Task| {
             t.last_status == TaskStatus::Running && t.health != HealthStatus::Unhealthy
         };
-        let ok = match task.service_name() {
-            Some(service) => {
-                account.service(&cluster, service).is_some_and(|s| {
-                    tasks
-                        .iter()
-                        .filter(|t| {
-                            t.service_name() == Some(service)
-                                && t.desired_status == DesiredStatus::Running
-                        })
-                        .filter(|t| healthy(t))
-                        .count()
-                        >= s.desired_count as usize
-                }) && task.desired_status == DesiredStatus::Stopped
-            }
-            None => tasks.iter().any(|t| {
-                t.tags.get(REPLACES_TAG).map(String::as_str) == Some(task.id()) && healthy(t)
-            }),
-        };
+        // Placed at last, once its capacity was fixed.
+        let ok = healthy(&task) && task.desired_status == DesiredStatus::Running
+            || match task.service_name() {
+                Some(service) => {
+                    account.service(&cluster, service).is_some_and(|s| {
+                        tasks
+                            .iter()
+                            .filter(|t| {
+                                t.service_name() == Some(service)
+                                    && t.desired_status == DesiredStatus::Running
+                            })
+                            .filter(|t| healthy(t))
+                            .count()
+                            >= s.desired_count as usize
+                    }) && task.desired_status == DesiredStatus::Stopped
+                }
+                None => tasks.iter().any(|t| {
+                    t.tags.get(REPLACES_TAG).map(String::as_str) == Some(task.id()) && healthy(t)
+                }),
+            };
         if ok {
             n += 1;
         }
@@ -393,5 +444,9 @@ fn clock(start: SystemTime, t: SystemTime) -> String {
 }
 
 fn short_task(arn: &str) -> &str {
-    arn.find(":task/").map(|i| &arn[i + 1..]).unwrap_or(arn)
+    if let Some(i) = arn.find(":task/") {
+        return &arn[i + 1..];
+    }
+    // Groups and container instances: the name after the last slash.
+    arn.rsplit('/').next().unwrap_or(arn)
 }
