@@ -8,5 +8,6 @@ mod config;
 mod controller_moto;
 mod diagnose_plan;
 mod policy_files;
+mod reload;
 mod scenarios;
 mod sim_account;
