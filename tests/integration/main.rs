@@ -3,6 +3,7 @@
 mod support;
 
 mod aws_adapter;
+mod budget;
 mod cli;
 mod config;
 mod controller_moto;
