@@ -9,6 +9,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::cloud::budget::PacingSettings;
+
 /// The file read when `--config` is not given, if it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "ecs-reconciler.toml";
 
@@ -69,6 +71,8 @@ pub struct Settings {
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
     pub aws: AwsClientSettings,
+    /// Client-side API pacing per throttle category (`[pacing]`).
+    pub pacing: PacingSettings,
 }
 
 impl Default for Settings {
@@ -83,6 +87,7 @@ impl Default for Settings {
             log_level: "info".into(),
             shutdown_timeout: Duration::from_secs(20),
             aws: AwsClientSettings::default(),
+            pacing: PacingSettings::default(),
         }
     }
 }
@@ -111,6 +116,8 @@ pub enum ConfigError {
     Missing(PathBuf),
     #[error("invalid configuration: {0}")]
     Invalid(Box<figment::Error>),
+    #[error("invalid configuration: {0}")]
+    Pacing(#[from] crate::cloud::budget::BudgetError),
 }
 
 /// Merges defaults, the config file, the environment (`ECS_RECONCILER_*`, `__` for nesting,
@@ -135,9 +142,11 @@ pub fn load_with_env_prefix(
         }
         None => {}
     }
-    figment
+    let settings: Settings = figment
         .merge(env)
         .merge(Serialized::defaults(flags))
         .extract()
-        .map_err(|e| ConfigError::Invalid(Box::new(e)))
+        .map_err(|e| ConfigError::Invalid(Box::new(e)))?;
+    settings.pacing.validate()?;
+    Ok(settings)
 }

@@ -20,6 +20,7 @@
 //!   simulated account and the read-only (dry-run) decorator.
 //! - [`controller`]: the loop: observe → diagnose → plan → act per cluster, requeue, shutdown.
 //! - [`audit`]: the JSON-lines audit trail.
+//! - [`reload`]: hot policy reload (file watch and SIGHUP) that keeps the last good set.
 //! - [`config`], [`cli`], [`demo`]: the shell.
 
 pub mod audit;
@@ -34,3 +35,4 @@ pub mod domain;
 pub mod history;
 pub mod plan;
 pub mod policy;
+pub mod reload;

@@ -22,6 +22,7 @@ use crate::cloud::sim::{SimAccount, build_scenario, scenario_names};
 use crate::config::{self, FlagOverrides, LogFormat, Settings};
 use crate::controller::{Controller, ControllerSettings};
 use crate::policy::{self, PolicySet};
+use crate::reload::PolicyWatcher;
 
 /// A reconciling controller that finds ECS tasks stuck in their lifecycle, says why, and
 /// fixes the cause under declarative policies.
@@ -256,8 +257,9 @@ fn validate(dir: &Path) -> ExitCode {
     }
 }
 
+/// Loads a policy directory for `run` and `plan`, named by its git commit when it has one.
 fn load_policies(dir: &Path) -> Option<PolicySet> {
-    match policy::load_dir(dir) {
+    match policy::load_dir_identified(dir) {
         Ok(set) => Some(set),
         Err(errors) => {
             eprintln!("{errors}");
@@ -324,9 +326,12 @@ async fn run(args: RunArgs, settings: Settings) -> ExitCode {
             },
             None => builtin,
         };
+        // The scenario's built-in policies have no directory to watch.
+        let reload_dir = args.policy.policies.clone();
         return drive(
             account,
             policies,
+            reload_dir,
             controller_settings,
             audit,
             &args,
@@ -344,10 +349,12 @@ async fn run(args: RunArgs, settings: Settings) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let reload_dir = Some(settings.policies.clone());
     if settings.dry_run {
         drive(
             ReadOnly::new(aws),
             policies,
+            reload_dir,
             controller_settings,
             audit,
             &args,
@@ -355,13 +362,25 @@ async fn run(args: RunArgs, settings: Settings) -> ExitCode {
         )
         .await
     } else {
-        drive(aws, policies, controller_settings, audit, &args, &settings).await
+        drive(
+            aws,
+            policies,
+            reload_dir,
+            controller_settings,
+            audit,
+            &args,
+            &settings,
+        )
+        .await
     }
 }
 
+/// Runs the controller until shutdown (or one pass with `--once`). With `reload_dir`, the
+/// policies are reloaded from it on file changes and SIGHUP while the loop runs.
 async fn drive<C: Cloud>(
     cloud: C,
     policies: PolicySet,
+    reload_dir: Option<PathBuf>,
     controller_settings: ControllerSettings,
     audit: AuditSink,
     args: &RunArgs,
@@ -373,6 +392,7 @@ async fn drive<C: Cloud>(
         dry_run = controller_settings.dry_run,
         "starting"
     );
+    let initial = reload_dir.as_ref().map(|_| policies.clone());
     let controller = Arc::new(Controller::new(cloud, policies, controller_settings, audit));
     let shutdown = CancellationToken::new();
     if args.once {
@@ -407,6 +427,12 @@ async fn drive<C: Cloud>(
         info!("shutdown requested");
         signals.cancel();
     });
+    if let (Some(dir), Some(initial)) = (reload_dir, initial) {
+        let target = Arc::clone(&controller);
+        let watcher =
+            PolicyWatcher::new(dir, initial).on_change(move |set| target.set_policies(set));
+        Arc::new(watcher).start(shutdown.clone());
+    }
     let loop_handle = tokio::spawn(Arc::clone(&controller).run(shutdown.clone()));
     shutdown.cancelled().await;
     match tokio::time::timeout(settings.shutdown_timeout, loop_handle).await {

@@ -5,6 +5,7 @@
 //! lets reads through and refuses every mutating call, used for dry runs).
 
 pub mod aws;
+pub mod budget;
 pub mod read_only;
 pub mod sim;
 

@@ -182,7 +182,9 @@ pub struct Policy {
 #[derive(Debug, Clone, Default)]
 pub struct PolicySet {
     pub policies: Vec<Policy>,
-    /// Identifies the set the decisions were made under: a content hash of the files.
+    /// Identifies the set the decisions were made under: a content hash of the files (12 hex
+    /// digits) from [`load_dir`](super::load_dir); `git:<sha>`, `git:<sha>+<hash>` or
+    /// `sha256:<hash>` from [`load_dir_identified`](super::load_dir_identified).
     pub fingerprint: String,
 }
 

@@ -3,11 +3,13 @@
 mod support;
 
 mod aws_adapter;
+mod budget;
 mod capacity_plan;
 mod cli;
 mod config;
 mod controller_moto;
 mod diagnose_plan;
 mod policy_files;
+mod reload;
 mod scenarios;
 mod sim_account;
