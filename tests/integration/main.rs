@@ -10,3 +10,4 @@ mod diagnose_plan;
 mod policy_files;
 mod scenarios;
 mod sim_account;
+mod sim_capacity;
