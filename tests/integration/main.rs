@@ -13,3 +13,4 @@ mod policy_files;
 mod reload;
 mod scenarios;
 mod sim_account;
+mod sim_capacity;

@@ -738,12 +738,12 @@ impl super::ClusterState {
 
     /// The names of the groups behind the cluster's capacity providers (deleted ones too).
     pub(crate) fn provider_group_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .providers
-            .iter()
-            .filter_map(|p| p.group.as_ref().map(|(name, _)| name.clone()))
-            .collect();
-        names.dedup();
+        let mut names: Vec<String> = Vec::new();
+        for (name, _) in self.providers.iter().filter_map(|p| p.group.as_ref()) {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
         names
     }
 }
