@@ -3,6 +3,7 @@
 mod support;
 
 mod aws_adapter;
+mod aws_capacity;
 mod cli;
 mod config;
 mod controller_moto;
