@@ -773,6 +773,11 @@ fn error_codes_and_statuses_map_to_categories() {
         (Some("InvalidParameterException"), Some(400), Invalid),
         (Some("ClientException"), Some(400), Invalid),
         (Some("ServerException"), Some(500), Transient),
+        // Auto Scaling.
+        (Some("ResourceContention"), Some(500), Transient),
+        (Some("ScalingActivityInProgress"), Some(400), Transient),
+        (Some("ResourceInUse"), Some(400), Invalid),
+        (Some("ValidationError"), Some(400), Invalid),
         (Some("SomethingNew"), Some(503), Transient),
         (Some("SomethingNew"), Some(400), Invalid),
         (None, Some(429), Throttled),

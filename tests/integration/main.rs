@@ -3,6 +3,7 @@
 mod support;
 
 mod aws_adapter;
+mod aws_capacity;
 mod budget;
 mod capacity_plan;
 mod cli;

@@ -24,10 +24,13 @@ Harness-only endpoints (not AWS APIs), all `POST` with a JSON body; `account` (d
 - `/_harness/ec2/instance` {}: launches one EC2 instance, answers {"instanceId": ...} (for
   RegisterContainerInstance, whose identity document must name an existing instance).
 - `/_harness/ec2/default-network` {}: answers {"subnetId", "securityGroupId"} of the default VPC.
+- `/_harness/ec2/launch-time` {instanceId, launchTime (epoch seconds)}: sets an EC2 instance's
+  LaunchTime (moto stamps the moment it was created and offers no way to change it).
 - `/_harness/fault` {operation, code?, status?, message?}: from now on, that account's calls to
-  the ECS or EC2 operation (e.g. "StopTask", "DescribeNetworkInterfaces") answer `status`
-  (default 400) with error `code` (default AccessDeniedException), in the protocol's error
-  format (JSON for ECS, EC2's query XML for EC2).
+  the ECS, EC2 or Auto Scaling operation (e.g. "StopTask", "DescribeNetworkInterfaces",
+  "UpdateAutoScalingGroup") answer `status` (default 400) with error `code` (default
+  AccessDeniedException), in the protocol's error format (JSON for ECS, EC2's query XML for
+  EC2, the wrapped query XML `ErrorResponse` for Auto Scaling).
 
 Isolation: a request whose access key id is `MOTOACCT` followed by 12 digits is served by the
 account with those digits as its id, so tests sharing one server each get their own empty
@@ -50,6 +53,8 @@ from xml.sax.saxutils import escape
 from werkzeug.serving import make_server
 
 import moto.iam.models as iam_models
+from moto.autoscaling import models as asg_models
+from moto.autoscaling.exceptions import ValidationError as AsgValidationError
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.core.utils import utcnow
 from moto.ec2 import ec2_backends
@@ -288,6 +293,109 @@ def _run_task_response(self: Any) -> Any:
 ecs_responses.EC2ContainerServiceResponse.run_task = _run_task_response
 
 
+# --- Gap: every Auto Scaling instance reports the template's default version -------------------
+# moto launches a group's instances with the group's configured version (instance type, image...)
+# but tells EC2 no version, so EC2 tags every instance `aws:ec2launchtemplate:version` = the
+# default version, and DescribeAutoScalingGroups reports the default version for every instance.
+# AWS stamps the version EC2 actually launched from on the instance (that tag, always a number),
+# and Auto Scaling reports each instance's launch template as the group was configured when it
+# launched the instance (a number, `$Latest` or `$Default`). Recorded per instance here.
+LT_VERSION_TAG = "aws:ec2launchtemplate:version"
+
+_original_replace_instances = asg_models.FakeAutoScalingGroup.replace_autoscaling_group_instances
+
+
+def _replace_instances(self: Any, count_needed: int, propagated_tags: dict) -> None:
+    before = {id(state) for state in self.instance_states}
+    _original_replace_instances(self, count_needed, propagated_tags)
+    if self.ec2_launch_template is None:
+        return
+    configured = self.launch_template_version  # as configured: a number, $Latest or $Default
+    number = str(self.ec2_launch_template.get_version(configured).number)
+    for state in self.instance_states:
+        if id(state) not in before:
+            state.instance.add_tags({LT_VERSION_TAG: number})
+            state.instance._harness_launch_template_version = configured
+
+
+asg_models.FakeAutoScalingGroup.replace_autoscaling_group_instances = _replace_instances
+
+
+def _instance_launch_template(self: Any) -> dict | None:
+    group = self.auto_scaling_group
+    if group is None or group.ec2_launch_template is None:
+        return None
+    template = group.ec2_launch_template
+    return {
+        "LaunchTemplateId": template.id,
+        "LaunchTemplateName": template.name,
+        "Version": getattr(
+            self.instance, "_harness_launch_template_version", str(template.default_version_number)
+        ),
+    }
+
+
+asg_models.InstanceState.launch_template = property(_instance_launch_template)
+
+
+# --- Gap: unknown groups and instances answer HTTP 500 (a Python KeyError / StopIteration) ------
+# Auto Scaling answers ValidationError naming what it did not find.
+
+
+def _group_or_fail(backend: Any, name: str) -> Any:
+    if name not in backend.autoscaling_groups:
+        raise AsgValidationError(f"AutoScalingGroup name not found - AutoScalingGroup '{name}' not found")
+    return backend.autoscaling_groups[name]
+
+
+_original_set_desired = asg_models.AutoScalingBackend.set_desired_capacity
+
+
+def _set_desired_capacity(self: Any, group_name: str, desired_capacity: Any) -> None:
+    group = _group_or_fail(self, group_name)
+    if desired_capacity is not None and not (
+        (group.min_size or 0) <= int(desired_capacity) <= (group.max_size or 0)
+    ):
+        # Auto Scaling refuses a desired capacity outside [MinSize, MaxSize].
+        raise AsgValidationError(
+            f"New SetDesiredCapacity value {desired_capacity} is outside of the range "
+            f"[{group.min_size}, {group.max_size}]."
+        )
+    _original_set_desired(self, group_name, desired_capacity)
+
+
+asg_models.AutoScalingBackend.set_desired_capacity = _set_desired_capacity
+
+_original_create_or_update_tags = asg_models.AutoScalingBackend.create_or_update_tags
+
+
+def _create_or_update_tags(self: Any, tags: list) -> None:
+    for tag in tags:
+        _group_or_fail(self, tag["ResourceId"])
+    _original_create_or_update_tags(self, tags)
+
+
+asg_models.AutoScalingBackend.create_or_update_tags = _create_or_update_tags
+
+_original_terminate_instance = asg_models.AutoScalingBackend.terminate_instance
+
+
+def _terminate_instance(self: Any, instance_id: str, should_decrement: bool) -> Any:
+    known = any(
+        state.instance.id == instance_id
+        for group in self.autoscaling_groups.values()
+        for state in group.instance_states
+    )
+    if not known:
+        raise AsgValidationError(
+            f"Instance Id not found - No managed instance found for instance ID: {instance_id}"
+        )
+    return _original_terminate_instance(self, instance_id, should_decrement)
+
+
+asg_models.AutoScalingBackend.terminate_instance = _terminate_instance
+
+
 # --- Harness endpoints ---------------------------------------------------------------------------
 
 
@@ -414,6 +522,12 @@ def _harness_default_network(body: dict) -> dict:
     return {"subnetId": subnet.id, "securityGroupId": group.id}
 
 
+def _harness_launch_time(body: dict) -> dict:
+    ec2 = ec2_backends[body.get("account", DEFAULT_ACCOUNT_ID)][body.get("region", "us-east-1")]
+    ec2.get_instance(body["instanceId"]).launch_time = _to_time(body["launchTime"])
+    return {}
+
+
 def _harness_fault(body: dict) -> dict:
     FAULTS[(body.get("account", DEFAULT_ACCOUNT_ID), body["operation"])] = {
         "code": body.get("code", "AccessDeniedException"),
@@ -429,10 +543,13 @@ HARNESS = {
     "/_harness/ecs/container-instance": _harness_container_instance,
     "/_harness/ec2/instance": _harness_ec2_instance,
     "/_harness/ec2/default-network": _harness_default_network,
+    "/_harness/ec2/launch-time": _harness_launch_time,
     "/_harness/fault": _harness_fault,
 }
 
 ACCESS_KEY = re.compile(r"Credential=([^/]+)/")
+# The service of a SigV4-signed request: Credential=KEY/DATE/REGION/SERVICE/aws4_request.
+SIGNED_SERVICE = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/")
 
 
 def _reply(start_response: Any, status: int, body: dict, extra: list | None = None) -> list[bytes]:
@@ -465,6 +582,18 @@ def _ec2_error(start_response: Any, fault: dict) -> list[bytes]:
     return [data]
 
 
+def _query_error(start_response: Any, fault: dict) -> list[bytes]:
+    """An error in the wrapped query-protocol format (Auto Scaling)."""
+    data = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<ErrorResponse><Error><Type>Sender</Type>'
+        f"<Code>{escape(fault['code'])}</Code><Message>{escape(fault['message'])}</Message>"
+        "</Error><RequestId>harness-fault</RequestId></ErrorResponse>"
+    ).encode()
+    headers = [("Content-Type", "text/xml"), ("Content-Length", str(len(data)))]
+    start_response(f"{fault['status']} Error", headers)
+    return [data]
+
+
 def harness_app(inner: Any) -> Any:
     def app(environ: dict, start_response: Any) -> Any:
         path = environ.get("PATH_INFO", "")
@@ -491,6 +620,9 @@ def harness_app(inner: Any) -> Any:
             elif not target:
                 fault = FAULTS.get((account, _query_action(environ) or ""))
                 if fault:
+                    service = SIGNED_SERVICE.search(environ.get("HTTP_AUTHORIZATION", ""))
+                    if service and service.group(1) == "autoscaling":
+                        return _query_error(start_response, fault)
                     return _ec2_error(start_response, fault)
         return inner(environ, start_response)
 

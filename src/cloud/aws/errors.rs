@@ -1,8 +1,11 @@
-//! Error mapping: the one place where AWS SDK errors (ECS and EC2) become [`CloudError`]s.
+//! Error mapping: the one place where AWS SDK errors (ECS, EC2 and Auto Scaling) become
+//! [`CloudError`]s.
 //!
 //! The category comes from the error code the service sent (`ProvideErrorMetadata::code`) and,
 //! when the code is unknown, from the HTTP status. Failures that never reached the service
-//! (timeouts, dropped connections) are transient; the SDK has already retried them.
+//! (timeouts, dropped connections) are transient; the SDK has already retried them. Auto Scaling
+//! names an unknown group or instance with a `ValidationError` whose message says "not found":
+//! [`from_autoscaling`] makes those `NotFound`.
 
 use aws_sdk_ecs::config::http::HttpResponse;
 use aws_sdk_ecs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -65,7 +68,11 @@ fn category_of_code(code: &str) -> Option<ErrorCategory> {
         | "InvalidParameterValue"
         | "InvalidParameterCombination"
         | "MissingParameter"
-        | "InvalidNetworkInterfaceID.Malformed" => ErrorCategory::Invalid,
+        | "InvalidNetworkInterfaceID.Malformed"
+        | "ResourceInUse"
+        | "AlreadyExists"
+        | "ServiceLinkedRoleFailure"
+        | "InvalidNextToken" => ErrorCategory::Invalid,
         "ServerException"
         | "InternalFailure"
         | "InternalError"
@@ -74,7 +81,10 @@ fn category_of_code(code: &str) -> Option<ErrorCategory> {
         | "ServiceUnavailableException"
         | "Unavailable"
         | "RequestTimeout"
-        | "RequestTimeoutException" => ErrorCategory::Transient,
+        | "RequestTimeoutException"
+        // Auto Scaling: another change to the group is under way.
+        | "ResourceContention"
+        | "ScalingActivityInProgress" => ErrorCategory::Transient,
         _ => return None,
     };
     Some(category)
@@ -116,4 +126,21 @@ where
         }
     };
     CloudError::new(category, operation, message)
+}
+
+/// Turns an Auto Scaling SDK error of `operation` into a [`CloudError`]: as [`from_sdk`], except
+/// that a `ValidationError` about a group or instance Auto Scaling does not know is `NotFound`
+/// (e.g. "AutoScalingGroup name not found - ...", "Instance Id not found - ...").
+pub(crate) fn from_autoscaling<E>(operation: &str, err: SdkError<E, HttpResponse>) -> CloudError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let mut err = from_sdk(operation, err);
+    if err.category == ErrorCategory::Invalid
+        && err.message.starts_with("ValidationError")
+        && err.message.to_ascii_lowercase().contains("not found")
+    {
+        err.category = ErrorCategory::NotFound;
+    }
+    err
 }

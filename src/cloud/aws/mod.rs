@@ -1,10 +1,13 @@
 //! The AWS SDK adapter: the only module that touches the AWS SDK.
 //!
-//! [`AwsCloud`] implements [`Cloud`] with `aws-sdk-ecs`, and `aws-sdk-ec2` for the one thing
-//! ECS does not report (the security groups of a task's network interface). Layout:
+//! [`AwsCloud`] implements [`Cloud`] with `aws-sdk-ecs`, `aws-sdk-autoscaling` for the groups
+//! behind capacity providers, and `aws-sdk-ec2` for what neither reports (the security groups
+//! of a task's network interface; launch template versions and instances' launches). Layout:
 //! - this file: settings, setup (region and credentials checked up front) and the mutating
 //!   calls;
 //! - [`observe`]: one cluster's snapshot, paged and batched at the API's limits;
+//! - [`capacity`]: the capacity chain (providers, Auto Scaling groups, template versions,
+//!   instances);
 //! - [`network`]: security groups of tasks' network interfaces, from EC2;
 //! - [`convert`]: SDK types to domain types and back;
 //! - [`errors`]: SDK errors to [`CloudError`] categories, in one place;
@@ -14,6 +17,7 @@
 //! adapter adds none of its own.
 
 mod calls;
+mod capacity;
 mod convert;
 mod errors;
 mod network;
@@ -30,7 +34,7 @@ use aws_sdk_ecs::config::ProvideCredentials;
 pub use errors::error_category;
 
 use crate::cloud::{Cloud, CloudError, ErrorCategory};
-use crate::domain::{ClusterSnapshot, RunTaskRequest};
+use crate::domain::{ClusterSnapshot, RunTaskRequest, Tags};
 
 /// ECS keeps at most this many characters of a StopTask reason.
 const STOP_REASON_MAX_CHARS: usize = 255;
@@ -79,6 +83,7 @@ pub enum AwsSetupError {
 pub struct AwsCloud {
     ecs: aws_sdk_ecs::Client,
     ec2: aws_sdk_ec2::Client,
+    autoscaling: aws_sdk_autoscaling::Client,
     credentials: aws_sdk_ecs::config::SharedCredentialsProvider,
     credentials_timeout: Duration,
     calls: calls::CallCounter,
@@ -121,13 +126,19 @@ impl AwsCloud {
             .timeout_config(timeout_config(settings))
             .retry_config(retry_config(settings))
             .interceptor(calls.clone());
+        let mut autoscaling_config = aws_sdk_autoscaling::config::Builder::from(sdk_config)
+            .timeout_config(timeout_config(settings))
+            .retry_config(retry_config(settings))
+            .interceptor(calls.clone());
         if let Some(url) = &settings.endpoint_url {
             ecs_config = ecs_config.endpoint_url(url);
             ec2_config = ec2_config.endpoint_url(url);
+            autoscaling_config = autoscaling_config.endpoint_url(url);
         }
         Ok(AwsCloud {
             ecs: aws_sdk_ecs::Client::from_conf(ecs_config.build()),
             ec2: aws_sdk_ec2::Client::from_conf(ec2_config.build()),
+            autoscaling: aws_sdk_autoscaling::Client::from_conf(autoscaling_config.build()),
             credentials,
             credentials_timeout: settings.credentials_timeout,
             calls,
@@ -195,7 +206,12 @@ impl Cloud for AwsCloud {
     }
 
     async fn observe_cluster(&self, cluster: &str) -> Result<ClusterSnapshot, CloudError> {
-        observe::observe_cluster(&self.ecs, &self.ec2, cluster).await
+        let clients = capacity::Clients {
+            ecs: &self.ecs,
+            autoscaling: &self.autoscaling,
+            ec2: &self.ec2,
+        };
+        observe::observe_cluster(&clients, cluster).await
     }
 
     async fn stop_task(
@@ -279,37 +295,116 @@ impl Cloud for AwsCloud {
                 )
             })
     }
-    async fn set_desired_capacity(&self, _: &str, _: u32) -> Result<(), CloudError> {
-        Err(not_yet("SetDesiredCapacity"))
+
+    async fn set_desired_capacity(&self, group: &str, desired: u32) -> Result<(), CloudError> {
+        const OP: &str = "SetDesiredCapacity";
+        let desired = i32::try_from(desired).map_err(|_| {
+            CloudError::new(
+                ErrorCategory::Invalid,
+                OP,
+                format!("desired capacity {desired} is too large"),
+            )
+        })?;
+        self.autoscaling
+            .set_desired_capacity()
+            .auto_scaling_group_name(group)
+            .desired_capacity(desired)
+            // The controller keeps its own cooldown (on the group's tags).
+            .honor_cooldown(false)
+            .send()
+            .await
+            .map_err(|e| errors::from_autoscaling(OP, e))?;
+        Ok(())
     }
 
     async fn pin_launch_template_version(
         &self,
-        _: &str,
-        _: &str,
-        _: u32,
+        group: &str,
+        template_id: &str,
+        version: u32,
     ) -> Result<(), CloudError> {
-        Err(not_yet("UpdateAutoScalingGroup"))
+        let template = aws_sdk_autoscaling::types::LaunchTemplateSpecification::builder()
+            .launch_template_id(template_id)
+            .version(version.to_string())
+            .build();
+        self.autoscaling
+            .update_auto_scaling_group()
+            .auto_scaling_group_name(group)
+            .launch_template(template)
+            .send()
+            .await
+            .map_err(|e| errors::from_autoscaling("UpdateAutoScalingGroup", e))?;
+        Ok(())
     }
 
-    async fn tag_group(&self, _: &str, _: &crate::domain::Tags) -> Result<(), CloudError> {
-        Err(not_yet("CreateOrUpdateTags"))
+    async fn tag_group(&self, group: &str, tags: &Tags) -> Result<(), CloudError> {
+        if tags.is_empty() {
+            return Ok(());
+        }
+        let tags = tags
+            .iter()
+            .map(|(key, value)| {
+                aws_sdk_autoscaling::types::Tag::builder()
+                    .resource_id(group)
+                    .resource_type("auto-scaling-group")
+                    .key(key)
+                    .value(value)
+                    // The controller's records belong to the group, not to its instances.
+                    .propagate_at_launch(false)
+                    .build()
+            })
+            .collect();
+        self.autoscaling
+            .create_or_update_tags()
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .map_err(|e| errors::from_autoscaling("CreateOrUpdateTags", e))?;
+        Ok(())
     }
 
-    async fn terminate_instance(&self, _: &str) -> Result<(), CloudError> {
-        Err(not_yet("TerminateInstanceInAutoScalingGroup"))
+    async fn terminate_instance(&self, instance_id: &str) -> Result<(), CloudError> {
+        self.autoscaling
+            .terminate_instance_in_auto_scaling_group()
+            .instance_id(instance_id)
+            // The group launches a replacement.
+            .should_decrement_desired_capacity(false)
+            .send()
+            .await
+            .map_err(|e| errors::from_autoscaling("TerminateInstanceInAutoScalingGroup", e))?;
+        Ok(())
     }
 
-    async fn drain_container_instance(&self, _: &str, _: &str) -> Result<(), CloudError> {
-        Err(not_yet("UpdateContainerInstancesState"))
+    async fn drain_container_instance(
+        &self,
+        cluster: &str,
+        container_instance_arn: &str,
+    ) -> Result<(), CloudError> {
+        const OP: &str = "UpdateContainerInstancesState";
+        let output = self
+            .ecs
+            .update_container_instances_state()
+            .cluster(cluster)
+            .container_instances(container_instance_arn)
+            .status(aws_sdk_ecs::types::ContainerInstanceStatus::Draining)
+            .send()
+            .await
+            .map_err(|e| errors::from_sdk(OP, e))?;
+        if let Some(failure) = output.failures().first() {
+            let category = if failure.reason() == Some("MISSING") {
+                ErrorCategory::NotFound
+            } else {
+                ErrorCategory::Invalid
+            };
+            return Err(CloudError::new(
+                category,
+                OP,
+                format!(
+                    "ECS did not drain the instance: {}",
+                    convert::failure(failure)
+                ),
+            ));
+        }
+        Ok(())
     }
-}
-
-// Placeholder until the capacity chain lands.
-fn not_yet(operation: &str) -> CloudError {
-    CloudError::new(
-        crate::cloud::ErrorCategory::Invalid,
-        operation,
-        "not implemented yet",
-    )
 }

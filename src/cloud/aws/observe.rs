@@ -6,7 +6,11 @@
 //! ceil(I/100) ListContainerInstances + ceil(I/100) DescribeContainerInstances; plus, for the E
 //! standalone awsvpc tasks whose interface ECS has created (not STOPPED), ceil(E/200) EC2
 //! DescribeNetworkInterfaces for their security groups (none when E is 0; service tasks are
-//! never looked up). Services, tasks and container instances are read concurrently.
+//! never looked up). Services, tasks and container instances are read concurrently, and so is
+//! the capacity chain (capacity providers, their Auto Scaling groups, launch template versions
+//! and instances: see [`capacity`], whose cost and failures are its own; it never fails the
+//! snapshot). DescribeClusters reports the cluster's `capacityProviders` without any `include`
+//! (that parameter only adds attachments, settings, configurations, statistics and tags).
 //!
 //! Failures: a missing cluster is `NotFound`; DescribeClusters and ListTasks failures fail the
 //! snapshot. Any other part that fails with a retryable category (after the SDK's own retries)
@@ -21,6 +25,7 @@ use std::time::SystemTime;
 use aws_sdk_ecs::Client;
 use aws_sdk_ecs::types::{DesiredStatus as EcsDesiredStatus, Failure, TaskField};
 
+use super::capacity::{self, Clients};
 use super::{convert, errors, network};
 use crate::cloud::{CloudError, ErrorCategory};
 use crate::domain::{ClusterSnapshot, ContainerInstance, Service, Task, TaskStatus};
@@ -71,16 +76,17 @@ fn failure_gaps(operation: &str, failures: &[Failure]) -> Vec<String> {
 }
 
 pub(super) async fn observe_cluster(
-    ecs: &Client,
-    ec2: &aws_sdk_ec2::Client,
+    clients: &Clients<'_>,
     cluster: &str,
 ) -> Result<ClusterSnapshot, CloudError> {
+    let (ecs, ec2) = (clients.ecs, clients.ec2);
     let observed_at = SystemTime::now();
-    let cluster_arn = describe_cluster(ecs, cluster).await?;
-    let (services, tasks, instances) = tokio::join!(
+    let (cluster_arn, providers) = describe_cluster(ecs, cluster).await?;
+    let (services, tasks, instances, chain) = tokio::join!(
         services(ecs, &cluster_arn),
         tasks(ecs, ec2, &cluster_arn),
         container_instances(ecs, &cluster_arn),
+        capacity::observe(clients, &providers),
     );
     let (services, tasks, instances) = (services?, tasks?, instances?);
     let name = cluster_arn
@@ -92,12 +98,18 @@ pub(super) async fn observe_cluster(
     snapshot.services = services.items;
     snapshot.tasks = tasks.items;
     snapshot.container_instances = instances.items;
-    snapshot.gaps = [services.gaps, tasks.gaps, instances.gaps].concat();
+    snapshot.capacity_providers = chain.providers;
+    snapshot.auto_scaling_groups = chain.groups;
+    snapshot.gaps = [services.gaps, tasks.gaps, instances.gaps, chain.gaps].concat();
     Ok(snapshot)
 }
 
-/// The cluster's ARN, or `NotFound` if it does not exist or is no longer ACTIVE.
-async fn describe_cluster(ecs: &Client, cluster: &str) -> Result<String, CloudError> {
+/// The cluster's ARN and capacity provider names, or `NotFound` if it does not exist or is no
+/// longer ACTIVE.
+async fn describe_cluster(
+    ecs: &Client,
+    cluster: &str,
+) -> Result<(String, Vec<String>), CloudError> {
     const OP: &str = "DescribeClusters";
     let output = ecs
         .describe_clusters()
@@ -121,10 +133,12 @@ async fn describe_cluster(ecs: &Client, cluster: &str) -> Result<String, CloudEr
             OP,
             format!("cluster {cluster} is INACTIVE (deleted)"),
         )),
-        _ => found
-            .cluster_arn()
-            .map(str::to_string)
-            .ok_or_else(|| CloudError::new(ErrorCategory::Transient, OP, "cluster without ARN")),
+        _ => {
+            let arn = found.cluster_arn().map(str::to_string).ok_or_else(|| {
+                CloudError::new(ErrorCategory::Transient, OP, "cluster without ARN")
+            })?;
+            Ok((arn, found.capacity_providers().to_vec()))
+        }
     }
 }
 

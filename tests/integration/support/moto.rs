@@ -182,6 +182,23 @@ impl Moto {
         aws_sdk_ec2::Client::from_conf(config)
     }
 
+    /// A raw Auto Scaling client on this account, for arranging fixtures (not counted).
+    pub fn autoscaling(&self) -> aws_sdk_autoscaling::Client {
+        let config = aws_sdk_autoscaling::config::Builder::from(&self.sdk_config())
+            .endpoint_url(self.endpoint())
+            .build();
+        aws_sdk_autoscaling::Client::from_conf(config)
+    }
+
+    /// Sets an EC2 instance's LaunchTime (epoch seconds).
+    pub async fn set_launch_time(&self, instance_id: &str, epoch_seconds: u64) {
+        self.harness(
+            "/_harness/ec2/launch-time",
+            json!({"instanceId": instance_id, "launchTime": epoch_seconds}),
+        )
+        .await;
+    }
+
     /// Makes an awsvpc task's network interface attachment look as ECS reports it before the
     /// interface exists (`"PRECREATED"`: subnet only, no `networkInterfaceId`), or attached
     /// again (`"ATTACHED"`).
@@ -209,7 +226,7 @@ impl Moto {
         .await;
     }
 
-    /// From now on, this account's calls to `operation` (ECS or EC2) fail with `code` and HTTP
+    /// From now on, this account's calls to `operation` (ECS, EC2 or Auto Scaling) fail with `code` and HTTP
     /// `status`.
     pub async fn inject_fault(&self, operation: &str, code: &str, status: u16) {
         self.harness(
