@@ -502,7 +502,19 @@ impl<C: Cloud> Controller<C> {
     }
 
     fn forget_gone_tasks(&self, snapshot: &ClusterSnapshot) {
-        let present: HashSet<&str> = snapshot.tasks.iter().map(|t| t.arn.as_str()).collect();
+        let present: HashSet<&str> = snapshot
+            .tasks
+            .iter()
+            .map(|t| t.arn.as_str())
+            .chain(snapshot.auto_scaling_groups.iter().map(|g| g.arn.as_str()))
+            .chain(snapshot.container_instances.iter().map(|c| c.arn.as_str()))
+            .chain(
+                snapshot
+                    .capacity_providers
+                    .iter()
+                    .filter_map(|p| p.auto_scaling_group_arn.as_deref()),
+            )
+            .collect();
         let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(mem) = memory.get_mut(&snapshot.cluster_name) {
             mem.audited

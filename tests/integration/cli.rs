@@ -229,11 +229,18 @@ fn demo_narrates_and_summarises() {
     let out = run(bin().arg("demo"));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let story = text(&out.stdout);
+    // The default scenario is the seed story: a broken launch template version.
+    assert!(story.contains("version 2 is broken"), "{story}");
     assert!(
-        story.contains("summary: 2 stuck tasks found, 2 actions taken"),
+        story.contains("cordonLaunchTemplate demo-asg → done"),
         "{story}"
     );
-    assert!(story.contains("2 tasks recovered"), "{story}");
+    assert!(
+        story.contains("summary: 4 stuck tasks found, 1 actions taken"),
+        "{story}"
+    );
+    assert!(story.contains("4 tasks recovered"), "{story}");
+    assert!(story.contains("without the controller"), "{story}");
     let out = run(bin().args(["demo", "--list"]));
     assert!(text(&out.stdout).contains("outage"));
 }

@@ -13,5 +13,6 @@ mod diagnose_plan;
 mod policy_files;
 mod reload;
 mod scenarios;
+mod scenarios_capacity;
 mod sim_account;
 mod sim_capacity;
