@@ -335,3 +335,22 @@ async fn a_crash_after_the_nudge_tag_finishes_the_nudge_once() {
     let records = second.audit().records();
     assert_eq!(of(&records, "nudgeCapacity")[0].outcome.to_string(), "done");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_denied_pin_is_recorded_and_nothing_is_terminated() {
+    let sim = scenario("broken-launch-template");
+    sim.deny("UpdateAutoScalingGroup");
+    let c = controller(Arc::clone(&sim), false);
+    until(&c, Duration::from_secs(120), || false).await;
+    assert_eq!(
+        sim.call_count("TerminateInstanceInAutoScalingGroup"),
+        0,
+        "no instance terminated while the group would relaunch the broken version"
+    );
+    let records = c.audit().records();
+    let cordons = of(&records, "cordonLaunchTemplate");
+    assert_eq!(cordons.len(), 1, "the repeated failure is written once");
+    assert_eq!(cordons[0].outcome.to_string(), "failed:denied");
+    assert!(cordons[0].detail.as_deref().unwrap().contains("pinning failed"));
+    assert_eq!(waiting(&sim), 4);
+}
