@@ -16,6 +16,7 @@ use crate::cloud::read_only::ReadOnly;
 use crate::cloud::sim::{SimAccount, build_scenario, scenario_names};
 use crate::cloud::{Cloud, sim};
 use crate::controller::{Controller, ControllerSettings, PassReport, since};
+use crate::domain::short_name;
 use crate::domain::{DesiredStatus, HealthStatus, TaskStatus};
 use crate::history::REPLACES_TAG;
 use crate::plan::Action;
@@ -231,7 +232,7 @@ async fn narrate<C: Cloud>(
                     text,
                     "[{at}]   {} {} → {outcome}{what}{}",
                     action.action.name(),
-                    short_task(action.action.target()),
+                    short_name(action.action.target()),
                     detail
                         .as_deref()
                         .map(|d| format!(": {d}"))
@@ -257,7 +258,7 @@ async fn narrate<C: Cloud>(
                     text,
                     "[{at}]   held back {} {}: {} ({})",
                     held.action,
-                    short_task(&held.target),
+                    short_name(&held.target),
                     held.hold.name(),
                     held.hold.detail()
                 );
@@ -355,7 +356,7 @@ fn tell(
         }
         for f in &cluster.plan.findings {
             if stuck_seen.insert(f.task_arn.clone()) {
-                let _ = writeln!(text, "[{at}] {}: {}", short_task(&f.task_arn), f.reason);
+                let _ = writeln!(text, "[{at}] {}: {}", short_name(&f.task_arn), f.reason);
             }
         }
         for c in &cluster.plan.capacity {
@@ -441,12 +442,4 @@ fn recovered(account: &SimAccount, stuck: &BTreeSet<String>) -> usize {
 fn clock(start: SystemTime, t: SystemTime) -> String {
     let s = since(start, t).as_secs();
     format!("+{:02}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
-}
-
-fn short_task(arn: &str) -> &str {
-    if let Some(i) = arn.find(":task/") {
-        return &arn[i + 1..];
-    }
-    // Groups and container instances: the name after the last slash.
-    arn.rsplit('/').next().unwrap_or(arn)
 }

@@ -351,3 +351,12 @@ pub struct RunTaskRequest {
     /// replaced, so a retry or a restarted controller cannot start two replacements.
     pub client_token: String,
 }
+
+/// A resource named briefly for people: `task/CLUSTER/ID` for a task ARN, the name after the
+/// last slash for anything else (an Auto Scaling group, a container instance).
+pub fn short_name(arn: &str) -> &str {
+    if let Some(i) = arn.find(":task/") {
+        return &arn[i + 1..];
+    }
+    arn.rsplit('/').next().unwrap_or(arn)
+}

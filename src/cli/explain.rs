@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use crate::audit::mode_name;
 use crate::controller::ClusterReport;
 use crate::diagnose::short;
+use crate::domain::short_name;
 use crate::domain::{AutoScalingGroup, GroupLaunch, Task};
 
 /// The cluster name in a task ARN of the long format (`…:task/CLUSTER/ID`).
@@ -185,7 +186,7 @@ fn describe_decisions(out: &mut String, task_arn: &str, report: &ClusterReport) 
             out,
             "the policies would: {} {} [{}, policy {}]",
             a.action.name(),
-            short_target(a.action.target()),
+            short_name(a.action.target()),
             mode_name(a.mode),
             a.policy
         );
@@ -196,7 +197,7 @@ fn describe_decisions(out: &mut String, task_arn: &str, report: &ClusterReport) 
             out,
             "held back: {} {}: {} ({})",
             h.action,
-            short_target(&h.target),
+            short_name(&h.target),
             h.hold.name(),
             h.hold.detail()
         );
@@ -204,8 +205,4 @@ fn describe_decisions(out: &mut String, task_arn: &str, report: &ClusterReport) 
     if !any {
         let _ = writeln!(out, "the policies would: nothing");
     }
-}
-
-fn short_target(arn: &str) -> &str {
-    arn.rsplit(['/', ':']).next().unwrap_or(arn)
 }

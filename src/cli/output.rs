@@ -7,6 +7,7 @@ use serde_json::json;
 use crate::audit::mode_name;
 use crate::controller::PassReport;
 use crate::diagnose::{rfc3339, short};
+use crate::domain::short_name;
 
 /// The pass as tables: per cluster, findings, planned actions and held-back actions.
 pub fn plan_table(report: &PassReport) -> String {
@@ -32,7 +33,7 @@ pub fn plan_table(report: &PassReport) -> String {
         let mut findings = table(&["task", "service", "why", "policy"]);
         for f in &plan.findings {
             findings.add_row(vec![
-                short_arn(&f.task_arn).to_string(),
+                short_name(&f.task_arn).to_string(),
                 f.service.clone().unwrap_or_else(|| "(standalone)".into()),
                 f.reason.clone(),
                 f.policy.clone(),
@@ -44,7 +45,7 @@ pub fn plan_table(report: &PassReport) -> String {
             for a in &plan.actions {
                 actions.add_row(vec![
                     a.action.name().to_string(),
-                    short_arn(a.action.target()).to_string(),
+                    short_name(a.action.target()).to_string(),
                     mode_name(a.mode).to_string(),
                     a.policy.clone(),
                     a.reason.clone(),
@@ -57,7 +58,7 @@ pub fn plan_table(report: &PassReport) -> String {
             for h in &plan.held {
                 held.add_row(vec![
                     h.action.to_string(),
-                    short_arn(&h.target).to_string(),
+                    short_name(&h.target).to_string(),
                     h.hold.name().to_string(),
                     h.hold.detail(),
                 ]);
@@ -127,9 +128,4 @@ fn table(header: &[&str]) -> Table {
     t.load_style(presets::ASCII_MARKDOWN);
     t.set_header(header.to_vec());
     t
-}
-
-/// `task/CLUSTER/ID` out of a task ARN: enough to find it, short enough to read.
-fn short_arn(arn: &str) -> &str {
-    arn.find(":task/").map(|i| &arn[i + 1..]).unwrap_or(arn)
 }

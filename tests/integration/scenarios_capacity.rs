@@ -351,6 +351,12 @@ async fn a_denied_pin_is_recorded_and_nothing_is_terminated() {
     let cordons = of(&records, "cordonLaunchTemplate");
     assert_eq!(cordons.len(), 1, "the repeated failure is written once");
     assert_eq!(cordons[0].outcome.to_string(), "failed:denied");
-    assert!(cordons[0].detail.as_deref().unwrap().contains("pinning failed"));
+    assert!(
+        cordons[0]
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("pinning failed")
+    );
     assert_eq!(waiting(&sim), 4);
 }
