@@ -291,3 +291,46 @@ fn sigterm_ends_a_run_cleanly() {
     );
     assert!(audit.exists());
 }
+
+#[test]
+fn explain_follows_a_stuck_task_to_the_broken_launch_template_version() {
+    let out = run(bin().args([
+        "plan",
+        "--sim",
+        "broken-launch-template",
+        "--output",
+        "json",
+    ]));
+    assert_eq!(out.status.code(), Some(2));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let task = json["clusters"][0]["findings"][0]["task"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = run(bin().args(["explain", &task, "--sim", "broken-launch-template"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let chain = text(&out.stdout);
+    let expected_in_order = [
+        "stuck in PROVISIONING for 15m, limit 10m",
+        "→ capacity provider demo-cp",
+        "→ Auto Scaling group demo-asg: desired 3, min 0, max 10",
+        "→ version 1: 1 instances",
+        "registered, agent connected",
+        "→ version 2: 2 instances",
+        "never registered",
+        "diagnosis: launch template",
+        "version 2 is broken",
+        "the policies would: cordonLaunchTemplate demo-asg [dry-run",
+        "held back: stopTask",
+    ];
+    let mut from = 0;
+    for piece in expected_in_order {
+        let at = chain[from..]
+            .find(piece)
+            .unwrap_or_else(|| panic!("{piece:?} missing after byte {from}:\n{chain}"));
+        from += at + piece.len();
+    }
+    let out = run(bin().args(["explain", "not-an-arn", "--sim", "broken-launch-template"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("not a task ARN"));
+}
