@@ -137,7 +137,7 @@ fn bench(c: &mut Criterion) {
                     sightings.record(snap);
                     let diagnosis = diagnose(snap, &policies, sightings);
                     let history = History::rebuild(snap, &[]);
-                    actions += plan(snap, &diagnosis, &policies, &history, sightings, false)
+                    actions += plan(snap, diagnosis, &policies, &history, sightings, false)
                         .actions
                         .len();
                 }

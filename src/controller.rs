@@ -230,7 +230,7 @@ impl<C: Cloud> Controller<C> {
             let history = History::rebuild(&snapshot, &mem.ledger);
             plan(
                 &snapshot,
-                &diagnosis,
+                diagnosis,
                 &policies,
                 &history,
                 &mem.sightings,

@@ -233,13 +233,13 @@ pub struct Plan {
 /// Plans one cluster. `dry_run` turns every action into an audit-mode one.
 pub fn plan(
     snapshot: &ClusterSnapshot,
-    diagnosis: &Diagnosis,
+    diagnosis: Diagnosis,
     policies: &PolicySet,
     history: &History,
     sightings: &Sightings,
     dry_run: bool,
 ) -> Plan {
-    let capacity = diagnose_capacity(snapshot, diagnosis, policies);
+    let capacity = diagnose_capacity(snapshot, &diagnosis, policies);
     // Tasks whose wait has a capacity cause are not replaced: the cause is remedied instead.
     let capacity_bound: HashMap<&str, &CapacityFinding> = capacity
         .iter()
@@ -248,7 +248,7 @@ pub fn plan(
         .collect();
     let mut out = Plan {
         cluster: snapshot.cluster_name.clone(),
-        findings: diagnosis.findings.clone(),
+        findings: Vec::new(),
         capacity: Vec::new(),
         actions: Vec::new(),
         held: Vec::new(),
@@ -298,6 +298,7 @@ pub fn plan(
     out.actions.extend(capacity_plan.actions);
     out.held.extend(capacity_plan.held);
     out.capacity = capacity;
+    out.findings = diagnosis.findings;
     out
 }
 

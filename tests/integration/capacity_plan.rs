@@ -30,7 +30,7 @@ fn run(snap: &ClusterSnapshot, set: &PolicySet) -> Plan {
 fn run_seen(snap: &ClusterSnapshot, set: &PolicySet, sightings: &Sightings) -> Plan {
     let diagnosis = diagnose(snap, set, sightings);
     let history = History::rebuild(snap, &[]);
-    plan(snap, &diagnosis, set, &history, sightings, false)
+    plan(snap, diagnosis, set, &history, sightings, false)
 }
 
 /// The seed story: version 2 rolled out, its instances never registered; version 1 works.

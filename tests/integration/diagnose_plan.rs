@@ -26,7 +26,7 @@ fn run_with(
 ) -> (Diagnosis, Plan) {
     let diagnosis = diagnose(snap, set, sightings);
     let history = History::rebuild(snap, ledger);
-    let plan = plan(snap, &diagnosis, set, &history, sightings, dry_run);
+    let plan = plan(snap, diagnosis.clone(), set, &history, sightings, dry_run);
     (diagnosis, plan)
 }
 
