@@ -17,6 +17,7 @@ use tracing::{error, info, warn};
 use crate::audit::AuditSink;
 use crate::cloud::Cloud;
 use crate::cloud::aws::{AwsCloud, AwsSettings};
+use crate::cloud::budget::ApiBudget;
 use crate::cloud::read_only::ReadOnly;
 use crate::cloud::sim::{SimAccount, build_scenario, scenario_names};
 use crate::config::{self, FlagOverrides, LogFormat, Settings};
@@ -278,6 +279,26 @@ fn aws_settings(settings: &Settings) -> AwsSettings {
     }
 }
 
+/// The process's one API budget, from `[pacing]` (already validated with the settings).
+fn api_budget(settings: &Settings) -> Result<Arc<ApiBudget>, String> {
+    ApiBudget::new(&settings.pacing)
+        .map(Arc::new)
+        .map_err(|e| e.to_string())
+}
+
+/// Logs what the budget granted per category (the categories that were used).
+fn log_budget(budget: &ApiBudget) {
+    for c in budget.report().iter().filter(|c| c.calls > 0) {
+        info!(
+            category = %c.category,
+            calls = c.calls,
+            budget_per_sec = c.budget_per_sec,
+            observed_per_sec = c.observed_per_sec,
+            "API budget"
+        );
+    }
+}
+
 fn audit_sink(path: Option<&Path>) -> Result<AuditSink, String> {
     match path {
         None => Ok(AuditSink::stdout()),
@@ -311,6 +332,13 @@ async fn run(args: RunArgs, settings: Settings) -> ExitCode {
         concurrency: settings.concurrency,
         dry_run: settings.dry_run,
     };
+    let budget = match api_budget(&settings) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
     if let Some(name) = &args.sim {
         let (account, builtin) = match sim_account(name) {
             Ok(a) => a,
@@ -319,6 +347,8 @@ async fn run(args: RunArgs, settings: Settings) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
+        // The simulated account is paced like the real one, in virtual time.
+        account.set_budget(Some(Arc::clone(&budget)));
         let policies = match args.policy.policies.as_deref() {
             Some(dir) => match load_policies(dir) {
                 Some(p) => p,
@@ -334,6 +364,7 @@ async fn run(args: RunArgs, settings: Settings) -> ExitCode {
             reload_dir,
             controller_settings,
             audit,
+            &budget,
             &args,
             &settings,
         )
@@ -342,7 +373,7 @@ async fn run(args: RunArgs, settings: Settings) -> ExitCode {
     let Some(policies) = load_policies(&settings.policies) else {
         return ExitCode::from(1);
     };
-    let aws = match AwsCloud::from_env(&aws_settings(&settings)).await {
+    let aws = match AwsCloud::from_env(&aws_settings(&settings), Arc::clone(&budget)).await {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
@@ -357,6 +388,7 @@ async fn run(args: RunArgs, settings: Settings) -> ExitCode {
             reload_dir,
             controller_settings,
             audit,
+            &budget,
             &args,
             &settings,
         )
@@ -368,6 +400,7 @@ async fn run(args: RunArgs, settings: Settings) -> ExitCode {
             reload_dir,
             controller_settings,
             audit,
+            &budget,
             &args,
             &settings,
         )
@@ -383,6 +416,7 @@ async fn drive<C: Cloud>(
     reload_dir: Option<PathBuf>,
     controller_settings: ControllerSettings,
     audit: AuditSink,
+    budget: &ApiBudget,
     args: &RunArgs,
     settings: &Settings,
 ) -> ExitCode {
@@ -398,6 +432,7 @@ async fn drive<C: Cloud>(
     if args.once {
         let report = controller.pass(&shutdown).await;
         let _ = controller.audit().flush();
+        log_budget(budget);
         for (cluster, e) in &report.errors {
             error!(cluster = %cluster, error = %e, "cluster not reconciled");
         }
@@ -435,14 +470,16 @@ async fn drive<C: Cloud>(
     }
     let loop_handle = tokio::spawn(Arc::clone(&controller).run(shutdown.clone()));
     shutdown.cancelled().await;
-    match tokio::time::timeout(settings.shutdown_timeout, loop_handle).await {
+    let code = match tokio::time::timeout(settings.shutdown_timeout, loop_handle).await {
         Ok(_) => ExitCode::SUCCESS,
         Err(_) => {
             warn!(timeout = ?settings.shutdown_timeout, "shutdown deadline passed; exiting");
             let _ = controller.audit().flush();
             ExitCode::SUCCESS
         }
-    }
+    };
+    log_budget(budget);
+    code
 }
 
 async fn wait_for_signal() {
@@ -494,7 +531,14 @@ async fn plan(args: PlanArgs, settings: Settings) -> ExitCode {
         let Some(policies) = load_policies(&settings.policies) else {
             return ExitCode::from(1);
         };
-        let aws = match AwsCloud::from_env(&aws_settings(&settings)).await {
+        let aws = match api_budget(&settings) {
+            Ok(budget) => AwsCloud::from_env(&aws_settings(&settings), budget).await,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        let aws = match aws {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -601,7 +645,14 @@ async fn explain_command(args: ExplainArgs, settings: Settings) -> ExitCode {
         let Some(policies) = load_policies(&settings.policies) else {
             return ExitCode::from(1);
         };
-        let aws = match AwsCloud::from_env(&aws_settings(&settings)).await {
+        let aws = match api_budget(&settings) {
+            Ok(budget) => AwsCloud::from_env(&aws_settings(&settings), budget).await,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        let aws = match aws {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("error: {e}");
