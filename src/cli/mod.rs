@@ -327,11 +327,6 @@ async fn run(args: RunArgs, settings: Settings) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let controller_settings = ControllerSettings {
-        resync: settings.resync,
-        concurrency: settings.concurrency,
-        dry_run: settings.dry_run,
-    };
     let budget = match api_budget(&settings) {
         Ok(b) => b,
         Err(e) => {
@@ -359,14 +354,7 @@ async fn run(args: RunArgs, settings: Settings) -> ExitCode {
         // The scenario's built-in policies have no directory to watch.
         let reload_dir = args.policy.policies.clone();
         return drive(
-            account,
-            policies,
-            reload_dir,
-            controller_settings,
-            audit,
-            &budget,
-            &args,
-            &settings,
+            account, policies, reload_dir, audit, &budget, &args, &settings,
         )
         .await;
     }
@@ -386,7 +374,6 @@ async fn run(args: RunArgs, settings: Settings) -> ExitCode {
             ReadOnly::new(aws),
             policies,
             reload_dir,
-            controller_settings,
             audit,
             &budget,
             &args,
@@ -394,17 +381,7 @@ async fn run(args: RunArgs, settings: Settings) -> ExitCode {
         )
         .await
     } else {
-        drive(
-            aws,
-            policies,
-            reload_dir,
-            controller_settings,
-            audit,
-            &budget,
-            &args,
-            &settings,
-        )
-        .await
+        drive(aws, policies, reload_dir, audit, &budget, &args, &settings).await
     }
 }
 
@@ -414,12 +391,16 @@ async fn drive<C: Cloud>(
     cloud: C,
     policies: PolicySet,
     reload_dir: Option<PathBuf>,
-    controller_settings: ControllerSettings,
     audit: AuditSink,
     budget: &ApiBudget,
     args: &RunArgs,
     settings: &Settings,
 ) -> ExitCode {
+    let controller_settings = ControllerSettings {
+        resync: settings.resync,
+        concurrency: settings.concurrency,
+        dry_run: settings.dry_run,
+    };
     info!(
         policies = policies.policies.len(),
         policy_set = %policies.fingerprint,
