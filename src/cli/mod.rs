@@ -17,6 +17,7 @@ use tracing::{error, info, warn};
 use crate::audit::AuditSink;
 use crate::cloud::Cloud;
 use crate::cloud::aws::{AwsCloud, AwsSettings};
+use crate::cloud::budget::ApiBudget;
 use crate::cloud::read_only::ReadOnly;
 use crate::cloud::sim::{SimAccount, build_scenario, scenario_names};
 use crate::config::{self, FlagOverrides, LogFormat, Settings};
@@ -278,6 +279,26 @@ fn aws_settings(settings: &Settings) -> AwsSettings {
     }
 }
 
+/// The process's one API budget, from `[pacing]` (already validated with the settings).
+fn api_budget(settings: &Settings) -> Result<Arc<ApiBudget>, String> {
+    ApiBudget::new(&settings.pacing)
+        .map(Arc::new)
+        .map_err(|e| e.to_string())
+}
+
+/// Logs what the budget granted per category (the categories that were used).
+fn log_budget(budget: &ApiBudget) {
+    for c in budget.report().iter().filter(|c| c.calls > 0) {
+        info!(
+            category = %c.category,
+            calls = c.calls,
+            budget_per_sec = c.budget_per_sec,
+            observed_per_sec = c.observed_per_sec,
+            "API budget"
+        );
+    }
+}
+
 fn audit_sink(path: Option<&Path>) -> Result<AuditSink, String> {
     match path {
         None => Ok(AuditSink::stdout()),
@@ -306,10 +327,12 @@ async fn run(args: RunArgs, settings: Settings) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let controller_settings = ControllerSettings {
-        resync: settings.resync,
-        concurrency: settings.concurrency,
-        dry_run: settings.dry_run,
+    let budget = match api_budget(&settings) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
     };
     if let Some(name) = &args.sim {
         let (account, builtin) = match sim_account(name) {
@@ -319,6 +342,8 @@ async fn run(args: RunArgs, settings: Settings) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
+        // The simulated account is paced like the real one, in virtual time.
+        account.set_budget(Some(Arc::clone(&budget)));
         let policies = match args.policy.policies.as_deref() {
             Some(dir) => match load_policies(dir) {
                 Some(p) => p,
@@ -329,20 +354,14 @@ async fn run(args: RunArgs, settings: Settings) -> ExitCode {
         // The scenario's built-in policies have no directory to watch.
         let reload_dir = args.policy.policies.clone();
         return drive(
-            account,
-            policies,
-            reload_dir,
-            controller_settings,
-            audit,
-            &args,
-            &settings,
+            account, policies, reload_dir, audit, &budget, &args, &settings,
         )
         .await;
     }
     let Some(policies) = load_policies(&settings.policies) else {
         return ExitCode::from(1);
     };
-    let aws = match AwsCloud::from_env(&aws_settings(&settings)).await {
+    let aws = match AwsCloud::from_env(&aws_settings(&settings), Arc::clone(&budget)).await {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
@@ -355,23 +374,14 @@ async fn run(args: RunArgs, settings: Settings) -> ExitCode {
             ReadOnly::new(aws),
             policies,
             reload_dir,
-            controller_settings,
             audit,
+            &budget,
             &args,
             &settings,
         )
         .await
     } else {
-        drive(
-            aws,
-            policies,
-            reload_dir,
-            controller_settings,
-            audit,
-            &args,
-            &settings,
-        )
-        .await
+        drive(aws, policies, reload_dir, audit, &budget, &args, &settings).await
     }
 }
 
@@ -381,11 +391,16 @@ async fn drive<C: Cloud>(
     cloud: C,
     policies: PolicySet,
     reload_dir: Option<PathBuf>,
-    controller_settings: ControllerSettings,
     audit: AuditSink,
+    budget: &ApiBudget,
     args: &RunArgs,
     settings: &Settings,
 ) -> ExitCode {
+    let controller_settings = ControllerSettings {
+        resync: settings.resync,
+        concurrency: settings.concurrency,
+        dry_run: settings.dry_run,
+    };
     info!(
         policies = policies.policies.len(),
         policy_set = %policies.fingerprint,
@@ -398,6 +413,7 @@ async fn drive<C: Cloud>(
     if args.once {
         let report = controller.pass(&shutdown).await;
         let _ = controller.audit().flush();
+        log_budget(budget);
         for (cluster, e) in &report.errors {
             error!(cluster = %cluster, error = %e, "cluster not reconciled");
         }
@@ -435,14 +451,16 @@ async fn drive<C: Cloud>(
     }
     let loop_handle = tokio::spawn(Arc::clone(&controller).run(shutdown.clone()));
     shutdown.cancelled().await;
-    match tokio::time::timeout(settings.shutdown_timeout, loop_handle).await {
+    let code = match tokio::time::timeout(settings.shutdown_timeout, loop_handle).await {
         Ok(_) => ExitCode::SUCCESS,
         Err(_) => {
             warn!(timeout = ?settings.shutdown_timeout, "shutdown deadline passed; exiting");
             let _ = controller.audit().flush();
             ExitCode::SUCCESS
         }
-    }
+    };
+    log_budget(budget);
+    code
 }
 
 async fn wait_for_signal() {
@@ -494,7 +512,14 @@ async fn plan(args: PlanArgs, settings: Settings) -> ExitCode {
         let Some(policies) = load_policies(&settings.policies) else {
             return ExitCode::from(1);
         };
-        let aws = match AwsCloud::from_env(&aws_settings(&settings)).await {
+        let aws = match api_budget(&settings) {
+            Ok(budget) => AwsCloud::from_env(&aws_settings(&settings), budget).await,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        let aws = match aws {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -601,7 +626,14 @@ async fn explain_command(args: ExplainArgs, settings: Settings) -> ExitCode {
         let Some(policies) = load_policies(&settings.policies) else {
             return ExitCode::from(1);
         };
-        let aws = match AwsCloud::from_env(&aws_settings(&settings)).await {
+        let aws = match api_budget(&settings) {
+            Ok(budget) => AwsCloud::from_env(&aws_settings(&settings), budget).await,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        let aws = match aws {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("error: {e}");

@@ -8,7 +8,8 @@
 //!   `autoscaling:DescribeTags`) to its category.
 //! - [`ApiBudget`]: `acquire(operation)` waits (on tokio's clock, so paused time works) until the
 //!   category has a token; `throttled(operation)` halves the category's rate when AWS answers
-//!   with a throttling error; `report()` gives calls, budget and observed calls per second.
+//!   with a throttling error; `report()` gives calls, budget, observed calls per second and
+//!   the busiest second.
 //! - [`PacingSettings`]: the `[pacing]` configuration table.
 //!
 //! # Defaults
@@ -305,6 +306,9 @@ pub struct CategoryReport {
     pub budget_per_sec: f64,
     /// Calls per second granted over the last window (or since start, when shorter).
     pub observed_per_sec: f64,
+    /// The most calls granted within any one second since the budget was made (a full bucket
+    /// allows its burst plus one second of refill).
+    pub peak_per_sec: u64,
 }
 
 /// The lowest share of its budget a category is slowed to by repeated throttling.
@@ -320,6 +324,10 @@ struct Bucket {
     calls: u64,
     /// When recent calls were granted, oldest first (within the report window).
     recent: VecDeque<Instant>,
+    /// When the calls of the last second were granted, oldest first.
+    last_second: VecDeque<Instant>,
+    /// The most calls granted within one second.
+    peak_per_sec: u64,
 }
 
 impl Bucket {
@@ -331,6 +339,8 @@ impl Bucket {
             throttle: None,
             calls: 0,
             recent: VecDeque::new(),
+            last_second: VecDeque::new(),
+            peak_per_sec: 0,
         }
     }
 
@@ -439,6 +449,16 @@ impl ApiBudget {
         bucket.calls += 1;
         bucket.recent.push_back(now);
         prune(&mut bucket.recent, now, self.window);
+        // Calls in the half-open second (now - 1 s, now].
+        bucket.last_second.push_back(now);
+        while bucket
+            .last_second
+            .front()
+            .is_some_and(|&t| now.saturating_duration_since(t) >= Duration::from_secs(1))
+        {
+            bucket.last_second.pop_front();
+        }
+        bucket.peak_per_sec = bucket.peak_per_sec.max(bucket.last_second.len() as u64);
     }
 
     /// AWS answered a call of `operation` with a throttling error: slow its category down.
@@ -480,6 +500,7 @@ impl ApiBudget {
                     budget_per_sec: bucket.budget.per_second
                         * bucket.factor(now, self.throttle_hold),
                     observed_per_sec: bucket.recent.len() as f64 / span,
+                    peak_per_sec: bucket.peak_per_sec,
                 }
             })
             .collect()

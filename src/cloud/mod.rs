@@ -2,10 +2,13 @@
 //!
 //! Implementations: [`aws::AwsCloud`] (the only place the AWS SDK appears), [`sim::SimAccount`]
 //! (an in-process ECS account on a virtual clock) and [`read_only::ReadOnly`] (a decorator that
-//! lets reads through and refuses every mutating call, used for dry runs).
+//! lets reads through and refuses every mutating call, used for dry runs). [`budget`] paces the
+//! adapter's (and the simulator's) calls; [`faults::Faulty`] injects scripted faults for
+//! scenarios.
 
 pub mod aws;
 pub mod budget;
+pub mod faults;
 pub mod read_only;
 pub mod sim;
 

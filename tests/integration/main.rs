@@ -10,6 +10,8 @@ mod cli;
 mod config;
 mod controller_moto;
 mod diagnose_plan;
+mod faults;
+mod pacing;
 mod policy_files;
 mod reload;
 mod scenarios;

@@ -30,6 +30,8 @@
 //! Failures never fail the snapshot: a failed call (denied, throttled after the SDK's retries,
 //! ...) is a gap, and what it would have told is missing (providers or groups left out, versions
 //! unresolved, launch times unknown).
+//!
+//! Every call (every page) first takes a token of the process's budget ([`Pacer`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::SystemTime;
@@ -39,6 +41,7 @@ use aws_sdk_ec2::types::Filter;
 use aws_sdk_ecs::types as ecs;
 
 use super::errors;
+use super::pacing::Pacer;
 use crate::domain::{AutoScalingGroup, CapacityProvider, GroupInstance, GroupLaunch, Tags};
 
 /// The capacity providers AWS manages itself: no Auto Scaling group, nothing to describe.
@@ -71,12 +74,14 @@ pub(super) struct Clients<'a> {
     pub ecs: &'a aws_sdk_ecs::Client,
     pub autoscaling: &'a aws_sdk_autoscaling::Client,
     pub ec2: &'a aws_sdk_ec2::Client,
+    pub pacer: &'a Pacer,
 }
 
 /// Observes the chain behind `provider_names` (the cluster's `capacityProviders`).
 pub(super) async fn observe(clients: &Clients<'_>, provider_names: &[String]) -> CapacityChain {
     let mut chain = CapacityChain::default();
-    chain.providers = providers(clients.ecs, provider_names, &mut chain.gaps).await;
+    let pacer = clients.pacer;
+    chain.providers = providers(clients.ecs, pacer, provider_names, &mut chain.gaps).await;
     let wanted: BTreeMap<String, String> = chain
         .providers
         .iter()
@@ -86,10 +91,10 @@ pub(super) async fn observe(clients: &Clients<'_>, provider_names: &[String]) ->
     if wanted.is_empty() {
         return chain;
     }
-    let described = groups(clients.autoscaling, &wanted, &mut chain.gaps).await;
+    let described = groups(clients.autoscaling, pacer, &wanted, &mut chain.gaps).await;
     let (templates, launches) = tokio::join!(
-        resolve_templates(clients.ec2, &described),
-        launches(clients.ec2, &described),
+        resolve_templates(clients.ec2, pacer, &described),
+        launches(clients.ec2, pacer, &described),
     );
     let (templates, launches) = (
         templates.unwrap_or_else(|gap| {
@@ -121,6 +126,7 @@ pub(super) fn group_name(arn_or_name: &str) -> &str {
 
 async fn providers(
     ecs_client: &aws_sdk_ecs::Client,
+    pacer: &Pacer,
     names: &[String],
     gaps: &mut Vec<String>,
 ) -> Vec<CapacityProvider> {
@@ -141,16 +147,21 @@ async fn providers(
     for batch in to_describe.chunks(PROVIDER_BATCH) {
         let mut next_token: Option<String> = None;
         loop {
-            let result = ecs_client
-                .describe_capacity_providers()
-                .set_capacity_providers(Some(batch.to_vec()))
-                .set_next_token(next_token.take())
-                .send()
+            let send = Box::pin(
+                ecs_client
+                    .describe_capacity_providers()
+                    .set_capacity_providers(Some(batch.to_vec()))
+                    .set_next_token(next_token.take())
+                    .send(),
+            );
+            let result = pacer
+                .call(OP, async {
+                    send.await.map_err(|e| errors::from_sdk(OP, e))
+                })
                 .await;
             let output = match result {
                 Ok(output) => output,
-                Err(e) => {
-                    let err = errors::from_sdk(OP, e);
+                Err(err) => {
                     gaps.push(format!(
                         "{} capacity providers not described: {err}",
                         batch.len()
@@ -194,20 +205,29 @@ fn provider(p: &ecs::CapacityProvider) -> Option<CapacityProvider> {
 /// name) is not the provider's group and is left out.
 async fn groups(
     autoscaling: &aws_sdk_autoscaling::Client,
+    pacer: &Pacer,
     wanted: &BTreeMap<String, String>,
     gaps: &mut Vec<String>,
 ) -> Vec<asg::AutoScalingGroup> {
     let names: Vec<String> = wanted.keys().cloned().collect();
     let mut found = Vec::new();
     for batch in names.chunks(GROUP_BATCH) {
-        let result = autoscaling
-            .describe_auto_scaling_groups()
-            .set_auto_scaling_group_names(Some(batch.to_vec()))
-            .max_records(GROUP_BATCH as i32)
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
+        const OP: &str = "DescribeAutoScalingGroups";
+        let result = pacer
+            .pages(OP, |token| async move {
+                let page = autoscaling
+                    .describe_auto_scaling_groups()
+                    .set_auto_scaling_group_names(Some(batch.to_vec()))
+                    .max_records(GROUP_BATCH as i32)
+                    .set_next_token(token)
+                    .send()
+                    .await
+                    .map_err(|e| errors::from_autoscaling(OP, e))?;
+                Ok((
+                    page.auto_scaling_groups().to_vec(),
+                    page.next_token().map(str::to_string),
+                ))
+            })
             .await;
         match result {
             Ok(groups) => found.extend(groups.into_iter().filter(|g| {
@@ -221,8 +241,7 @@ async fn groups(
                     (None, _) => false,
                 }
             })),
-            Err(e) => {
-                let err = errors::from_autoscaling("DescribeAutoScalingGroups", e);
+            Err(err) => {
                 gaps.push(format!(
                     "{} Auto Scaling groups not described: {err}",
                     batch.len()
@@ -266,6 +285,7 @@ fn number(version: &str) -> Option<u32> {
 /// configured with as `$Latest` or `$Default`; `Err` is the gap when they could not be read.
 async fn resolve_templates(
     ec2: &aws_sdk_ec2::Client,
+    pacer: &Pacer,
     groups: &[asg::AutoScalingGroup],
 ) -> Result<BTreeMap<String, TemplateVersions>, String> {
     const OP: &str = "DescribeLaunchTemplates";
@@ -284,17 +304,26 @@ async fn resolve_templates(
             .name("launch-template-name")
             .set_values(Some(batch.to_vec()))
             .build();
-        let templates = ec2
-            .describe_launch_templates()
-            .filters(filter)
-            .max_results(TEMPLATE_PAGE)
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
+        let templates = pacer
+            .pages(OP, |token| {
+                let filter = filter.clone();
+                async move {
+                    let page = ec2
+                        .describe_launch_templates()
+                        .filters(filter)
+                        .max_results(TEMPLATE_PAGE)
+                        .set_next_token(token)
+                        .send()
+                        .await
+                        .map_err(|e| errors::from_sdk(OP, e))?;
+                    Ok((
+                        page.launch_templates().to_vec(),
+                        page.next_token().map(str::to_string),
+                    ))
+                }
+            })
             .await
-            .map_err(|e| {
-                let err = errors::from_sdk(OP, e);
+            .map_err(|err| {
                 format!(
                     "launch template versions of {} templates not resolved: {err}",
                     batch.len()
@@ -327,6 +356,7 @@ struct Launch {
 /// absent); `Err` is the gap when they could not be read.
 async fn launches(
     ec2: &aws_sdk_ec2::Client,
+    pacer: &Pacer,
     groups: &[asg::AutoScalingGroup],
 ) -> Result<BTreeMap<String, Launch>, String> {
     const OP: &str = "DescribeInstances";
@@ -344,17 +374,26 @@ async fn launches(
             .name("instance-id")
             .set_values(Some(batch.to_vec()))
             .build();
-        let reservations = ec2
-            .describe_instances()
-            .filters(filter)
-            .max_results(INSTANCE_PAGE)
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
+        let reservations = pacer
+            .pages(OP, |token| {
+                let filter = filter.clone();
+                async move {
+                    let page = ec2
+                        .describe_instances()
+                        .filters(filter)
+                        .max_results(INSTANCE_PAGE)
+                        .set_next_token(token)
+                        .send()
+                        .await
+                        .map_err(|e| errors::from_sdk(OP, e))?;
+                    Ok((
+                        page.reservations().to_vec(),
+                        page.next_token().map(str::to_string),
+                    ))
+                }
+            })
             .await
-            .map_err(|e| {
-                let err = errors::from_sdk(OP, e);
+            .map_err(|err| {
                 format!(
                     "launch details of {} instances not read: {err}",
                     batch.len()

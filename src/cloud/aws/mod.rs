@@ -11,10 +11,13 @@
 //! - [`network`]: security groups of tasks' network interfaces, from EC2;
 //! - [`convert`]: SDK types to domain types and back;
 //! - [`errors`]: SDK errors to [`CloudError`] categories, in one place;
-//! - [`calls`]: the interceptor that counts every operation sent.
+//! - [`calls`]: the interceptor that counts every operation sent;
+//! - [`pacing`]: every call waits for a token of the process's [`ApiBudget`] first, and a
+//!   throttling answer slows its category down.
 //!
 //! Retries are the SDK's (standard mode: throttling, 5xx and timeouts, jittered backoff); this
-//! adapter adds none of its own.
+//! adapter adds none of its own. Pacing is client-side only: one [`ApiBudget`] shared by the
+//! whole process ([`AwsCloud::from_env`] takes it; [`AwsCloud::with_budget`] replaces it).
 
 mod calls;
 mod capacity;
@@ -22,8 +25,10 @@ mod convert;
 mod errors;
 mod network;
 mod observe;
+mod pacing;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
@@ -33,6 +38,7 @@ use aws_sdk_ecs::config::ProvideCredentials;
 
 pub use errors::error_category;
 
+use crate::cloud::budget::ApiBudget;
 use crate::cloud::{Cloud, CloudError, ErrorCategory};
 use crate::domain::{ClusterSnapshot, RunTaskRequest, Tags};
 
@@ -87,18 +93,23 @@ pub struct AwsCloud {
     credentials: aws_sdk_ecs::config::SharedCredentialsProvider,
     credentials_timeout: Duration,
     calls: calls::CallCounter,
+    pacer: pacing::Pacer,
 }
 
 impl AwsCloud {
     /// Sets up from the standard environment (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL,
     /// container and instance credentials...), and resolves credentials once to fail early.
-    pub async fn from_env(settings: &AwsSettings) -> Result<AwsCloud, AwsSetupError> {
+    /// Every call waits for `budget`, the process's one [`ApiBudget`].
+    pub async fn from_env(
+        settings: &AwsSettings,
+        budget: Arc<ApiBudget>,
+    ) -> Result<AwsCloud, AwsSetupError> {
         let sdk_config = aws_config::defaults(BehaviorVersion::latest())
             .timeout_config(timeout_config(settings))
             .retry_config(retry_config(settings))
             .load()
             .await;
-        let cloud = AwsCloud::from_conf(&sdk_config, settings)?;
+        let cloud = AwsCloud::from_conf(&sdk_config, settings)?.with_budget(budget);
         cloud.check_credentials().await?;
         Ok(cloud)
     }
@@ -106,6 +117,12 @@ impl AwsCloud {
     /// Sets up from an explicit SDK configuration (tests, emulators). Checks that a Region and
     /// a credentials provider are present, without resolving credentials: see
     /// [`AwsCloud::check_credentials`].
+    ///
+    /// Its calls are paced by a budget of its own at the default [`PacingSettings`]
+    /// (half the account's documented rates); give it the process's shared one with
+    /// [`AwsCloud::with_budget`].
+    ///
+    /// [`PacingSettings`]: crate::cloud::budget::PacingSettings
     pub fn from_conf(
         sdk_config: &aws_config::SdkConfig,
         settings: &AwsSettings,
@@ -142,7 +159,19 @@ impl AwsCloud {
             credentials,
             credentials_timeout: settings.credentials_timeout,
             calls,
+            pacer: pacing::Pacer::new(Arc::new(ApiBudget::default())),
         })
+    }
+
+    /// The same adapter, paced by `budget` (share one budget across the process).
+    pub fn with_budget(mut self, budget: Arc<ApiBudget>) -> AwsCloud {
+        self.pacer = pacing::Pacer::new(budget);
+        self
+    }
+
+    /// The budget its calls wait for.
+    pub fn budget(&self) -> &Arc<ApiBudget> {
+        self.pacer.budget()
     }
 
     /// Resolves credentials once, within the settings' `credentials_timeout`.
@@ -190,15 +219,23 @@ fn stop_reason(reason: &str) -> String {
 
 impl Cloud for AwsCloud {
     async fn list_clusters(&self) -> Result<Vec<String>, CloudError> {
+        const OP: &str = "ListClusters";
         let arns = self
-            .ecs
-            .list_clusters()
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| errors::from_sdk("ListClusters", e))?;
+            .pacer
+            .pages(OP, |token| async move {
+                let page = self
+                    .ecs
+                    .list_clusters()
+                    .set_next_token(token)
+                    .send()
+                    .await
+                    .map_err(|e| errors::from_sdk(OP, e))?;
+                Ok((
+                    page.cluster_arns().to_vec(),
+                    page.next_token().map(str::to_string),
+                ))
+            })
+            .await?;
         Ok(arns
             .into_iter()
             .map(|arn| arn.rsplit('/').next().unwrap_or(&arn).to_string())
@@ -210,6 +247,7 @@ impl Cloud for AwsCloud {
             ecs: &self.ecs,
             autoscaling: &self.autoscaling,
             ec2: &self.ec2,
+            pacer: &self.pacer,
         };
         observe::observe_cluster(&clients, cluster).await
     }
@@ -220,23 +258,27 @@ impl Cloud for AwsCloud {
         task_arn: &str,
         reason: &str,
     ) -> Result<(), CloudError> {
-        self.ecs
-            .stop_task()
-            .cluster(cluster)
-            .task(task_arn)
-            .reason(stop_reason(reason))
-            .send()
+        let sent = self.pacer.call("StopTask", async {
+            // Boxed, as every SDK future here: they are large, and debug builds copy them.
+            Box::pin(
+                self.ecs
+                    .stop_task()
+                    .cluster(cluster)
+                    .task(task_arn)
+                    .reason(stop_reason(reason))
+                    .send(),
+            )
             .await
-            .map_err(|e| {
-                let mut err = errors::from_sdk("StopTask", e);
-                // ECS names a task it does not know with InvalidParameterException.
-                if err.category == ErrorCategory::Invalid
-                    && err.message.contains("task was not found")
-                {
-                    err.category = ErrorCategory::NotFound;
-                }
-                err
-            })?;
+            .map_err(|e| errors::from_sdk("StopTask", e))
+        });
+        sent.await.map_err(|mut err| {
+            // ECS names a task it does not know with InvalidParameterException.
+            if err.category == ErrorCategory::Invalid && err.message.contains("task was not found")
+            {
+                err.category = ErrorCategory::NotFound;
+            }
+            err
+        })?;
         Ok(())
     }
 
@@ -247,23 +289,28 @@ impl Cloud for AwsCloud {
     ) -> Result<String, CloudError> {
         let parts = convert::run_task_parts(request)
             .map_err(|why| CloudError::new(ErrorCategory::Invalid, "RunTask", why))?;
+        let send = Box::pin(
+            self.ecs
+                .run_task()
+                .cluster(cluster)
+                .task_definition(&request.task_definition)
+                .count(1)
+                .overrides(parts.overrides)
+                .set_tags((!parts.tags.is_empty()).then_some(parts.tags))
+                .set_group(request.group.clone())
+                .set_started_by(request.started_by.clone())
+                .set_launch_type(parts.launch_type)
+                .set_capacity_provider_strategy(parts.strategy)
+                .set_network_configuration(parts.network)
+                .client_token(&request.client_token)
+                .send(),
+        );
         let output = self
-            .ecs
-            .run_task()
-            .cluster(cluster)
-            .task_definition(&request.task_definition)
-            .count(1)
-            .overrides(parts.overrides)
-            .set_tags((!parts.tags.is_empty()).then_some(parts.tags))
-            .set_group(request.group.clone())
-            .set_started_by(request.started_by.clone())
-            .set_launch_type(parts.launch_type)
-            .set_capacity_provider_strategy(parts.strategy)
-            .set_network_configuration(parts.network)
-            .client_token(&request.client_token)
-            .send()
-            .await
-            .map_err(|e| errors::from_sdk("RunTask", e))?;
+            .pacer
+            .call("RunTask", async {
+                send.await.map_err(|e| errors::from_sdk("RunTask", e))
+            })
+            .await?;
         if let Some(failure) = output.failures().first() {
             let category = match failure.reason().unwrap_or_default() {
                 "MISSING" => ErrorCategory::NotFound,
@@ -305,15 +352,20 @@ impl Cloud for AwsCloud {
                 format!("desired capacity {desired} is too large"),
             )
         })?;
-        self.autoscaling
-            .set_desired_capacity()
-            .auto_scaling_group_name(group)
-            .desired_capacity(desired)
-            // The controller keeps its own cooldown (on the group's tags).
-            .honor_cooldown(false)
-            .send()
-            .await
-            .map_err(|e| errors::from_autoscaling(OP, e))?;
+        let send = Box::pin(
+            self.autoscaling
+                .set_desired_capacity()
+                .auto_scaling_group_name(group)
+                .desired_capacity(desired)
+                // The controller keeps its own cooldown (on the group's tags).
+                .honor_cooldown(false)
+                .send(),
+        );
+        self.pacer
+            .call(OP, async {
+                send.await.map_err(|e| errors::from_autoscaling(OP, e))
+            })
+            .await?;
         Ok(())
     }
 
@@ -327,13 +379,19 @@ impl Cloud for AwsCloud {
             .launch_template_id(template_id)
             .version(version.to_string())
             .build();
-        self.autoscaling
-            .update_auto_scaling_group()
-            .auto_scaling_group_name(group)
-            .launch_template(template)
-            .send()
-            .await
-            .map_err(|e| errors::from_autoscaling("UpdateAutoScalingGroup", e))?;
+        const OP: &str = "UpdateAutoScalingGroup";
+        let send = Box::pin(
+            self.autoscaling
+                .update_auto_scaling_group()
+                .auto_scaling_group_name(group)
+                .launch_template(template)
+                .send(),
+        );
+        self.pacer
+            .call(OP, async {
+                send.await.map_err(|e| errors::from_autoscaling(OP, e))
+            })
+            .await?;
         Ok(())
     }
 
@@ -354,24 +412,36 @@ impl Cloud for AwsCloud {
                     .build()
             })
             .collect();
-        self.autoscaling
-            .create_or_update_tags()
-            .set_tags(Some(tags))
-            .send()
-            .await
-            .map_err(|e| errors::from_autoscaling("CreateOrUpdateTags", e))?;
+        const OP: &str = "CreateOrUpdateTags";
+        let send = Box::pin(
+            self.autoscaling
+                .create_or_update_tags()
+                .set_tags(Some(tags))
+                .send(),
+        );
+        self.pacer
+            .call(OP, async {
+                send.await.map_err(|e| errors::from_autoscaling(OP, e))
+            })
+            .await?;
         Ok(())
     }
 
     async fn terminate_instance(&self, instance_id: &str) -> Result<(), CloudError> {
-        self.autoscaling
-            .terminate_instance_in_auto_scaling_group()
-            .instance_id(instance_id)
-            // The group launches a replacement.
-            .should_decrement_desired_capacity(false)
-            .send()
-            .await
-            .map_err(|e| errors::from_autoscaling("TerminateInstanceInAutoScalingGroup", e))?;
+        const OP: &str = "TerminateInstanceInAutoScalingGroup";
+        let send = Box::pin(
+            self.autoscaling
+                .terminate_instance_in_auto_scaling_group()
+                .instance_id(instance_id)
+                // The group launches a replacement.
+                .should_decrement_desired_capacity(false)
+                .send(),
+        );
+        self.pacer
+            .call(OP, async {
+                send.await.map_err(|e| errors::from_autoscaling(OP, e))
+            })
+            .await?;
         Ok(())
     }
 
@@ -381,15 +451,20 @@ impl Cloud for AwsCloud {
         container_instance_arn: &str,
     ) -> Result<(), CloudError> {
         const OP: &str = "UpdateContainerInstancesState";
+        let send = Box::pin(
+            self.ecs
+                .update_container_instances_state()
+                .cluster(cluster)
+                .container_instances(container_instance_arn)
+                .status(aws_sdk_ecs::types::ContainerInstanceStatus::Draining)
+                .send(),
+        );
         let output = self
-            .ecs
-            .update_container_instances_state()
-            .cluster(cluster)
-            .container_instances(container_instance_arn)
-            .status(aws_sdk_ecs::types::ContainerInstanceStatus::Draining)
-            .send()
-            .await
-            .map_err(|e| errors::from_sdk(OP, e))?;
+            .pacer
+            .call(OP, async {
+                send.await.map_err(|e| errors::from_sdk(OP, e))
+            })
+            .await?;
         if let Some(failure) = output.failures().first() {
             let category = if failure.reason() == Some("MISSING") {
                 ErrorCategory::NotFound

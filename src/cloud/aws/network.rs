@@ -18,6 +18,7 @@ use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::Filter;
 
 use super::errors;
+use super::pacing::Pacer;
 
 /// The operation, as the call counter and gaps name it.
 const OP: &str = "DescribeNetworkInterfaces";
@@ -40,6 +41,7 @@ pub(super) struct SecurityGroups {
 /// retries...) becomes a gap and its interfaces keep no security groups.
 pub(super) async fn security_groups<'a>(
     ec2: &Client,
+    pacer: &Pacer,
     interface_ids: impl IntoIterator<Item = &'a str>,
 ) -> SecurityGroups {
     let ids: Vec<String> = interface_ids
@@ -54,14 +56,24 @@ pub(super) async fn security_groups<'a>(
             .name("network-interface-id")
             .set_values(Some(batch.to_vec()))
             .build();
-        let result = ec2
-            .describe_network_interfaces()
-            .filters(filter)
-            .max_results(PAGE)
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
+        let result = pacer
+            .pages(OP, |token| {
+                let filter = filter.clone();
+                async move {
+                    let page = ec2
+                        .describe_network_interfaces()
+                        .filters(filter)
+                        .max_results(PAGE)
+                        .set_next_token(token)
+                        .send()
+                        .await
+                        .map_err(|e| errors::from_sdk(OP, e))?;
+                    Ok((
+                        page.network_interfaces().to_vec(),
+                        page.next_token().map(str::to_string),
+                    ))
+                }
+            })
             .await;
         match result {
             Ok(interfaces) => {
@@ -81,8 +93,7 @@ pub(super) async fn security_groups<'a>(
                         .insert(id.to_string(), groups.into_iter().collect());
                 }
             }
-            Err(e) => {
-                let err = errors::from_sdk(OP, e);
+            Err(err) => {
                 found.gaps.push(format!(
                     "security groups of {} network interfaces not read: {err}",
                     batch.len()

@@ -18,6 +18,9 @@
 //! cannot read. A task that vanished between ListTasks and DescribeTasks (MISSING) is simply
 //! not in the snapshot. A failed DescribeNetworkInterfaces never fails the snapshot: it is a
 //! gap, and those tasks keep empty security groups (as do tasks whose interface is gone).
+//!
+//! Pacing: each call (each page of a list) first takes a token of the process's budget
+//! ([`Pacer`]); the lists are paged by hand for that reason.
 
 use std::collections::BTreeSet;
 use std::time::SystemTime;
@@ -26,6 +29,7 @@ use aws_sdk_ecs::Client;
 use aws_sdk_ecs::types::{DesiredStatus as EcsDesiredStatus, Failure, TaskField};
 
 use super::capacity::{self, Clients};
+use super::pacing::Pacer;
 use super::{convert, errors, network};
 use crate::cloud::{CloudError, ErrorCategory};
 use crate::domain::{ClusterSnapshot, ContainerInstance, Service, Task, TaskStatus};
@@ -79,13 +83,13 @@ pub(super) async fn observe_cluster(
     clients: &Clients<'_>,
     cluster: &str,
 ) -> Result<ClusterSnapshot, CloudError> {
-    let (ecs, ec2) = (clients.ecs, clients.ec2);
+    let (ecs, ec2, pacer) = (clients.ecs, clients.ec2, clients.pacer);
     let observed_at = SystemTime::now();
-    let (cluster_arn, providers) = describe_cluster(ecs, cluster).await?;
+    let (cluster_arn, providers) = describe_cluster(ecs, pacer, cluster).await?;
     let (services, tasks, instances, chain) = tokio::join!(
-        services(ecs, &cluster_arn),
-        tasks(ecs, ec2, &cluster_arn),
-        container_instances(ecs, &cluster_arn),
+        services(ecs, pacer, &cluster_arn),
+        tasks(ecs, ec2, pacer, &cluster_arn),
+        container_instances(ecs, pacer, &cluster_arn),
         capacity::observe(clients, &providers),
     );
     let (services, tasks, instances) = (services?, tasks?, instances?);
@@ -108,15 +112,16 @@ pub(super) async fn observe_cluster(
 /// longer ACTIVE.
 async fn describe_cluster(
     ecs: &Client,
+    pacer: &Pacer,
     cluster: &str,
 ) -> Result<(String, Vec<String>), CloudError> {
     const OP: &str = "DescribeClusters";
-    let output = ecs
-        .describe_clusters()
-        .clusters(cluster)
-        .send()
-        .await
-        .map_err(|e| errors::from_sdk(OP, e))?;
+    let send = Box::pin(ecs.describe_clusters().clusters(cluster).send());
+    let output = pacer
+        .call(OP, async {
+            send.await.map_err(|e| errors::from_sdk(OP, e))
+        })
+        .await?;
     let not_found =
         || CloudError::new(ErrorCategory::NotFound, OP, format!("no cluster {cluster}"));
     if let Some(failure) = output.failures().first() {
@@ -142,31 +147,49 @@ async fn describe_cluster(
     }
 }
 
-async fn services(ecs: &Client, cluster_arn: &str) -> Result<Part<Service>, CloudError> {
+async fn services(
+    ecs: &Client,
+    pacer: &Pacer,
+    cluster_arn: &str,
+) -> Result<Part<Service>, CloudError> {
+    const LIST: &str = "ListServices";
+    const DESCRIBE: &str = "DescribeServices";
     let mut part = Part::default();
-    let arns = match ecs
-        .list_services()
-        .cluster(cluster_arn)
-        .max_results(LIST_SERVICES_PAGE)
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-    {
+    let listed = pacer
+        .pages(LIST, |token| async move {
+            let page = ecs
+                .list_services()
+                .cluster(cluster_arn)
+                .max_results(LIST_SERVICES_PAGE)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| errors::from_sdk(LIST, e))?;
+            Ok((
+                page.service_arns().to_vec(),
+                page.next_token().map(str::to_string),
+            ))
+        })
+        .await;
+    let arns = match listed {
         Ok(arns) => arns,
-        Err(e) => {
-            let gap = gap_or_fail(errors::from_sdk("ListServices", e), "services not read")?;
+        Err(err) => {
+            let gap = gap_or_fail(err, "services not read")?;
             part.gaps.push(gap);
             return Ok(part);
         }
     };
     for batch in arns.chunks(DESCRIBE_SERVICES_BATCH) {
-        match ecs
-            .describe_services()
-            .cluster(cluster_arn)
-            .set_services(Some(batch.to_vec()))
-            .send()
+        let send = Box::pin(
+            ecs.describe_services()
+                .cluster(cluster_arn)
+                .set_services(Some(batch.to_vec()))
+                .send(),
+        );
+        match pacer
+            .call(DESCRIBE, async {
+                send.await.map_err(|e| errors::from_sdk(DESCRIBE, e))
+            })
             .await
         {
             Ok(output) => {
@@ -179,10 +202,9 @@ async fn services(ecs: &Client, cluster_arn: &str) -> Result<Part<Service>, Clou
                     }
                 }
             }
-            Err(e) => {
+            Err(err) => {
                 let what = format!("{} services not described", batch.len());
-                part.gaps
-                    .push(gap_or_fail(errors::from_sdk("DescribeServices", e), &what)?);
+                part.gaps.push(gap_or_fail(err, &what)?);
             }
         }
     }
@@ -191,28 +213,42 @@ async fn services(ecs: &Client, cluster_arn: &str) -> Result<Part<Service>, Clou
 
 async fn list_tasks(
     ecs: &Client,
+    pacer: &Pacer,
     cluster_arn: &str,
     desired: EcsDesiredStatus,
 ) -> Result<Vec<String>, CloudError> {
-    ecs.list_tasks()
-        .cluster(cluster_arn)
-        .desired_status(desired)
-        .max_results(LIST_PAGE)
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
+    const OP: &str = "ListTasks";
+    pacer
+        .pages(OP, |token| {
+            let desired = desired.clone();
+            async move {
+                let page = ecs
+                    .list_tasks()
+                    .cluster(cluster_arn)
+                    .desired_status(desired)
+                    .max_results(LIST_PAGE)
+                    .set_next_token(token)
+                    .send()
+                    .await
+                    .map_err(|e| errors::from_sdk(OP, e))?;
+                Ok((
+                    page.task_arns().to_vec(),
+                    page.next_token().map(str::to_string),
+                ))
+            }
+        })
         .await
-        .map_err(|e| errors::from_sdk("ListTasks", e))
 }
 
 async fn tasks(
     ecs: &Client,
     ec2: &aws_sdk_ec2::Client,
+    pacer: &Pacer,
     cluster_arn: &str,
 ) -> Result<Part<Task>, CloudError> {
-    let mut arns = list_tasks(ecs, cluster_arn, EcsDesiredStatus::Running).await?;
-    let stopped = list_tasks(ecs, cluster_arn, EcsDesiredStatus::Stopped).await?;
+    const DESCRIBE: &str = "DescribeTasks";
+    let mut arns = list_tasks(ecs, pacer, cluster_arn, EcsDesiredStatus::Running).await?;
+    let stopped = list_tasks(ecs, pacer, cluster_arn, EcsDesiredStatus::Stopped).await?;
     // A task stopped between the two lists shows up in both: describe it once.
     let mut seen: BTreeSet<String> = arns.iter().cloned().collect();
     arns.extend(stopped.into_iter().filter(|arn| seen.insert(arn.clone())));
@@ -221,12 +257,17 @@ async fn tasks(
     // (index in part.items, interface id) of the tasks whose security groups to look up.
     let mut lookups: Vec<(usize, String)> = Vec::new();
     for batch in arns.chunks(DESCRIBE_BATCH) {
-        match ecs
-            .describe_tasks()
-            .cluster(cluster_arn)
-            .set_tasks(Some(batch.to_vec()))
-            .include(TaskField::Tags)
-            .send()
+        let send = Box::pin(
+            ecs.describe_tasks()
+                .cluster(cluster_arn)
+                .set_tasks(Some(batch.to_vec()))
+                .include(TaskField::Tags)
+                .send(),
+        );
+        match pacer
+            .call(DESCRIBE, async {
+                send.await.map_err(|e| errors::from_sdk(DESCRIBE, e))
+            })
             .await
         {
             Ok(output) => {
@@ -244,16 +285,15 @@ async fn tasks(
                     }
                 }
             }
-            Err(e) => {
+            Err(err) => {
                 let what = format!("{} tasks not described", batch.len());
-                part.gaps
-                    .push(gap_or_fail(errors::from_sdk("DescribeTasks", e), &what)?);
+                part.gaps.push(gap_or_fail(err, &what)?);
             }
         }
     }
     if !lookups.is_empty() {
         let found =
-            network::security_groups(ec2, lookups.iter().map(|(_, eni)| eni.as_str())).await;
+            network::security_groups(ec2, pacer, lookups.iter().map(|(_, eni)| eni.as_str())).await;
         for (index, eni) in &lookups {
             if let (Some(groups), Some(network)) = (
                 found.by_interface.get(eni),
@@ -283,33 +323,47 @@ fn needs_security_groups(task: &Task, sdk_task: &aws_sdk_ecs::types::Task) -> Op
 
 async fn container_instances(
     ecs: &Client,
+    pacer: &Pacer,
     cluster_arn: &str,
 ) -> Result<Part<ContainerInstance>, CloudError> {
+    const LIST: &str = "ListContainerInstances";
+    const DESCRIBE: &str = "DescribeContainerInstances";
     let mut part = Part::default();
-    let arns = match ecs
-        .list_container_instances()
-        .cluster(cluster_arn)
-        .max_results(LIST_PAGE)
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-    {
+    let listed = pacer
+        .pages(LIST, |token| async move {
+            let page = ecs
+                .list_container_instances()
+                .cluster(cluster_arn)
+                .max_results(LIST_PAGE)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| errors::from_sdk(LIST, e))?;
+            Ok((
+                page.container_instance_arns().to_vec(),
+                page.next_token().map(str::to_string),
+            ))
+        })
+        .await;
+    let arns = match listed {
         Ok(arns) => arns,
-        Err(e) => {
-            let err = errors::from_sdk("ListContainerInstances", e);
+        Err(err) => {
             part.gaps
                 .push(gap_or_fail(err, "container instances not read")?);
             return Ok(part);
         }
     };
     for batch in arns.chunks(DESCRIBE_BATCH) {
-        match ecs
-            .describe_container_instances()
-            .cluster(cluster_arn)
-            .set_container_instances(Some(batch.to_vec()))
-            .send()
+        let send = Box::pin(
+            ecs.describe_container_instances()
+                .cluster(cluster_arn)
+                .set_container_instances(Some(batch.to_vec()))
+                .send(),
+        );
+        match pacer
+            .call(DESCRIBE, async {
+                send.await.map_err(|e| errors::from_sdk(DESCRIBE, e))
+            })
             .await
         {
             Ok(output) => {
@@ -324,9 +378,8 @@ async fn container_instances(
                     }
                 }
             }
-            Err(e) => {
+            Err(err) => {
                 let what = format!("{} container instances not described", batch.len());
-                let err = errors::from_sdk("DescribeContainerInstances", e);
                 part.gaps.push(gap_or_fail(err, &what)?);
             }
         }

@@ -1,5 +1,9 @@
 //! Call accounting and fault injection: which AWS operations the real adapter would have made,
 //! and which of them the scenario makes fail.
+//!
+//! Besides the counts, the calls made since the last [`Calls::take_paced`] are kept in order
+//! (with the throttled ones), so the account can take their tokens from an attached
+//! [`ApiBudget`](crate::cloud::budget::ApiBudget) once its lock is released.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
@@ -26,6 +30,17 @@ pub(crate) struct Calls {
     counts: BTreeMap<String, u64>,
     armed: HashMap<String, VecDeque<ErrorCategory>>,
     denied: BTreeSet<String>,
+    /// Calls made since the last [`Calls::take_paced`], in order (one per page).
+    unpaced: Vec<String>,
+    /// Calls answered Throttled since the last [`Calls::take_paced`].
+    throttled: Vec<String>,
+}
+
+/// Calls to account for in the budget: tokens to take, and throttling answers to report.
+#[derive(Debug, Default)]
+pub(crate) struct Paced {
+    pub(crate) calls: Vec<String>,
+    pub(crate) throttled: Vec<String>,
 }
 
 impl Calls {
@@ -33,6 +48,7 @@ impl Calls {
     /// made (and counted) but has no effect.
     pub(crate) fn call(&mut self, operation: &str) -> Result<(), CloudError> {
         *self.counts.entry(operation.to_string()).or_default() += 1;
+        self.unpaced.push(operation.to_string());
         if self.denied.contains(operation) {
             return Err(CloudError::new(
                 ErrorCategory::Denied,
@@ -41,6 +57,9 @@ impl Calls {
             ));
         }
         if let Some(category) = self.armed.get_mut(operation).and_then(VecDeque::pop_front) {
+            if category == ErrorCategory::Throttled {
+                self.throttled.push(operation.to_string());
+            }
             return Err(CloudError::new(
                 category,
                 operation,
@@ -74,6 +93,14 @@ impl Calls {
             .filter(|(op, _)| MUTATING_OPERATIONS.contains(&op.as_str()))
             .map(|(_, n)| n)
             .sum()
+    }
+
+    /// The calls made (and the throttling answers given) since the last time, emptied.
+    pub(crate) fn take_paced(&mut self) -> Paced {
+        Paced {
+            calls: std::mem::take(&mut self.unpaced),
+            throttled: std::mem::take(&mut self.throttled),
+        }
     }
 
     pub(crate) fn reset(&mut self) {

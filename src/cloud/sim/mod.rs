@@ -14,6 +14,13 @@
 //! brings the [`world`] up to now, then answers; calls are counted per AWS operation the real
 //! adapter would make ([`calls`]) and can be made to fail.
 //!
+//! Pacing: with an [`ApiBudget`] attached ([`SimAccount::with_budget`]), every counted call
+//! (every page) takes a token of its category, on tokio's clock, as the adapter's calls do; a
+//! Throttled answer is reported to the budget. Reads are answered first and their tokens taken
+//! after (the adapter's snapshot is also stamped when it begins); a mutating call takes its
+//! token first and then acts. The account's lock is never held while waiting. Without a
+//! budget (the default) nothing waits.
+//!
 //! Layout: [`behavior`] (what a task does), [`service`] (what a service is), [`capacity`]
 //! (what templates and groups are), [`world`] (state and lifecycle events), [`observe`]
 //! (snapshot and call counts), [`calls`] (accounting and faults), [`ids`] (ARNs), [`scenario`]
@@ -30,7 +37,7 @@ pub mod service;
 pub mod world;
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 pub use behavior::{Dwell, TaskBehavior};
@@ -38,6 +45,7 @@ pub use capacity::{ExistingInstance, GroupSpec, LaunchSpec, TemplateVersion, Ver
 pub use scenario::{Scenario, build_scale, build_scenario, scenario_names};
 pub use world::{REPLACEMENT_DELAY, STOPPED_RETENTION, ServiceSpec};
 
+use super::budget::ApiBudget;
 use super::{Cloud, CloudError, ErrorCategory};
 use crate::domain::{
     AutoScalingGroup, CapacityProvider, ClusterSnapshot, ContainerInstance, DesiredStatus,
@@ -59,6 +67,7 @@ pub struct SimAccount {
 struct Inner {
     world: World,
     calls: Calls,
+    budget: Option<Arc<ApiBudget>>,
 }
 
 impl SimAccount {
@@ -76,13 +85,71 @@ impl SimAccount {
             inner: Mutex::new(Inner {
                 world: World::new(start - history),
                 calls: Calls::default(),
+                budget: None,
             }),
         }
+    }
+
+    /// The same account, its calls paced by `budget` (see the [module](self) documentation).
+    pub fn with_budget(self, budget: Arc<ApiBudget>) -> Self {
+        self.set_budget(Some(budget));
+        self
+    }
+
+    /// Attaches a budget to pace the calls by (or, with `None`, stops pacing).
+    pub fn set_budget(&self, budget: Option<Arc<ApiBudget>>) {
+        self.lock().budget = budget;
+    }
+
+    /// The budget the calls are paced by, if any.
+    pub fn budget(&self) -> Option<Arc<ApiBudget>> {
+        self.lock().budget.clone()
     }
 
     /// Runs `f` on the world at the world's own time, without bringing it up to now first.
     pub(crate) fn with_world<R>(&self, f: impl FnOnce(&mut World) -> R) -> R {
         f(&mut self.lock().world)
+    }
+
+    /// Runs `f` on the world brought up to now, then (the lock released) takes the budget's
+    /// tokens for the calls it made and reports their throttling answers.
+    async fn read<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
+        let (out, paced, budget) = {
+            let mut inner = self.current();
+            let out = f(&mut inner);
+            let paced = inner.calls.take_paced();
+            (out, paced, inner.budget.clone())
+        };
+        if let Some(budget) = budget {
+            for operation in &paced.calls {
+                budget.acquire(operation).await;
+            }
+            for operation in &paced.throttled {
+                budget.throttled(operation);
+            }
+        }
+        out
+    }
+
+    /// A mutating call of `operation`: takes its token first (no lock held), then runs `f` on
+    /// the world brought up to the time after the wait, and reports a throttling answer.
+    async fn mutate<T>(&self, operation: &str, f: impl FnOnce(&mut Inner) -> T) -> T {
+        let budget = self.lock().budget.clone();
+        if let Some(budget) = &budget {
+            budget.acquire(operation).await;
+        }
+        let (out, paced) = {
+            let mut inner = self.current();
+            let out = f(&mut inner);
+            (out, inner.calls.take_paced())
+        };
+        // `paced.calls` is the one call whose token was taken above.
+        if let Some(budget) = budget {
+            for operation in &paced.throttled {
+                budget.throttled(operation);
+            }
+        }
+        out
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -403,18 +470,22 @@ fn cluster_not_found(operation: &str, cluster: &str) -> CloudError {
 
 impl Cloud for SimAccount {
     async fn list_clusters(&self) -> Result<Vec<String>, CloudError> {
-        let mut inner = self.current();
-        let names = inner.world.cluster_names();
-        inner
-            .calls
-            .call_pages("ListClusters", pages(names.len(), 100, 1))?;
-        Ok(names)
+        self.read(|inner| {
+            let names = inner.world.cluster_names();
+            inner
+                .calls
+                .call_pages("ListClusters", pages(names.len(), 100, 1))?;
+            Ok(names)
+        })
+        .await
     }
 
     async fn observe_cluster(&self, cluster: &str) -> Result<ClusterSnapshot, CloudError> {
-        let mut inner = self.current();
-        let Inner { world, calls } = &mut *inner;
-        observe::observe(world, calls, cluster, world.now())
+        self.read(|inner| {
+            let Inner { world, calls, .. } = inner;
+            observe::observe(world, calls, cluster, world.now())
+        })
+        .await
     }
 
     async fn stop_task(
@@ -423,7 +494,98 @@ impl Cloud for SimAccount {
         task_arn: &str,
         reason: &str,
     ) -> Result<(), CloudError> {
-        let mut inner = self.current();
+        self.mutate("StopTask", |inner| {
+            stop_task(inner, cluster, task_arn, reason)
+        })
+        .await
+    }
+
+    async fn run_task(
+        &self,
+        cluster: &str,
+        request: &RunTaskRequest,
+    ) -> Result<String, CloudError> {
+        self.mutate("RunTask", |inner| run_task(inner, cluster, request))
+            .await
+    }
+
+    async fn set_desired_capacity(&self, group: &str, desired: u32) -> Result<(), CloudError> {
+        const OP: &str = "SetDesiredCapacity";
+        self.mutate(OP, |inner| {
+            inner.calls.call(OP)?;
+            inner
+                .world
+                .set_desired_capacity(group, desired)
+                .map_err(|r| refused(OP, r))
+        })
+        .await
+    }
+
+    async fn pin_launch_template_version(
+        &self,
+        group: &str,
+        template_id: &str,
+        version: u32,
+    ) -> Result<(), CloudError> {
+        const OP: &str = "UpdateAutoScalingGroup";
+        self.mutate(OP, |inner| {
+            inner.calls.call(OP)?;
+            inner
+                .world
+                .pin_template_version(group, template_id, version)
+                .map_err(|r| refused(OP, r))
+        })
+        .await
+    }
+
+    async fn tag_group(&self, group: &str, tags: &Tags) -> Result<(), CloudError> {
+        const OP: &str = "CreateOrUpdateTags";
+        self.mutate(OP, |inner| {
+            inner.calls.call(OP)?;
+            inner
+                .world
+                .tag_group(group, tags)
+                .map_err(|r| refused(OP, r))
+        })
+        .await
+    }
+
+    async fn terminate_instance(&self, instance_id: &str) -> Result<(), CloudError> {
+        const OP: &str = "TerminateInstanceInAutoScalingGroup";
+        self.mutate(OP, |inner| {
+            inner.calls.call(OP)?;
+            inner
+                .world
+                .terminate_instance(instance_id)
+                .map_err(|r| refused(OP, r))
+        })
+        .await
+    }
+
+    async fn drain_container_instance(
+        &self,
+        cluster: &str,
+        container_instance_arn: &str,
+    ) -> Result<(), CloudError> {
+        const OP: &str = "UpdateContainerInstancesState";
+        self.mutate(OP, |inner| {
+            inner.calls.call(OP)?;
+            inner
+                .world
+                .drain(cluster, container_instance_arn)
+                .map_err(|r| refused(OP, r))
+        })
+        .await
+    }
+}
+
+fn stop_task(
+    inner: &mut Inner,
+    cluster: &str,
+    task_arn: &str,
+    reason: &str,
+) -> Result<(), CloudError> {
+    {
         inner.calls.call("StopTask")?;
         if !inner.world.has_cluster(cluster) {
             return Err(cluster_not_found("StopTask", cluster));
@@ -444,13 +606,14 @@ impl Cloud for SimAccount {
             )),
         }
     }
+}
 
-    async fn run_task(
-        &self,
-        cluster: &str,
-        request: &RunTaskRequest,
-    ) -> Result<String, CloudError> {
-        let mut inner = self.current();
+fn run_task(
+    inner: &mut Inner,
+    cluster: &str,
+    request: &RunTaskRequest,
+) -> Result<String, CloudError> {
+    {
         inner.calls.call("RunTask")?;
         if !inner.world.has_cluster(cluster) {
             return Err(cluster_not_found("RunTask", cluster));
@@ -470,65 +633,6 @@ impl Cloud for SimAccount {
             ));
         }
         Ok(inner.world.run_task(cluster, request, None))
-    }
-
-    async fn set_desired_capacity(&self, group: &str, desired: u32) -> Result<(), CloudError> {
-        const OP: &str = "SetDesiredCapacity";
-        let mut inner = self.current();
-        inner.calls.call(OP)?;
-        inner
-            .world
-            .set_desired_capacity(group, desired)
-            .map_err(|r| refused(OP, r))
-    }
-
-    async fn pin_launch_template_version(
-        &self,
-        group: &str,
-        template_id: &str,
-        version: u32,
-    ) -> Result<(), CloudError> {
-        const OP: &str = "UpdateAutoScalingGroup";
-        let mut inner = self.current();
-        inner.calls.call(OP)?;
-        inner
-            .world
-            .pin_template_version(group, template_id, version)
-            .map_err(|r| refused(OP, r))
-    }
-
-    async fn tag_group(&self, group: &str, tags: &Tags) -> Result<(), CloudError> {
-        const OP: &str = "CreateOrUpdateTags";
-        let mut inner = self.current();
-        inner.calls.call(OP)?;
-        inner
-            .world
-            .tag_group(group, tags)
-            .map_err(|r| refused(OP, r))
-    }
-
-    async fn terminate_instance(&self, instance_id: &str) -> Result<(), CloudError> {
-        const OP: &str = "TerminateInstanceInAutoScalingGroup";
-        let mut inner = self.current();
-        inner.calls.call(OP)?;
-        inner
-            .world
-            .terminate_instance(instance_id)
-            .map_err(|r| refused(OP, r))
-    }
-
-    async fn drain_container_instance(
-        &self,
-        cluster: &str,
-        container_instance_arn: &str,
-    ) -> Result<(), CloudError> {
-        const OP: &str = "UpdateContainerInstancesState";
-        let mut inner = self.current();
-        inner.calls.call(OP)?;
-        inner
-            .world
-            .drain(cluster, container_instance_arn)
-            .map_err(|r| refused(OP, r))
     }
 }
 
