@@ -241,7 +241,7 @@ fn init_tracing(settings: &Settings) {
 }
 
 fn validate(dir: &Path) -> ExitCode {
-    match policy::load_dir(dir) {
+    match policy::load_dir_identified(dir) {
         Ok(set) => {
             println!(
                 "{}: {} policies valid (policy set {})",
