@@ -13,6 +13,8 @@
 //! - [`domain`]: plain types for what is observed. No SDK type crosses into them.
 //! - [`policy`]: the policy file format, loading, validation with file/line/field errors, selectors.
 //! - [`diagnose`]: pure; finds stuck tasks and says why.
+//! - [`history`]: pure; what the controller already did, rebuilt from the tasks' stop reasons
+//!   and tags so budgets and idempotency survive a restart.
 //! - [`plan`]: pure; turns findings into actions under the policies' guardrails and past actions.
 //! - [`capacity`]: pure; the capacity chain behind tasks stuck in PROVISIONING, and its
 //!   remediations (cordon a launch template version, nudge capacity, drain instances).
