@@ -480,59 +480,14 @@ async fn wait_for_signal() {
 }
 
 async fn plan(args: PlanArgs, settings: Settings) -> ExitCode {
-    let controller_settings = ControllerSettings {
-        dry_run: true,
-        ..ControllerSettings::default()
-    };
-    let report = if let Some(name) = &args.sim {
-        let (account, builtin) = match sim_account(name) {
-            Ok(a) => a,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(1);
-            }
-        };
-        let policies = match args.policy.policies.as_deref() {
-            Some(dir) => match load_policies(dir) {
-                Some(p) => p,
-                None => return ExitCode::from(1),
-            },
-            None => builtin,
-        };
-        let after = match args.sim_after.as_deref().map(humantime::parse_duration) {
-            Some(Ok(d)) => d,
-            Some(Err(e)) => {
-                eprintln!("error: --sim-after: {e}");
-                return ExitCode::from(1);
-            }
-            None => Duration::ZERO,
-        };
-        plan_once(ReadOnly::new(account), policies, controller_settings, after).await
-    } else {
-        let Some(policies) = load_policies(&settings.policies) else {
-            return ExitCode::from(1);
-        };
-        let aws = match api_budget(&settings) {
-            Ok(budget) => AwsCloud::from_env(&aws_settings(&settings), budget).await,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(1);
-            }
-        };
-        let aws = match aws {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(1);
-            }
-        };
-        plan_once(
-            ReadOnly::new(aws),
-            policies,
-            controller_settings,
-            Duration::ZERO,
-        )
-        .await
+    let report = match read_only_inputs(&args.sim, &args.policy, &args.sim_after, &settings).await {
+        Ok(ReadOnlyInputs::Sim(account, policies, after)) => {
+            plan_once(ReadOnly::new(account), policies, after).await
+        }
+        Ok(ReadOnlyInputs::Aws(aws, policies)) => {
+            plan_once(ReadOnly::new(aws), policies, Duration::ZERO).await
+        }
+        Err(code) => return code,
     };
     match args.output {
         OutputFormat::Table => print!("{}", output::plan_table(&report)),
@@ -551,14 +506,62 @@ async fn plan(args: PlanArgs, settings: Settings) -> ExitCode {
     }
 }
 
+/// What a read-only command (`plan`, `explain`) runs against.
+enum ReadOnlyInputs {
+    /// The scenario's account, the policies, and the virtual time to let pass first.
+    Sim(Arc<SimAccount>, PolicySet, Duration),
+    Aws(AwsCloud, PolicySet),
+}
+
+/// The account and policies of a read-only command: the scenario's (with its built-in policy
+/// unless `--policies` is given), or AWS's with the configured policy directory. Errors are
+/// printed; the exit code is returned.
+async fn read_only_inputs(
+    sim: &Option<String>,
+    policy: &PolicyArgs,
+    sim_after: &Option<String>,
+    settings: &Settings,
+) -> Result<ReadOnlyInputs, ExitCode> {
+    let fail = |e: &dyn std::fmt::Display| {
+        eprintln!("error: {e}");
+        ExitCode::from(1)
+    };
+    if let Some(name) = sim {
+        let (account, builtin) = sim_account(name).map_err(|e| fail(&e))?;
+        let policies = match policy.policies.as_deref() {
+            Some(dir) => load_policies(dir).ok_or(ExitCode::from(1))?,
+            None => builtin,
+        };
+        let after = match sim_after.as_deref().map(humantime::parse_duration) {
+            Some(Ok(d)) => d,
+            Some(Err(e)) => return Err(fail(&format!("--sim-after: {e}"))),
+            None => Duration::ZERO,
+        };
+        return Ok(ReadOnlyInputs::Sim(account, policies, after));
+    }
+    let policies = load_policies(&settings.policies).ok_or(ExitCode::from(1))?;
+    let budget = api_budget(settings).map_err(|e| fail(&e))?;
+    let aws = AwsCloud::from_env(&aws_settings(settings), budget)
+        .await
+        .map_err(|e| fail(&e))?;
+    Ok(ReadOnlyInputs::Aws(aws, policies))
+}
+
+fn read_only_settings() -> ControllerSettings {
+    ControllerSettings {
+        dry_run: true,
+        ..ControllerSettings::default()
+    }
+}
+
 /// One read-only pass; with the simulator, first let `after` of virtual time pass, watching
 /// the account every resync so tasks are seen in their states as the controller would.
 async fn plan_once<C: Cloud>(
     cloud: C,
     policies: PolicySet,
-    settings: ControllerSettings,
     after: Duration,
 ) -> crate::controller::PassReport {
+    let settings = read_only_settings();
     let controller = Arc::new(Controller::new(
         cloud,
         policies,
@@ -587,67 +590,14 @@ async fn explain_command(args: ExplainArgs, settings: Settings) -> ExitCode {
         );
         return ExitCode::from(1);
     };
-    let controller_settings = ControllerSettings {
-        dry_run: true,
-        ..ControllerSettings::default()
-    };
-    let report = if let Some(name) = &args.sim {
-        let (account, builtin) = match sim_account(name) {
-            Ok(a) => a,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(1);
-            }
-        };
-        let policies = match args.policy.policies.as_deref() {
-            Some(dir) => match load_policies(dir) {
-                Some(p) => p,
-                None => return ExitCode::from(1),
-            },
-            None => builtin,
-        };
-        let after = match args.sim_after.as_deref().map(humantime::parse_duration) {
-            Some(Ok(d)) => d,
-            Some(Err(e)) => {
-                eprintln!("error: --sim-after: {e}");
-                return ExitCode::from(1);
-            }
-            None => Duration::ZERO,
-        };
-        explain_once(
-            ReadOnly::new(account),
-            policies,
-            controller_settings,
-            &cluster,
-            after,
-        )
-        .await
-    } else {
-        let Some(policies) = load_policies(&settings.policies) else {
-            return ExitCode::from(1);
-        };
-        let aws = match api_budget(&settings) {
-            Ok(budget) => AwsCloud::from_env(&aws_settings(&settings), budget).await,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(1);
-            }
-        };
-        let aws = match aws {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(1);
-            }
-        };
-        explain_once(
-            ReadOnly::new(aws),
-            policies,
-            controller_settings,
-            &cluster,
-            Duration::ZERO,
-        )
-        .await
+    let report = match read_only_inputs(&args.sim, &args.policy, &args.sim_after, &settings).await {
+        Ok(ReadOnlyInputs::Sim(account, policies, after)) => {
+            explain_once(ReadOnly::new(account), policies, &cluster, after).await
+        }
+        Ok(ReadOnlyInputs::Aws(aws, policies)) => {
+            explain_once(ReadOnly::new(aws), policies, &cluster, Duration::ZERO).await
+        }
+        Err(code) => return code,
     };
     match report {
         Ok(report) => {
@@ -665,10 +615,10 @@ async fn explain_command(args: ExplainArgs, settings: Settings) -> ExitCode {
 async fn explain_once<C: Cloud>(
     cloud: C,
     policies: PolicySet,
-    settings: ControllerSettings,
     cluster: &str,
     after: Duration,
 ) -> Result<crate::controller::ClusterReport, crate::cloud::CloudError> {
+    let settings = read_only_settings();
     let controller = Controller::new(cloud, policies, settings.clone(), AuditSink::memory());
     let shutdown = CancellationToken::new();
     let deadline = tokio::time::Instant::now() + after;
