@@ -116,8 +116,28 @@ pub enum ConfigError {
     Missing(PathBuf),
     #[error("invalid configuration: {0}")]
     Invalid(Box<figment::Error>),
+    #[error("invalid configuration in {}: {message}", file.display())]
+    InFile { file: PathBuf, message: String },
     #[error("invalid configuration: {0}")]
     Pacing(#[from] crate::cloud::budget::BudgetError),
+}
+
+/// A parse error of the file does not name it: say which file, so the message is enough to
+/// find it.
+fn name_the_file(e: figment::Error, config_file: Option<&Path>) -> ConfigError {
+    let file = config_file.or_else(|| {
+        Path::new(DEFAULT_CONFIG_FILE)
+            .exists()
+            .then_some(Path::new(DEFAULT_CONFIG_FILE))
+    });
+    let message = e.to_string();
+    match file {
+        Some(file) if !message.contains(&file.display().to_string()) => ConfigError::InFile {
+            file: file.to_path_buf(),
+            message,
+        },
+        _ => ConfigError::Invalid(Box::new(e)),
+    }
 }
 
 /// Merges defaults, the config file, the environment (`ECS_RECONCILER_*`, `__` for nesting,
@@ -146,7 +166,7 @@ pub fn load_with_env_prefix(
         .merge(env)
         .merge(Serialized::defaults(flags))
         .extract()
-        .map_err(|e| ConfigError::Invalid(Box::new(e)))?;
+        .map_err(|e| name_the_file(e, config_file))?;
     settings.pacing.validate()?;
     Ok(settings)
 }

@@ -651,7 +651,9 @@ async fn stop_task_sets_desired_stopped_and_keeps_the_reason() {
     assert!(reason.starts_with(kept));
     assert!(t.timestamps.stopping_at.is_some());
 
-    let unknown = format!("{}0", &arn[..arn.len() - 1]);
+    // Another id: the last hex digit changed (to one it is not).
+    let last = if arn.ends_with('0') { '1' } else { '0' };
+    let unknown = format!("{}{last}", &arn[..arn.len() - 1]);
     let err = cloud.stop_task(CLUSTER, &unknown, "x").await.unwrap_err();
     assert_eq!(err.category, ErrorCategory::NotFound, "{err}");
 }

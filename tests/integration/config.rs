@@ -54,7 +54,10 @@ fn a_file_that_does_not_parse_names_the_file() {
     let file = write("resync = \n");
     let err =
         load_with_env_prefix(Some(file.path()), &FlagOverrides::default(), NO_ENV).unwrap_err();
-    assert!(matches!(err, ConfigError::Invalid(_)));
+    assert!(matches!(
+        err,
+        ConfigError::Invalid(_) | ConfigError::InFile { .. }
+    ));
     let text = err.to_string();
     assert!(text.contains(&file.path().display().to_string()), "{text}");
 }
