@@ -71,6 +71,9 @@ pub struct History {
     replaced: Vec<String>,
     /// Task ARN → whether it is still on its way down (not STOPPED) in the snapshot.
     still_stopping: BTreeMap<String, bool>,
+    /// Positions in the snapshot of standalone tasks told to stop that the controller acted
+    /// on: the candidates for an unfinished replacement.
+    stopped_standalone: Vec<usize>,
 }
 
 impl History {
@@ -79,7 +82,7 @@ impl History {
         let now = snapshot.observed_at;
         let mut history = History::default();
         let ledger_arns: HashSet<&str> = ledger.iter().map(|a| a.task_arn.as_str()).collect();
-        for task in &snapshot.tasks {
+        for (index, task) in snapshot.tasks.iter().enumerate() {
             if let Some(replaced) = task.tags.get(REPLACES_TAG) {
                 history.replaced.push(replaced.clone());
             }
@@ -95,6 +98,9 @@ impl History {
             history
                 .still_stopping
                 .insert(task.arn.clone(), task.last_status != TaskStatus::Stopped);
+            if task.service_name().is_none() && task.desired_status == DesiredStatus::Stopped {
+                history.stopped_standalone.push(index);
+            }
             let Some(policy) = policy else {
                 continue;
             };
@@ -186,17 +192,16 @@ impl History {
     }
 
     /// Standalone tasks the controller stopped whose replacement was never started (a crash
-    /// between StopTask and RunTask): the planner finishes them.
+    /// between StopTask and RunTask): the planner finishes them. `snapshot` is the one the
+    /// history was rebuilt from.
     pub fn unfinished_replacements<'a>(
         &'a self,
         snapshot: &'a ClusterSnapshot,
     ) -> impl Iterator<Item = (&'a Task, &'a PastAction)> + 'a {
-        snapshot.tasks.iter().filter_map(move |task| {
+        self.stopped_standalone.iter().filter_map(move |&index| {
+            let task = snapshot.tasks.get(index)?;
             let action = self.by_task.get(&task.arn)?;
-            let standalone = task.service_name().is_none();
-            let stopped_by_us = task.desired_status == DesiredStatus::Stopped;
-            (standalone && stopped_by_us && !self.has_replacement(task.id()))
-                .then_some((task, action))
+            (!self.has_replacement(task.id())).then_some((task, action))
         })
     }
 }
