@@ -20,4 +20,7 @@ if [[ "$installed" != "$MOTO_VERSION" ]]; then
 fi
 
 export MOTO_PYTHON="$PWD/.venv/bin/python"
-exec cargo test --tests --benches "$@"
+# The benchmarks once, as smoke tests (quick in test mode), then every test, so the run ends
+# on the test summary. Extra arguments (e.g. --locked, or a name filter) go to both.
+cargo test --benches "$@"
+exec cargo test --tests "$@"
