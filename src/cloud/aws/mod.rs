@@ -28,13 +28,16 @@ mod observe;
 mod pacing;
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
+use aws_sdk_autoscaling::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ecs::config::ProvideCredentials;
+use aws_smithy_runtime_api::http::Response as HttpResponse;
 
 pub use errors::error_category;
 
@@ -200,6 +203,26 @@ impl AwsCloud {
     }
 }
 
+impl AwsCloud {
+    /// One paced Auto Scaling write whose answer carries nothing the controller needs.
+    async fn autoscaling_write<T, E>(
+        &self,
+        operation: &str,
+        send: impl Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+    ) -> Result<(), CloudError>
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        self.pacer
+            .call(operation, async {
+                send.await
+                    .map_err(|e| errors::from_autoscaling(operation, e))
+            })
+            .await?;
+        Ok(())
+    }
+}
+
 fn timeout_config(settings: &AwsSettings) -> TimeoutConfig {
     TimeoutConfig::builder()
         .operation_timeout(settings.operation_timeout)
@@ -361,12 +384,7 @@ impl Cloud for AwsCloud {
                 .honor_cooldown(false)
                 .send(),
         );
-        self.pacer
-            .call(OP, async {
-                send.await.map_err(|e| errors::from_autoscaling(OP, e))
-            })
-            .await?;
-        Ok(())
+        self.autoscaling_write(OP, send).await
     }
 
     async fn pin_launch_template_version(
@@ -387,12 +405,7 @@ impl Cloud for AwsCloud {
                 .launch_template(template)
                 .send(),
         );
-        self.pacer
-            .call(OP, async {
-                send.await.map_err(|e| errors::from_autoscaling(OP, e))
-            })
-            .await?;
-        Ok(())
+        self.autoscaling_write(OP, send).await
     }
 
     async fn tag_group(&self, group: &str, tags: &Tags) -> Result<(), CloudError> {
@@ -419,12 +432,7 @@ impl Cloud for AwsCloud {
                 .set_tags(Some(tags))
                 .send(),
         );
-        self.pacer
-            .call(OP, async {
-                send.await.map_err(|e| errors::from_autoscaling(OP, e))
-            })
-            .await?;
-        Ok(())
+        self.autoscaling_write(OP, send).await
     }
 
     async fn terminate_instance(&self, instance_id: &str) -> Result<(), CloudError> {
@@ -437,12 +445,7 @@ impl Cloud for AwsCloud {
                 .should_decrement_desired_capacity(false)
                 .send(),
         );
-        self.pacer
-            .call(OP, async {
-                send.await.map_err(|e| errors::from_autoscaling(OP, e))
-            })
-            .await?;
-        Ok(())
+        self.autoscaling_write(OP, send).await
     }
 
     async fn drain_container_instance(
