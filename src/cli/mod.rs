@@ -87,9 +87,15 @@ pub struct RunArgs {
     /// Clusters reconciled at once (1 to 256).
     #[arg(long)]
     pub concurrency: Option<usize>,
-    /// With --sim: stop after this much virtual time (the simulator's clock runs ahead).
-    #[arg(long, value_name = "DURATION", requires = "sim", default_value = "1h",
-          value_parser = duration_text)]
+    /// With --sim: stop after this much virtual time (the simulator's clock runs ahead; at
+    /// most 24h).
+    #[arg(
+        long,
+        value_name = "DURATION",
+        requires = "sim",
+        default_value = "1h",
+        value_parser = duration_text
+    )]
     pub sim_for: String,
 }
 
@@ -108,7 +114,7 @@ pub struct PlanArgs {
     /// Plan against the simulated account with this scenario instead of AWS.
     #[arg(long, value_name = "SCENARIO")]
     pub sim: Option<String>,
-    /// With --sim: let this much virtual time pass before planning (e.g. 15m).
+    /// With --sim: let this much virtual time pass before planning (e.g. 15m; at most 24h).
     #[arg(long, value_name = "DURATION", requires = "sim", value_parser = duration_text)]
     pub sim_after: Option<String>,
 }
@@ -122,7 +128,7 @@ pub struct ExplainArgs {
     /// Explain against the simulated account with this scenario instead of AWS.
     #[arg(long, value_name = "SCENARIO")]
     pub sim: Option<String>,
-    /// With --sim: let this much virtual time pass first (e.g. 15m).
+    /// With --sim: let this much virtual time pass first (e.g. 15m; at most 24h).
     #[arg(long, value_name = "DURATION", requires = "sim", value_parser = duration_text)]
     pub sim_after: Option<String>,
 }
@@ -152,10 +158,21 @@ pub struct DemoArgs {
     pub audit_log: Option<PathBuf>,
 }
 
-/// A duration flag checked by clap (so a bad one gets clap's one-line error naming the flag),
-/// kept as text for the code that reads it.
-fn duration_text(text: &str) -> Result<String, humantime::DurationError> {
-    humantime::parse_duration(text).map(|_| text.to_string())
+/// The longest virtual time `--sim-for` and `--sim-after` take: a simulated day covers every
+/// scenario's story (the longest is told in an hour), and each virtual resync costs real time.
+const MAX_VIRTUAL_TIME: Duration = Duration::from_secs(24 * 3600);
+
+/// A virtual-time flag checked by clap (so a bad one gets clap's one-line error naming the
+/// flag), kept as text for the code that reads it.
+fn duration_text(text: &str) -> Result<String, String> {
+    let d = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if d > MAX_VIRTUAL_TIME {
+        return Err(format!(
+            "at most {} of virtual time",
+            humantime::format_duration(MAX_VIRTUAL_TIME)
+        ));
+    }
+    Ok(text.to_string())
 }
 
 /// `schema` and `validate DIR` need nothing from the configuration: a broken

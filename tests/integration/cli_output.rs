@@ -185,6 +185,21 @@ fn a_bad_duration_flag_gets_clap_s_error_naming_the_flag() {
             vec!["run", "--sim", "stuck-provisioning", "--sim-for", "1x"],
             "--sim-for",
         ),
+        // Ten years of virtual time would keep the simulator busy for hours.
+        (
+            vec![
+                "plan",
+                "--sim",
+                "stuck-provisioning",
+                "--sim-after",
+                "3650d",
+            ],
+            "--sim-after",
+        ),
+        (
+            vec!["run", "--sim", "stuck-provisioning", "--sim-for", "25h"],
+            "--sim-for",
+        ),
     ] {
         let out = bin().args(&args).output().unwrap();
         let err = text(&out.stderr);
