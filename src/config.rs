@@ -1,12 +1,34 @@
 //! Configuration: built-in defaults, then a TOML file, then `ECS_RECONCILER_*` environment
 //! variables, then command-line flags (figment). AWS region, credentials and endpoint are not
 //! here: they come from the standard AWS chain (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL, ...).
+//!
+//! A setting that cannot work is refused with its key and where the value came from. Ranges:
+//!
+//! | key                               | valid                                          |
+//! |-----------------------------------|------------------------------------------------|
+//! | `policies`                        | a non-empty path                               |
+//! | `resync`                          | 1s ..= 24h                                     |
+//! | `concurrency`                     | 1 ..= 256                                      |
+//! | `audit_log`                       | absent, or a non-empty path                    |
+//! | `log_level`                       | directives `LEVEL` or `TARGET=LEVEL`, comma-separated; LEVEL one of trace, debug, info, warn, error, off |
+//! | `shutdown_timeout`                | 1s ..= 10m                                     |
+//! | `aws.operation_timeout`           | 1s ..= 10m                                     |
+//! | `aws.attempt_timeout`             | 1s ..= `aws.operation_timeout`                 |
+//! | `aws.connect_timeout`             | 100ms ..= `aws.attempt_timeout`                |
+//! | `aws.max_attempts`                | 1 ..= 10                                       |
+//! | `pacing.scale`                    | above 0, at most 1                             |
+//! | `pacing.throttle_hold`            | 1s ..= 1h                                      |
+//! | `pacing.window`                   | 1s ..= 1h                                      |
+//! | `pacing.overrides.*.per_second`   | above 0, at most 1000                          |
+//! | `pacing.overrides.*.burst`        | 1 ..= 1000                                     |
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use figment::value::{Dict, Map};
+use figment::{Figment, Metadata, Profile, Provider, Source};
 use serde::{Deserialize, Serialize};
 
 use crate::cloud::budget::PacingSettings;
@@ -92,13 +114,49 @@ impl Default for Settings {
     }
 }
 
+/// `resync`: below a second the loop spins at the full API budget; beyond a day nothing is
+/// being watched.
+pub const RESYNC: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(24 * 3600));
+/// `concurrency`: zero reconciles nothing; beyond 256 clusters at once the API budget, not the
+/// concurrency, is the limit (and tokio's semaphore refuses absurd counts).
+pub const CONCURRENCY: (usize, usize) = (1, 256);
+/// `shutdown_timeout`: the call in flight and the audit flush need a moment; ten minutes is
+/// past any orchestrator's grace period.
+pub const SHUTDOWN_TIMEOUT: (Duration, Duration) =
+    (Duration::from_secs(1), Duration::from_secs(600));
+/// `aws.operation_timeout`: below a second every call times out; beyond ten minutes a hung
+/// call holds its cluster's reconcile that long.
+pub const OPERATION_TIMEOUT: (Duration, Duration) =
+    (Duration::from_secs(1), Duration::from_secs(600));
+/// `aws.attempt_timeout`, at most `aws.operation_timeout` (a longer attempt never ends by its
+/// own timeout).
+pub const MIN_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
+/// `aws.connect_timeout`, at most `aws.attempt_timeout` (a connection is part of an attempt).
+pub const MIN_CONNECT_TIMEOUT: Duration = Duration::from_millis(100);
+/// `aws.max_attempts`: zero makes no call; past ten, retries only pile onto a throttled
+/// account.
+pub const MAX_ATTEMPTS: (u32, u32) = (1, 10);
+/// `pacing.throttle_hold` and `pacing.window`.
+pub const PACING_DURATION: (Duration, Duration) =
+    (Duration::from_secs(1), Duration::from_secs(3600));
+/// `pacing.overrides.*.per_second` upper bound (the largest account bucket refills at 40/s).
+pub const MAX_OVERRIDE_PER_SECOND: f64 = 1000.0;
+/// `pacing.overrides.*.burst`.
+pub const OVERRIDE_BURST: (u32, u32) = (1, 1000);
+
+/// The levels a `log_level` directive may name.
+const LOG_LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
 /// Values given on the command line; `None` leaves the setting to the other sources.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct FlagOverrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policies: Option<PathBuf>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub resync: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        with = "humantime_serde::option"
+    )]
+    pub resync: Option<Duration>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -109,39 +167,144 @@ pub struct FlagOverrides {
     pub log_format: Option<LogFormat>,
 }
 
+/// Where a configured value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    File(PathBuf),
+    EnvVar(String),
+    /// The flag, e.g. `--resync`.
+    Flag(String),
+    BuiltInDefault,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::File(path) => write!(f, "from {}", path.display()),
+            Origin::EnvVar(name) => write!(f, "from environment variable {name}"),
+            Origin::Flag(flag) => write!(f, "from flag {flag}"),
+            Origin::BuiltInDefault => f.write_str("the built-in default"),
+        }
+    }
+}
+
+/// Why a configured value was refused.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Problem {
+    TooSmall {
+        min: String,
+        got: String,
+    },
+    TooLarge {
+        max: String,
+        got: String,
+    },
+    /// Outside a range whose ends are not both inclusive.
+    OutOfRange {
+        valid: &'static str,
+        got: String,
+    },
+    Empty,
+    /// A `log_level` directive whose level is not one of [`LOG_LEVELS`].
+    NotALevel {
+        directive: String,
+    },
+    /// A `log_level` that tracing cannot parse.
+    BadLogFilter {
+        reason: String,
+    },
+    UnknownKey {
+        expected: Vec<String>,
+    },
+    /// The value does not deserialize (wrong type, bad duration, unknown variant...).
+    Rejected(String),
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::TooSmall { min, got } => write!(f, "must be at least {min}, got {got}"),
+            Problem::TooLarge { max, got } => write!(f, "must be at most {max}, got {got}"),
+            Problem::OutOfRange { valid, got } => write!(f, "must be {valid}, got {got}"),
+            Problem::Empty => f.write_str("must not be empty"),
+            Problem::NotALevel { directive } => write!(
+                f,
+                "`{directive}` names no level; valid: LEVEL or TARGET=LEVEL, comma-separated, \
+                 LEVEL one of {}",
+                LOG_LEVELS.join(", ")
+            ),
+            Problem::BadLogFilter { reason } => write!(f, "not a tracing filter: {reason}"),
+            Problem::UnknownKey { expected } if expected.is_empty() => f.write_str("unknown key"),
+            Problem::UnknownKey { expected } => {
+                write!(f, "unknown key; valid here: {}", expected.join(", "))
+            }
+            Problem::Rejected(message) => f.write_str(message),
+        }
+    }
+}
+
 /// The configuration could not be assembled.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("config file {0} does not exist")]
+    #[error("config file {} does not exist", .0.display())]
     Missing(PathBuf),
-    #[error("invalid configuration: {0}")]
-    Invalid(Box<figment::Error>),
-    #[error("invalid configuration in {}: {message}", file.display())]
-    InFile { file: PathBuf, message: String },
+    /// The file is not TOML (or cannot be read).
+    #[error("invalid configuration: {}: {message}", file.display())]
+    Syntax { file: PathBuf, message: String },
+    /// One key's value cannot work. `key` is the dotted path, e.g. `aws.max_attempts`.
+    #[error("invalid configuration: {key}: {problem}{}", suffix(origin.as_ref()))]
+    Key {
+        key: String,
+        problem: Problem,
+        origin: Option<Origin>,
+    },
     #[error("invalid configuration: {0}")]
     Pacing(#[from] crate::cloud::budget::BudgetError),
 }
 
-/// A parse error of the file does not name it: say which file, so the message is enough to
-/// find it.
-fn name_the_file(e: figment::Error, config_file: Option<&Path>) -> ConfigError {
-    let file = config_file.or_else(|| {
-        Path::new(DEFAULT_CONFIG_FILE)
-            .exists()
-            .then_some(Path::new(DEFAULT_CONFIG_FILE))
-    });
-    let message = e.to_string();
-    match file {
-        Some(file) if !message.contains(&file.display().to_string()) => ConfigError::InFile {
-            file: file.to_path_buf(),
-            message,
-        },
-        _ => ConfigError::Invalid(Box::new(e)),
+fn suffix(origin: Option<&Origin>) -> String {
+    origin.map(|o| format!(" ({o})")).unwrap_or_default()
+}
+
+/// A value that breaks its key's range, before we know where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Violation {
+    Key {
+        key: String,
+        problem: Problem,
+    },
+    /// `lower` must not exceed `upper` (timeouts nested in each other).
+    Order {
+        lower: &'static str,
+        lower_value: Duration,
+        upper: &'static str,
+        upper_value: Duration,
+    },
+}
+
+const DEFAULTS_NAME: &str = "built-in defaults";
+const FLAGS_NAME: &str = "command-line flags";
+
+/// Serialized values under a name of ours: figment's own provider is named by the Rust type
+/// and the source line that added it, which is no help to whoever reads the error.
+struct Named<T> {
+    name: &'static str,
+    value: T,
+}
+
+impl<T: Serialize> Provider for Named<T> {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(self.name)
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        Serialized::defaults(&self.value).data()
     }
 }
 
 /// Merges defaults, the config file, the environment (`ECS_RECONCILER_*`, `__` for nesting,
-/// e.g. `ECS_RECONCILER_AWS__MAX_ATTEMPTS=5`) and the flags, in that order.
+/// e.g. `ECS_RECONCILER_AWS__MAX_ATTEMPTS=5`) and the flags, in that order, and checks every
+/// value against its range.
 pub fn load(config_file: Option<&Path>, flags: &FlagOverrides) -> Result<Settings, ConfigError> {
     load_with_env_prefix(config_file, flags, "ECS_RECONCILER_")
 }
@@ -152,21 +315,327 @@ pub fn load_with_env_prefix(
     flags: &FlagOverrides,
     env_prefix: &str,
 ) -> Result<Settings, ConfigError> {
-    let env = Env::prefixed(env_prefix).split("__");
-    let mut figment = Figment::from(Serialized::defaults(Settings::default()));
-    match config_file {
+    let file = match config_file {
         Some(path) if !path.exists() => return Err(ConfigError::Missing(path.to_path_buf())),
-        Some(path) => figment = figment.merge(Toml::file_exact(path)),
-        None if Path::new(DEFAULT_CONFIG_FILE).exists() => {
-            figment = figment.merge(Toml::file_exact(DEFAULT_CONFIG_FILE))
-        }
-        None => {}
+        Some(path) => Some(path),
+        None => Some(Path::new(DEFAULT_CONFIG_FILE)).filter(|p| p.exists()),
+    };
+    let mut figment = Figment::from(Named {
+        name: DEFAULTS_NAME,
+        value: Settings::default(),
+    });
+    if let Some(path) = file {
+        figment = figment.merge(Toml::file_exact(path));
     }
-    let settings: Settings = figment
-        .merge(env)
-        .merge(Serialized::defaults(flags))
-        .extract()
-        .map_err(|e| name_the_file(e, config_file))?;
+    let figment = figment
+        .merge(Env::prefixed(env_prefix).split("__"))
+        .merge(Named {
+            name: FLAGS_NAME,
+            value: flags,
+        });
+    let locate = Locator {
+        figment: &figment,
+        env_prefix,
+        file,
+    };
+    let settings: Settings = figment.extract().map_err(|e| locate.figment_error(e))?;
+    if let Some(v) = violations(&settings).into_iter().next() {
+        return Err(locate.violation(v));
+    }
     settings.pacing.validate()?;
     Ok(settings)
+}
+
+/// Every value of `settings` outside its range, in key order. Pure: where each value came
+/// from is found afterwards.
+pub fn violations(s: &Settings) -> Vec<Violation> {
+    let mut out = Vec::new();
+    let mut key = |key: &str, problem: Option<Problem>| {
+        if let Some(problem) = problem {
+            out.push(Violation::Key {
+                key: key.to_string(),
+                problem,
+            });
+        }
+    };
+    key("policies", non_empty(&s.policies));
+    key("resync", duration_in(s.resync, RESYNC));
+    key("concurrency", count_in(s.concurrency, CONCURRENCY));
+    key("audit_log", s.audit_log.as_deref().and_then(non_empty));
+    key("log_level", log_level_problem(&s.log_level));
+    key(
+        "shutdown_timeout",
+        duration_in(s.shutdown_timeout, SHUTDOWN_TIMEOUT),
+    );
+    let aws = &s.aws;
+    key(
+        "aws.operation_timeout",
+        duration_in(aws.operation_timeout, OPERATION_TIMEOUT),
+    );
+    key(
+        "aws.attempt_timeout",
+        at_least(aws.attempt_timeout, MIN_ATTEMPT_TIMEOUT),
+    );
+    key(
+        "aws.connect_timeout",
+        at_least(aws.connect_timeout, MIN_CONNECT_TIMEOUT),
+    );
+    key("aws.max_attempts", count_in(aws.max_attempts, MAX_ATTEMPTS));
+    pacing_violations(&s.pacing, &mut key);
+    let order = [
+        (
+            "aws.attempt_timeout",
+            aws.attempt_timeout,
+            "aws.operation_timeout",
+            aws.operation_timeout,
+        ),
+        (
+            "aws.connect_timeout",
+            aws.connect_timeout,
+            "aws.attempt_timeout",
+            aws.attempt_timeout,
+        ),
+    ];
+    for (lower, lower_value, upper, upper_value) in order {
+        if lower_value > upper_value {
+            out.push(Violation::Order {
+                lower,
+                lower_value,
+                upper,
+                upper_value,
+            });
+        }
+    }
+    out
+}
+
+fn pacing_violations(p: &PacingSettings, key: &mut impl FnMut(&str, Option<Problem>)) {
+    let scale_ok = p.scale > 0.0 && p.scale <= 1.0;
+    key(
+        "pacing.scale",
+        (!scale_ok).then(|| Problem::OutOfRange {
+            valid: "above 0 and at most 1",
+            got: p.scale.to_string(),
+        }),
+    );
+    key(
+        "pacing.throttle_hold",
+        duration_in(p.throttle_hold, PACING_DURATION),
+    );
+    key("pacing.window", duration_in(p.window, PACING_DURATION));
+    for (category, rate) in &p.overrides {
+        let per_second = rate.per_second;
+        let rate_ok = per_second > 0.0 && per_second <= MAX_OVERRIDE_PER_SECOND;
+        key(
+            &format!("pacing.overrides.{category}.per_second"),
+            (!rate_ok).then(|| Problem::OutOfRange {
+                valid: "above 0 and at most 1000",
+                got: per_second.to_string(),
+            }),
+        );
+        key(
+            &format!("pacing.overrides.{category}.burst"),
+            count_in(rate.burst, OVERRIDE_BURST),
+        );
+    }
+}
+
+fn non_empty(path: &Path) -> Option<Problem> {
+    path.as_os_str().is_empty().then_some(Problem::Empty)
+}
+
+fn show(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+fn at_least(value: Duration, min: Duration) -> Option<Problem> {
+    (value < min).then(|| Problem::TooSmall {
+        min: show(min),
+        got: show(value),
+    })
+}
+
+fn duration_in(value: Duration, (min, max): (Duration, Duration)) -> Option<Problem> {
+    at_least(value, min).or_else(|| {
+        (value > max).then(|| Problem::TooLarge {
+            max: show(max),
+            got: show(value),
+        })
+    })
+}
+
+fn count_in<T: PartialOrd + fmt::Display>(value: T, (min, max): (T, T)) -> Option<Problem> {
+    if value < min {
+        Some(Problem::TooSmall {
+            min: min.to_string(),
+            got: value.to_string(),
+        })
+    } else if value > max {
+        Some(Problem::TooLarge {
+            max: max.to_string(),
+            got: value.to_string(),
+        })
+    } else {
+        None
+    }
+}
+
+/// Tracing takes a bare word that is no level for a target name (`verbose` silently means
+/// "trace for target verbose", everything else off), so every directive must name its level.
+fn log_level_problem(filter: &str) -> Option<Problem> {
+    let directives: Vec<&str> = filter
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect();
+    if directives.is_empty() {
+        return Some(Problem::Empty);
+    }
+    let unnamed = directives.iter().find(|d| {
+        let level = d.rsplit_once('=').map_or(**d, |(_, level)| level);
+        !LOG_LEVELS
+            .iter()
+            .any(|l| l.eq_ignore_ascii_case(level.trim()))
+    });
+    if let Some(directive) = unnamed {
+        return Some(Problem::NotALevel {
+            directive: directive.to_string(),
+        });
+    }
+    tracing_subscriber::EnvFilter::try_new(filter)
+        .err()
+        .map(|e| Problem::BadLogFilter {
+            reason: e.to_string(),
+        })
+}
+
+/// Finds where a value came from, to name it in the error.
+struct Locator<'a> {
+    figment: &'a Figment,
+    env_prefix: &'a str,
+    file: Option<&'a Path>,
+}
+
+impl Locator<'_> {
+    fn origin(&self, key: &str) -> Option<Origin> {
+        let metadata = self.figment.find_metadata(key)?;
+        self.origin_of(metadata, key)
+    }
+
+    fn origin_of(&self, metadata: &Metadata, key: &str) -> Option<Origin> {
+        match (metadata.name.as_ref(), &metadata.source) {
+            (DEFAULTS_NAME, _) => Some(Origin::BuiltInDefault),
+            (FLAGS_NAME, _) => Some(Origin::Flag(format!("--{}", key.replace('_', "-")))),
+            (_, Some(Source::File(path))) => Some(Origin::File(absolute(path))),
+            (name, _) if name.contains("environment variable") => Some(Origin::EnvVar(format!(
+                "{}{}",
+                self.env_prefix,
+                key.to_ascii_uppercase().replace('.', "__")
+            ))),
+            _ => None,
+        }
+    }
+
+    fn violation(&self, v: Violation) -> ConfigError {
+        match v {
+            Violation::Key { key, problem } => ConfigError::Key {
+                origin: self.origin(&key),
+                key,
+                problem,
+            },
+            Violation::Order {
+                lower,
+                lower_value,
+                upper,
+                upper_value,
+            } => {
+                // Name the key the user set: a default is not what needs changing.
+                let lower_origin = self.origin(lower);
+                if lower_origin == Some(Origin::BuiltInDefault) {
+                    ConfigError::Key {
+                        key: upper.to_string(),
+                        problem: Problem::TooSmall {
+                            min: format!("{lower} ({})", show(lower_value)),
+                            got: show(upper_value),
+                        },
+                        origin: self.origin(upper),
+                    }
+                } else {
+                    ConfigError::Key {
+                        key: lower.to_string(),
+                        problem: Problem::TooLarge {
+                            max: format!("{upper} ({})", show(upper_value)),
+                            got: show(lower_value),
+                        },
+                        origin: lower_origin,
+                    }
+                }
+            }
+        }
+    }
+
+    /// The first of figment's errors, with its key (without the profile figment puts in
+    /// front) and its origin.
+    fn figment_error(&self, e: figment::Error) -> ConfigError {
+        let Some(e) = e.into_iter().next() else {
+            return ConfigError::Syntax {
+                file: self.file.map(absolute).unwrap_or_default(),
+                message: "no configuration".into(),
+            };
+        };
+        let problem = match &e.kind {
+            figment::error::Kind::UnknownField(_, expected) => Problem::UnknownKey {
+                expected: expected.iter().map(|s| s.to_string()).collect(),
+            },
+            kind => Problem::Rejected(kind.to_string()),
+        };
+        let key = dotted(&e.path);
+        let origin = e.metadata.as_ref().and_then(|m| self.origin_of(m, &key));
+        if key.is_empty() {
+            return ConfigError::Syntax {
+                file: match origin {
+                    Some(Origin::File(file)) => file,
+                    _ => self.file.map(absolute).unwrap_or_default(),
+                },
+                message: one_line(&e.kind.to_string()),
+            };
+        }
+        ConfigError::Key {
+            key,
+            problem,
+            origin,
+        }
+    }
+}
+
+/// A key path as written in TOML: `aws.max_attempts`; an array element as `aws[0]`.
+fn dotted(path: &[String]) -> String {
+    let mut key = String::new();
+    for (i, segment) in path.iter().enumerate() {
+        match segment.parse::<usize>() {
+            Ok(index) if i > 0 => key.push_str(&format!("[{index}]")),
+            _ if i > 0 => key.push_str(&format!(".{segment}")),
+            _ => key.push_str(segment),
+        }
+    }
+    key
+}
+
+/// A TOML parse error is several lines (a snippet with a caret under the position): keep the
+/// position and the reason.
+fn one_line(message: &str) -> String {
+    let is_snippet = |line: &str| {
+        line.trim_start_matches(|c: char| c.is_ascii_digit() || c == ' ')
+            .starts_with('|')
+    };
+    message
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !is_snippet(l))
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::audit::{AuditSink, Outcome};
 use crate::cli::DemoArgs;
+use crate::cli::output;
 use crate::cloud::read_only::ReadOnly;
 use crate::cloud::sim::{SimAccount, build_scenario, scenario_names};
 use crate::cloud::{Cloud, sim};
@@ -83,12 +84,13 @@ pub struct DemoSummary {
 /// `ecs-reconciler demo`.
 pub fn main(args: &DemoArgs) -> ExitCode {
     if args.list {
+        let mut list = String::new();
         for name in scenario_names() {
             if let Some((_, s)) = build_scenario(name, SystemTime::now()) {
-                println!("{name:20} {}", s.description);
+                let _ = writeln!(list, "{name:20} {}", s.description);
             }
         }
-        return ExitCode::SUCCESS;
+        return output::emit(&list, ExitCode::SUCCESS);
     }
     let audit = match &args.audit_log {
         Some(path) => match AuditSink::file(path) {
@@ -101,15 +103,16 @@ pub fn main(args: &DemoArgs) -> ExitCode {
         None => AuditSink::memory(),
     };
     let runtime = crate::cli::runtime(true);
+    let mut stdout = output::Stdout::new();
     let result = runtime.block_on(run_demo(
         &args.scenario,
         args.dry_run,
         audit,
         Duration::from_secs(45 * 60),
-        &mut std::io::stdout(),
+        &mut stdout,
     ));
     match result {
-        Ok(_) => ExitCode::SUCCESS,
+        Ok(_) => output::exit_code(stdout.finish(), ExitCode::SUCCESS),
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(1)

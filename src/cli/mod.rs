@@ -3,7 +3,7 @@
 //! do), 1 error, 2 `plan` found actions.
 
 mod explain;
-mod output;
+pub(crate) mod output;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -81,14 +81,21 @@ pub struct RunArgs {
     /// Run against the simulated account with this scenario instead of AWS.
     #[arg(long, value_name = "SCENARIO")]
     pub sim: Option<String>,
-    /// How often every cluster is reconciled (e.g. 30s).
-    #[arg(long, value_name = "DURATION")]
-    pub resync: Option<String>,
-    /// Clusters reconciled at once.
+    /// How often every cluster is reconciled (e.g. 30s; 1s to 24h).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub resync: Option<Duration>,
+    /// Clusters reconciled at once (1 to 256).
     #[arg(long)]
     pub concurrency: Option<usize>,
-    /// With --sim: stop after this much virtual time (the simulator's clock runs ahead).
-    #[arg(long, value_name = "DURATION", requires = "sim", default_value = "1h")]
+    /// With --sim: stop after this much virtual time (the simulator's clock runs ahead; at
+    /// most 24h).
+    #[arg(
+        long,
+        value_name = "DURATION",
+        requires = "sim",
+        default_value = "1h",
+        value_parser = duration_text
+    )]
     pub sim_for: String,
 }
 
@@ -107,8 +114,8 @@ pub struct PlanArgs {
     /// Plan against the simulated account with this scenario instead of AWS.
     #[arg(long, value_name = "SCENARIO")]
     pub sim: Option<String>,
-    /// With --sim: let this much virtual time pass before planning (e.g. 15m).
-    #[arg(long, value_name = "DURATION", requires = "sim")]
+    /// With --sim: let this much virtual time pass before planning (e.g. 15m; at most 24h).
+    #[arg(long, value_name = "DURATION", requires = "sim", value_parser = duration_text)]
     pub sim_after: Option<String>,
 }
 
@@ -121,8 +128,8 @@ pub struct ExplainArgs {
     /// Explain against the simulated account with this scenario instead of AWS.
     #[arg(long, value_name = "SCENARIO")]
     pub sim: Option<String>,
-    /// With --sim: let this much virtual time pass first (e.g. 15m).
-    #[arg(long, value_name = "DURATION", requires = "sim")]
+    /// With --sim: let this much virtual time pass first (e.g. 15m; at most 24h).
+    #[arg(long, value_name = "DURATION", requires = "sim", value_parser = duration_text)]
     pub sim_after: Option<String>,
 }
 
@@ -151,15 +158,49 @@ pub struct DemoArgs {
     pub audit_log: Option<PathBuf>,
 }
 
+/// The longest virtual time `--sim-for` and `--sim-after` take: a simulated day covers every
+/// scenario's story (the longest is told in an hour), and each virtual resync costs real time.
+const MAX_VIRTUAL_TIME: Duration = Duration::from_secs(24 * 3600);
+
+/// A virtual-time flag checked by clap (so a bad one gets clap's one-line error naming the
+/// flag), kept as text for the code that reads it.
+fn duration_text(text: &str) -> Result<String, String> {
+    let d = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if d > MAX_VIRTUAL_TIME {
+        return Err(format!(
+            "at most {} of virtual time",
+            humantime::format_duration(MAX_VIRTUAL_TIME)
+        ));
+    }
+    Ok(text.to_string())
+}
+
+/// `schema` and `validate DIR` need nothing from the configuration: a broken
+/// ecs-reconciler.toml in the working directory must not stop them. A file named with
+/// `--config` is still checked: whoever named it wants to hear that it is broken.
+fn needs_configuration(cli: &Cli) -> bool {
+    match &cli.command {
+        Command::Schema => cli.config.is_some(),
+        Command::Validate(args) => cli.config.is_some() || args.dir.is_none(),
+        _ => true,
+    }
+}
+
 /// Parses the command line, runs the command, and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let flags = flags_of(&cli);
-    let settings = match config::load(cli.config.as_deref(), &flags) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(1);
+    let settings = if needs_configuration(&cli) {
+        match config::load(cli.config.as_deref(), &flags_of(&cli)) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        Settings {
+            log_format: cli.log_format.unwrap_or(LogFormat::Text),
+            ..Settings::default()
         }
     };
     let mut settings = settings;
@@ -173,13 +214,13 @@ pub fn main() -> ExitCode {
     init_tracing(&settings);
     match cli.command {
         Command::Validate(args) => validate(args.dir.as_deref().unwrap_or(&settings.policies)),
-        Command::Schema => {
-            println!(
-                "{}",
+        Command::Schema => output::emit(
+            &format!(
+                "{}\n",
                 serde_json::to_string_pretty(&policy::json_schema()).unwrap_or_default()
-            );
-            ExitCode::SUCCESS
-        }
+            ),
+            ExitCode::SUCCESS,
+        ),
         Command::Demo(args) => crate::demo::main(&args),
         Command::Run(args) => runtime(args.sim.is_some()).block_on(run(args, settings)),
         Command::Plan(args) => runtime(args.sim.is_some()).block_on(plan(args, settings)),
@@ -213,7 +254,7 @@ fn flags_of(cli: &Cli) -> FlagOverrides {
     match &cli.command {
         Command::Run(a) => {
             flags.policies = a.policy.policies.clone();
-            flags.resync = a.resync.clone();
+            flags.resync = a.resync;
             flags.concurrency = a.concurrency;
             flags.dry_run = a.dry_run.then_some(true);
             flags.audit_log = a.audit_log.clone();
@@ -242,15 +283,15 @@ fn init_tracing(settings: &Settings) {
 
 fn validate(dir: &Path) -> ExitCode {
     match policy::load_dir_identified(dir) {
-        Ok(set) => {
-            println!(
-                "{}: {} policies valid (policy set {})",
+        Ok(set) => output::emit(
+            &format!(
+                "{}: {} policies valid (policy set {})\n",
                 dir.display(),
                 set.policies.len(),
                 set.fingerprint
-            );
-            ExitCode::SUCCESS
-        }
+            ),
+            ExitCode::SUCCESS,
+        ),
         Err(errors) => {
             eprintln!("{errors}");
             ExitCode::from(1)
@@ -489,21 +530,21 @@ async fn plan(args: PlanArgs, settings: Settings) -> ExitCode {
         }
         Err(code) => return code,
     };
-    match args.output {
-        OutputFormat::Table => print!("{}", output::plan_table(&report)),
-        OutputFormat::Json => println!("{}", output::plan_json(&report)),
+    let written = output::write_stdout(&match args.output {
+        OutputFormat::Table => output::plan_table(&report),
+        OutputFormat::Json => format!("{}\n", output::plan_json(&report)),
+    });
+    for (cluster, e) in &report.errors {
+        eprintln!("error: cluster {cluster}: {e}");
     }
-    if !report.errors.is_empty() {
-        for (cluster, e) in &report.errors {
-            eprintln!("error: cluster {cluster}: {e}");
-        }
-        return ExitCode::from(1);
-    }
-    if report.action_count() > 0 {
+    let code = if !report.errors.is_empty() {
+        ExitCode::from(1)
+    } else if report.action_count() > 0 {
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
-    }
+    };
+    output::exit_code(written, code)
 }
 
 /// What a read-only command (`plan`, `explain`) runs against.
@@ -600,10 +641,10 @@ async fn explain_command(args: ExplainArgs, settings: Settings) -> ExitCode {
         Err(code) => return code,
     };
     match report {
-        Ok(report) => {
-            print!("{}", explain::explain(&args.task_arn, &report));
-            ExitCode::SUCCESS
-        }
+        Ok(report) => output::emit(
+            &explain::explain(&args.task_arn, &report),
+            ExitCode::SUCCESS,
+        ),
         Err(e) => {
             eprintln!("error: cluster {cluster}: {e}");
             ExitCode::from(1)

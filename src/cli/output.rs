@@ -1,5 +1,11 @@
-//! How `plan` shows a pass: a table for people (Markdown-shaped, so it pastes into a pull
-//! request), or JSON for machines.
+//! How commands put their answer on standard output: every command's stdout goes through
+//! [`Stdout`], so output that cannot be written ends the command with one line on standard
+//! error and exit 1 (e.g. /dev/full), or quietly with the command's own exit code when the
+//! reader went away (EPIPE: it chose to stop reading). Also how `plan` shows a pass: a table
+//! for people (Markdown-shaped, so it pastes into a pull request), or JSON for machines.
+
+use std::io::{self, Write};
+use std::process::ExitCode;
 
 use comfy_table::{Table, presets};
 use serde_json::json;
@@ -8,6 +14,96 @@ use crate::audit::mode_name;
 use crate::controller::PassReport;
 use crate::diagnose::{rfc3339, short};
 use crate::domain::short_name;
+
+/// Standard output did not take a command's answer.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    /// The reader closed its end of the pipe.
+    #[error("the reader of standard output went away")]
+    ReaderGone,
+    #[error("cannot write to standard output: {0}")]
+    Failed(io::Error),
+}
+
+impl From<io::Error> for OutputError {
+    fn from(e: io::Error) -> Self {
+        match e.kind() {
+            io::ErrorKind::BrokenPipe => OutputError::ReaderGone,
+            _ => OutputError::Failed(e),
+        }
+    }
+}
+
+/// Standard output that remembers its first failure: once a write failed, nothing more is
+/// written (each later write fails the same way), and [`Stdout::finish`] reports it.
+#[derive(Debug, Default)]
+pub struct Stdout {
+    first_error: Option<OutputError>,
+}
+
+impl Stdout {
+    pub fn new() -> Self {
+        Stdout::default()
+    }
+
+    /// Flushes, and says whether everything written reached standard output.
+    pub fn finish(mut self) -> Result<(), OutputError> {
+        let _ = self.flush();
+        self.first_error.map_or(Ok(()), Err)
+    }
+
+    /// Runs one operation on standard output unless an earlier one failed.
+    fn attempt<T>(&mut self, op: impl FnOnce(&mut io::Stdout) -> io::Result<T>) -> io::Result<T> {
+        match &self.first_error {
+            Some(OutputError::ReaderGone) => Err(io::ErrorKind::BrokenPipe.into()),
+            Some(OutputError::Failed(e)) => Err(e.kind().into()),
+            None => op(&mut io::stdout()).map_err(|e| {
+                let kind = e.kind();
+                if kind == io::ErrorKind::Interrupted {
+                    return e; // write_all tries again
+                }
+                self.first_error = Some(e.into());
+                kind.into()
+            }),
+        }
+    }
+}
+
+impl Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.attempt(|out| out.write(buf))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.attempt(|out| out.flush())
+    }
+}
+
+/// Writes a command's whole answer to standard output.
+pub fn write_stdout(text: &str) -> Result<(), OutputError> {
+    let mut out = Stdout::new();
+    let _ = out.write_all(text.as_bytes());
+    out.finish()
+}
+
+/// The exit code of a command that would exit with `code` once its answer was `written`: that
+/// code when the answer went out or its reader went away; 1, with one line on standard error,
+/// when standard output failed.
+pub fn exit_code(written: Result<(), OutputError>, code: ExitCode) -> ExitCode {
+    match written {
+        Ok(()) | Err(OutputError::ReaderGone) => code,
+        Err(e @ OutputError::Failed(_)) => {
+            // Not eprintln!: it panics when standard error is gone too.
+            let _ = writeln!(io::stderr(), "error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// [`write_stdout`], then [`exit_code`].
+pub fn emit(text: &str, code: ExitCode) -> ExitCode {
+    exit_code(write_stdout(text), code)
+}
 
 /// The pass as tables: per cluster, findings, planned actions and held-back actions.
 pub fn plan_table(report: &PassReport) -> String {

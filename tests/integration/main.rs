@@ -7,6 +7,7 @@ mod aws_capacity;
 mod budget;
 mod capacity_plan;
 mod cli;
+mod cli_output;
 mod config;
 mod controller_moto;
 mod diagnose_plan;
