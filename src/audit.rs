@@ -13,10 +13,9 @@
 //! account, which a host crash must not erase (3 to 5 ms a record on this project's test
 //! disk, `cargo bench --bench audit`; a mutating AWS call takes far longer). Planned and skipped
 //! records are not synced: a restarted process writes them again, as its memory of what was
-//! written starts empty. A write
-//! that failed part-way leaves a torn line; the next record starts on a line of its own. There
-//! is no buffer in this process that a failed write could leave behind to be sent later. A sink
-//! can also keep records in memory (tests, the demo).
+//! written starts empty. A write that failed part-way leaves a torn line; the next record
+//! starts on a line of its own. There is no buffer in this process that a failed write could
+//! leave behind to be sent later. A sink can also keep records in memory (tests, the demo).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};

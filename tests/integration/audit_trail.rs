@@ -561,7 +561,19 @@ fn a_fifo_with_no_reader_is_refused_at_once_and_other_open_errors_name_the_path(
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("audit.fifo");
     mkfifo(&fifo);
-    let err = AuditSink::file(&fifo).err().expect("refused");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = fifo.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(AuditSink::file(&path).err());
+    });
+    let err = match rx.recv_timeout(Duration::from_secs(10)) {
+        Ok(err) => err.expect("refused"),
+        Err(_) => {
+            // Give the blocked open its reader, so the thread ends, then fail.
+            let _ = std::fs::File::open(&fifo);
+            panic!("opening a FIFO with no reader blocked");
+        }
+    };
     assert!(matches!(err, AuditError::FifoWithoutReader { .. }), "{err}");
     assert_eq!(
         err.to_string(),
