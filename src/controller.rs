@@ -814,9 +814,10 @@ fn action_record(
 
 /// The mutating calls an action is about to make, in order, for its intent record.
 fn intended_calls(action: &Action) -> String {
+    // The tag's value repeats the reason; its key says what it records.
     let tag = |tag: &Option<(String, String)>| {
         tag.as_ref()
-            .map(|(k, v)| format!("CreateOrUpdateTags {k}={v}"))
+            .map(|(key, _)| format!("CreateOrUpdateTags {key}"))
     };
     let calls: Vec<String> = match action {
         Action::StopServiceTask { .. } => vec!["StopTask".into()],
