@@ -5,12 +5,21 @@
 //! hold up the others. On shutdown no new cluster or action is started, the call in flight
 //! completes, and the audit trail is flushed.
 //!
+//! Acting is write-ahead: an enforced action's intent record is written before its first
+//! mutating call and its outcome record (same attempt id) after the last. When the intent
+//! cannot be written, nothing is called: the action is held as `skipped:auditUnavailable`,
+//! logged at error level, and due again next pass. After any failed audit write, the rest of
+//! that reconcile starts no action; [`Controller::audit_available`] says whether the last
+//! write succeeded.
+//!
 //! The only state kept in memory is what can be rebuilt or safely forgotten: when tasks were
 //! first seen in a state (forgetting it only delays action), a ledger of the calls this process
-//! made (covers stale reads; the same facts are on the tasks), and which audit records were
-//! already written (to keep the trail free of repeats).
+//! made (covers stale reads; the same facts are on the tasks), which audit records were
+//! already written (to keep the trail free of repeats), and outcome records that could not be
+//! written yet (also logged whole at error level).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -18,7 +27,7 @@ use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::audit::{AuditRecord, AuditSink, Outcome, mode_name};
 use crate::cloud::{Cloud, CloudError, ErrorCategory};
@@ -59,6 +68,17 @@ pub struct ClusterReport {
     pub outcomes: Vec<(PlannedAction, Outcome, Option<String>)>,
 }
 
+impl ClusterReport {
+    /// Actions held as `skipped:auditUnavailable`: nothing was done because the audit trail
+    /// could not be written.
+    pub fn held_for_audit(&self) -> usize {
+        self.outcomes
+            .iter()
+            .filter(|(_, outcome, _)| *outcome == Outcome::AuditUnavailable)
+            .count()
+    }
+}
+
 /// The result of one pass over every cluster in scope.
 #[derive(Debug, Clone, Default)]
 pub struct PassReport {
@@ -71,6 +91,14 @@ impl PassReport {
     /// Actions planned or performed in this pass.
     pub fn action_count(&self) -> usize {
         self.clusters.iter().map(|c| c.plan.actions.len()).sum()
+    }
+
+    /// Actions held in this pass because the audit trail could not be written.
+    pub fn held_for_audit(&self) -> usize {
+        self.clusters
+            .iter()
+            .map(ClusterReport::held_for_audit)
+            .sum()
     }
 }
 
@@ -88,7 +116,28 @@ pub struct Controller<C> {
     settings: ControllerSettings,
     policies: RwLock<Arc<PolicySet>>,
     audit: AuditSink,
+    /// Whether the last audit write succeeded.
+    audit_ok: AtomicBool,
+    /// Names this process in attempt ids, so attempts of two processes never share one.
+    process_id: String,
+    attempts: AtomicU64,
+    /// Outcome records of performed calls that could not be written; written again first
+    /// thing in the next reconcile.
+    unwritten: Mutex<Vec<AuditRecord>>,
     memory: Mutex<HashMap<String, ClusterMemory>>,
+}
+
+/// Within one reconcile: closed after a failed audit write, so no further action starts
+/// (nor record is tried) until the next reconcile.
+#[derive(Default)]
+struct TrailGate {
+    closed: bool,
+}
+
+impl TrailGate {
+    fn close(&mut self) {
+        self.closed = true;
+    }
 }
 
 impl<C: Cloud> Controller<C> {
@@ -103,6 +152,10 @@ impl<C: Cloud> Controller<C> {
             settings,
             policies: RwLock::new(Arc::new(policies)),
             audit,
+            audit_ok: AtomicBool::new(true),
+            process_id: process_id(),
+            attempts: AtomicU64::new(0),
+            unwritten: Mutex::new(Vec::new()),
             memory: Mutex::new(HashMap::new()),
         }
     }
@@ -240,8 +293,10 @@ impl<C: Cloud> Controller<C> {
         if !snapshot.gaps.is_empty() {
             warn!(gaps = ?snapshot.gaps, "observation incomplete");
         }
+        let mut trail = TrailGate::default();
+        self.write_unwritten(&mut trail);
         for held in &plan.held {
-            self.record_held(held, &snapshot, &policies.fingerprint);
+            self.record_held(held, &snapshot, &policies.fingerprint, &mut trail);
         }
         let mut outcomes = Vec::new();
         for action in &plan.actions {
@@ -249,14 +304,9 @@ impl<C: Cloud> Controller<C> {
                 info!("shutting down: no further actions started");
                 break;
             }
-            let (outcome, detail) = self.act(action, &snapshot).await;
-            self.record_action(
-                action,
-                &outcome,
-                detail.clone(),
-                &snapshot,
-                &policies.fingerprint,
-            );
+            let (outcome, detail) = self
+                .perform(action, &snapshot, &policies.fingerprint, &mut trail)
+                .await;
             outcomes.push((action.clone(), outcome, detail));
         }
         self.forget_gone_tasks(&snapshot);
@@ -268,15 +318,69 @@ impl<C: Cloud> Controller<C> {
         })
     }
 
-    /// Performs one action (or not, in audit mode). Returns the outcome and a detail line.
+    /// One action under the write-ahead rule: in audit mode only recorded as planned;
+    /// otherwise its intent is written first (nothing is called if that fails: the action is
+    /// held as `skipped:auditUnavailable`), then the calls are made, then the outcome is
+    /// written with the intent's attempt id.
+    async fn perform(
+        &self,
+        planned: &PlannedAction,
+        snapshot: &ClusterSnapshot,
+        policy_set: &str,
+        trail: &mut TrailGate,
+    ) -> (Outcome, Option<String>) {
+        let record = |outcome, detail, attempt| {
+            action_record(planned, snapshot, policy_set, outcome, detail, attempt)
+        };
+        if planned.mode == PolicyMode::Audit {
+            self.record_once(record(Outcome::Planned, None, None), trail);
+            return (Outcome::Planned, None);
+        }
+        if trail.closed {
+            let detail = "the audit trail failed earlier in this reconcile; nothing was done";
+            self.hold_for_audit(&record(
+                Outcome::AuditUnavailable,
+                Some(detail.into()),
+                None,
+            ));
+            return (Outcome::AuditUnavailable, Some(detail.into()));
+        }
+        let attempt = self.next_attempt();
+        let intent = record(
+            Outcome::Started,
+            Some(intended_calls(&planned.action)),
+            Some(attempt.clone()),
+        );
+        if let Err(e) = self.audit.record(&intent) {
+            trail.close();
+            self.audit_ok.store(false, Ordering::Relaxed);
+            let detail = format!("the intent record could not be written ({e}); nothing was done");
+            let held = record(
+                Outcome::AuditUnavailable,
+                Some(detail.clone()),
+                Some(attempt),
+            );
+            // Closes the attempt in case the intent reached the trail after all.
+            let _ = self.audit.record(&held);
+            self.hold_for_audit(&held);
+            return (Outcome::AuditUnavailable, Some(detail));
+        }
+        self.audit_ok.store(true, Ordering::Relaxed);
+        let (outcome, detail) = self.act(planned, snapshot).await;
+        self.record_outcome(
+            planned,
+            record(outcome.clone(), detail.clone(), Some(attempt)),
+            trail,
+        );
+        (outcome, detail)
+    }
+
+    /// Makes the calls of one enforced action. Returns the outcome and a detail line.
     async fn act(
         &self,
         planned: &PlannedAction,
         snapshot: &ClusterSnapshot,
     ) -> (Outcome, Option<String>) {
-        if planned.mode == PolicyMode::Audit {
-            return (Outcome::Planned, None);
-        }
         let cluster = &snapshot.cluster_name;
         let ledger_entry = || PastAction {
             at: snapshot.observed_at,
@@ -428,77 +532,134 @@ impl<C: Cloud> Controller<C> {
             .push(action);
     }
 
-    fn record_held(&self, held: &HeldAction, snapshot: &ClusterSnapshot, policy_set: &str) {
-        let outcome = Outcome::Skipped(held.hold.name());
-        if !self.first_time(&snapshot.cluster_name, &held.target, held.action, &outcome) {
-            return;
-        }
-        self.write(AuditRecord {
-            time: AuditRecord::time_of(snapshot.observed_at),
-            mode: mode_name(held.mode),
-            policy_set: policy_set.to_string(),
-            policy: held.policy.clone(),
-            action: held.action.to_string(),
-            target: held.target.clone(),
-            cluster: held.cluster.clone(),
-            service: held.service.clone(),
-            reason: held.reason.clone(),
-            evidence: held.evidence.clone(),
-            outcome,
-            detail: Some(held.hold.detail()),
-        });
-    }
-
-    fn record_action(
+    fn record_held(
         &self,
-        planned: &PlannedAction,
-        outcome: &Outcome,
-        detail: Option<String>,
+        held: &HeldAction,
         snapshot: &ClusterSnapshot,
         policy_set: &str,
+        trail: &mut TrailGate,
     ) {
-        let action = planned.action.name();
-        let target = planned.action.target();
-        if *outcome != Outcome::Done
-            && !self.first_time(&snapshot.cluster_name, target, action, outcome)
-        {
-            return;
-        }
-        match outcome {
-            Outcome::Done | Outcome::Planned => {
-                info!(action, target, reason = %planned.reason, outcome = %outcome, "action")
-            }
-            _ => {
-                warn!(action, target, reason = %planned.reason, outcome = %outcome, detail = ?detail, "action")
-            }
-        }
-        self.write(AuditRecord {
-            time: AuditRecord::time_of(snapshot.observed_at),
-            mode: mode_name(planned.mode),
-            policy_set: policy_set.to_string(),
-            policy: planned.policy.clone(),
-            action: action.to_string(),
-            target: target.to_string(),
-            cluster: planned.cluster.clone(),
-            service: planned.service.clone(),
-            reason: planned.reason.clone(),
-            evidence: planned.evidence.clone(),
-            outcome: outcome.clone(),
-            detail,
-        });
+        self.record_once(
+            AuditRecord {
+                time: AuditRecord::time_of(snapshot.observed_at),
+                mode: mode_name(held.mode),
+                policy_set: policy_set.to_string(),
+                policy: held.policy.clone(),
+                action: held.action.to_string(),
+                target: held.target.clone(),
+                cluster: held.cluster.clone(),
+                service: held.service.clone(),
+                reason: held.reason.clone(),
+                evidence: held.evidence.clone(),
+                outcome: Outcome::Skipped(held.hold.name()),
+                attempt: None,
+                detail: Some(held.hold.detail()),
+            },
+            trail,
+        );
     }
 
-    /// Whether this (target, action, outcome) was not yet written; remembers it.
-    fn first_time(&self, cluster: &str, target: &str, action: &str, outcome: &Outcome) -> bool {
-        let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
-        let mem = memory.entry(cluster.to_string()).or_default();
-        let key = (target.to_string(), action.to_string());
-        let outcome = outcome.to_string();
-        if mem.audited.get(&key) == Some(&outcome) {
-            return false;
+    /// Writes a planned or skipped record unless the same decision on the same target was
+    /// already written. A record that could not be written is tried again next pass.
+    fn record_once(&self, record: AuditRecord, trail: &mut TrailGate) {
+        if trail.closed || self.already_audited(&record) {
+            return;
         }
-        mem.audited.insert(key, outcome);
-        true
+        if record.outcome == Outcome::Planned {
+            info!(action = %record.action, target = %record.target, reason = %record.reason, outcome = %record.outcome, "action");
+        }
+        if self.write(&record, trail) {
+            self.mark_audited(&record);
+        }
+    }
+
+    /// Writes the outcome of an attempt whose calls were made. If it cannot be written, the
+    /// whole record goes to the log at error level, and the trail is closed for the rest of
+    /// the reconcile.
+    fn record_outcome(&self, planned: &PlannedAction, record: AuditRecord, trail: &mut TrailGate) {
+        let (action, target, outcome) = (&record.action, &record.target, &record.outcome);
+        if *outcome == Outcome::Done {
+            info!(action = %action, target = %target, reason = %planned.reason, outcome = %outcome, "action");
+        } else {
+            warn!(action = %action, target = %target, reason = %planned.reason, outcome = %outcome, detail = ?record.detail, "action");
+        }
+        if let Err(e) = self.audit.record(&record) {
+            trail.close();
+            self.audit_ok.store(false, Ordering::Relaxed);
+            error!(
+                error = %e,
+                record = %record.to_json(),
+                "cannot write the outcome of an action that was performed (the record is here; \
+                 it is tried again next reconcile)"
+            );
+            self.lock_unwritten().push(record);
+            return;
+        }
+        self.audit_ok.store(true, Ordering::Relaxed);
+        if record.outcome != Outcome::Done {
+            self.mark_audited(&record);
+        }
+    }
+
+    /// Writes the outcome records that could not be written before, oldest first; stops at
+    /// the first failure (closing the trail for this reconcile) and keeps the rest.
+    fn write_unwritten(&self, trail: &mut TrailGate) {
+        let pending = std::mem::take(&mut *self.lock_unwritten());
+        let mut rest = pending.into_iter();
+        for record in rest.by_ref() {
+            if let Err(e) = self.audit.record(&record) {
+                warn!(error = %e, attempt = ?record.attempt, "the audit trail still cannot be written");
+                trail.close();
+                self.audit_ok.store(false, Ordering::Relaxed);
+                let mut unwritten = self.lock_unwritten();
+                let newer = std::mem::take(&mut *unwritten);
+                unwritten.extend(std::iter::once(record).chain(rest).chain(newer));
+                return;
+            }
+            self.audit_ok.store(true, Ordering::Relaxed);
+            info!(attempt = ?record.attempt, "outcome record written late");
+        }
+    }
+
+    fn lock_unwritten(&self) -> std::sync::MutexGuard<'_, Vec<AuditRecord>> {
+        self.unwritten.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Logs an action held because the audit trail cannot be written.
+    fn hold_for_audit(&self, record: &AuditRecord) {
+        error!(
+            action = %record.action,
+            target = %record.target,
+            reason = %record.reason,
+            outcome = %record.outcome,
+            detail = ?record.detail,
+            "action held: the audit trail cannot be written"
+        );
+    }
+
+    /// Whether this decision (target, action, outcome) was already written.
+    fn already_audited(&self, record: &AuditRecord) -> bool {
+        let memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (record.target.clone(), record.action.clone());
+        memory
+            .get(&record.cluster)
+            .and_then(|mem| mem.audited.get(&key))
+            .is_some_and(|last| *last == record.outcome.to_string())
+    }
+
+    fn mark_audited(&self, record: &AuditRecord) {
+        let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        let mem = memory.entry(record.cluster.clone()).or_default();
+        mem.audited.insert(
+            (record.target.clone(), record.action.clone()),
+            record.outcome.to_string(),
+        );
+    }
+
+    /// The id of the next attempt of an action: this process's id and a sequence number.
+    fn next_attempt(&self) -> String {
+        let n = self.attempts.fetch_add(1, Ordering::Relaxed) + 1;
+        format!("{}-{n}", self.process_id)
     }
 
     fn forget_gone_tasks(&self, snapshot: &ClusterSnapshot) {
@@ -522,10 +683,28 @@ impl<C: Cloud> Controller<C> {
         }
     }
 
-    fn write(&self, record: AuditRecord) {
-        if let Err(e) = self.audit.record(record) {
-            warn!(error = %e, "cannot write the audit trail");
+    /// Writes a record that stands for no call (planned, skipped); on failure logs it whole
+    /// and closes the trail for the rest of the reconcile. Whether it was written.
+    fn write(&self, record: &AuditRecord, trail: &mut TrailGate) -> bool {
+        match self.audit.record(record) {
+            Ok(()) => {
+                self.audit_ok.store(true, Ordering::Relaxed);
+                true
+            }
+            Err(e) => {
+                trail.close();
+                self.audit_ok.store(false, Ordering::Relaxed);
+                error!(error = %e, record = %record.to_json(), "cannot write the audit trail");
+                false
+            }
         }
+    }
+
+    /// Whether the last audit record was written (for readiness). False from a failed write
+    /// until the next record is written whole; while false, enforced actions are held as
+    /// `skipped:auditUnavailable` whenever their intent cannot be written.
+    pub fn audit_available(&self) -> bool {
+        self.audit_ok.load(Ordering::Relaxed)
     }
 
     /// Reconciles every cluster in scope each resync interval until `shutdown` is cancelled.
@@ -595,6 +774,92 @@ impl<C: Cloud> Controller<C> {
             warn!(error = %e, "cannot flush the audit trail");
         }
         info!("controller stopped");
+    }
+}
+
+/// A random 8-hex-digit name for this controller instance (std's per-process random hash
+/// keys; no clock read, no extra dependency).
+fn process_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    format!("{:08x}", h.finish() as u32)
+}
+
+/// The audit record of a planned action with this outcome.
+fn action_record(
+    planned: &PlannedAction,
+    snapshot: &ClusterSnapshot,
+    policy_set: &str,
+    outcome: Outcome,
+    detail: Option<String>,
+    attempt: Option<String>,
+) -> AuditRecord {
+    AuditRecord {
+        time: AuditRecord::time_of(snapshot.observed_at),
+        mode: mode_name(planned.mode),
+        policy_set: policy_set.to_string(),
+        policy: planned.policy.clone(),
+        action: planned.action.name().to_string(),
+        target: planned.action.target().to_string(),
+        cluster: planned.cluster.clone(),
+        service: planned.service.clone(),
+        reason: planned.reason.clone(),
+        evidence: planned.evidence.clone(),
+        outcome,
+        attempt,
+        detail,
+    }
+}
+
+/// The mutating calls an action is about to make, in order, for its intent record.
+fn intended_calls(action: &Action) -> String {
+    // The tag's value repeats the reason; its key says what it records.
+    let tag = |tag: &Option<(String, String)>| {
+        tag.as_ref()
+            .map(|(key, _)| format!("CreateOrUpdateTags {key}"))
+    };
+    let calls: Vec<String> = match action {
+        Action::StopServiceTask { .. } => vec!["StopTask".into()],
+        Action::ReplaceStandaloneTask { run, .. } => vec![
+            "StopTask".into(),
+            format!("RunTask (client token {})", run.client_token),
+        ],
+        Action::FinishReplacement { run, .. } => {
+            vec![format!("RunTask (client token {})", run.client_token)]
+        }
+        Action::CordonLaunchTemplate {
+            tag: cordon,
+            pin_to,
+            terminate,
+            ..
+        } => tag(cordon)
+            .into_iter()
+            .chain(pin_to.map(|v| format!("UpdateAutoScalingGroup to version {v}")))
+            .chain((!terminate.is_empty()).then(|| {
+                format!(
+                    "TerminateInstanceInAutoScalingGroup {}",
+                    terminate.join(", ")
+                )
+            }))
+            .collect(),
+        Action::NudgeCapacity {
+            from,
+            to,
+            tag: nudge,
+            ..
+        } => tag(nudge)
+            .into_iter()
+            .chain([format!("SetDesiredCapacity {from} -> {to}")])
+            .collect(),
+        Action::DrainContainerInstance { .. } => {
+            vec!["UpdateContainerInstancesState DRAINING".into()]
+        }
+    };
+    if calls.is_empty() {
+        "calls: none".into()
+    } else {
+        format!("calls: {}", calls.join("; "))
     }
 }
 

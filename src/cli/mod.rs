@@ -458,7 +458,15 @@ async fn drive<C: Cloud>(
         for (cluster, e) in &report.errors {
             error!(cluster = %cluster, error = %e, "cluster not reconciled");
         }
-        return if report.errors.is_empty() {
+        let held = report.held_for_audit();
+        if held > 0 {
+            error!(
+                actions = held,
+                "actions held back (skipped:auditUnavailable): the audit trail cannot be written"
+            );
+        }
+        let trail_ok = audit_trail_ok(&controller);
+        return if report.errors.is_empty() && held == 0 && trail_ok {
             ExitCode::SUCCESS
         } else {
             ExitCode::from(1)
@@ -501,7 +509,20 @@ async fn drive<C: Cloud>(
         }
     };
     log_budget(budget);
-    code
+    if audit_trail_ok(&controller) {
+        code
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// Whether the audit trail was writable at the end; logs an error when not.
+fn audit_trail_ok<C: Cloud>(controller: &Controller<C>) -> bool {
+    let ok = controller.audit_available();
+    if !ok {
+        error!("the audit trail could not be written; exiting non-zero");
+    }
+    ok
 }
 
 async fn wait_for_signal() {

@@ -183,9 +183,14 @@ fn run_once_on_the_simulator_writes_the_audit_trail() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 2);
+    // Two stops, each an intent (`started`) written ahead of the call, then its outcome.
+    assert_eq!(lines.len(), 4);
+    let outcomes: Vec<_> = lines.iter().map(|l| l["outcome"].clone()).collect();
+    assert_eq!(outcomes, ["started", "done", "started", "done"]);
+    assert_eq!(lines[0]["attempt"], lines[1]["attempt"]);
+    assert_eq!(lines[2]["attempt"], lines[3]["attempt"]);
+    assert_ne!(lines[0]["attempt"], lines[2]["attempt"]);
     for line in &lines {
-        assert_eq!(line["outcome"], "done");
         assert_eq!(line["mode"], "enforce");
         assert_eq!(line["action"], "stopTask");
         for field in [

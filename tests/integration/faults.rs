@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ecs_reconciler::audit::{AuditRecord, AuditSink};
+use ecs_reconciler::audit::{AuditRecord, AuditSink, Outcome};
 use ecs_reconciler::cloud::budget::{ApiBudget, Category, PacingSettings};
 use ecs_reconciler::cloud::faults::{Fault, Faulty, Method};
 use ecs_reconciler::cloud::sim::{SimAccount, build_scenario};
@@ -50,7 +50,7 @@ async fn run_for<C: ecs_reconciler::cloud::Cloud>(c: &Arc<Controller<C>>, time: 
 fn stop_outcomes(records: &[AuditRecord]) -> Vec<String> {
     records
         .iter()
-        .filter(|r| r.action == "stopTask")
+        .filter(|r| r.action == "stopTask" && r.outcome != Outcome::Started)
         .map(|r| r.outcome.to_string())
         .collect()
 }

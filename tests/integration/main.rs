@@ -2,6 +2,7 @@
 
 mod support;
 
+mod audit_trail;
 mod aws_adapter;
 mod aws_capacity;
 mod budget;
