@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::audit::AuditSink;
 use crate::cloud::Cloud;
@@ -462,6 +462,10 @@ async fn drive<C: Cloud>(
     info!(tasks = ?tasks.running(), "supervising");
     let ending = tasks.wait(stop_requests, settings.shutdown_timeout).await;
     log_budget(budget);
+    let dropped = crate::logging::dropped_lines();
+    if dropped > 0 {
+        warn!(dropped, "log lines could not be written and were dropped");
+    }
     match ending.last_line() {
         None => ExitCode::SUCCESS,
         // Not a return: a task that did not stop would keep the runtime (and so the process)
