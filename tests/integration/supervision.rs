@@ -563,3 +563,43 @@ fn a_concurrency_past_any_bound_never_idles() {
         assert!(logged.contains("concurrency"), "{logged}");
     }
 }
+
+#[test]
+fn on_aws_stderr_whose_reader_goes_away_leaves_sigterm_working() {
+    // The multi-threaded runtime `run` uses on AWS, against moto.
+    let moto = crate::support::moto::Moto::new();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = bin()
+        .args(["run", "--resync", "1s", "--policies"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"))
+        .arg("--audit-log")
+        .arg(dir.path().join("audit.jsonl"))
+        .env("AWS_REGION", "us-east-1")
+        .env(
+            "AWS_ACCESS_KEY_ID",
+            format!("MOTOACCT{}", moto.account_id()),
+        )
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_ENDPOINT_URL", moto.endpoint())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the loop has reconciled (or reported) the example clusters, then go away.
+    let mut stderr = io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !(line.contains("reconciled") || line.contains("reconcile failed")) {
+        line.clear();
+        let read = io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+        assert!(read > 0, "run ended before it reconciled");
+    }
+    drop(stderr);
+    // Let a few passes (1 s apart) log into the closed pipe: the old code's loop and signal
+    // handler died on their first line there.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(child.try_wait().unwrap().is_none(), "run ended by itself");
+    kill("-TERM", &child);
+    let status = exit_of(&mut child, "run on moto after SIGTERM");
+    assert_eq!(status.code(), Some(0));
+}
