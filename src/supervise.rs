@@ -13,7 +13,8 @@
 //! The signals are listened for on a thread of their own, with its own small runtime, so that
 //! they are honoured even when `run`'s runtime is wedged (a task blocked in a system call): a
 //! second signal exits at once, and so does the shutdown deadline passing (measured there on the
-//! wall clock, a little after the supervisor's own deadline) — see [`exit_now`].
+//! wall clock, a little after the supervisor's own deadline) — see [`exit_now`]. That thread is
+//! supervised too, as [`SIGNAL_HANDLER`]: if it ends, its channel closes, and that is a death.
 //!
 //! The last line a dying process writes goes straight to standard error, bounded in time and
 //! ignoring errors, so that neither a closed nor a full pipe can keep the process from exiting.
@@ -33,7 +34,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 /// Stop requests (the name of the signal that asked), as [`listen_for_stop_signals`] sends them.
+/// The channel closing means the listener is gone: the death of [`SIGNAL_HANDLER`].
 pub type StopRequests = mpsc::UnboundedReceiver<&'static str>;
+
+/// The name under which the signal listener is supervised.
+pub const SIGNAL_HANDLER: &str = "signal handler";
 
 /// How much longer than the supervisor's deadline the signal thread waits before it ends a
 /// process whose runtime no longer answers.
@@ -190,7 +195,13 @@ impl Supervisor {
             tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => break,
-                _ = next_request(&mut requests) => {
+                request = requests.recv() => {
+                    if request.is_none() {
+                        // The thread that listens for signals is gone: no stop would be heard.
+                        let d = Death { task: SIGNAL_HANDLER, cause: Cause::Returned };
+                        error!("{d}; stopping the others");
+                        death = Some(d);
+                    }
                     self.shutdown.cancel();
                     break;
                 }
@@ -244,14 +255,6 @@ impl Supervisor {
         };
         let task = self.names.remove(&id).unwrap_or("unnamed task");
         cause.map(|cause| Death { task, cause })
-    }
-}
-
-async fn next_request(requests: &mut StopRequests) -> &'static str {
-    match requests.recv().await {
-        Some(signal) => signal,
-        // Nobody can ask any more: never.
-        None => std::future::pending().await,
     }
 }
 

@@ -603,3 +603,22 @@ fn on_aws_stderr_whose_reader_goes_away_leaves_sigterm_working() {
     let status = exit_of(&mut child, "run on moto after SIGTERM");
     assert_eq!(status.code(), Some(0));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_signal_listener_that_goes_away_is_a_death() {
+    let shutdown = CancellationToken::new();
+    let mut tasks = Supervisor::new(shutdown.clone());
+    tasks.spawn("loop", until_shutdown(shutdown.clone()));
+    let (requests, received) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
+    drop(requests);
+    let ending = tasks.wait(received, Duration::from_secs(20)).await;
+    assert_eq!(
+        ending.death,
+        Some(Death {
+            task: ecs_reconciler::supervise::SIGNAL_HANDLER,
+            cause: Cause::Returned,
+        })
+    );
+    assert_eq!(ending.stop, Stop::Complete);
+    assert_eq!(ending.exit_code(), 1);
+}
