@@ -505,7 +505,8 @@ fn a_blocked_runtime_still_exits_on_a_second_sigterm() {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    wait_for_text(&log, "supervising", &mut child);
+    // The runtime thread is blocked from this line on.
+    wait_for_text(&log, "block-observe strikes", &mut child);
     kill("-TERM", &child);
     wait_for_text(&log, "shutdown requested", &mut child);
     kill("-TERM", &child);
@@ -526,7 +527,8 @@ fn a_blocked_runtime_exits_when_the_shutdown_deadline_passes() {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    wait_for_text(&log, "supervising", &mut child);
+    // The runtime thread is blocked from this line on.
+    wait_for_text(&log, "block-observe strikes", &mut child);
     kill("-TERM", &child);
     let status = exit_of(&mut child, "run after one SIGTERM");
     assert_eq!(status.code(), Some(1));

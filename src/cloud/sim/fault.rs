@@ -27,6 +27,7 @@ const NAMES: [(&str, SimFault); 3] = [
 impl SimFault {
     /// Strikes, in an `observe_cluster` of `cluster`.
     pub(crate) async fn strike(self, cluster: &str) {
+        tracing::warn!("simulated fault {self} strikes in observe_cluster({cluster})");
         match self {
             SimFault::PanicOnObserve => {
                 panic!("simulated fault {self}: observe_cluster({cluster}) panics")
