@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -36,6 +37,7 @@ use crate::domain::{ClusterSnapshot, Tags};
 use crate::history::{BUDGET_WINDOW, History, PastAction};
 use crate::plan::{Action, HeldAction, Plan, PlannedAction, condition_key, plan};
 use crate::policy::{PolicyMode, PolicySet};
+use crate::supervise::panic_message;
 
 /// How the loop runs.
 #[derive(Debug, Clone)]
@@ -231,21 +233,26 @@ impl<C: Cloud> Controller<C> {
         report
     }
 
+    /// Reconciles `clusters`, `concurrency` at a time. A reconcile that panicked is re-raised
+    /// here once the others have finished: that cluster's memory (ledger, sightings) may be
+    /// half-updated, so the loop must die and the process restart to rebuild it from the account.
     async fn reconcile_many(
         self: &Arc<Self>,
         clusters: Vec<String>,
         shutdown: &CancellationToken,
     ) -> Vec<(String, Result<ClusterReport, CloudError>)> {
-        let limit = Arc::new(tokio::sync::Semaphore::new(
-            self.settings.concurrency.max(1),
-        ));
+        // More permits than clusters change nothing; tokio refuses more than MAX_PERMITS.
+        let permits = self.settings.concurrency.clamp(1, Semaphore::MAX_PERMITS);
+        let limit = Arc::new(Semaphore::new(permits));
         let mut set = JoinSet::new();
+        let mut cluster_of_task = HashMap::new();
         for cluster in clusters {
             let this = Arc::clone(self);
             let limit = Arc::clone(&limit);
             let shutdown = shutdown.clone();
             let span = info_span!("reconcile", cluster = %cluster);
-            set.spawn(
+            let name = cluster.clone();
+            let task = set.spawn(
                 async move {
                     let _permit = limit.acquire_owned().await;
                     let result = this.reconcile_cluster(&cluster, &shutdown).await;
@@ -253,13 +260,26 @@ impl<C: Cloud> Controller<C> {
                 }
                 .instrument(span),
             );
+            cluster_of_task.insert(task.id(), name);
         }
         let mut out = Vec::new();
+        let mut panicked = None;
         while let Some(joined) = set.join_next().await {
             match joined {
                 Ok(r) => out.push(r),
-                Err(e) => warn!(error = %e, "a reconcile task panicked"),
+                Err(e) if e.is_panic() => {
+                    let cluster = cluster_of_task.remove(&e.id()).unwrap_or_default();
+                    let message = panic_message(e.into_panic());
+                    panicked.get_or_insert(format!(
+                        "the reconcile of cluster {cluster} panicked: {message}"
+                    ));
+                }
+                // Nothing aborts these tasks.
+                Err(e) => warn!(error = %e, "a reconcile task was cancelled"),
             }
+        }
+        if let Some(message) = panicked {
+            std::panic::resume_unwind(Box::new(message));
         }
         out
     }

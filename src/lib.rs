@@ -23,6 +23,10 @@
 //! - [`controller`]: the loop: observe → diagnose → plan → act per cluster, requeue, shutdown.
 //! - [`audit`]: the JSON-lines audit trail.
 //! - [`reload`]: hot policy reload (file watch and SIGHUP) that keeps the last good set.
+//! - [`supervise`]: `run`'s named tasks; a task that dies ends the process, non-zero, saying
+//!   which and why; SIGTERM and SIGINT are honoured in every state.
+//! - [`logging`]: logging that never blocks or panics the task that logs (lines that cannot be
+//!   written are dropped and counted).
 //! - [`config`], [`cli`], [`demo`]: the shell.
 
 pub mod audit;
@@ -35,6 +39,8 @@ pub mod demo;
 pub mod diagnose;
 pub mod domain;
 pub mod history;
+pub mod logging;
 pub mod plan;
 pub mod policy;
 pub mod reload;
+pub mod supervise;

@@ -19,11 +19,13 @@ use crate::cloud::Cloud;
 use crate::cloud::aws::{AwsCloud, AwsSettings};
 use crate::cloud::budget::ApiBudget;
 use crate::cloud::read_only::ReadOnly;
-use crate::cloud::sim::{SimAccount, build_scenario, scenario_names};
+use crate::cloud::sim::{SimAccount, SimFault, build_scenario, scenario_names};
 use crate::config::{self, FlagOverrides, LogFormat, Settings};
 use crate::controller::{Controller, ControllerSettings};
+use crate::logging::LogGuard;
 use crate::policy::{self, PolicySet};
 use crate::reload::PolicyWatcher;
+use crate::supervise::{self, Supervisor};
 
 /// A reconciling controller that finds ECS tasks stuck in their lifecycle, says why, and
 /// fixes the cause under declarative policies.
@@ -97,6 +99,9 @@ pub struct RunArgs {
         value_parser = duration_text
     )]
     pub sim_for: String,
+    /// Test-only: make the simulated account strike a fault in every observation.
+    #[arg(long, value_name = "FAULT", requires = "sim", hide = true)]
+    pub sim_fault: Option<SimFault>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -211,7 +216,7 @@ pub fn main() -> ExitCode {
         // These commands' output is the answer; only warnings go to the log.
         settings.log_level = "warn".into();
     }
-    init_tracing(&settings);
+    let _logs = init_tracing(&settings);
     match cli.command {
         Command::Validate(args) => validate(args.dir.as_deref().unwrap_or(&settings.policies)),
         Command::Schema => output::emit(
@@ -267,18 +272,24 @@ fn flags_of(cli: &Cli) -> FlagOverrides {
     flags
 }
 
-fn init_tracing(settings: &Settings) {
+/// Logs to standard error through [`crate::logging`], so that logging never blocks or panics;
+/// the guard flushes the log when the process ends.
+fn init_tracing(settings: &Settings) -> LogGuard {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.log_level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    let (writer, guard) = crate::logging::install_stderr();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer)
+        // The writer never fails; a formatting error must not be printed to stderr either.
+        .log_internal_errors(false);
     let _ = match settings.log_format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
     };
+    guard
 }
 
 fn validate(dir: &Path) -> ExitCode {
@@ -385,6 +396,7 @@ async fn run(args: RunArgs, settings: Settings) -> ExitCode {
         };
         // The simulated account is paced like the real one, in virtual time.
         account.set_budget(Some(Arc::clone(&budget)));
+        account.set_fault(args.sim_fault);
         let policies = match args.policy.policies.as_deref() {
             Some(dir) => match load_policies(dir) {
                 Some(p) => p,
@@ -451,6 +463,7 @@ async fn drive<C: Cloud>(
     let initial = reload_dir.as_ref().map(|_| policies.clone());
     let controller = Arc::new(Controller::new(cloud, policies, controller_settings, audit));
     let shutdown = CancellationToken::new();
+    supervise::install_panic_hook();
     if args.once {
         let report = controller.pass(&shutdown).await;
         let _ = controller.audit().flush();
@@ -472,47 +485,42 @@ async fn drive<C: Cloud>(
             ExitCode::from(1)
         };
     }
-    let signals = shutdown.clone();
     let virtual_limit = match (&args.sim, humantime::parse_duration(&args.sim_for)) {
         (None, _) => None,
         (Some(_), Ok(d)) => Some(d),
-        (Some(_), Err(e)) => {
-            eprintln!("error: --sim-for: {e}");
-            return ExitCode::from(1);
-        }
+        (Some(_), Err(e)) => return startup_error(&format!("--sim-for: {e}")),
     };
-    tokio::spawn(async move {
-        match virtual_limit {
-            Some(limit) => tokio::select! {
-                _ = wait_for_signal() => {}
-                _ = tokio::time::sleep(limit) => info!(?limit, "simulated run complete"),
-            },
-            None => wait_for_signal().await,
-        }
-        info!("shutdown requested");
-        signals.cancel();
-    });
+    let stop_requests = match supervise::listen_for_stop_signals(settings.shutdown_timeout) {
+        Ok(r) => r,
+        Err(e) => return startup_error(&format!("cannot listen for SIGTERM and SIGINT: {e}")),
+    };
+    let mut tasks = Supervisor::new(shutdown.clone());
+    if let Some(limit) = virtual_limit {
+        tasks.spawn("simulated clock", simulated_clock(limit, shutdown.clone()));
+    }
     if let (Some(dir), Some(initial)) = (reload_dir, initial) {
         let target = Arc::clone(&controller);
         let watcher =
             PolicyWatcher::new(dir, initial).on_change(move |set| target.set_policies(set));
-        Arc::new(watcher).start(shutdown.clone());
+        tasks.adopt("policy reload", Arc::new(watcher).start(shutdown.clone()));
     }
-    let loop_handle = tokio::spawn(Arc::clone(&controller).run(shutdown.clone()));
-    shutdown.cancelled().await;
-    let code = match tokio::time::timeout(settings.shutdown_timeout, loop_handle).await {
-        Ok(_) => ExitCode::SUCCESS,
-        Err(_) => {
-            warn!(timeout = ?settings.shutdown_timeout, "shutdown deadline passed; exiting");
-            let _ = controller.audit().flush();
-            ExitCode::SUCCESS
-        }
-    };
+    tasks.spawn(
+        "controller loop",
+        Arc::clone(&controller).run(shutdown.clone()),
+    );
+    info!(tasks = ?tasks.running(), "supervising");
+    let ending = tasks.wait(stop_requests, settings.shutdown_timeout).await;
     log_budget(budget);
-    if audit_trail_ok(&controller) {
-        code
-    } else {
-        ExitCode::from(1)
+    let dropped = crate::logging::dropped_lines();
+    if dropped > 0 {
+        warn!(dropped, "log lines could not be written and were dropped");
+    }
+    match ending.last_line() {
+        None if audit_trail_ok(&controller) => ExitCode::SUCCESS,
+        None => ExitCode::from(1),
+        // Not a return: a task that did not stop would keep the runtime (and so the process)
+        // from ending.
+        Some(line) => supervise::exit_now(&line, ending.exit_code()),
     }
 }
 
@@ -525,20 +533,22 @@ fn audit_trail_ok<C: Cloud>(controller: &Controller<C>) -> bool {
     ok
 }
 
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+/// With `--sim-for`: requests shutdown once that much virtual time has passed.
+async fn simulated_clock(limit: Duration, shutdown: CancellationToken) {
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        _ = tokio::time::sleep(limit) => {
+            info!(?limit, "simulated run complete");
+            shutdown.cancel();
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
+}
+
+/// A start-up error line on standard error (ignoring a failed write), and exit status 1.
+fn startup_error(message: &str) -> ExitCode {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "error: {message}");
+    ExitCode::from(1)
 }
 
 async fn plan(args: PlanArgs, settings: Settings) -> ExitCode {

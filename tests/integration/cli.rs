@@ -6,7 +6,7 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-fn bin() -> Command {
+pub(crate) fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_ecs-reconciler"));
     c.current_dir(env!("CARGO_MANIFEST_DIR"));
     // No AWS from the developer's machine, no config file, no log noise.

@@ -20,3 +20,4 @@ mod scenarios;
 mod scenarios_capacity;
 mod sim_account;
 mod sim_capacity;
+mod supervision;

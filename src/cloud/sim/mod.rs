@@ -24,12 +24,14 @@
 //! Layout: [`behavior`] (what a task does), [`service`] (what a service is), [`capacity`]
 //! (what templates and groups are), [`world`] (state and lifecycle events), [`observe`]
 //! (snapshot and call counts), [`calls`] (accounting and faults), [`ids`] (ARNs), [`scenario`]
-//! (ready-made accounts by name).
+//! (ready-made accounts by name), [`fault`] (test-only faults of the process itself: a panic
+//! or a hang inside a call).
 
 pub mod behavior;
 pub mod calls;
 pub mod capacity;
 pub mod clock;
+pub mod fault;
 pub mod ids;
 pub mod observe;
 pub mod scenario;
@@ -42,6 +44,7 @@ use std::time::{Duration, SystemTime};
 
 pub use behavior::{Dwell, TaskBehavior};
 pub use capacity::{ExistingInstance, GroupSpec, LaunchSpec, TemplateVersion, VersionBehavior};
+pub use fault::SimFault;
 pub use scenario::{Scenario, build_scale, build_scenario, scenario_names};
 pub use world::{REPLACEMENT_DELAY, STOPPED_RETENTION, ServiceSpec};
 
@@ -68,6 +71,8 @@ struct Inner {
     world: World,
     calls: Calls,
     budget: Option<Arc<ApiBudget>>,
+    /// A test-only fault struck in every observation ([`fault`]).
+    fault: Option<SimFault>,
 }
 
 impl SimAccount {
@@ -86,6 +91,7 @@ impl SimAccount {
                 world: World::new(start - history),
                 calls: Calls::default(),
                 budget: None,
+                fault: None,
             }),
         }
     }
@@ -99,6 +105,12 @@ impl SimAccount {
     /// Attaches a budget to pace the calls by (or, with `None`, stops pacing).
     pub fn set_budget(&self, budget: Option<Arc<ApiBudget>>) {
         self.lock().budget = budget;
+    }
+
+    /// Makes every `observe_cluster` strike `fault` (test-only; see [`fault`]), or, with
+    /// `None`, answer again.
+    pub fn set_fault(&self, fault: Option<SimFault>) {
+        self.lock().fault = fault;
     }
 
     /// The budget the calls are paced by, if any.
@@ -481,6 +493,11 @@ impl Cloud for SimAccount {
     }
 
     async fn observe_cluster(&self, cluster: &str) -> Result<ClusterSnapshot, CloudError> {
+        // Read first and struck with the lock released, so a panic poisons nothing.
+        let fault = self.lock().fault;
+        if let Some(fault) = fault {
+            fault.strike(cluster).await;
+        }
         self.read(|inner| {
             let Inner { world, calls, .. } = inner;
             observe::observe(world, calls, cluster, world.now())
