@@ -10,6 +10,7 @@ mod cli;
 mod config;
 mod controller_moto;
 mod diagnose_plan;
+mod extremes;
 mod faults;
 mod pacing;
 mod policy_files;
