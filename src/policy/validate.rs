@@ -68,9 +68,9 @@ impl Checker<'_> {
             return None;
         }
         let problem = match humantime::parse_duration(text) {
-            Ok(d) if d.is_zero() => "is zero; a duration must be positive".to_string(),
+            Ok(d) if d.is_zero() => "is zero, a duration must be positive".to_string(),
             Ok(d) if d.subsec_nanos() != 0 => {
-                "has a part below one second; durations are whole seconds".to_string()
+                "has a part below one second, durations are whole seconds".to_string()
             }
             Ok(d) if d < range.min => format!("is shorter than {}", seconds_text(range.min)),
             Ok(d) if d > range.max => format!("is longer than {}", seconds_text(range.max)),

@@ -308,7 +308,7 @@ fn durations_are_whole_seconds() {
             let text = document_with(key, written);
             let e = only_error(&text, &format!("{path} = {written}"));
             assert_eq!(e.field, path, "{e}");
-            assert!(e.message.contains("whole seconds"), "{e}");
+            assert!(e.message.contains("has a part below one second"), "{e}");
             assert_eq!(stated_range(&e.message), bounds(range), "{e}");
         }
         // Whole seconds written in other units are fine.
@@ -527,7 +527,8 @@ fn size() -> impl Strategy<Value = u32> {
     ]
 }
 
-fn group_shape() -> impl Strategy<Value = GroupShape> {
+/// Any group: sizes, instances and a recorded nudge drawn independently.
+fn any_group() -> impl Strategy<Value = GroupShape> {
     (
         size(),
         size(),
@@ -546,6 +547,30 @@ fn group_shape() -> impl Strategy<Value = GroupShape> {
                 waiting,
             },
         )
+}
+
+/// A group whose every instance is registered and launched, as desired: the short-capacity
+/// path, at extreme MaxSize, MinSize and recorded nudges.
+fn settled_group() -> impl Strategy<Value = GroupShape> {
+    (
+        0usize..6,
+        size(),
+        size(),
+        proptest::option::of((0u64..120, size(), size())),
+        1usize..5,
+    )
+        .prop_map(|(n, min, max, last_nudge, waiting)| GroupShape {
+            desired: u32::try_from(n).unwrap(),
+            min,
+            max,
+            instances: vec![(1, 30, true); n],
+            last_nudge,
+            waiting,
+        })
+}
+
+fn group_shape() -> impl Strategy<Value = GroupShape> {
+    prop_oneof![1 => any_group(), 3 => settled_group()]
 }
 
 fn build_group(
