@@ -1034,3 +1034,32 @@ async fn the_wrapping_step_on_capacity_short_raises_desired_to_the_ceiling_and_n
     // desired 1, MaxSize 10, maxDesired 8: one nudge, straight to the ceiling.
     assert_eq!(seen, vec![(1, 8)]);
 }
+
+#[test]
+fn a_version_with_no_failed_instance_is_never_broken_even_at_a_zero_threshold() {
+    let mut set = capacity_policy();
+    set.policies[0].remediate.cordon_launch_template = Some(CordonLaunchTemplate {
+        registration_timeout: mins(10),
+        min_failed_instances: 0,
+    });
+    // Version 2 is rolling out: its instance boots inside the registration timeout.
+    let group = GroupBuilder::new(2, 10, 2)
+        .instance("i-good", 1, 60)
+        .instance("i-new", 2, 2)
+        .build();
+    let mut snap = snapshot(waiting_tasks(2, 20), &[("web", 4)]);
+    snap.capacity_providers = vec![provider(false)];
+    snap.container_instances = vec![container_instance("i-good", true)];
+    snap.auto_scaling_groups = vec![group];
+    let plan = plan_snapshot(&snap, &set);
+    let causes: Vec<&str> = plan.capacity.iter().map(|f| f.cause.name()).collect();
+    assert_eq!(causes, vec!["capacityOnItsWay"], "{:?}", plan.capacity);
+    assert!(
+        !plan
+            .actions
+            .iter()
+            .any(|a| matches!(a.action, Action::CordonLaunchTemplate { .. })),
+        "{:?}",
+        plan.actions
+    );
+}
