@@ -7,6 +7,9 @@
 //! When in doubt the clock starts later, never earlier: the controller never acts on less
 //! evidence than the limit.
 
+// Counts, capacities, durations and budgets: checked or saturating arithmetic only.
+#![warn(clippy::arithmetic_side_effects)]
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
@@ -173,7 +176,7 @@ pub fn diagnose(
             continue;
         };
         if task.desired_status == DesiredStatus::Running {
-            running[index] += 1;
+            running[index] = running[index].saturating_add(1);
         }
         if let Some(mut finding) = diagnose_task(snapshot, task, in_cluster[index], sightings, now)
         {

@@ -7,6 +7,9 @@
 //! the process's own ledger of calls it made, which covers reads that are stale right after an
 //! action. Pure.
 
+// Counts, capacities, durations and budgets: checked or saturating arithmetic only.
+#![warn(clippy::arithmetic_side_effects)]
+
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, SystemTime};
 
@@ -30,20 +33,17 @@ pub fn stop_reason(policy: &str, diagnosis: &str) -> String {
     let mut head = format!("{STOP_REASON_PREFIX} {diagnosis}");
     let room = MAX_STOP_REASON.saturating_sub(suffix.len());
     if head.len() > room {
-        let mut cut = room;
-        while !head.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        head.truncate(cut);
+        head.truncate(head.floor_char_boundary(room));
     }
-    head + &suffix
+    head.push_str(&suffix);
+    head
 }
 
 /// The policy named in a stop reason the controller wrote; `None` for any other reason.
 pub fn policy_of_stop_reason(reason: &str) -> Option<&str> {
     let rest = reason.strip_prefix(STOP_REASON_PREFIX)?;
-    let start = rest.rfind(" [policy ")? + " [policy ".len();
-    rest[start..].strip_suffix(']')
+    let (_, policy) = rest.rsplit_once(" [policy ")?;
+    policy.strip_suffix(']')
 }
 
 /// The cause named in a stop reason the controller wrote: "stuck in PROVISIONING".

@@ -6,6 +6,9 @@
 //! order (policy order, longest stuck first, then ARN), so planning twice on one snapshot gives
 //! one plan.
 
+// Counts, capacities, durations and budgets: checked or saturating arithmetic only.
+#![warn(clippy::arithmetic_side_effects)]
+
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
 
@@ -365,9 +368,10 @@ impl PolicyPass<'_> {
                 stop_reason,
             }
         };
-        self.used += 1;
+        self.used = self.used.saturating_add(1);
         if let Some(service) = &finding.service {
-            *self.planned_per_service.entry(service.clone()).or_default() += 1;
+            let planned = self.planned_per_service.entry(service.clone()).or_default();
+            *planned = planned.saturating_add(1);
         }
         self.out.actions.push(PlannedAction {
             policy: self.policy.name.clone(),
@@ -452,8 +456,10 @@ impl PolicyPass<'_> {
                 .of(desired)
                 .floor() as usize)
                 .max(1);
-            let in_flight = self.history.in_flight(service)
-                + self.planned_per_service.get(service).copied().unwrap_or(0);
+            let in_flight = self
+                .history
+                .in_flight(service)
+                .saturating_add(self.planned_per_service.get(service).copied().unwrap_or(0));
             if in_flight >= limit {
                 return Some(Hold::MaxInFlightPerService { in_flight, limit });
             }

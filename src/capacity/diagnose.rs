@@ -14,6 +14,9 @@
 //! 5. capacity is exhausted: the same, at the ceiling;
 //! 6. unknown: the task-level rules apply.
 
+// Counts, capacities, durations and budgets: checked or saturating arithmetic only.
+#![warn(clippy::arithmetic_side_effects)]
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
@@ -286,7 +289,10 @@ fn judge_group(
             .iter()
             .filter_map(|(v, [working, failed, _])| {
                 let v = (*v)?;
-                (working.is_empty() && failed.len() >= rules.min_failed_instances as usize)
+                // A version with no failed instance is never broken, whatever the threshold.
+                (working.is_empty()
+                    && !failed.is_empty()
+                    && failed.len() >= rules.min_failed_instances as usize)
                     .then_some((v, failed))
             })
             .collect();
@@ -353,7 +359,8 @@ fn judge_group(
         .instances
         .iter()
         .filter(|i| i.lifecycle_state == "InService" || i.lifecycle_state.starts_with("Pending"))
-        .count() as u32;
+        .count();
+    let launched = u32::try_from(launched).unwrap_or(u32::MAX);
     if !booting_all.is_empty() || launched < group.desired_capacity {
         let reason = format!(
             "capacity on its way: {} instances of group {} still booting (inside the {} \

@@ -2,6 +2,9 @@
 //! group, its launch template versions, their instances' registration) and what to do about
 //! it. Pure, like the rest of diagnosis and planning.
 
+// Counts, capacities, durations and budgets: checked or saturating arithmetic only.
+#![warn(clippy::arithmetic_side_effects)]
+
 pub mod diagnose;
 pub mod plan;
 pub mod tags;

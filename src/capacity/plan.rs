@@ -10,6 +10,11 @@
 //!   crash in between is finished, not repeated); never for a cordoned or broken version, never
 //!   where ECS managed scaling owns the group.
 //! - a container instance whose agent stayed disconnected past the limit is drained.
+//!
+//! Every count is checked or saturating (the lint below enforces it): a nudge never plans a
+//! desired capacity at or below the current one, nor above min(MaxSize, `maxDesired`),
+//! whatever the policy's numbers.
+#![warn(clippy::arithmetic_side_effects)]
 
 use std::time::Duration;
 
@@ -183,6 +188,9 @@ pub fn plan_capacity(
                     ));
                     continue;
                 }
+                // The finding's ceiling is bounded again here, so that no finding, however it
+                // was made, lets a nudge past the group's MaxSize or the policy's maxDesired.
+                let ceiling = (*ceiling).min(group.max_size).min(nudge.max_desired);
                 let last = tags::last_nudge(group);
                 let in_cooldown = last.as_ref().is_some_and(|n| {
                     snapshot
@@ -191,16 +199,19 @@ pub fn plan_capacity(
                         .unwrap_or(Duration::ZERO)
                         < nudge.cooldown
                 });
+                let action = |to: u32, tag: Option<(String, String)>| {
+                    planned(Action::NudgeCapacity {
+                        group: group.name.clone(),
+                        group_arn: group.arn.clone(),
+                        from: *desired,
+                        to,
+                        tag,
+                    })
+                };
                 match last {
-                    Some(last) if in_cooldown && *desired < last.to.min(*ceiling) => {
+                    Some(last) if in_cooldown && *desired < last.to.min(ceiling) => {
                         // The tag was written but the change never made (a crash): finish it.
-                        out.actions.push(planned(Action::NudgeCapacity {
-                            group: group.name.clone(),
-                            group_arn: group.arn.clone(),
-                            from: *desired,
-                            to: last.to.min(*ceiling),
-                            tag: None,
-                        }));
+                        out.actions.push(action(last.to.min(ceiling), None));
                     }
                     Some(last) if in_cooldown => out.held.push(held(
                         "nudgeCapacity",
@@ -209,21 +220,18 @@ pub fn plan_capacity(
                             cooldown: short(nudge.cooldown),
                         },
                     )),
-                    _ => {
-                        let to = (*desired + nudge.step).min(*ceiling);
-                        out.actions.push(planned(Action::NudgeCapacity {
-                            group: group.name.clone(),
-                            group_arn: group.arn.clone(),
-                            from: *desired,
+                    _ => match nudge_target(*desired, nudge.step, ceiling) {
+                        Ok(to) => out.actions.push(action(
                             to,
-                            tag: Some(tags::nudge_tag(
+                            Some(tags::nudge_tag(
                                 snapshot.observed_at,
                                 *desired,
                                 to,
                                 &policy.name,
                             )),
-                        }));
-                    }
+                        )),
+                        Err(hold) => out.held.push(held("nudgeCapacity", hold)),
+                    },
                 }
             }
             (Cause::CapacityExhausted { .. }, _) => {
@@ -243,6 +251,22 @@ pub fn plan_capacity(
     }
     plan_drains(snapshot, policies, sightings, history, dry_run, &mut out);
     out
+}
+
+/// The desired capacity a nudge of `step` from `desired` plans: `desired + step`, at most
+/// `ceiling`, and always above `desired`. What cannot add capacity is held, never planned as a
+/// change that keeps or lowers the desired capacity.
+fn nudge_target(desired: u32, step: u32, ceiling: u32) -> Result<u32, Hold> {
+    let to = desired.saturating_add(step).min(ceiling);
+    if to > desired {
+        Ok(to)
+    } else if step == 0 {
+        Err(Hold::NoRemedy {
+            why: "nudgeCapacity.step is 0: a nudge would add no capacity".into(),
+        })
+    } else {
+        Err(Hold::CapacityExhausted)
+    }
 }
 
 /// Drains container instances whose agent stayed disconnected past the policy's limit.
@@ -324,7 +348,7 @@ fn plan_drains(
             });
             continue;
         }
-        used += 1;
+        used = used.saturating_add(1);
         out.actions.push(PlannedAction {
             policy: policy.name.clone(),
             mode,

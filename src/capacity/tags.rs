@@ -7,6 +7,9 @@
 //! - `ecs-reconciler/nudge` = `<RFC 3339 time> <from>-><to> [policy NAME]`, written before the
 //!   desired capacity is raised, so a crash in between is finished, not repeated.
 
+// Counts, capacities, durations and budgets: checked or saturating arithmetic only.
+#![warn(clippy::arithmetic_side_effects)]
+
 use std::time::SystemTime;
 
 use crate::diagnose::rfc3339;
@@ -117,11 +120,7 @@ fn parse_time(text: &str) -> Option<SystemTime> {
 
 fn truncate(mut value: String) -> String {
     if value.len() > MAX_TAG_VALUE {
-        let mut cut = MAX_TAG_VALUE;
-        while !value.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        value.truncate(cut);
+        value.truncate(value.floor_char_boundary(MAX_TAG_VALUE));
     }
     value
 }

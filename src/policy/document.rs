@@ -2,7 +2,7 @@
 //!
 //! Structure (unknown fields, wrong types, missing required fields) is checked by serde while
 //! deserializing. Values whose rules serde cannot express (durations, percentages, globs, names,
-//! lifecycle state keys, lower bounds) are kept as [`Located`] raw values, so that
+//! lifecycle state keys, numeric ranges) are kept as [`Located`] raw values, so that
 //! the `validate` module can check them all afterwards, report every problem in a document, and
 //! point each at its own line and column.
 
@@ -13,6 +13,8 @@ use std::marker::PhantomData;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
+
+use super::model::{ranges, seconds_text};
 
 /// The only supported `apiVersion`.
 pub const API_VERSION: &str = "ecs-reconciler/v1";
@@ -182,7 +184,12 @@ impl JsonSchema for DurationText {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
             "type": "string",
-            "description": "A positive duration with a unit, humantime syntax: `90s`, `10m`, `1h 30m`. A bare number is an error.",
+            "description": format!(
+                "A duration with a unit, humantime syntax: `90s`, `10m`, `1h 30m`; whole seconds \
+                 from {} to {}. A bare number is an error.",
+                seconds_text(ranges::DURATION.min),
+                seconds_text(ranges::DURATION.max)
+            ),
             "pattern": "^\\s*[0-9]+(\\.[0-9]+)?\\s*[a-zA-Zµ]+(\\s*[0-9]+(\\.[0-9]+)?\\s*[a-zA-Zµ]+)*\\s*$",
             "examples": ["90s", "10m", "1h 30m"],
         })
@@ -345,11 +352,11 @@ pub struct ReplaceTaskDoc {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct NudgeCapacityDoc {
-    /// Instances added per nudge, at least 1.
-    #[schemars(range(min = 1))]
+    /// Instances added per nudge.
+    #[schemars(range(min = ranges::NUDGE_STEP.min, max = ranges::NUDGE_STEP.max))]
     pub step: Located<u32>,
-    /// Desired capacity is never raised above this, at least 1.
-    #[schemars(range(min = 1))]
+    /// Desired capacity is never raised above this.
+    #[schemars(range(min = ranges::NUDGE_MAX_DESIRED.min, max = ranges::NUDGE_MAX_DESIRED.max))]
     pub max_desired: Located<u32>,
     /// Minimum time between two nudges of one group.
     pub cooldown: Located<DurationText>,
@@ -361,8 +368,11 @@ pub struct NudgeCapacityDoc {
 pub struct CordonLaunchTemplateDoc {
     /// How long a new instance may take to register with the cluster.
     pub registration_timeout: Located<DurationText>,
-    /// Instances of one launch template version that must fail before it is cordoned, at least 1.
-    #[schemars(range(min = 1))]
+    /// Instances of one launch template version that must fail before it is cordoned.
+    #[schemars(range(
+        min = ranges::MIN_FAILED_INSTANCES.min,
+        max = ranges::MIN_FAILED_INSTANCES.max
+    ))]
     pub min_failed_instances: Located<u32>,
 }
 
@@ -380,7 +390,8 @@ pub struct DrainContainerInstanceDoc {
 pub struct GuardrailsDoc {
     /// Actions of this policy per cluster in any rolling hour (default 20).
     #[serde(default)]
-    pub max_actions_per_hour: Option<u32>,
+    #[schemars(range(min = ranges::MAX_ACTIONS_PER_HOUR.min, max = ranges::MAX_ACTIONS_PER_HOUR.max))]
+    pub max_actions_per_hour: Option<Located<u32>>,
     /// Tasks of one service replaced at once, as a share of its desired count (default 25%).
     #[serde(default)]
     pub max_in_flight_per_service: Option<Located<PercentText>>,

@@ -10,6 +10,84 @@ use globset::GlobSet;
 
 use crate::domain::{Task, TaskStatus};
 
+/// The valid range of an integer field of the policy format, bounds included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CountRange {
+    pub min: u32,
+    pub max: u32,
+}
+
+impl CountRange {
+    pub const fn contains(self, value: u32) -> bool {
+        self.min <= value && value <= self.max
+    }
+}
+
+/// The valid range of a duration field of the policy format, bounds included. Durations are
+/// whole seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationRange {
+    pub min: Duration,
+    pub max: Duration,
+}
+
+impl DurationRange {
+    pub const fn contains(self, value: Duration) -> bool {
+        self.min.as_nanos() <= value.as_nanos() && value.as_nanos() <= self.max.as_nanos()
+    }
+}
+
+/// A whole number of seconds in the largest unit that divides it: `1m`, `24h`, `90s`.
+pub fn seconds_text(d: Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        s if s >= 3600 && s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s >= 60 && s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// The valid ranges of every number in the policy format, in one place: validation enforces
+/// them, the JSON Schema states the integer ones, `policies/README.md` documents them (a test
+/// checks the table against these constants).
+pub mod ranges {
+    use std::time::Duration;
+
+    use super::{CountRange, DurationRange};
+
+    const MINUTE: Duration = Duration::from_secs(60);
+    const DAY: Duration = Duration::from_secs(24 * 3600);
+
+    /// `remediate.nudgeCapacity.step`: instances added per nudge. 0 adds nothing; more than
+    /// 100 at once is a typo, not a nudge (`maxDesired` bounds the total anyway).
+    pub const NUDGE_STEP: CountRange = CountRange { min: 1, max: 100 };
+    /// `remediate.nudgeCapacity.maxDesired`: at least one instance; at most ECS's quota of
+    /// container instances per cluster (5,000).
+    pub const NUDGE_MAX_DESIRED: CountRange = CountRange { min: 1, max: 5000 };
+    /// `remediate.cordonLaunchTemplate.minFailedInstances`: a version is judged on at least one
+    /// failed instance; a threshold above 100 would never be met by a real rollout.
+    pub const MIN_FAILED_INSTANCES: CountRange = CountRange { min: 1, max: 100 };
+    /// `guardrails.maxActionsPerHour`: 0 would hold every action forever under a guardrail's
+    /// name (`mode: audit` is how to record without acting); above 1,000 an hour it guards
+    /// nothing.
+    pub const MAX_ACTIONS_PER_HOUR: CountRange = CountRange { min: 1, max: 1000 };
+
+    /// Every duration of the format (`spec.stuck.*`, `cooldown`, `registrationTimeout`,
+    /// `agentDisconnected`): whole seconds from 1 minute to 1 day. Below a minute the
+    /// controller (30 s resync) would judge normal transitions (an image pull, an instance
+    /// booting, an agent reconnecting, a nudged instance registering); beyond a day nothing
+    /// is gained (the first-sighting clocks live in memory and restart with the process) and a
+    /// unit slip (`10d` for `10m`) is caught.
+    pub const DURATION: DurationRange = DurationRange {
+        min: MINUTE,
+        max: DAY,
+    };
+    pub const STUCK_LIMIT: DurationRange = DURATION;
+    pub const NUDGE_COOLDOWN: DurationRange = DURATION;
+    pub const REGISTRATION_TIMEOUT: DurationRange = DURATION;
+    pub const AGENT_DISCONNECTED: DurationRange = DURATION;
+}
+
 /// Where a policy came from, for error messages and the audit trail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {

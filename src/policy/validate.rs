@@ -1,6 +1,7 @@
 //! Turns a deserialized [`PolicyDocument`] into a runtime [`Policy`], checking every value serde
-//! could not (names, globs, durations, percentages, state keys, lower bounds) and collecting all
-//! problems of the document, each at the line and column of the offending node.
+//! could not (names, globs, durations in whole seconds, percentages, state keys, the numeric
+//! ranges of [`ranges`]) and collecting all problems of the document, each at the line and
+//! column of the offending node.
 
 use std::path::Path;
 use std::time::Duration;
@@ -13,8 +14,9 @@ use super::document::{
 };
 use super::error::PolicyError;
 use super::model::{
-    CordonLaunchTemplate, DrainContainerInstance, EXEMPT_TAG, Guardrails, NudgeCapacity, Origin,
-    Percent, Policy, PolicyMode, Remediate, ReplaceTask, StuckLimits, Target,
+    CordonLaunchTemplate, CountRange, DrainContainerInstance, DurationRange, EXEMPT_TAG,
+    Guardrails, NudgeCapacity, Origin, Percent, Policy, PolicyMode, Remediate, ReplaceTask,
+    StuckLimits, Target, ranges, seconds_text,
 };
 
 /// Collects problems for one file.
@@ -34,15 +36,26 @@ impl Checker<'_> {
         ));
     }
 
-    fn duration(&mut self, at: &Located<DurationText>, field: &str) -> Option<Duration> {
-        const VALID: &str = "valid: a positive duration with a unit, such as 90s, 10m or 1h 30m";
+    /// A duration in whole seconds inside `range`.
+    fn duration(
+        &mut self,
+        at: &Located<DurationText>,
+        field: &str,
+        range: DurationRange,
+    ) -> Option<Duration> {
+        let valid = format!(
+            "valid: a positive duration with a unit, in whole seconds from {} to {}, such as \
+             90s, 10m or 1h 30m",
+            seconds_text(range.min),
+            seconds_text(range.max)
+        );
         let raw = &at.value.0;
         let text = raw.text.trim();
         if raw.is_number || text.parse::<f64>().is_ok() {
             self.error(
                 at,
                 field,
-                format!("`{text}` has no unit; a unit is required ({VALID})"),
+                format!("`{text}` has no unit; a unit is required ({valid})"),
             );
             return None;
         }
@@ -50,29 +63,22 @@ impl Checker<'_> {
             self.error(
                 at,
                 field,
-                format!("`{text}` is negative; a duration must be positive ({VALID})"),
+                format!("`{text}` is negative; a duration must be positive ({valid})"),
             );
             return None;
         }
-        match humantime::parse_duration(text) {
-            Ok(d) if d.is_zero() => {
-                self.error(
-                    at,
-                    field,
-                    format!("`{text}` is zero; a duration must be positive ({VALID})"),
-                );
-                None
+        let problem = match humantime::parse_duration(text) {
+            Ok(d) if d.is_zero() => "is zero, a duration must be positive".to_string(),
+            Ok(d) if d.subsec_nanos() != 0 => {
+                "has a part below one second, durations are whole seconds".to_string()
             }
-            Ok(d) => Some(d),
-            Err(e) => {
-                self.error(
-                    at,
-                    field,
-                    format!("`{text}` is not a duration ({e}); {VALID}"),
-                );
-                None
-            }
-        }
+            Ok(d) if d < range.min => format!("is shorter than {}", seconds_text(range.min)),
+            Ok(d) if d > range.max => format!("is longer than {}", seconds_text(range.max)),
+            Ok(d) => return Some(d),
+            Err(e) => format!("is not a duration ({e})"),
+        };
+        self.error(at, field, format!("`{text}` {problem}; {valid}"));
+        None
     }
 
     fn percent(&mut self, at: &Located<PercentText>, field: &str) -> Option<Percent> {
@@ -100,20 +106,25 @@ impl Checker<'_> {
         }
     }
 
-    fn at_least_one(&mut self, at: &Located<u32>, field: &str) -> Option<u32> {
-        if at.value >= 1 {
-            Some(at.value)
+    /// A whole number inside `range`.
+    fn count(&mut self, at: &Located<u32>, field: &str, range: CountRange) -> Option<u32> {
+        let value = at.value;
+        let problem = if value < range.min {
+            format!("must be at least {}", range.min)
+        } else if value > range.max {
+            format!("must be at most {}", range.max)
         } else {
-            self.error(
-                at,
-                field,
-                format!(
-                    "must be at least 1, got {}; valid: an integer >= 1",
-                    at.value
-                ),
-            );
-            None
-        }
+            return Some(value);
+        };
+        self.error(
+            at,
+            field,
+            format!(
+                "{problem}, got {value}; valid: a whole number from {} to {}",
+                range.min, range.max
+            ),
+        );
+        None
     }
 
     fn globs(&mut self, patterns: &[Located<String>], field: &str) -> Option<GlobSet> {
@@ -202,7 +213,7 @@ impl Checker<'_> {
                     continue;
                 }
             };
-            let duration = self.duration(value, &field);
+            let duration = self.duration(value, &field, ranges::STUCK_LIMIT);
             *slot = duration;
         }
         limits
@@ -299,9 +310,21 @@ pub(crate) fn validate(
         standalone: x.standalone,
     });
     let nudge_capacity = r.nudge_capacity.as_ref().and_then(|n| {
-        let step = c.at_least_one(&n.step, "spec.remediate.nudgeCapacity.step");
-        let max_desired = c.at_least_one(&n.max_desired, "spec.remediate.nudgeCapacity.maxDesired");
-        let cooldown = c.duration(&n.cooldown, "spec.remediate.nudgeCapacity.cooldown");
+        let step = c.count(
+            &n.step,
+            "spec.remediate.nudgeCapacity.step",
+            ranges::NUDGE_STEP,
+        );
+        let max_desired = c.count(
+            &n.max_desired,
+            "spec.remediate.nudgeCapacity.maxDesired",
+            ranges::NUDGE_MAX_DESIRED,
+        );
+        let cooldown = c.duration(
+            &n.cooldown,
+            "spec.remediate.nudgeCapacity.cooldown",
+            ranges::NUDGE_COOLDOWN,
+        );
         Some(NudgeCapacity {
             step: step?,
             max_desired: max_desired?,
@@ -312,10 +335,12 @@ pub(crate) fn validate(
         let timeout = c.duration(
             &x.registration_timeout,
             "spec.remediate.cordonLaunchTemplate.registrationTimeout",
+            ranges::REGISTRATION_TIMEOUT,
         );
-        let min_failed = c.at_least_one(
+        let min_failed = c.count(
             &x.min_failed_instances,
             "spec.remediate.cordonLaunchTemplate.minFailedInstances",
+            ranges::MIN_FAILED_INSTANCES,
         );
         Some(CordonLaunchTemplate {
             registration_timeout: timeout?,
@@ -326,6 +351,7 @@ pub(crate) fn validate(
         let agent_disconnected = c.duration(
             &x.agent_disconnected,
             "spec.remediate.drainContainerInstance.agentDisconnected",
+            ranges::AGENT_DISCONNECTED,
         )?;
         Some(DrainContainerInstance { agent_disconnected })
     });
@@ -333,6 +359,13 @@ pub(crate) fn validate(
     // Guardrails.
     let g = &d.spec.guardrails;
     let defaults = Guardrails::default();
+    let max_actions = g.max_actions_per_hour.as_ref().map(|n| {
+        c.count(
+            n,
+            "spec.guardrails.maxActionsPerHour",
+            ranges::MAX_ACTIONS_PER_HOUR,
+        )
+    });
     let max_in_flight = g
         .max_in_flight_per_service
         .as_ref()
@@ -347,8 +380,8 @@ pub(crate) fn validate(
     }
     // Every check passed, so every `Option` from a check is `Some`.
     let guardrails = Guardrails {
-        max_actions_per_hour: g
-            .max_actions_per_hour
+        max_actions_per_hour: max_actions
+            .flatten()
             .unwrap_or(defaults.max_actions_per_hour),
         max_in_flight_per_service: max_in_flight
             .flatten()

@@ -680,14 +680,17 @@ fn build(specs: &[TaskSpec], desired: &[u32; 3]) -> ClusterSnapshot {
 }
 
 fn guarded_policy(per_hour: u32, in_flight: u32, pause: u32) -> PolicySet {
-    policy(
+    let mut set = policy(
         "{PROVISIONING: 10m, PENDING: 5m, ACTIVATING: 5m, STOPPING: 10m, unhealthy: 1m}",
         "{replaceTask: {standalone: true}}",
         &format!(
-            "{{maxActionsPerHour: {per_hour}, maxInFlightPerService: {in_flight}%, \
+            "{{maxActionsPerHour: 1, maxInFlightPerService: {in_flight}%, \
              pauseWhenStuckAbove: {pause}%}}"
         ),
-    )
+    );
+    // Set directly: 0 is below the validated range but the planner must still honour it.
+    set.policies[0].guardrails.max_actions_per_hour = per_hour;
+    set
 }
 
 proptest! {

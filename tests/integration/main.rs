@@ -12,6 +12,7 @@ mod cli_output;
 mod config;
 mod controller_moto;
 mod diagnose_plan;
+mod extremes;
 mod faults;
 mod pacing;
 mod policy_files;
