@@ -649,7 +649,9 @@ async fn drain_sets_the_container_instance_draining() {
     assert_eq!(count(&cloud, "DescribeCapacityProviders"), 0);
     assert_eq!(snapshot.capacity_providers.len(), 1);
 
-    let unknown = format!("{}0", &arn[..arn.len() - 1]);
+    // Another id: the last hex digit changed (to one it is not).
+    let last = if arn.ends_with('0') { '1' } else { '0' };
+    let unknown = format!("{}{last}", &arn[..arn.len() - 1]);
     let err = cloud
         .drain_container_instance(CLUSTER, &unknown)
         .await
