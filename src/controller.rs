@@ -28,7 +28,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, error, info, info_span, warn};
+use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::audit::{AuditRecord, AuditSink, Outcome, mode_name};
 use crate::cloud::{Cloud, CloudError, ErrorCategory};
@@ -254,9 +254,24 @@ impl<C: Cloud> Controller<C> {
             let name = cluster.clone();
             let task = set.spawn(
                 async move {
-                    let _permit = limit.acquire_owned().await;
-                    let result = this.reconcile_cluster(&cluster, &shutdown).await;
-                    (cluster, result)
+                    // Waiting for a permit and observing are reads: a shutdown drops them, so a
+                    // large pass does not hold the stop up. Acting is never cut short.
+                    let observed = shutdown
+                        .run_until_cancelled(async {
+                            let permit = limit.acquire_owned().await;
+                            (permit, this.cloud.observe_cluster(&cluster).await)
+                        })
+                        .await;
+                    let Some((_permit, snapshot)) = observed else {
+                        return (cluster, None);
+                    };
+                    let result = match snapshot {
+                        Ok(snapshot) => {
+                            Ok(this.reconcile_observed(&cluster, snapshot, &shutdown).await)
+                        }
+                        Err(e) => Err(e),
+                    };
+                    (cluster, Some(result))
                 }
                 .instrument(span),
             );
@@ -266,7 +281,8 @@ impl<C: Cloud> Controller<C> {
         let mut panicked = None;
         while let Some(joined) = set.join_next().await {
             match joined {
-                Ok(r) => out.push(r),
+                Ok((cluster, Some(result))) => out.push((cluster, result)),
+                Ok((cluster, None)) => debug!(cluster = %cluster, "shutting down: not reconciled"),
                 Err(e) if e.is_panic() => {
                     let cluster = cluster_of_task.remove(&e.id()).unwrap_or_default();
                     let message = panic_message(e.into_panic());
@@ -291,6 +307,17 @@ impl<C: Cloud> Controller<C> {
         shutdown: &CancellationToken,
     ) -> Result<ClusterReport, CloudError> {
         let snapshot = self.cloud.observe_cluster(cluster).await?;
+        Ok(self.reconcile_observed(cluster, snapshot, shutdown).await)
+    }
+
+    /// Diagnose, plan and act on one cluster as observed. Once an action has started, its
+    /// calls run to the end: shutdown only stops the next action from starting.
+    async fn reconcile_observed(
+        &self,
+        cluster: &str,
+        snapshot: ClusterSnapshot,
+        shutdown: &CancellationToken,
+    ) -> ClusterReport {
         let policies = self.policies();
         let plan = {
             let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
@@ -330,12 +357,12 @@ impl<C: Cloud> Controller<C> {
             outcomes.push((action.clone(), outcome, detail));
         }
         self.forget_gone_tasks(&snapshot);
-        Ok(ClusterReport {
+        ClusterReport {
             cluster: cluster.to_string(),
             snapshot,
             plan,
             outcomes,
-        })
+        }
     }
 
     /// One action under the write-ahead rule: in audit mode only recorded as planned;
