@@ -13,6 +13,7 @@ mod diagnose_plan;
 mod faults;
 mod pacing;
 mod policy_files;
+mod policy_loading;
 mod reload;
 mod scenarios;
 mod scenarios_capacity;
