@@ -344,7 +344,8 @@ fn parse_document(
 
 /// A document that failed to deserialize: the parser's error and the field path it was at.
 struct Failure {
-    error: serde_saphyr::Error,
+    /// Boxed: the parser's error is large, and a failure is the rare path.
+    error: Box<serde_saphyr::Error>,
     path: Option<serde_path_to_error::Path>,
 }
 
@@ -366,7 +367,10 @@ fn deserialize_document(
             )
         })
     })
-    .map_err(|error| Failure { error, path })
+    .map_err(|error| Failure {
+        error: Box::new(error),
+        path,
+    })
 }
 
 /// The 1-based line and column of the key of an unknown field, relative to the document.

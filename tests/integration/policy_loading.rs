@@ -245,10 +245,17 @@ fn two_unknown_fields_and_a_bad_duration_are_all_reported() {
     assert!(errors.0[1].message.contains("has no unit"), "{errors}");
 }
 
+/// (what, replace this, with this, the (line, field) of every error expected).
+type StyleCase = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [(usize, &'static str)],
+);
+
 #[test]
 fn unknown_fields_in_every_style_are_reported_without_invented_problems() {
-    // (what, replace, with, expected (line, field) of every error)
-    let cases: &[(&str, &str, &str, &[(usize, &str)])] = &[
+    let cases: &[StyleCase] = &[
         (
             "the only entry of a block mapping",
             "    maxActionsPerHour: 20\n    maxInFlightPerService: 25%\n    pauseWhenStuckAbove: 50%\n",
