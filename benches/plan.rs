@@ -1,6 +1,10 @@
 //! Diagnose + plan over 100,000 tasks (20 clusters of 5,000) under 10 policies: the work the
 //! controller's pure core does for one pass over a large account. Target: 50 ms or less on one
 //! core. Run: `cargo bench --bench plan`.
+//!
+//! Also loading a policy directory of 15,000 generated policies (about 5 MB), once as one file
+//! of 15,000 documents and once as 150 files of 100: `cargo bench --bench plan -- load`. Under
+//! `cargo test --benches` (one run of each, no `--bench` argument) it loads 1,500.
 
 use std::hint::black_box;
 use std::path::Path;
@@ -14,7 +18,7 @@ use ecs_reconciler::domain::{
 };
 use ecs_reconciler::history::{History, stop_reason};
 use ecs_reconciler::plan::plan;
-use ecs_reconciler::policy::{PolicySet, parse_str};
+use ecs_reconciler::policy::{PolicySet, load_dir, parse_str};
 
 const CLUSTERS: usize = 20;
 const TASKS_PER_CLUSTER: usize = 5_000;
@@ -148,5 +152,48 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// One generated policy document of about 330 bytes.
+fn generated_policy(i: usize) -> String {
+    format!(
+        "---\napiVersion: ecs-reconciler/v1\nkind: RemediationPolicy\nmetadata:\n  name: \
+         generated-{i}\n  description: policy {i} generated for the load benchmark\nspec:\n  \
+         target:\n    clusters: [\"bench-*\"]\n    services: [\"team-{i}-*\"]\n  stuck:\n    \
+         PROVISIONING: 10m\n    PENDING: 10m\n    unhealthy: 5m\n  remediate:\n    \
+         replaceTask: {{}}\n  guardrails:\n    maxActionsPerHour: 20\n    \
+         maxInFlightPerService: 25%\n"
+    )
+}
+
+/// A temporary policy directory of `policies` generated policies spread over `files` files.
+fn generated_dir(policies: usize, files: usize) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let per_file = policies.div_ceil(files);
+    for f in 0..files {
+        let text: String = (f * per_file..((f + 1) * per_file).min(policies))
+            .map(generated_policy)
+            .collect();
+        std::fs::write(dir.path().join(format!("policies-{f:03}.yaml")), text).expect("write");
+    }
+    dir
+}
+
+fn load(c: &mut Criterion) {
+    // Full size only under `cargo bench`; `cargo test --benches` runs each benchmark once.
+    let full = std::env::args().any(|a| a == "--bench");
+    let policies = if full { 15_000 } else { 1_500 };
+    let mut group = c.benchmark_group("policy load");
+    group.sample_size(10);
+    for files in [1, policies / 100] {
+        let dir = generated_dir(policies, files);
+        let loaded = load_dir(dir.path()).expect("generated policies are valid");
+        assert_eq!(loaded.policies.len(), policies);
+        group.bench_function(
+            format!("load_dir {policies} policies in {files} files"),
+            |b| b.iter(|| black_box(load_dir(dir.path()).map(|set| set.policies.len()))),
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, load);
 criterion_main!(benches);

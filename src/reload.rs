@@ -17,7 +17,22 @@
 //! changes count: inotify also reports files being opened and read, which the reload itself
 //! does, and counting those would reload forever. Tests call `reload_now` directly instead of
 //! sending signals or waiting on the file system.
+//!
+//! # When the directory goes away
+//!
+//! A watch belongs to the directory, not to its name: after `rmdir policies; mkdir policies`
+//! (or a new directory renamed into place, or a symlink switched to another one) the old watch
+//! sees nothing. So the parent directory is watched too, for events about the policy
+//! directory's name, and every such event compares the directory on disk (device and inode)
+//! with the one watched. When the directory is gone or replaced, the watch is lost: that is
+//! logged as a warning, and the last good set stays in force (a reload of a missing directory
+//! is an error that keeps it). As soon as a directory is there again it is watched, that is
+//! logged (info), and it is loaded after the usual debounce, since files may have been written
+//! into it before the watch was in place. The parent's watch makes that immediate; in case it
+//! cannot help (the parent was removed too, or cannot be watched), the directory is also looked
+//! for again with backoff, from [`RETRY_MIN`] up to [`RETRY_MAX`]. SIGHUP works throughout.
 
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,8 +48,14 @@ use crate::policy::{PolicyError, PolicyErrors, PolicySet, load_dir_identified};
 
 /// How long the directory must be quiet after a change before it is loaded again.
 pub const DEBOUNCE: Duration = Duration::from_millis(500);
+/// The first delay before a lost policy directory is looked for again; it doubles up to
+/// [`RETRY_MAX`].
+pub const RETRY_MIN: Duration = Duration::from_secs(1);
+/// The longest delay between two looks for a lost policy directory.
+pub const RETRY_MAX: Duration = Duration::from_secs(30);
 
 const FILE_CHANGE: &str = "file change";
+const DIRECTORY_BACK: &str = "policy directory watched again";
 
 type OnChange = Box<dyn Fn(PolicySet) + Send + Sync>;
 
@@ -156,10 +177,12 @@ impl PolicyWatcher {
     /// Reloads on file changes in the directory and on SIGHUP until `shutdown` is cancelled.
     ///
     /// A file watch that cannot be set up (no inotify instances left, say) is logged and
-    /// SIGHUP still works; so is the reverse.
+    /// SIGHUP still works; so is the reverse. A directory removed and created again is watched
+    /// again (see the [module](self) documentation).
     pub fn start(self: Arc<Self>, shutdown: CancellationToken) -> JoinHandle<()> {
-        let changed = Arc::new(Notify::new());
-        let file_watch = match watch_dir(&self.dir, Arc::clone(&changed)) {
+        let events = Arc::new(WatchEvents::default());
+        // Set up before returning, so a change made right after start is seen.
+        let mut dir_watch = match DirWatch::new(&self.dir, Arc::clone(&events)) {
             Ok(w) => Some(w),
             Err(e) => {
                 warn!(dir = %self.dir.display(), error = %e, "cannot watch the policy directory; reload with SIGHUP");
@@ -171,23 +194,28 @@ impl PolicyWatcher {
         let mut hangup = hangup_signal();
         tokio::spawn(async move {
             // Dropping the watcher stops the file watch, so it lives as long as this task.
-            let _file_watch = file_watch;
             loop {
+                let retry = dir_watch.as_ref().and_then(DirWatch::retry_delay);
                 let trigger = tokio::select! {
                     _ = shutdown.cancelled() => break,
-                    _ = changed.notified() => {
-                        // Wait until the directory has been quiet for DEBOUNCE.
-                        loop {
-                            tokio::select! {
-                                _ = shutdown.cancelled() => return,
-                                _ = changed.notified() => {}
-                                _ = tokio::time::sleep(DEBOUNCE) => break,
-                            }
+                    _ = events.files.notified() => FILE_CHANGE,
+                    _ = events.directory.notified() => {
+                        match dir_watch.as_mut().map(DirWatch::refresh) {
+                            Some(Refresh::Established) => DIRECTORY_BACK,
+                            _ => continue,
                         }
-                        FILE_CHANGE
+                    }
+                    _ = tokio::time::sleep(retry.unwrap_or(RETRY_MAX)), if retry.is_some() => {
+                        match dir_watch.as_mut().map(DirWatch::refresh) {
+                            Some(Refresh::Established) => DIRECTORY_BACK,
+                            _ => continue,
+                        }
                     }
                     _ = next_hangup(&mut hangup) => "SIGHUP",
                 };
+                if trigger != "SIGHUP" && !quiet(&events.files, &shutdown).await {
+                    break;
+                }
                 let _ = self.reload(trigger).await;
             }
             debug!("policy watcher stopped");
@@ -195,19 +223,187 @@ impl PolicyWatcher {
     }
 }
 
-/// Watches `dir` (not recursively) and wakes `changed` on every change to its policy files.
-fn watch_dir(dir: &Path, changed: Arc<Notify>) -> notify::Result<RecommendedWatcher> {
-    let mut watcher =
-        notify::recommended_watcher(move |result: notify::Result<Event>| match result {
-            Ok(event) => {
-                if is_change(&event.kind) && event.paths.iter().any(|p| is_relevant(p)) {
-                    changed.notify_one();
-                }
+/// Waits until no policy file has changed for [`DEBOUNCE`]; `false` when `shutdown` came first.
+async fn quiet(files: &Notify, shutdown: &CancellationToken) -> bool {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return false,
+            _ = files.notified() => {}
+            _ = tokio::time::sleep(DEBOUNCE) => return true,
+        }
+    }
+}
+
+/// What the file watch tells the watcher task.
+#[derive(Default)]
+struct WatchEvents {
+    /// A policy file of the directory changed.
+    files: Notify,
+    /// Something happened to the directory itself (removed, renamed, created), seen by its own
+    /// watch or its parent's.
+    directory: Notify,
+}
+
+/// The directory's identity on disk: a directory removed and created again, or another one
+/// renamed into its place, is another one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DirId {
+    device: u64,
+    inode: u64,
+}
+
+/// The identity of the directory at `path` (following symlinks); `None` when there is none.
+fn dir_id(path: &Path) -> Option<DirId> {
+    let metadata = fs::metadata(path).ok().filter(|m| m.is_dir())?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Some(DirId {
+            device: metadata.dev(),
+            inode: metadata.ino(),
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = metadata;
+        Some(DirId {
+            device: 0,
+            inode: 0,
+        })
+    }
+}
+
+/// What [`DirWatch::refresh`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refresh {
+    /// The directory watched is still the one on disk.
+    Unchanged,
+    /// The directory is watched again, from now on.
+    Established,
+    /// The directory is gone (or cannot be watched); looked for again after the retry delay.
+    Missing,
+}
+
+/// The file watch of the policy directory and its parent, re-established when the directory is
+/// replaced or comes back.
+struct DirWatch {
+    /// Absolute, because event paths are the watched path joined with entry names.
+    dir: PathBuf,
+    watcher: RecommendedWatcher,
+    /// The directory watched; `None` while it is not.
+    watched: Option<DirId>,
+    /// The delay before the next look for the directory while it is not watched.
+    retry: Duration,
+}
+
+impl DirWatch {
+    /// Creates the watcher and watches the directory (and its parent). A directory that cannot be
+    /// watched now is logged once and looked for again with backoff; `Err` only when there is no
+    /// watcher at all.
+    fn new(dir: &Path, events: Arc<WatchEvents>) -> notify::Result<DirWatch> {
+        let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let watcher = watcher(dir.clone(), events)?;
+        let mut watch = DirWatch {
+            dir,
+            watcher,
+            watched: None,
+            retry: RETRY_MIN,
+        };
+        if let Err(e) = watch.establish() {
+            warn!(dir = %watch.dir.display(), error = %e, "cannot watch the policy directory; looking for it again with backoff, reload with SIGHUP");
+        }
+        Ok(watch)
+    }
+
+    /// How long to wait before looking for the directory again; `None` while it is watched.
+    fn retry_delay(&self) -> Option<Duration> {
+        self.watched.is_none().then_some(self.retry)
+    }
+
+    /// Brings the watch in line with the directory on disk: notices a lost watch (logged as a
+    /// warning) and re-establishes it when a directory is there (logged as info).
+    fn refresh(&mut self) -> Refresh {
+        let on_disk = dir_id(&self.dir);
+        if let Some(watched) = self.watched {
+            if on_disk == Some(watched) {
+                return Refresh::Unchanged;
             }
-            Err(e) => warn!(error = %e, "policy directory watch error"),
-        })?;
-    watcher.watch(dir, RecursiveMode::NonRecursive)?;
-    Ok(watcher)
+            warn!(
+                dir = %self.dir.display(),
+                "policy directory watch lost: {} was {}; the last good policy set stays in force until it is back",
+                self.dir.display(),
+                if on_disk.is_some() { "replaced" } else { "removed" }
+            );
+            let _ = self.watcher.unwatch(&self.dir);
+            self.watched = None;
+            self.retry = RETRY_MIN;
+        } else if on_disk.is_none() {
+            self.retry = (self.retry * 2).min(RETRY_MAX);
+            return Refresh::Missing;
+        }
+        match self.establish() {
+            Ok(()) => {
+                info!(dir = %self.dir.display(), "watching the policy directory {} again", self.dir.display());
+                Refresh::Established
+            }
+            Err(e) => {
+                debug!(dir = %self.dir.display(), error = %e, "policy directory not watched yet");
+                self.retry = (self.retry * 2).min(RETRY_MAX);
+                Refresh::Missing
+            }
+        }
+    }
+
+    /// Watches the parent (best effort) and the directory, remembering which directory is
+    /// watched.
+    fn establish(&mut self) -> notify::Result<()> {
+        if let Some(parent) = self.dir.parent().filter(|_| self.dir.file_name().is_some()) {
+            // Watched afresh: the parent may have been replaced too.
+            let _ = self.watcher.unwatch(parent);
+            if let Err(e) = self.watcher.watch(parent, RecursiveMode::NonRecursive) {
+                debug!(dir = %parent.display(), error = %e, "cannot watch the policy directory's parent");
+            }
+        }
+        let _ = self.watcher.unwatch(&self.dir);
+        let before = dir_id(&self.dir);
+        self.watcher.watch(&self.dir, RecursiveMode::NonRecursive)?;
+        // Replaced between the look and the watch: the parent's event for it will tell.
+        self.watched = before.filter(|id| dir_id(&self.dir) == Some(*id));
+        if self.watched.is_none() {
+            return Err(notify::Error::path_not_found().add_path(self.dir.clone()));
+        }
+        self.retry = RETRY_MIN;
+        Ok(())
+    }
+}
+
+/// A watcher that wakes `events.files` on every change to a policy file of `dir`, and
+/// `events.directory` on every change to `dir` itself.
+fn watcher(dir: PathBuf, events: Arc<WatchEvents>) -> notify::Result<RecommendedWatcher> {
+    notify::recommended_watcher(move |result: notify::Result<Event>| match result {
+        Ok(event) => {
+            // Queue overflow: anything may have happened.
+            let rescan = event.need_rescan();
+            if rescan || !is_change(&event.kind) {
+                if rescan {
+                    events.files.notify_one();
+                    events.directory.notify_one();
+                }
+                return;
+            }
+            if event.paths.iter().any(|p| p == &dir) {
+                events.directory.notify_one();
+            }
+            if event
+                .paths
+                .iter()
+                .any(|p| p.parent() == Some(dir.as_path()) && is_relevant(p))
+            {
+                events.files.notify_one();
+            }
+        }
+        Err(e) => warn!(error = %e, "policy directory watch error"),
+    })
 }
 
 /// Whether an event changes a file, rather than only opening, reading or closing it.

@@ -5,8 +5,12 @@
 //! lifecycle state keys, numeric ranges) are kept as [`Located`] raw values, so that
 //! the `validate` module can check them all afterwards, report every problem in a document, and
 //! point each at its own line and column.
+//!
+//! A document is parsed on its own, cut out of its file; [`with_line_offset`] makes the lines of
+//! every [`Located`] value those of the file.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
 
@@ -31,9 +35,32 @@ pub const STUCK_KEYS: [&str; 7] = [
     "unhealthy",
 ];
 
+thread_local! {
+    /// Lines of the file before the document being deserialized on this thread.
+    static LINE_OFFSET: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Runs `f` (which deserializes one document cut out of a file) with `offset` added to the line
+/// of every [`Located`] value it produces, so that lines are those of the file.
+///
+/// A thread-local rather than a parameter: serde gives `Deserialize` impls no context, and
+/// shifting afterwards would need a walk over every type of the document, easy to get wrong when
+/// a field is added. Deserialization runs on the calling thread, inside `f`.
+pub(crate) fn with_line_offset<R>(offset: usize, f: impl FnOnce() -> R) -> R {
+    struct Restore(usize);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            LINE_OFFSET.set(self.0);
+        }
+    }
+    let _restore = Restore(LINE_OFFSET.replace(offset));
+    f()
+}
+
 /// A value with the 1-based line and column of the YAML node it came from.
 ///
-/// Deserializes through [`serde_saphyr::Spanned`]; its JSON Schema is the inner value's.
+/// Deserializes through [`serde_saphyr::Spanned`]; its JSON Schema is the inner value's. The
+/// line includes the offset set by [`with_line_offset`] (0 stays 0: an unknown location).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Located<T> {
     pub value: T,
@@ -44,9 +71,14 @@ pub struct Located<T> {
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Located<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let spanned = serde_saphyr::Spanned::<T>::deserialize(deserializer)?;
+        let line = spanned.referenced.line() as usize;
         Ok(Located {
             value: spanned.value,
-            line: spanned.referenced.line() as usize,
+            line: if line > 0 {
+                line + LINE_OFFSET.get()
+            } else {
+                0
+            },
             column: spanned.referenced.column() as usize,
         })
     }

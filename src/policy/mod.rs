@@ -4,6 +4,7 @@
 //! - `validate` (private): checks a document and builds the runtime [`Policy`].
 //! - [`load`](mod@load): splits files into documents, parses, validates, fingerprints:
 //!   [`load_dir`], [`parse_str`].
+//! - `recover` (private): blanks an unknown field out of a document so the rest is checked.
 //! - [`identity`][]: names the set by its git commit when it has one:
 //!   [`load_dir_identified`] (what the CLI loads with).
 //! - [`error`][]: [`PolicyError`] (file, line, column, field, message) and [`PolicyErrors`].
@@ -15,6 +16,7 @@ pub mod error;
 pub mod identity;
 pub mod load;
 pub mod model;
+mod recover;
 pub mod schema;
 mod validate;
 

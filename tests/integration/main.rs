@@ -16,6 +16,7 @@ mod extremes;
 mod faults;
 mod pacing;
 mod policy_files;
+mod policy_loading;
 mod reload;
 mod scenarios;
 mod scenarios_capacity;

@@ -264,3 +264,110 @@ async fn the_file_watch_reloads_a_changed_directory() {
     shutdown.cancel();
     handle.await.unwrap();
 }
+
+/// Waits (with a deadline that only fails the test when the condition never holds) until `done`.
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("never happened: {what}"));
+}
+
+/// Waits until the watcher publishes the set `expected`.
+async fn until_published(
+    rx: &mut tokio::sync::watch::Receiver<ecs_reconciler::policy::PolicySet>,
+    expected: &str,
+) {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while rx.borrow_and_update().fingerprint != expected {
+            rx.changed().await.unwrap();
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("policy set {expected} never loaded"));
+}
+
+/// `rmdir policies; mkdir policies`: the loss is logged, the last good set stays, the new
+/// directory is watched again (logged) and a file written into it is loaded. Current-thread
+/// runtime, so the watcher task logs into this test's subscriber.
+#[tokio::test]
+async fn the_file_watch_survives_its_directory_being_removed_and_created_again() {
+    let (logs, _guard) = capture_logs();
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("policies");
+    fs::create_dir(&dir).unwrap();
+    fs::write(dir.join("web.yaml"), doc("web", "10m")).unwrap();
+    let initial = load_dir_identified(&dir).unwrap();
+    let first = initial.fingerprint.clone();
+    let watcher = Arc::new(PolicyWatcher::new(&dir, initial));
+    let mut rx = watcher.subscribe();
+    let shutdown = CancellationToken::new();
+    let handle = Arc::clone(&watcher).start(shutdown.clone());
+
+    fs::remove_dir_all(&dir).unwrap();
+    until("the lost watch is logged", || {
+        logs.text().contains("policy directory watch lost")
+    })
+    .await;
+    assert!(logs.text().contains("WARN"), "{}", logs.text());
+    // While it is gone, a reload is an error and the last good set stays in force.
+    assert!(watcher.reload_now().await.is_err());
+    assert_eq!(watcher.current().fingerprint, first);
+
+    fs::create_dir(&dir).unwrap();
+    until("the new watch is logged", || {
+        logs.text().contains("watching the policy directory")
+    })
+    .await;
+    fs::write(dir.join("web.yaml"), doc("web", "30m")).unwrap();
+    let expected = load_dir_identified(&dir).unwrap().fingerprint;
+    assert_ne!(expected, first);
+    until_published(&mut rx, &expected).await;
+    // And later changes too.
+    fs::write(dir.join("web.yaml"), doc("web", "40m")).unwrap();
+    let later = load_dir_identified(&dir).unwrap().fingerprint;
+    until_published(&mut rx, &later).await;
+
+    shutdown.cancel();
+    handle.await.unwrap();
+}
+
+/// A new directory renamed over the old one (how a deployment swaps configuration): the watch
+/// follows the directory now at the path, not the one moved away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_file_watch_follows_a_directory_renamed_into_place() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("policies");
+    fs::create_dir(&dir).unwrap();
+    fs::write(dir.join("web.yaml"), doc("web", "10m")).unwrap();
+    let initial = load_dir_identified(&dir).unwrap();
+    let watcher = Arc::new(PolicyWatcher::new(&dir, initial));
+    let mut rx = watcher.subscribe();
+    let shutdown = CancellationToken::new();
+    let handle = Arc::clone(&watcher).start(shutdown.clone());
+
+    let staged = parent.path().join("policies.new");
+    fs::create_dir(&staged).unwrap();
+    fs::write(staged.join("web.yaml"), doc("web", "20m")).unwrap();
+    let old = parent.path().join("policies.old");
+    fs::rename(&dir, &old).unwrap();
+    fs::rename(&staged, &dir).unwrap();
+    let swapped = load_dir_identified(&dir).unwrap().fingerprint;
+    until_published(&mut rx, &swapped).await;
+
+    // A change in the old directory is not a change of the policies; one in the new one is.
+    fs::write(old.join("web.yaml"), doc("web", "50m")).unwrap();
+    fs::write(dir.join("web.yaml"), doc("web", "30m")).unwrap();
+    let expected = load_dir_identified(&dir).unwrap().fingerprint;
+    until_published(&mut rx, &expected).await;
+    assert_eq!(
+        watcher.current().policies[0].stuck.provisioning,
+        Some(Duration::from_secs(30 * 60))
+    );
+
+    shutdown.cancel();
+    handle.await.unwrap();
+}
