@@ -2,8 +2,8 @@
 //!
 //! A task is stuck when it has stayed in a lifecycle state longer than its policy's limit for
 //! that state, or has reported UNHEALTHY while RUNNING longer than the `unhealthy` limit. Time
-//! in state is measured from the timestamp that marks entry into the state (DESIGN.md section
-//! 2), or, where ECS gives none, from when the controller first saw the task in that state.
+//! in state is measured from the timestamp that marks entry into the state (docs/design.md
+//! §2), or, where ECS gives none, from when the controller first saw the task in that state.
 //! When in doubt the clock starts later, never earlier: the controller never acts on less
 //! evidence than the limit.
 

@@ -2,7 +2,7 @@
 //! the process, so the controller stays well under the account's own buckets (which it shares
 //! with everyone else in the account and Region).
 //!
-//! - [`Category`]: the ECS throttle categories of DESIGN.md section 2, plus Auto Scaling (all its
+//! - [`Category`]: the ECS throttle categories of docs/design.md §2, plus Auto Scaling (all its
 //!   APIs share one bucket), EC2 describe calls, and [`Category::Other`] for anything else.
 //!   [`category_of`] maps an operation name (`DescribeTasks`, or qualified:
 //!   `autoscaling:DescribeTags`) to its category.
@@ -94,7 +94,7 @@ impl Category {
         }
     }
 
-    /// The account's bucket for this category: documented for the ECS categories (DESIGN.md
+    /// The account's bucket for this category: documented for the ECS categories (docs/design.md
     /// section 2), assumed for the others (see the [module](self) documentation).
     pub fn account_limit(self) -> Rate {
         let (burst, per_second) = match self {

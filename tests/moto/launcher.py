@@ -4,7 +4,7 @@ Used by the Rust test harness (tests/integration/support/moto.rs). The server li
 127.0.0.1 on a free port and prints `PORT <n>` on one line as soon as it accepts connections.
 It exits when its standard input closes, so it never outlives the test process that spawned it.
 
-Every patch below names the moto gap it fixes (see DESIGN.md section 6). The patches make moto
+Every patch below names the moto gap it fixes (see docs/design.md §5). The patches make moto
 closer to ECS; they never make the emulator more lenient than ECS.
 
 Harness-only endpoints (not AWS APIs), all `POST` with a JSON body; `account` (default
