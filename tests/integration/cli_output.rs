@@ -9,34 +9,11 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-/// The binary with a clean environment: no AWS from the developer's machine, no config file
-/// (the working directory is the crate's), no log noise.
+/// The binary with a clean environment (see [`crate::cli::bin`]) and no standard input.
 pub(crate) fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ecs-reconciler"));
-    c.current_dir(env!("CARGO_MANIFEST_DIR"));
-    for var in [
-        "AWS_REGION",
-        "AWS_DEFAULT_REGION",
-        "AWS_PROFILE",
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-        "AWS_ENDPOINT_URL",
-        "AWS_CONFIG_FILE",
-        "AWS_SHARED_CREDENTIALS_FILE",
-        "RUST_LOG",
-    ] {
-        c.env_remove(var);
-    }
-    c.env("HOME", empty_home());
-    c.env("AWS_EC2_METADATA_DISABLED", "true");
+    let mut c = crate::cli::bin();
     c.stdin(Stdio::null());
     c
-}
-
-fn empty_home() -> &'static Path {
-    static HOME: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
-    HOME.get_or_init(|| tempfile::tempdir().unwrap()).path()
 }
 
 pub(crate) fn text(bytes: &[u8]) -> String {

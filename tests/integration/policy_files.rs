@@ -36,11 +36,11 @@ spec:
     pauseWhenStuckAbove: 50%
 "#;
 
-fn file() -> &'static Path {
+pub(crate) fn file() -> &'static Path {
     Path::new("policies/web.yaml")
 }
 
-fn errors_of(text: &str) -> PolicyErrors {
+pub(crate) fn errors_of(text: &str) -> PolicyErrors {
     match parse_str(file(), text) {
         Ok(p) => panic!("expected errors, got {} policies for:\n{text}", p.len()),
         Err(e) => e,

@@ -31,16 +31,7 @@ spec:
     pauseWhenStuckAbove: 50%
 "#;
 
-fn file() -> &'static Path {
-    Path::new("policies/web.yaml")
-}
-
-fn errors_of(text: &str) -> PolicyErrors {
-    match parse_str(file(), text) {
-        Ok(p) => panic!("expected errors, got {} policies for:\n{text}", p.len()),
-        Err(e) => e,
-    }
-}
+use crate::policy_files::{errors_of, file};
 
 /// (line, column, field) of every error.
 fn located(errors: &PolicyErrors) -> Vec<(usize, Option<usize>, String)> {
