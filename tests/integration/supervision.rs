@@ -462,7 +462,9 @@ fn a_panicking_reconcile_ends_the_process_naming_the_task() {
 }
 
 #[test]
-fn a_loop_stuck_in_a_call_meets_the_shutdown_deadline() {
+fn a_loop_stuck_in_an_observation_is_stopped_cleanly_by_shutdown() {
+    // An observation only reads, so shutdown drops it rather than wait for it: the run ends
+    // cleanly when its virtual time is up, not at the shutdown deadline.
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("stderr.log");
     let (mut c, _) = sim_run(dir.path(), "1h");
@@ -472,12 +474,10 @@ fn a_loop_stuck_in_a_call_meets_the_shutdown_deadline() {
         .spawn()
         .unwrap();
     let status = exit_of(&mut child, "run with a hung observation");
-    assert_eq!(status.code(), Some(1));
-    let last = last_line(&log);
-    assert!(
-        last.contains("shutdown deadline of 20s passed with controller loop still running"),
-        "{last}"
-    );
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(status.code(), Some(0), "{logged}");
+    assert!(logged.contains("controller stopped"), "{logged}");
+    assert!(!logged.contains("deadline"), "{logged}");
 }
 
 #[test]
