@@ -11,6 +11,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use ecs_reconciler::causes::Clues;
 use ecs_reconciler::diagnose::{Sightings, diagnose};
 use ecs_reconciler::domain::{
     Capacity, ClusterSnapshot, DesiredStatus, HealthStatus, Service, Task, TaskOverrides,
@@ -60,6 +61,7 @@ fn cluster(c: usize) -> ClusterSnapshot {
             desired_count: TASKS_PER_SERVICE as u32,
             running_count: TASKS_PER_SERVICE as u32,
             pending_count: 0,
+            events: Vec::new(),
         });
     }
     for t in 0..TASKS_PER_CLUSTER {
@@ -80,6 +82,9 @@ fn cluster(c: usize) -> ClusterSnapshot {
                 ..TaskTimestamps::default()
             },
             stopped_reason: None,
+            stop_code: None,
+            cpu: None,
+            memory: None,
             tags: Default::default(),
             capacity: Capacity::LaunchType("EC2".into()),
             network: None,
@@ -141,9 +146,17 @@ fn bench(c: &mut Criterion) {
                     sightings.record(snap);
                     let diagnosis = diagnose(snap, &policies, sightings);
                     let history = History::rebuild(snap, &[]);
-                    actions += plan(snap, diagnosis, &policies, &history, sightings, false)
-                        .actions
-                        .len();
+                    actions += plan(
+                        snap,
+                        diagnosis,
+                        &policies,
+                        &history,
+                        sightings,
+                        &Clues::default(),
+                        false,
+                    )
+                    .actions
+                    .len();
                 }
                 black_box(actions)
             })

@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::audit::{AuditRecord, AuditSink, Outcome, mode_name};
+use crate::causes::Clues;
 use crate::cloud::{Cloud, CloudError, ErrorCategory};
 use crate::diagnose::{Sightings, diagnose};
 use crate::domain::{ClusterSnapshot, Tags};
@@ -110,6 +111,9 @@ struct ClusterMemory {
     ledger: Vec<PastAction>,
     /// (target, action) → the outcome last written to the audit trail.
     audited: HashMap<(String, String), String>,
+    /// What the root-cause reads found so far (a stuck instance's boot output does not
+    /// change, so it is read once).
+    clues: Clues,
 }
 
 /// The reconciling controller over one cloud.
@@ -334,6 +338,7 @@ impl<C: Cloud> Controller<C> {
                 &policies,
                 &history,
                 &mem.sightings,
+                &mem.clues,
                 self.settings.dry_run,
             )
         };

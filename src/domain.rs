@@ -181,6 +181,13 @@ pub struct Task {
     pub health: HealthStatus,
     pub timestamps: TaskTimestamps,
     pub stopped_reason: Option<String>,
+    /// Why ECS stopped the task, as a code (`TaskFailedToStart`, `EssentialContainerExited`,
+    /// `UserInitiated`, ...); absent while it runs.
+    pub stop_code: Option<String>,
+    /// Task-level CPU units and memory (MiB), as the task reports them; absent when only the
+    /// containers set them.
+    pub cpu: Option<u32>,
+    pub memory: Option<u32>,
     pub tags: Tags,
     pub capacity: Capacity,
     pub network: Option<NetworkConfig>,
@@ -220,6 +227,15 @@ pub struct Service {
     pub desired_count: u32,
     pub running_count: u32,
     pub pending_count: u32,
+    /// The service's most recent events, newest first (DescribeServices keeps up to 100).
+    pub events: Vec<ServiceEvent>,
+}
+
+/// One event of a service ("(service web) was unable to place a task because ...").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceEvent {
+    pub at: Option<SystemTime>,
+    pub message: String,
 }
 
 /// An ECS container instance as observed.
@@ -274,6 +290,8 @@ pub struct GroupInstance {
     pub launch_template_version: Option<u32>,
     /// When EC2 launched it.
     pub launched_at: Option<SystemTime>,
+    /// Its EC2 instance type, e.g. `m5.large`.
+    pub instance_type: Option<String>,
 }
 
 /// An Auto Scaling group behind a capacity provider.
@@ -335,6 +353,42 @@ impl ClusterSnapshot {
     pub fn service(&self, name: &str) -> Option<&Service> {
         self.services.iter().find(|s| s.name == name)
     }
+}
+
+/// One numbered launch template version, as DescribeLaunchTemplateVersions gives it: what an
+/// instance launched from it boots with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaunchTemplateVersion {
+    pub template_id: String,
+    pub version: u32,
+    /// The UserData exactly as EC2 keeps it: base64, possibly of gzip or MIME multi-part.
+    pub user_data: Option<String>,
+    /// The instance profile's ARN or name; `None` when the version names none.
+    pub instance_profile: Option<String>,
+    pub instance_type: Option<String>,
+    pub image_id: Option<String>,
+}
+
+/// One scaling activity of an Auto Scaling group (DescribeScalingActivities).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScalingActivity {
+    pub activity_id: String,
+    /// `Successful`, `Failed`, `Cancelled`, `InProgress`, `WaitingForSpotInstanceId`, ...
+    pub status_code: String,
+    /// Why it failed, as Auto Scaling words it ("You have requested more vCPU capacity than
+    /// your current vCPU limit ...").
+    pub status_message: Option<String>,
+    pub description: Option<String>,
+    pub cause: Option<String>,
+    pub start_time: Option<SystemTime>,
+}
+
+/// The size of an EC2 instance type (DescribeInstanceTypes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceTypeSize {
+    pub instance_type: String,
+    pub vcpus: u32,
+    pub memory_mib: u64,
 }
 
 /// Everything RunTask needs to start a replacement for a standalone task.

@@ -31,6 +31,7 @@
 
 pub mod audit;
 pub mod capacity;
+pub mod causes;
 pub mod cli;
 pub mod cloud;
 pub mod config;

@@ -16,6 +16,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::capacity::{CapacityFinding, Cause, diagnose_capacity, plan_capacity};
+use crate::causes::Clues;
 use crate::diagnose::{Condition, Diagnosis, Evidence, Finding, Sightings};
 use crate::domain::{ClusterSnapshot, DesiredStatus, RunTaskRequest, Task};
 use crate::history::{History, REPLACES_TAG, stop_reason};
@@ -240,9 +241,10 @@ pub fn plan(
     policies: &PolicySet,
     history: &History,
     sightings: &Sightings,
+    clues: &Clues,
     dry_run: bool,
 ) -> Plan {
-    let capacity = diagnose_capacity(snapshot, &diagnosis, policies);
+    let capacity = diagnose_capacity(snapshot, &diagnosis, policies, clues);
     // Tasks whose wait has a capacity cause are not replaced: the cause is remedied instead.
     let capacity_bound: HashMap<&str, &CapacityFinding> = capacity
         .iter()

@@ -23,6 +23,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::tags;
+use crate::causes::{CauseCode, Clues, LaunchFailure, RootCause};
 use crate::diagnose::{Condition, Diagnosis, Evidence, short};
 use crate::domain::{
     AutoScalingGroup, CapacityProvider, ClusterSnapshot, ContainerInstance, DesiredStatus,
@@ -65,6 +66,15 @@ pub enum Cause {
         max_size: u32,
         ceiling: u32,
     },
+    /// Waiting tasks are larger than the group's instance type: a nudge would not help.
+    #[serde(rename_all = "camelCase")]
+    NoInstanceFits { instance_type: String },
+    /// The group's launches fail (the scaling activities say why): a nudge would not help.
+    #[serde(rename_all = "camelCase")]
+    LaunchFailing { failure: LaunchFailure },
+    /// The cluster's quota of tasks in PROVISIONING is reached.
+    #[serde(rename_all = "camelCase")]
+    ProvisioningQuota { provisioning: usize },
     /// Instances fail to register, but the group's launch is not a launch template the
     /// controller can cordon.
     #[serde(rename_all = "camelCase")]
@@ -74,17 +84,25 @@ pub enum Cause {
 }
 
 impl Cause {
-    /// The cause's name in the audit trail and plan output.
-    pub fn name(&self) -> &'static str {
+    /// The cause's stable code.
+    pub fn code(&self) -> CauseCode {
         match self {
-            Cause::GroupMissing => "groupMissing",
-            Cause::BrokenLaunchTemplateVersion { .. } => "brokenLaunchTemplateVersion",
-            Cause::CapacityOnItsWay { .. } => "capacityOnItsWay",
-            Cause::CapacityShort { .. } => "capacityShort",
-            Cause::CapacityExhausted { .. } => "capacityExhausted",
-            Cause::Unsupported { .. } => "unsupported",
-            Cause::Unknown => "unknown",
+            Cause::GroupMissing => CauseCode::GroupMissing,
+            Cause::BrokenLaunchTemplateVersion { .. } => CauseCode::BrokenLaunchTemplateVersion,
+            Cause::CapacityOnItsWay { .. } => CauseCode::CapacityOnItsWay,
+            Cause::CapacityShort { .. } => CauseCode::CapacityShort,
+            Cause::CapacityExhausted { .. } => CauseCode::CapacityExhausted,
+            Cause::NoInstanceFits { .. } => CauseCode::NoInstanceFits,
+            Cause::LaunchFailing { .. } => CauseCode::LaunchFailed,
+            Cause::ProvisioningQuota { .. } => CauseCode::ProvisioningQuota,
+            Cause::Unsupported { .. } => CauseCode::Unsupported,
+            Cause::Unknown => CauseCode::Unknown,
         }
+    }
+
+    /// The cause's name in the audit trail and plan output: its code.
+    pub fn name(&self) -> &'static str {
+        self.code().as_str()
     }
 }
 
@@ -102,6 +120,12 @@ pub struct CapacityFinding {
     /// Stuck PROVISIONING tasks waiting on this provider.
     pub waiting_tasks: Vec<String>,
     pub cause: Cause,
+    /// What the root-cause readings (boot output, UserData, scaling activities, instance
+    /// types) found behind the cause.
+    pub root_causes: Vec<RootCause>,
+    /// The root-cause readings that could not be made, e.g. "GetConsoleOutput i-0abc:
+    /// denied". The rest of the diagnosis stands without them.
+    pub unread: Vec<String>,
     /// One line.
     pub reason: String,
     pub evidence: Evidence,
@@ -112,6 +136,7 @@ pub fn diagnose_capacity(
     snapshot: &ClusterSnapshot,
     diagnosis: &Diagnosis,
     policies: &PolicySet,
+    _clues: &Clues,
 ) -> Vec<CapacityFinding> {
     let order: HashMap<&str, usize> = policies
         .policies
@@ -181,6 +206,8 @@ pub fn diagnose_capacity(
             policy: policy.name.clone(),
             waiting_tasks,
             cause,
+            root_causes: Vec::new(),
+            unread: Vec::new(),
             reason,
             evidence,
         });

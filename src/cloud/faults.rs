@@ -23,7 +23,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::cloud::budget::ApiBudget;
 use crate::cloud::{Cloud, CloudError, ErrorCategory};
-use crate::domain::{ClusterSnapshot, RunTaskRequest, Tags};
+use crate::domain::{
+    ClusterSnapshot, InstanceTypeSize, LaunchTemplateVersion, RunTaskRequest, ScalingActivity, Tags,
+};
 
 /// A method of the [`Cloud`] trait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -37,6 +39,10 @@ pub enum Method {
     TagGroup,
     TerminateInstance,
     DrainContainerInstance,
+    ConsoleOutput,
+    LaunchTemplateVersion,
+    ScalingActivities,
+    InstanceType,
 }
 
 impl Method {
@@ -48,6 +54,10 @@ impl Method {
             Method::ObserveCluster => "ListTasks",
             Method::StopTask => "StopTask",
             Method::RunTask => "RunTask",
+            Method::ConsoleOutput => "GetConsoleOutput",
+            Method::LaunchTemplateVersion => "DescribeLaunchTemplateVersions",
+            Method::ScalingActivities => "DescribeScalingActivities",
+            Method::InstanceType => "DescribeInstanceTypes",
             Method::SetDesiredCapacity => "SetDesiredCapacity",
             Method::PinLaunchTemplateVersion => "UpdateAutoScalingGroup",
             Method::TagGroup => "CreateOrUpdateTags",
@@ -239,6 +249,32 @@ impl<C: Cloud> Cloud for Faulty<C> {
             }
             Some(Fault::Fail { .. }) | None => fresh,
         })
+    }
+
+    async fn console_output(&self, instance_id: &str) -> Result<Option<Vec<u8>>, CloudError> {
+        self.fail_only(Method::ConsoleOutput)?;
+        self.inner.console_output(instance_id).await
+    }
+
+    async fn launch_template_version(
+        &self,
+        template_id: &str,
+        version: u32,
+    ) -> Result<LaunchTemplateVersion, CloudError> {
+        self.fail_only(Method::LaunchTemplateVersion)?;
+        self.inner
+            .launch_template_version(template_id, version)
+            .await
+    }
+
+    async fn scaling_activities(&self, group: &str) -> Result<Vec<ScalingActivity>, CloudError> {
+        self.fail_only(Method::ScalingActivities)?;
+        self.inner.scaling_activities(group).await
+    }
+
+    async fn instance_type(&self, instance_type: &str) -> Result<InstanceTypeSize, CloudError> {
+        self.fail_only(Method::InstanceType)?;
+        self.inner.instance_type(instance_type).await
     }
 
     async fn stop_task(

@@ -18,7 +18,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{ClusterSnapshot, RunTaskRequest, Tags};
+use crate::domain::{
+    ClusterSnapshot, InstanceTypeSize, LaunchTemplateVersion, RunTaskRequest, ScalingActivity, Tags,
+};
 
 /// What kind of failure a cloud call met; decides retry and how the audit trail names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -85,7 +87,9 @@ impl CloudError {
 
 /// The calls the controller makes, in domain terms.
 ///
-/// Reads: [`Cloud::list_clusters`], [`Cloud::observe_cluster`]. Everything else mutates.
+/// Reads: [`Cloud::list_clusters`], [`Cloud::observe_cluster`], and the root-cause reads
+/// ([`Cloud::console_output`], [`Cloud::launch_template_version`],
+/// [`Cloud::scaling_activities`], [`Cloud::instance_type`]). Everything else mutates.
 pub trait Cloud: Send + Sync + 'static {
     /// Names of every cluster in the account and Region.
     fn list_clusters(&self) -> impl Future<Output = Result<Vec<String>, CloudError>> + Send;
@@ -97,6 +101,34 @@ pub trait Cloud: Send + Sync + 'static {
         &self,
         cluster: &str,
     ) -> impl Future<Output = Result<ClusterSnapshot, CloudError>> + Send;
+
+    /// GetConsoleOutput of an EC2 instance (with `Latest=true` where the instance supports
+    /// it), decoded from base64. `None` when EC2 has no output for it yet. The bytes are as the
+    /// instance wrote them: not necessarily UTF-8, possibly cut in the middle of a line.
+    fn console_output(
+        &self,
+        instance_id: &str,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, CloudError>> + Send;
+
+    /// DescribeLaunchTemplateVersions for one numbered version.
+    fn launch_template_version(
+        &self,
+        template_id: &str,
+        version: u32,
+    ) -> impl Future<Output = Result<LaunchTemplateVersion, CloudError>> + Send;
+
+    /// DescribeScalingActivities of a group: its most recent activities, newest first (one
+    /// page).
+    fn scaling_activities(
+        &self,
+        group: &str,
+    ) -> impl Future<Output = Result<Vec<ScalingActivity>, CloudError>> + Send;
+
+    /// DescribeInstanceTypes for one instance type.
+    fn instance_type(
+        &self,
+        instance_type: &str,
+    ) -> impl Future<Output = Result<InstanceTypeSize, CloudError>> + Send;
 
     /// StopTask with `reason` (ECS keeps it as the task's stoppedReason).
     fn stop_task(
@@ -162,6 +194,35 @@ impl<C: Cloud> Cloud for Arc<C> {
         cluster: &str,
     ) -> impl Future<Output = Result<ClusterSnapshot, CloudError>> + Send {
         (**self).observe_cluster(cluster)
+    }
+
+    fn console_output(
+        &self,
+        instance_id: &str,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, CloudError>> + Send {
+        (**self).console_output(instance_id)
+    }
+
+    fn launch_template_version(
+        &self,
+        template_id: &str,
+        version: u32,
+    ) -> impl Future<Output = Result<LaunchTemplateVersion, CloudError>> + Send {
+        (**self).launch_template_version(template_id, version)
+    }
+
+    fn scaling_activities(
+        &self,
+        group: &str,
+    ) -> impl Future<Output = Result<Vec<ScalingActivity>, CloudError>> + Send {
+        (**self).scaling_activities(group)
+    }
+
+    fn instance_type(
+        &self,
+        instance_type: &str,
+    ) -> impl Future<Output = Result<InstanceTypeSize, CloudError>> + Send {
+        (**self).instance_type(instance_type)
     }
 
     fn stop_task(

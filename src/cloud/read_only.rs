@@ -7,7 +7,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{Cloud, CloudError, ErrorCategory};
-use crate::domain::{ClusterSnapshot, RunTaskRequest, Tags};
+use crate::domain::{
+    ClusterSnapshot, InstanceTypeSize, LaunchTemplateVersion, RunTaskRequest, ScalingActivity, Tags,
+};
 
 /// Wraps a [`Cloud`] so that only reads reach it.
 pub struct ReadOnly<C> {
@@ -49,6 +51,28 @@ impl<C: Cloud> Cloud for ReadOnly<C> {
 
     async fn observe_cluster(&self, cluster: &str) -> Result<ClusterSnapshot, CloudError> {
         self.inner.observe_cluster(cluster).await
+    }
+
+    async fn console_output(&self, instance_id: &str) -> Result<Option<Vec<u8>>, CloudError> {
+        self.inner.console_output(instance_id).await
+    }
+
+    async fn launch_template_version(
+        &self,
+        template_id: &str,
+        version: u32,
+    ) -> Result<LaunchTemplateVersion, CloudError> {
+        self.inner
+            .launch_template_version(template_id, version)
+            .await
+    }
+
+    async fn scaling_activities(&self, group: &str) -> Result<Vec<ScalingActivity>, CloudError> {
+        self.inner.scaling_activities(group).await
+    }
+
+    async fn instance_type(&self, instance_type: &str) -> Result<InstanceTypeSize, CloudError> {
+        self.inner.instance_type(instance_type).await
     }
 
     async fn stop_task(&self, _: &str, _: &str, _: &str) -> Result<(), CloudError> {

@@ -14,7 +14,9 @@ use ecs_reconciler::cloud::sim::{SimAccount, build_scenario};
 use ecs_reconciler::cloud::{Cloud, CloudError};
 use ecs_reconciler::controller::{Controller, ControllerSettings, PassReport};
 use ecs_reconciler::demo::scenario_policies;
-use ecs_reconciler::domain::{ClusterSnapshot, RunTaskRequest, Tags};
+use ecs_reconciler::domain::{
+    ClusterSnapshot, InstanceTypeSize, LaunchTemplateVersion, RunTaskRequest, ScalingActivity, Tags,
+};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -281,6 +283,28 @@ impl<C: Cloud> Cloud for WriteAhead<C> {
 
     async fn observe_cluster(&self, cluster: &str) -> Result<ClusterSnapshot, CloudError> {
         self.inner.observe_cluster(cluster).await
+    }
+
+    async fn console_output(&self, instance_id: &str) -> Result<Option<Vec<u8>>, CloudError> {
+        self.inner.console_output(instance_id).await
+    }
+
+    async fn launch_template_version(
+        &self,
+        template_id: &str,
+        version: u32,
+    ) -> Result<LaunchTemplateVersion, CloudError> {
+        self.inner
+            .launch_template_version(template_id, version)
+            .await
+    }
+
+    async fn scaling_activities(&self, group: &str) -> Result<Vec<ScalingActivity>, CloudError> {
+        self.inner.scaling_activities(group).await
+    }
+
+    async fn instance_type(&self, instance_type: &str) -> Result<InstanceTypeSize, CloudError> {
+        self.inner.instance_type(instance_type).await
     }
 
     async fn stop_task(&self, cluster: &str, task: &str, reason: &str) -> Result<(), CloudError> {

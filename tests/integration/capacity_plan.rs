@@ -3,6 +3,7 @@
 
 use ecs_reconciler::capacity::Cause;
 use ecs_reconciler::capacity::tags::{cordon_tag, cordons, last_nudge, nudge_tag};
+use ecs_reconciler::causes::Clues;
 use ecs_reconciler::diagnose::{Sightings, diagnose};
 use ecs_reconciler::domain::{ClusterSnapshot, GroupLaunch};
 use ecs_reconciler::history::History;
@@ -30,7 +31,15 @@ fn run(snap: &ClusterSnapshot, set: &PolicySet) -> Plan {
 fn run_seen(snap: &ClusterSnapshot, set: &PolicySet, sightings: &Sightings) -> Plan {
     let diagnosis = diagnose(snap, set, sightings);
     let history = History::rebuild(snap, &[]);
-    plan(snap, diagnosis, set, &history, sightings, false)
+    plan(
+        snap,
+        diagnosis,
+        set,
+        &history,
+        sightings,
+        &Clues::default(),
+        false,
+    )
 }
 
 /// The seed story: version 2 rolled out, its instances never registered; version 1 works.

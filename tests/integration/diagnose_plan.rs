@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use ecs_reconciler::causes::Clues;
 use ecs_reconciler::diagnose::{Condition, Diagnosis, Sightings, diagnose};
 use ecs_reconciler::domain::{ClusterSnapshot, DesiredStatus, HealthStatus, TaskStatus};
 use ecs_reconciler::history::{History, PastAction, REPLACES_TAG, stop_reason};
@@ -26,7 +27,15 @@ fn run_with(
 ) -> (Diagnosis, Plan) {
     let diagnosis = diagnose(snap, set, sightings);
     let history = History::rebuild(snap, ledger);
-    let plan = plan(snap, diagnosis.clone(), set, &history, sightings, dry_run);
+    let plan = plan(
+        snap,
+        diagnosis.clone(),
+        set,
+        &history,
+        sightings,
+        &Clues::default(),
+        dry_run,
+    );
     (diagnosis, plan)
 }
 

@@ -12,12 +12,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ecs_reconciler::audit::AuditSink;
 use ecs_reconciler::capacity::tags::nudge_tag;
 use ecs_reconciler::capacity::{CapacityFinding, Cause, plan_capacity};
+use ecs_reconciler::causes::Clues;
 use ecs_reconciler::cloud::sim::{SimAccount, build_scenario, scenario_names};
 use ecs_reconciler::cloud::{Cloud, CloudError};
 use ecs_reconciler::controller::{Controller, ControllerSettings};
 use ecs_reconciler::demo::scenario_policies;
 use ecs_reconciler::diagnose::{Sightings, diagnose};
-use ecs_reconciler::domain::{AutoScalingGroup, ClusterSnapshot, RunTaskRequest, Tags};
+use ecs_reconciler::domain::{
+    AutoScalingGroup, ClusterSnapshot, InstanceTypeSize, LaunchTemplateVersion, RunTaskRequest,
+    ScalingActivity, Tags,
+};
 use ecs_reconciler::history::History;
 use ecs_reconciler::plan::{Action, Plan, plan};
 use ecs_reconciler::policy::{
@@ -652,7 +656,15 @@ fn plan_snapshot(snap: &ClusterSnapshot, set: &PolicySet) -> Plan {
     };
     let diagnosis = diagnose(snap, set, &sightings);
     let history = History::rebuild(snap, &[]);
-    plan(snap, diagnosis, set, &history, &sightings, false)
+    plan(
+        snap,
+        diagnosis,
+        set,
+        &history,
+        &sightings,
+        &Clues::default(),
+        false,
+    )
 }
 
 proptest! {
@@ -707,6 +719,8 @@ proptest! {
             policy: "web".into(),
             waiting_tasks: vec![task_arn("wait0")],
             cause: Cause::CapacityShort { desired: group.desired_capacity, ceiling },
+            root_causes: Vec::new(),
+            unread: Vec::new(),
             reason: "capacity short".into(),
             evidence: Default::default(),
         };
@@ -813,6 +827,26 @@ impl Cloud for Recording {
 
     async fn observe_cluster(&self, cluster: &str) -> Result<ClusterSnapshot, CloudError> {
         self.sim.observe_cluster(cluster).await
+    }
+
+    async fn console_output(&self, instance_id: &str) -> Result<Option<Vec<u8>>, CloudError> {
+        self.sim.console_output(instance_id).await
+    }
+
+    async fn launch_template_version(
+        &self,
+        template_id: &str,
+        version: u32,
+    ) -> Result<LaunchTemplateVersion, CloudError> {
+        self.sim.launch_template_version(template_id, version).await
+    }
+
+    async fn scaling_activities(&self, group: &str) -> Result<Vec<ScalingActivity>, CloudError> {
+        self.sim.scaling_activities(group).await
+    }
+
+    async fn instance_type(&self, instance_type: &str) -> Result<InstanceTypeSize, CloudError> {
+        self.sim.instance_type(instance_type).await
     }
 
     async fn stop_task(&self, cluster: &str, task: &str, reason: &str) -> Result<(), CloudError> {

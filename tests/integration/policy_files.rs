@@ -630,6 +630,9 @@ fn task(service: Option<&str>, tags: &[(&str, &str)]) -> Task {
         health: HealthStatus::Unknown,
         timestamps: TaskTimestamps::default(),
         stopped_reason: None,
+        stop_code: None,
+        cpu: None,
+        memory: None,
         tags: tags
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))

@@ -489,6 +489,7 @@ fn convert_group(
                 health_status: i.health_status().unwrap_or_default().to_string(),
                 launch_template_version: from_ec2.version.or(reported),
                 launched_at: from_ec2.launched_at,
+                instance_type: non_empty(i.instance_type()),
                 instance_id,
             })
         })

@@ -10,8 +10,8 @@ use aws_sdk_ecs::types as ecs;
 
 use crate::domain::{
     Capacity, CapacityProviderStrategyItem, ContainerInstance, ContainerOverride, DesiredStatus,
-    EnvVar, HealthStatus, NetworkConfig, RunTaskRequest, Service, Tags, Task, TaskOverrides,
-    TaskStatus, TaskTimestamps,
+    EnvVar, HealthStatus, NetworkConfig, RunTaskRequest, Service, ServiceEvent, Tags, Task,
+    TaskOverrides, TaskStatus, TaskTimestamps,
 };
 
 /// The attachment type of a task's awsvpc network interface.
@@ -82,6 +82,12 @@ pub(crate) fn task(t: &ecs::Task, cluster_arn: &str) -> Result<Task, String> {
             stopped_at: time(t.stopped_at()),
         },
         stopped_reason: non_empty(t.stopped_reason()),
+        stop_code: t
+            .stop_code()
+            .map(|c| c.as_str().to_string())
+            .filter(|c| !c.is_empty()),
+        cpu: t.cpu().and_then(|c| c.trim().parse().ok()),
+        memory: t.memory().and_then(|m| m.trim().parse().ok()),
         tags: tags(t.tags()),
         capacity,
         network: network(t.attachments()),
@@ -182,6 +188,16 @@ pub(crate) fn service(s: &ecs::Service) -> Result<Service, String> {
         desired_count: count(s.desired_count()),
         running_count: count(s.running_count()),
         pending_count: count(s.pending_count()),
+        events: s
+            .events()
+            .iter()
+            .filter_map(|e| {
+                Some(ServiceEvent {
+                    at: time(e.created_at()),
+                    message: non_empty(e.message())?,
+                })
+            })
+            .collect(),
     })
 }
 

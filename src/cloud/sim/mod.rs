@@ -505,6 +505,48 @@ impl Cloud for SimAccount {
         .await
     }
 
+    async fn console_output(&self, _instance_id: &str) -> Result<Option<Vec<u8>>, CloudError> {
+        Err(CloudError::new(
+            ErrorCategory::Invalid,
+            "GetConsoleOutput",
+            "not implemented yet",
+        ))
+    }
+
+    async fn launch_template_version(
+        &self,
+        _template_id: &str,
+        _version: u32,
+    ) -> Result<crate::domain::LaunchTemplateVersion, CloudError> {
+        Err(CloudError::new(
+            ErrorCategory::Invalid,
+            "DescribeLaunchTemplateVersions",
+            "not implemented yet",
+        ))
+    }
+
+    async fn scaling_activities(
+        &self,
+        _group: &str,
+    ) -> Result<Vec<crate::domain::ScalingActivity>, CloudError> {
+        Err(CloudError::new(
+            ErrorCategory::Invalid,
+            "DescribeScalingActivities",
+            "not implemented yet",
+        ))
+    }
+
+    async fn instance_type(
+        &self,
+        _instance_type: &str,
+    ) -> Result<crate::domain::InstanceTypeSize, CloudError> {
+        Err(CloudError::new(
+            ErrorCategory::Invalid,
+            "DescribeInstanceTypes",
+            "not implemented yet",
+        ))
+    }
+
     async fn stop_task(
         &self,
         cluster: &str,

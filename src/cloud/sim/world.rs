@@ -123,6 +123,7 @@ impl ClusterState {
                     desired_count: s.spec.desired_count,
                     running_count: running,
                     pending_count: pending,
+                    events: Vec::new(),
                 }
             })
             .collect()

@@ -51,6 +51,9 @@ impl TaskBuilder {
                 ..TaskTimestamps::default()
             },
             stopped_reason: None,
+            stop_code: None,
+            cpu: None,
+            memory: None,
             tags: Default::default(),
             capacity: Capacity::CapacityProviderStrategy(vec![CapacityProviderStrategyItem {
                 capacity_provider: "web-asg-cp".into(),
@@ -169,6 +172,7 @@ pub fn snapshot(tasks: Vec<Task>, services: &[(&str, u32)]) -> ClusterSnapshot {
             desired_count: *desired,
             running_count: 0,
             pending_count: 0,
+            events: Vec::new(),
         })
         .collect();
     snap.tasks = tasks;
@@ -254,6 +258,7 @@ impl GroupBuilder {
             health_status: "Healthy".into(),
             launch_template_version: Some(version),
             launched_at: Some(ago(minutes)),
+            instance_type: None,
         });
         self
     }

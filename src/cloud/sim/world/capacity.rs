@@ -621,6 +621,7 @@ impl World {
                     health_status: "Healthy".to_string(),
                     launch_template_version: i.version,
                     launched_at: Some(i.launched_at),
+                    instance_type: None,
                 })
                 .collect(),
             tags: g.tags.clone(),

@@ -120,6 +120,9 @@ impl World {
                 ..TaskTimestamps::default()
             },
             stopped_reason: None,
+            stop_code: None,
+            cpu: None,
+            memory: None,
             tags: launch.tags,
             capacity: launch.capacity,
             network: launch.network,

@@ -1,0 +1,262 @@
+//! Root causes: why the instances of a launch template version never registered, and why a
+//! task does not fit. The raw readings (boot output, UserData, scaling activities, instance
+//! types) are fetched by the controller through the `Cloud` trait, only for what
+//! [`inquiries`] asks for; everything that turns them into causes is pure.
+//!
+//! Every cause has a stable code ([`CauseCode`]), documented in `docs/causes.md`.
+
+// Counts, capacities, durations and budgets: checked or saturating arithmetic only.
+#![warn(clippy::arithmetic_side_effects)]
+
+pub mod boot;
+pub mod userdata;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::capacity::CapacityFinding;
+use crate::cloud::ErrorCategory;
+use crate::domain::{ClusterSnapshot, InstanceTypeSize, LaunchTemplateVersion, ScalingActivity};
+
+/// The stable code of every cause the controller can name: the capacity chain's causes and
+/// the root causes behind them. Codes never change once released; `docs/causes.md` has an
+/// entry for each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum CauseCode {
+    // The capacity chain (capacity::Cause).
+    GroupMissing,
+    BrokenLaunchTemplateVersion,
+    CapacityOnItsWay,
+    CapacityShort,
+    CapacityExhausted,
+    Unsupported,
+    Unknown,
+    // Why instances never registered.
+    BootMountFailed,
+    BootScriptFailed,
+    BootAgentFailed,
+    UserDataOtherCluster,
+    UserDataDefaultCluster,
+    NoInstanceProfile,
+    LaunchFailed,
+    // Why a task does not fit.
+    NoInstanceFits,
+    ProvisioningQuota,
+}
+
+impl CauseCode {
+    /// Every code, in catalogue order.
+    pub const ALL: [CauseCode; 16] = [
+        CauseCode::GroupMissing,
+        CauseCode::BrokenLaunchTemplateVersion,
+        CauseCode::CapacityOnItsWay,
+        CauseCode::CapacityShort,
+        CauseCode::CapacityExhausted,
+        CauseCode::Unsupported,
+        CauseCode::Unknown,
+        CauseCode::BootMountFailed,
+        CauseCode::BootScriptFailed,
+        CauseCode::BootAgentFailed,
+        CauseCode::UserDataOtherCluster,
+        CauseCode::UserDataDefaultCluster,
+        CauseCode::NoInstanceProfile,
+        CauseCode::LaunchFailed,
+        CauseCode::NoInstanceFits,
+        CauseCode::ProvisioningQuota,
+    ];
+
+    /// The code as the audit trail, `explain` and `docs/causes.md` spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CauseCode::GroupMissing => "groupMissing",
+            CauseCode::BrokenLaunchTemplateVersion => "brokenLaunchTemplateVersion",
+            CauseCode::CapacityOnItsWay => "capacityOnItsWay",
+            CauseCode::CapacityShort => "capacityShort",
+            CauseCode::CapacityExhausted => "capacityExhausted",
+            CauseCode::Unsupported => "unsupported",
+            CauseCode::Unknown => "unknown",
+            CauseCode::BootMountFailed => "bootMountFailed",
+            CauseCode::BootScriptFailed => "bootScriptFailed",
+            CauseCode::BootAgentFailed => "bootAgentFailed",
+            CauseCode::UserDataOtherCluster => "userDataOtherCluster",
+            CauseCode::UserDataDefaultCluster => "userDataDefaultCluster",
+            CauseCode::NoInstanceProfile => "noInstanceProfile",
+            CauseCode::LaunchFailed => "launchFailed",
+            CauseCode::NoInstanceFits => "noInstanceFits",
+            CauseCode::ProvisioningQuota => "provisioningQuota",
+        }
+    }
+}
+
+/// A kind of file system a UserData mounts or a boot output shows failing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum FileSystem {
+    FsxLustre,
+    Efs,
+    Nfs,
+    Smb,
+    /// A mount whose kind the text does not say.
+    Other,
+}
+
+/// What a failed launch in the scaling activities says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum LaunchFailure {
+    /// The account's vCPU limit for the instance family.
+    VcpuLimit,
+    /// No capacity for the instance type in the Availability Zone.
+    InsufficientCapacity,
+    /// The AMI does not exist or may not be used.
+    InvalidImage,
+    Other,
+}
+
+/// A root cause, with the facts it rests on. Prose for people is made from these fields
+/// ([`RootCause::phrase`]); nothing parses it back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "code")]
+pub enum RootCause {
+    /// The boot output shows a file system mount that failed or timed out.
+    #[serde(rename = "bootMountFailed", rename_all = "camelCase")]
+    BootMountFailed {
+        instance_id: String,
+        file_system: FileSystem,
+        /// At most a few lines of the boot output, trimmed.
+        quote: Vec<String>,
+    },
+    /// The boot output shows the UserData (or a cloud-init stage) failing.
+    #[serde(rename = "bootScriptFailed", rename_all = "camelCase")]
+    BootScriptFailed {
+        instance_id: String,
+        quote: Vec<String>,
+    },
+    /// The boot output shows the ECS agent failing to start or to reach its endpoint.
+    #[serde(rename = "bootAgentFailed", rename_all = "camelCase")]
+    BootAgentFailed {
+        instance_id: String,
+        quote: Vec<String>,
+    },
+    /// The version's UserData registers its instances with another cluster.
+    #[serde(rename = "userDataOtherCluster", rename_all = "camelCase")]
+    UserDataOtherCluster {
+        template_id: String,
+        version: u32,
+        cluster: String,
+    },
+    /// The version's UserData sets no `ECS_CLUSTER`: the agent registers with `default`.
+    #[serde(rename = "userDataDefaultCluster", rename_all = "camelCase")]
+    UserDataDefaultCluster { template_id: String, version: u32 },
+    /// The version names no instance profile: the agent cannot register without one.
+    #[serde(rename = "noInstanceProfile", rename_all = "camelCase")]
+    NoInstanceProfile { template_id: String, version: u32 },
+    /// The group's recent scaling activities show launches failing.
+    #[serde(rename = "launchFailed", rename_all = "camelCase")]
+    LaunchFailed {
+        group: String,
+        failure: LaunchFailure,
+        /// Auto Scaling's status message, trimmed.
+        message: String,
+    },
+    /// The waiting tasks are larger than the group's instance type: no new instance would fit
+    /// them either.
+    #[serde(rename = "noInstanceFits", rename_all = "camelCase")]
+    NoInstanceFits {
+        instance_type: String,
+        instance_vcpus: u32,
+        instance_memory_mib: u64,
+        task_cpu: Option<u32>,
+        task_memory: Option<u32>,
+    },
+    /// The cluster's quota of tasks in PROVISIONING is reached.
+    #[serde(rename = "provisioningQuota", rename_all = "camelCase")]
+    ProvisioningQuota { provisioning: usize },
+}
+
+impl RootCause {
+    pub fn code(&self) -> CauseCode {
+        match self {
+            RootCause::BootMountFailed { .. } => CauseCode::BootMountFailed,
+            RootCause::BootScriptFailed { .. } => CauseCode::BootScriptFailed,
+            RootCause::BootAgentFailed { .. } => CauseCode::BootAgentFailed,
+            RootCause::UserDataOtherCluster { .. } => CauseCode::UserDataOtherCluster,
+            RootCause::UserDataDefaultCluster { .. } => CauseCode::UserDataDefaultCluster,
+            RootCause::NoInstanceProfile { .. } => CauseCode::NoInstanceProfile,
+            RootCause::LaunchFailed { .. } => CauseCode::LaunchFailed,
+            RootCause::NoInstanceFits { .. } => CauseCode::NoInstanceFits,
+            RootCause::ProvisioningQuota { .. } => CauseCode::ProvisioningQuota,
+        }
+    }
+
+    /// A short phrase for the `plan` table, e.g. "FSx mount timed out".
+    pub fn phrase(&self) -> String {
+        self.code().as_str().to_string()
+    }
+
+    /// The lines of boot output quoted as evidence, if any.
+    pub fn quote(&self) -> &[String] {
+        match self {
+            RootCause::BootMountFailed { quote, .. }
+            | RootCause::BootScriptFailed { quote, .. }
+            | RootCause::BootAgentFailed { quote, .. } => quote,
+            _ => &[],
+        }
+    }
+}
+
+/// One reading of a root-cause source, or why there is none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "reading")]
+pub enum Reading<T> {
+    Read {
+        value: T,
+    },
+    /// EC2 has nothing yet (a console output not yet available).
+    NotYet,
+    /// The call failed: the cause stays unknown and the rest of the diagnosis stands.
+    Unreadable {
+        operation: String,
+        category: ErrorCategory,
+    },
+    /// Not read: switched off by configuration or policy, or not afforded this pass.
+    Skipped,
+}
+
+/// What has been read of the root-cause sources of one cluster, by subject. The controller
+/// keeps it between passes (a stuck instance's boot output does not change) and passes it to
+/// diagnosis.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Clues {
+    /// By EC2 instance id: the boot output, already read into a report.
+    pub boot: BTreeMap<String, Reading<boot::BootReport>>,
+    /// By (launch template id, version).
+    pub versions: BTreeMap<(String, u32), Reading<LaunchTemplateVersion>>,
+    /// By Auto Scaling group name: this pass's reading.
+    pub activities: BTreeMap<String, Reading<Vec<ScalingActivity>>>,
+    /// By instance type.
+    pub instance_types: BTreeMap<String, Reading<InstanceTypeSize>>,
+}
+
+/// A read diagnosis asks the controller to make.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase", tag = "read")]
+pub enum Inquiry {
+    BootOutput { instance_id: String },
+    LaunchTemplateVersion { template_id: String, version: u32 },
+    ScalingActivities { group: String },
+    InstanceType { instance_type: String },
+}
+
+/// The reads that would explain the capacity findings and are not in `clues` yet. Never asks
+/// anything for a healthy version or a group with no waiting task.
+pub fn inquiries(
+    _snapshot: &ClusterSnapshot,
+    _findings: &[CapacityFinding],
+    _clues: &Clues,
+) -> Vec<Inquiry> {
+    Vec::new()
+}
