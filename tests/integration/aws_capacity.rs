@@ -252,6 +252,12 @@ async fn capacity_chain_is_observed_field_by_field() {
         assert_eq!(i.lifecycle_state, "InService");
         assert_eq!(i.health_status, "Healthy");
         assert!(i.launched_at.is_some(), "{i:?}");
+        // The instance type of the version it was launched from (t3.small in 1, t3.large in 2).
+        let expected = match i.launch_template_version {
+            Some(1) => "t3.small",
+            _ => "t3.large",
+        };
+        assert_eq!(i.instance_type.as_deref(), Some(expected), "{i:?}");
     }
     let launched = g.instances.iter().find(|i| i.instance_id == first).unwrap();
     assert_eq!(
