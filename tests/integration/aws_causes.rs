@@ -7,6 +7,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ecs_reconciler::cloud::aws::{AwsCloud, AwsSettings};
+use ecs_reconciler::cloud::budget::{Category, PacingSettings};
 use ecs_reconciler::cloud::{Cloud, ErrorCategory};
 
 use crate::contract_reads::moto::MotoAccount;
@@ -101,6 +102,18 @@ async fn denied_or_throttled_reads_say_so() {
     let err = cloud.scaling_activities(&seeded.group).await.unwrap_err();
     assert_eq!(err.category, ErrorCategory::Throttled, "{err}");
     assert_eq!(err.operation, "DescribeScalingActivities");
+    // The throttle slows Auto Scaling's budget down.
+    let auto_scaling = cloud
+        .budget()
+        .report()
+        .into_iter()
+        .find(|r| r.category == Category::AutoScaling)
+        .unwrap();
+    let configured = PacingSettings::default().budget(Category::AutoScaling);
+    assert!(
+        auto_scaling.budget_per_sec < configured.per_second,
+        "{auto_scaling:?}"
+    );
 
     let err = cloud
         .launch_template_version(&seeded.template_id, 1)

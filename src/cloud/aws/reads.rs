@@ -215,7 +215,7 @@ pub(super) async fn scaling_activities(
         ));
     }
     // Auto Scaling answers newest first; made certain, since the diagnosis relies on it.
-    activities.sort_by(|a, b| b.start_time.cmp(&a.start_time));
+    activities.sort_by_key(|a| std::cmp::Reverse(a.start_time));
     Ok(activities)
 }
 
