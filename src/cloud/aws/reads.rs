@@ -37,33 +37,21 @@ pub(super) async fn console_output(
     instance_id: &str,
 ) -> Result<Option<Vec<u8>>, CloudError> {
     let output = match console_output_once(ec2, pacer, instance_id, true).await {
-        Err(Refusal::LatestUnsupported) => {
-            console_output_once(ec2, pacer, instance_id, false).await
+        Ok(output) => output,
+        Err(refused) if refused.latest_unsupported => {
+            console_output_once(ec2, pacer, instance_id, false)
+                .await
+                .map_err(|refused| refused.error)?
         }
-        answered => answered,
-    }
-    .map_err(Refusal::into_error)?;
+        Err(refused) => return Err(refused.error),
+    };
     decode_console_output(instance_id, output.as_deref())
 }
 
-/// Why one GetConsoleOutput failed.
-enum Refusal {
-    LatestUnsupported,
-    Other(CloudError),
-}
-
-impl Refusal {
-    fn into_error(self) -> CloudError {
-        match self {
-            Refusal::Other(err) => err,
-            // Only asked with Latest, and answered after a retry without it: not reached.
-            Refusal::LatestUnsupported => CloudError::new(
-                ErrorCategory::Invalid,
-                "GetConsoleOutput",
-                "Latest output not supported",
-            ),
-        }
-    }
+/// A failed GetConsoleOutput, and whether it refused `Latest=true` (and nothing else).
+struct Refused {
+    error: CloudError,
+    latest_unsupported: bool,
 }
 
 async fn console_output_once(
@@ -71,7 +59,7 @@ async fn console_output_once(
     pacer: &Pacer,
     instance_id: &str,
     latest: bool,
-) -> Result<Option<String>, Refusal> {
+) -> Result<Option<String>, Refused> {
     const OP: &str = "GetConsoleOutput";
     let mut unsupported = false;
     let send = Box::pin(
@@ -80,19 +68,19 @@ async fn console_output_once(
             .set_latest(latest.then_some(true))
             .send(),
     );
-    let answer = pacer
+    pacer
         .call(OP, async {
             send.await.map_err(|e| {
                 unsupported = confirm::has_code(&e, LATEST_UNSUPPORTED);
                 errors::from_sdk(OP, e)
             })
         })
-        .await;
-    match answer {
-        Ok(output) => Ok(output.output().map(str::to_string)),
-        Err(_) if unsupported && latest => Err(Refusal::LatestUnsupported),
-        Err(err) => Err(Refusal::Other(err)),
-    }
+        .await
+        .map(|answer| answer.output().map(str::to_string))
+        .map_err(|error| Refused {
+            error,
+            latest_unsupported: latest && unsupported,
+        })
 }
 
 /// The bytes of a GetConsoleOutput `Output` (base64; line breaks and spaces are ignored).
