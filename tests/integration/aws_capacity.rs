@@ -21,8 +21,7 @@ const CLUSTER: &str = "capacity";
 const IMAGE: &str = "ami-12c6146b";
 const ZONE: &str = "us-east-1a";
 
-/// A launch template `name` whose version 1 launches t3.small, and version 2 t3.large (versions
-/// differ in instance type: moto's groups cannot launch from a version with UserData). Returns
+/// A launch template `name` whose version 1 launches t3.small, and version 2 t3.large. Returns
 /// its id.
 async fn template_with_two_versions(moto: &Moto, name: &str) -> String {
     let ec2 = moto.ec2();

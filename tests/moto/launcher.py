@@ -444,6 +444,13 @@ _original_get_console_output = Ec2General.get_console_output
 Ec2General.get_console_output = _get_console_output
 
 
+# Checked and left as moto has them (they answer as EC2 does): DescribeLaunchTemplateVersions
+# returns a version's UserData (base64, as given) and IamInstanceProfile (Arn or Name), and
+# InvalidLaunchTemplateId.NotFound / .VersionNotFound; DescribeInstanceTypes returns
+# VCpuInfo.DefaultVCpus and MemoryInfo.SizeInMiB, and InvalidInstanceType for an unknown type;
+# GetConsoleOutput answers InvalidInstanceID.NotFound for an unknown instance.
+
+
 # --- Gap: DescribeScalingActivities always answers no activities ---------------------------------
 # A test scripts a group's activities (e.g. a Failed launch with Auto Scaling's status message);
 # they are answered newest first, at most MaxRecords (default 100), as Auto Scaling does.
