@@ -6,7 +6,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ecs_reconciler::cloud::aws::{AwsCloud, AwsSettings};
+use ecs_reconciler::cloud::aws::{AwsCloud, AwsSettings, decode_console_output};
 use ecs_reconciler::cloud::budget::{Category, PacingSettings};
 use ecs_reconciler::cloud::{Cloud, ErrorCategory};
 
@@ -74,6 +74,19 @@ async fn console_output_not_there_yet_is_none_and_garbage_is_invalid() {
         .unwrap_err();
     assert_eq!(err.category, ErrorCategory::Invalid, "{err}");
     assert!(err.message.contains(&garbled.instance_id), "{err}");
+}
+
+#[test]
+fn console_output_is_decoded_across_line_breaks() {
+    // "boot\n" and a byte that is not UTF-8, wrapped as EC2's older answers are.
+    let decoded = decode_console_output("i-1", Some("Ym9v\ndAr/")).unwrap();
+    assert_eq!(decoded, Some(b"boot\n\xff".to_vec()));
+    assert_eq!(decode_console_output("i-1", None).unwrap(), None);
+    assert_eq!(decode_console_output("i-1", Some(" \r\n")).unwrap(), None);
+    // Cut in the middle of a base64 quantum: not base64.
+    let err = decode_console_output("i-0abc", Some("Ym9vd")).unwrap_err();
+    assert_eq!(err.category, ErrorCategory::Invalid);
+    assert!(err.message.contains("i-0abc"), "{err}");
 }
 
 #[tokio::test]

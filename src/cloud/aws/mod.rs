@@ -46,6 +46,7 @@ use aws_sdk_ecs::config::ProvideCredentials;
 use aws_smithy_runtime_api::http::Response as HttpResponse;
 
 pub use errors::error_category;
+pub use reads::decode_console_output;
 
 use crate::cloud::budget::ApiBudget;
 use crate::cloud::{Cloud, CloudError, ErrorCategory};

@@ -83,8 +83,11 @@ async fn console_output_once(
         })
 }
 
-/// The bytes of a GetConsoleOutput `Output` (base64; line breaks and spaces are ignored).
-pub(super) fn decode_console_output(
+/// The bytes of a GetConsoleOutput `Output` (base64; line breaks and spaces are ignored);
+/// `None` when there is none yet.
+///
+/// Public so the decoding can be tested without a server.
+pub fn decode_console_output(
     instance_id: &str,
     output: Option<&str>,
 ) -> Result<Option<Vec<u8>>, CloudError> {
@@ -265,30 +268,4 @@ pub(super) async fn instance_type(
 
 fn non_empty(s: Option<&str>) -> Option<String> {
     s.filter(|s| !s.is_empty()).map(str::to_string)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn console_output_is_decoded_across_line_breaks() {
-        // "boot\n" and a byte that is not UTF-8, wrapped as EC2's older answers are.
-        let decoded = decode_console_output("i-1", Some("Ym9v\ndAr/")).unwrap();
-        assert_eq!(decoded, Some(b"boot\n\xff".to_vec()));
-    }
-
-    #[test]
-    fn missing_or_empty_console_output_is_not_available_yet() {
-        assert_eq!(decode_console_output("i-1", None).unwrap(), None);
-        assert_eq!(decode_console_output("i-1", Some(" \n")).unwrap(), None);
-    }
-
-    #[test]
-    fn console_output_that_is_not_base64_is_invalid_and_names_the_instance() {
-        let err = decode_console_output("i-0abc", Some("not base64!")).unwrap_err();
-        assert_eq!(err.category, ErrorCategory::Invalid);
-        assert_eq!(err.operation, "GetConsoleOutput");
-        assert!(err.message.contains("i-0abc"), "{err}");
-    }
 }
