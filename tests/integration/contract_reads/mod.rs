@@ -72,6 +72,19 @@ pub async fn console_output_is_the_instances(a: impl ReadsAccount) {
     assert_eq!(output.as_deref(), Some(BOOT_OUTPUT));
 }
 
+/// An instance that has written nothing yet has no output (`None`: read again later), not an
+/// empty one that would be taken as a clean boot.
+pub async fn empty_console_output_is_not_available_yet(a: impl ReadsAccount) {
+    let seeded = a
+        .seed(&Seed {
+            boot_output: b"",
+            ..seed()
+        })
+        .await;
+    let output = a.cloud().console_output(&seeded.instance_id).await.unwrap();
+    assert_eq!(output, None);
+}
+
 pub async fn console_output_of_an_unknown_instance_is_not_found(a: impl ReadsAccount) {
     a.seed(&seed()).await;
     let err = a

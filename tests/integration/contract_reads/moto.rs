@@ -147,6 +147,7 @@ macro_rules! on_moto {
 
 on_moto!(
     console_output_is_the_instances,
+    empty_console_output_is_not_available_yet,
     console_output_of_an_unknown_instance_is_not_found,
     launch_template_version_is_as_seeded,
     unknown_launch_template_version_is_not_found,
