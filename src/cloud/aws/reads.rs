@@ -3,8 +3,11 @@
 //!
 //! Each is one paced call (see [`Pacer`]), made only when the diagnosis asks for it:
 //! - GetConsoleOutput with `Latest=true` (the serial console's latest output, on Nitro
-//!   instance types); an instance type without it answers `UnsupportedOperation`, and the
-//!   output is asked for once more without `Latest` (two calls). The `Output` is base64; an
+//!   instance types); an instance type without it refuses the request (EC2 answers
+//!   `UnsupportedOperation`), and the output is asked for once more without `Latest` (two
+//!   calls). EC2's reference does not name that code for this action, so any refusal whose
+//!   code is categorized `Invalid` is retried without `Latest`: it is the only kind of answer
+//!   `Latest` can cause (a missing instance, a denial or a throttle is answered at once). The `Output` is base64; an
 //!   answer without it (or empty) is `None`, "not available yet"; one that is not base64 is
 //!   `Invalid`, naming the instance.
 //! - DescribeLaunchTemplateVersions of one numbered version.
@@ -27,8 +30,6 @@ use crate::domain::{InstanceTypeSize, LaunchTemplateVersion, ScalingActivity};
 
 /// Scaling activities read per group: the recent ones are those that explain a shortfall.
 pub(super) const ACTIVITIES_PAGE: i32 = 20;
-/// What EC2 answers GetConsoleOutput `Latest=true` with on an instance type without it.
-const LATEST_UNSUPPORTED: &str = "UnsupportedOperation";
 
 /// GetConsoleOutput, decoded: with `Latest=true` first, without it where unsupported.
 pub(super) async fn console_output(
@@ -48,7 +49,7 @@ pub(super) async fn console_output(
     decode_console_output(instance_id, output.as_deref())
 }
 
-/// A failed GetConsoleOutput, and whether it refused `Latest=true` (and nothing else).
+/// A failed GetConsoleOutput, and whether it may have refused `Latest=true` only.
 struct Refused {
     error: CloudError,
     latest_unsupported: bool,
@@ -61,7 +62,6 @@ async fn console_output_once(
     latest: bool,
 ) -> Result<Option<String>, Refused> {
     const OP: &str = "GetConsoleOutput";
-    let mut unsupported = false;
     let send = Box::pin(
         ec2.get_console_output()
             .instance_id(instance_id)
@@ -70,16 +70,13 @@ async fn console_output_once(
     );
     pacer
         .call(OP, async {
-            send.await.map_err(|e| {
-                unsupported = confirm::has_code(&e, LATEST_UNSUPPORTED);
-                errors::from_sdk(OP, e)
-            })
+            send.await.map_err(|e| errors::from_sdk(OP, e))
         })
         .await
         .map(|answer| answer.output().map(str::to_string))
         .map_err(|error| Refused {
+            latest_unsupported: latest && error.category == ErrorCategory::Invalid,
             error,
-            latest_unsupported: latest && unsupported,
         })
 }
 
