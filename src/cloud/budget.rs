@@ -59,7 +59,7 @@ pub enum Category {
     CapacityProviderRead,
     /// Every Auto Scaling API (one shared bucket; rates unpublished).
     AutoScaling,
-    /// EC2 Describe* calls.
+    /// EC2 Describe* calls and GetConsoleOutput (EC2's bucket for non-mutating actions).
     Ec2Describe,
     /// Anything not listed above.
     Other,
@@ -227,7 +227,9 @@ pub fn category_of(operation: &str) -> Category {
     };
     match service.as_deref() {
         Some("autoscaling" | "auto-scaling") => Category::AutoScaling,
-        Some("ec2") if name.starts_with("Describe") => Category::Ec2Describe,
+        Some("ec2") if name.starts_with("Describe") || name == "GetConsoleOutput" => {
+            Category::Ec2Describe
+        }
         Some("ec2") => Category::Other,
         Some("ecs") => ecs_category(name).unwrap_or(Category::Other),
         Some(_) => Category::Other,
@@ -282,7 +284,7 @@ fn is_auto_scaling(name: &str) -> bool {
 }
 
 fn is_ec2_describe(name: &str) -> bool {
-    const PREFIXES: [&str; 9] = [
+    const PREFIXES: [&str; 10] = [
         "DescribeInstance",
         "DescribeLaunchTemplate",
         "DescribeNetworkInterface",
@@ -292,6 +294,7 @@ fn is_ec2_describe(name: &str) -> bool {
         "DescribeImage",
         "DescribeAvailabilityZone",
         "DescribeSpotInstance",
+        "GetConsoleOutput",
     ];
     PREFIXES.iter().any(|p| name.starts_with(p))
 }

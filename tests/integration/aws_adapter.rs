@@ -780,6 +780,28 @@ fn error_codes_and_statuses_map_to_categories() {
         (Some("ScalingActivityInProgress"), Some(400), Transient),
         (Some("ResourceInUse"), Some(400), Invalid),
         (Some("ValidationError"), Some(400), Invalid),
+        // The root-cause reads (EC2).
+        (Some("InvalidInstanceID.NotFound"), Some(400), NotFound),
+        (
+            Some("InvalidLaunchTemplateId.NotFound"),
+            Some(400),
+            NotFound,
+        ),
+        (
+            Some("InvalidLaunchTemplateId.VersionNotFound"),
+            Some(400),
+            NotFound,
+        ),
+        (
+            Some("InvalidLaunchTemplateName.NotFoundException"),
+            Some(400),
+            NotFound,
+        ),
+        (Some("InvalidInstanceID.Malformed"), Some(400), Invalid),
+        (Some("UnsupportedOperation"), Some(400), Invalid),
+        // Unknown in DescribeInstanceTypes only: that read names it NotFound itself.
+        (Some("InvalidInstanceType"), Some(400), Invalid),
+        (Some("AuthFailure"), Some(401), Denied),
         (Some("SomethingNew"), Some(503), Transient),
         (Some("SomethingNew"), Some(400), Invalid),
         (None, Some(429), Throttled),

@@ -21,8 +21,7 @@ const CLUSTER: &str = "capacity";
 const IMAGE: &str = "ami-12c6146b";
 const ZONE: &str = "us-east-1a";
 
-/// A launch template `name` whose version 1 launches t3.small, and version 2 t3.large (versions
-/// differ in instance type: moto's groups cannot launch from a version with UserData). Returns
+/// A launch template `name` whose version 1 launches t3.small, and version 2 t3.large. Returns
 /// its id.
 async fn template_with_two_versions(moto: &Moto, name: &str) -> String {
     let ec2 = moto.ec2();
@@ -252,6 +251,12 @@ async fn capacity_chain_is_observed_field_by_field() {
         assert_eq!(i.lifecycle_state, "InService");
         assert_eq!(i.health_status, "Healthy");
         assert!(i.launched_at.is_some(), "{i:?}");
+        // The instance type of the version it was launched from (t3.small in 1, t3.large in 2).
+        let expected = match i.launch_template_version {
+            Some(1) => "t3.small",
+            _ => "t3.large",
+        };
+        assert_eq!(i.instance_type.as_deref(), Some(expected), "{i:?}");
     }
     let launched = g.instances.iter().find(|i| i.instance_id == first).unwrap();
     assert_eq!(

@@ -180,3 +180,44 @@ async fn the_adapter_takes_a_token_for_every_call_it_sends() {
         "DescribeClusters, ListClusters"
     );
 }
+
+#[tokio::test]
+async fn the_root_cause_reads_take_a_token_each_in_their_category() {
+    use crate::contract_reads::moto::MotoAccount;
+    use crate::contract_reads::{ReadsAccount, seed};
+
+    let account = MotoAccount::new().await;
+    let seeded = account.seed(&seed()).await;
+    let old = account.seed(&seed()).await;
+    account
+        .moto()
+        .set_console_output(&old.instance_id, Some(b"buffered\n"), false)
+        .await;
+    let budget = Arc::new(ApiBudget::default());
+    let cloud = account
+        .moto()
+        .cloud()
+        .await
+        .with_budget(Arc::clone(&budget));
+
+    cloud.console_output(&seeded.instance_id).await.unwrap();
+    // Latest unsupported: two calls, two tokens.
+    cloud.console_output(&old.instance_id).await.unwrap();
+    cloud
+        .launch_template_version(&seeded.template_id, 1)
+        .await
+        .unwrap();
+    cloud.instance_type("m5.large").await.unwrap();
+    cloud.scaling_activities(&seeded.group).await.unwrap();
+    // An unknown group: the empty answer is confirmed (one more Auto Scaling call).
+    cloud.scaling_activities("no-such-group").await.unwrap_err();
+
+    let granted: BTreeMap<Category, u64> = budget
+        .report()
+        .into_iter()
+        .filter(|r| r.calls > 0)
+        .map(|r| (r.category, r.calls))
+        .collect();
+    let expected = BTreeMap::from([(Category::Ec2Describe, 5), (Category::AutoScaling, 3)]);
+    assert_eq!(granted, expected, "{:?}", cloud.calls());
+}

@@ -12,7 +12,7 @@ Harness-only endpoints (not AWS APIs), all `POST` with a JSON body; `account` (d
 
 - `/_harness/ecs/task` {cluster, taskArn, lastStatus?, desiredStatus?, healthStatus?,
   stoppedReason?, createdAt?, pullStartedAt?, pullStoppedAt?, connectivityAt?, startedAt?,
-  stoppingAt?, executionStoppedAt?, stoppedAt? (epoch seconds, or null to clear),
+  stoppingAt?, executionStoppedAt?, stoppedAt? (epoch seconds, or null to clear), stopCode?,
   eniAttachment? ("PRECREATED" or "ATTACHED")}: puts a task into any lifecycle state with the
   given timestamps. Moving a task to a state before RUNNING clears the timestamps that state
   has not reached yet. `eniAttachment` PRECREATED makes an awsvpc task's attachment look as
@@ -26,6 +26,15 @@ Harness-only endpoints (not AWS APIs), all `POST` with a JSON body; `account` (d
 - `/_harness/ec2/default-network` {}: answers {"subnetId", "securityGroupId"} of the default VPC.
 - `/_harness/ec2/launch-time` {instanceId, launchTime (epoch seconds)}: sets an EC2 instance's
   LaunchTime (moto stamps the moment it was created and offers no way to change it).
+- `/_harness/ecs/service-event` {cluster, service, message, createdAt? (epoch seconds)}: adds
+  an event to a service, newest first, as DescribeServices reports them.
+- `/_harness/ec2/console-output` {instanceId, output (base64 text, or null for "no output
+  yet"), latestSupported? (default true)}: what GetConsoleOutput answers for that instance
+  from now on; with `latestSupported` false, a request with `Latest=true` is refused with
+  `UnsupportedOperation`, as EC2 refuses it on instance types without the serial console.
+- `/_harness/autoscaling/activity` {group, statusCode, statusMessage?, description?, cause?,
+  startTime (epoch seconds)}: adds a scaling activity to a group, for
+  DescribeScalingActivities.
 - `/_harness/fault` {operation, code?, status?, message?}: from now on, that account's calls to
   the ECS, EC2 or Auto Scaling operation (e.g. "StopTask", "DescribeNetworkInterfaces",
   "UpdateAutoScalingGroup") answer `status` (default 400) with error `code` (default
@@ -56,8 +65,12 @@ import moto.iam.models as iam_models
 from moto.autoscaling import models as asg_models
 from moto.autoscaling.exceptions import ValidationError as AsgValidationError
 from moto.core import DEFAULT_ACCOUNT_ID
+from moto.core.responses import ActionResult
 from moto.core.utils import utcnow
 from moto.ec2 import ec2_backends
+from moto.ec2.exceptions import EC2ClientError
+from moto.ec2.responses.general import General as Ec2General
+from moto.autoscaling import responses as asg_responses
 from moto.ecs import models as ecs_models
 from moto.ecs import responses as ecs_responses
 from moto.ecs.exceptions import InvalidParameterException
@@ -103,6 +116,8 @@ TIMESTAMP_REACHED_IN = {
 
 # Per-account harness state (guarded by the GIL; each test uses its own account).
 FAULTS: dict[tuple[str, str], dict[str, Any]] = {}
+CONSOLE_OUTPUTS: dict[tuple[str, str], dict[str, Any]] = {}
+ACTIVITIES: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
 GHOSTS: dict[tuple[str, str, str], list[str]] = {}
 CLIENT_TOKENS: dict[tuple[str, str, str, str], list[Any]] = {}
 
@@ -152,6 +167,13 @@ def _task_init(self: Any, *args: Any, **kwargs: Any) -> None:
         self.launch_type = "EC2"
     if not self.stopped_reason:
         self.stopped_reason = None
+    # ECS reports a task's task-level CPU and memory (from its task definition); moto reports
+    # neither. `stopCode` is set by StopTask below, or by the harness.
+    definition = args[1] if len(args) > 1 else kwargs.get("task_definition")
+    self.cpu = getattr(definition, "cpu", None)
+    self.memory = getattr(definition, "memory", None)
+    if not hasattr(self, "stop_code"):
+        self.stop_code = None
 
 
 ecs_models.Task.__init__ = _task_init
@@ -396,6 +418,55 @@ def _terminate_instance(self: Any, instance_id: str, should_decrement: bool) -> 
 asg_models.AutoScalingBackend.terminate_instance = _terminate_instance
 
 
+# --- Gap: GetConsoleOutput answers the same fixed text for every instance ------------------------
+# and ignores `Latest`. A test scripts what an instance's boot output is (or that there is none
+# yet), and whether its instance type supports `Latest`; unscripted instances keep moto's text.
+
+
+def _get_console_output(self: Any) -> Any:
+    instance_id = self._get_param("InstanceId")
+    instance = self.ec2_backend.get_instance(instance_id)  # InvalidInstanceID.NotFound
+    scripted = CONSOLE_OUTPUTS.get((self.current_account, instance.id))
+    if scripted is None:
+        return _original_get_console_output(self)
+    if self._get_bool_param("Latest", False) and not scripted["latestSupported"]:
+        raise EC2ClientError(
+            "UnsupportedOperation",
+            "This instance type does not support retrieving the latest console output.",
+        )
+    result: dict[str, Any] = {"InstanceId": instance.id, "Timestamp": utcnow()}
+    if scripted["output"] is not None:
+        result["Output"] = scripted["output"]
+    return ActionResult(result)
+
+
+_original_get_console_output = Ec2General.get_console_output
+Ec2General.get_console_output = _get_console_output
+
+
+# Checked and left as moto has them (they answer as EC2 does): DescribeLaunchTemplateVersions
+# returns a version's UserData (base64, as given) and IamInstanceProfile (Arn or Name), and
+# InvalidLaunchTemplateId.NotFound / .VersionNotFound; DescribeInstanceTypes returns
+# VCpuInfo.DefaultVCpus and MemoryInfo.SizeInMiB, and InvalidInstanceType for an unknown type;
+# GetConsoleOutput answers InvalidInstanceID.NotFound for an unknown instance.
+
+
+# --- Gap: DescribeScalingActivities always answers no activities ---------------------------------
+# A test scripts a group's activities (e.g. a Failed launch with Auto Scaling's status message);
+# they are answered newest first, at most MaxRecords (default 100), as Auto Scaling does.
+
+
+def _describe_scaling_activities(self: Any) -> Any:
+    group = self._get_param("AutoScalingGroupName")
+    max_records = self._get_int_param("MaxRecords", 100)
+    activities = ACTIVITIES.get((self.current_account, self.region, group or ""), [])
+    newest_first = sorted(activities, key=lambda a: a["StartTime"], reverse=True)
+    return ActionResult({"Activities": newest_first[:max_records]})
+
+
+asg_responses.AutoScalingResponse.describe_scaling_activities = _describe_scaling_activities
+
+
 # --- Harness endpoints ---------------------------------------------------------------------------
 
 
@@ -427,7 +498,7 @@ def _harness_task(body: dict) -> dict:
                 if LIFECYCLE.index(reached) > rank:
                     setattr(task, attr, None)
     for key, attr in (("desiredStatus", "desired_status"), ("healthStatus", "health_status"),
-                      ("stoppedReason", "stopped_reason")):
+                      ("stoppedReason", "stopped_reason"), ("stopCode", "stop_code")):
         if key in body:
             setattr(task, attr, body[key])
     for key, attr in TIMESTAMPS.items():
@@ -528,6 +599,49 @@ def _harness_launch_time(body: dict) -> dict:
     return {}
 
 
+def _harness_service_event(body: dict) -> dict:
+    backend = _ecs(body)
+    cluster = backend._get_cluster(body["cluster"])
+    service = backend.services[f"{cluster.name}:{body['service']}"]
+    created = _to_time(body.get("createdAt")) or utcnow()
+    event = {"id": f"harness-{len(service.events)}", "createdAt": created, "message": body["message"]}
+    service.events.insert(0, event)
+    return {}
+
+
+def _harness_console_output(body: dict) -> dict:
+    ec2 = ec2_backends[body.get("account", DEFAULT_ACCOUNT_ID)][body.get("region", "us-east-1")]
+    instance = ec2.get_instance(body["instanceId"])
+    CONSOLE_OUTPUTS[(body.get("account", DEFAULT_ACCOUNT_ID), instance.id)] = {
+        "output": body["output"],
+        "latestSupported": bool(body.get("latestSupported", True)),
+    }
+    return {}
+
+
+def _harness_activity(body: dict) -> dict:
+    account = body.get("account", DEFAULT_ACCOUNT_ID)
+    region = body.get("region", "us-east-1")
+    group = asg_models.autoscaling_backends[account][region].autoscaling_groups[body["group"]]
+    activities = ACTIVITIES.setdefault((account, region, group.name), [])
+    started = _to_time(body["startTime"])
+    activities.append(
+        {
+            "ActivityId": f"harness-{group.name}-{len(activities)}",
+            "AutoScalingGroupName": group.name,
+            "AutoScalingGroupARN": group.arn,
+            "Description": body.get("description", f"Launching a new EC2 instance in {group.name}"),
+            "Cause": body.get("cause", "An instance was started in response to a difference between desired and actual capacity."),
+            "StartTime": started,
+            "EndTime": started,
+            "StatusCode": body["statusCode"],
+            "StatusMessage": body.get("statusMessage"),
+            "Progress": 100,
+        }
+    )
+    return {"activityId": activities[-1]["ActivityId"]}
+
+
 def _harness_fault(body: dict) -> dict:
     FAULTS[(body.get("account", DEFAULT_ACCOUNT_ID), body["operation"])] = {
         "code": body.get("code", "AccessDeniedException"),
@@ -544,6 +658,9 @@ HARNESS = {
     "/_harness/ec2/instance": _harness_ec2_instance,
     "/_harness/ec2/default-network": _harness_default_network,
     "/_harness/ec2/launch-time": _harness_launch_time,
+    "/_harness/ecs/service-event": _harness_service_event,
+    "/_harness/ec2/console-output": _harness_console_output,
+    "/_harness/autoscaling/activity": _harness_activity,
     "/_harness/fault": _harness_fault,
 }
 

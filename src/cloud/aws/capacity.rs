@@ -222,7 +222,7 @@ async fn groups(
                     .set_next_token(token)
                     .send()
                     .await
-                    .map_err(|e| errors::from_autoscaling(OP, e))?;
+                    .map_err(|e| errors::from_sdk(OP, e))?;
                 Ok((
                     page.auto_scaling_groups().to_vec(),
                     page.next_token().map(str::to_string),

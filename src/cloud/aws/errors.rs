@@ -3,9 +3,14 @@
 //!
 //! The category comes from the error code the service sent (`ProvideErrorMetadata::code`) and,
 //! when the code is unknown, from the HTTP status. Failures that never reached the service
-//! (timeouts, dropped connections) are transient; the SDK has already retried them. Auto Scaling
-//! names an unknown group or instance with a `ValidationError` whose message says "not found":
-//! [`from_autoscaling`] makes those `NotFound`.
+//! (timeouts, dropped connections) are transient; the SDK has already retried them.
+//!
+//! The category never comes from the message text. Where a code is too broad to say that the
+//! resource does not exist (Auto Scaling's `ValidationError`, ECS's
+//! `InvalidParameterException` for StopTask), the caller confirms with a read (see `confirm`)
+//! and says `NotFound` only when the read does; where one operation's code means "not found"
+//! only for that operation (DescribeInstanceTypes' `InvalidInstanceType`), the caller names it
+//! with [`from_sdk_naming`].
 
 use aws_sdk_ecs::config::http::HttpResponse;
 use aws_sdk_ecs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -41,7 +46,8 @@ fn category_of_code(code: &str) -> Option<ErrorCategory> {
         | "SignatureDoesNotMatch"
         | "ExpiredToken"
         | "ExpiredTokenException"
-        | "MissingAuthenticationToken" => ErrorCategory::Denied,
+        | "MissingAuthenticationToken"
+        | "AuthFailure" => ErrorCategory::Denied,
         "ThrottlingException"
         | "Throttling"
         | "ThrottledException"
@@ -53,7 +59,11 @@ fn category_of_code(code: &str) -> Option<ErrorCategory> {
         | "ResourceNotFoundException"
         | "ServiceNotFoundException"
         | "TaskSetNotFoundException"
-        | "InvalidNetworkInterfaceID.NotFound" => ErrorCategory::NotFound,
+        | "InvalidNetworkInterfaceID.NotFound"
+        | "InvalidInstanceID.NotFound"
+        | "InvalidLaunchTemplateId.NotFound"
+        | "InvalidLaunchTemplateId.VersionNotFound"
+        | "InvalidLaunchTemplateName.NotFoundException" => ErrorCategory::NotFound,
         "InvalidParameterException"
         | "ClientException"
         | "ValidationError"
@@ -69,6 +79,10 @@ fn category_of_code(code: &str) -> Option<ErrorCategory> {
         | "InvalidParameterCombination"
         | "MissingParameter"
         | "InvalidNetworkInterfaceID.Malformed"
+        | "InvalidInstanceID.Malformed"
+        | "InvalidLaunchTemplateId.Malformed"
+        | "InvalidInstanceType"
+        | "UnsupportedOperation"
         | "ResourceInUse"
         | "AlreadyExists"
         | "ServiceLinkedRoleFailure"
@@ -128,18 +142,26 @@ where
     CloudError::new(category, operation, message)
 }
 
-/// Turns an Auto Scaling SDK error of `operation` into a [`CloudError`]: as [`from_sdk`], except
-/// that a `ValidationError` about a group or instance Auto Scaling does not know is `NotFound`
-/// (e.g. "AutoScalingGroup name not found - ...", "Instance Id not found - ...").
-pub(crate) fn from_autoscaling<E>(operation: &str, err: SdkError<E, HttpResponse>) -> CloudError
+/// The error code an Auto Scaling call answers for anything it refuses as invalid, an unknown
+/// group or instance included: too broad to decide `NotFound` by itself.
+pub(crate) const AUTO_SCALING_VALIDATION: &str = "ValidationError";
+/// The error code ECS answers StopTask with for an unknown task, among other invalid requests.
+pub(crate) const ECS_INVALID_PARAMETER: &str = "InvalidParameterException";
+
+/// As [`from_sdk`], except that the codes in `not_found` are `NotFound`: codes whose meaning
+/// is "no such resource" for this one operation (DescribeInstanceTypes answers an unknown type
+/// with `InvalidInstanceType`).
+pub(crate) fn from_sdk_naming<E>(
+    operation: &str,
+    err: SdkError<E, HttpResponse>,
+    not_found: &[&str],
+) -> CloudError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
+    let named = err.code().is_some_and(|code| not_found.contains(&code));
     let mut err = from_sdk(operation, err);
-    if err.category == ErrorCategory::Invalid
-        && err.message.starts_with("ValidationError")
-        && err.message.to_ascii_lowercase().contains("not found")
-    {
+    if named {
         err.category = ErrorCategory::NotFound;
     }
     err

@@ -9,6 +9,10 @@
 //! - [`capacity`]: the capacity chain (providers, Auto Scaling groups, template versions,
 //!   instances);
 //! - [`network`]: security groups of tasks' network interfaces, from EC2;
+//! - [`reads`]: the root-cause reads (boot output, launch template version, scaling
+//!   activities, instance type size);
+//! - [`confirm`]: a read that confirms a resource does not exist before an error says
+//!   `NotFound` (never decided from message text);
 //! - [`convert`]: SDK types to domain types and back;
 //! - [`errors`]: SDK errors to [`CloudError`] categories, in one place;
 //! - [`calls`]: the interceptor that counts every operation sent;
@@ -21,11 +25,13 @@
 
 mod calls;
 mod capacity;
+mod confirm;
 mod convert;
 mod errors;
 mod network;
 mod observe;
 mod pacing;
+mod reads;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -40,10 +46,14 @@ use aws_sdk_ecs::config::ProvideCredentials;
 use aws_smithy_runtime_api::http::Response as HttpResponse;
 
 pub use errors::error_category;
+pub use reads::decode_console_output;
 
 use crate::cloud::budget::ApiBudget;
 use crate::cloud::{Cloud, CloudError, ErrorCategory};
-use crate::domain::{ClusterSnapshot, RunTaskRequest, Tags};
+use crate::domain::{
+    ClusterSnapshot, InstanceTypeSize, LaunchTemplateVersion, RunTaskRequest, ScalingActivity, Tags,
+};
+use confirm::Subject;
 
 /// ECS keeps at most this many characters of a StopTask reason.
 const STOP_REASON_MAX_CHARS: usize = 255;
@@ -204,22 +214,41 @@ impl AwsCloud {
 }
 
 impl AwsCloud {
-    /// One paced Auto Scaling write whose answer carries nothing the controller needs.
+    fn readers(&self) -> confirm::Readers<'_> {
+        confirm::Readers {
+            ecs: &self.ecs,
+            autoscaling: &self.autoscaling,
+            pacer: &self.pacer,
+        }
+    }
+
+    /// One paced Auto Scaling write about `subject`, whose answer carries nothing the
+    /// controller needs. A `ValidationError` is `NotFound` only when a read confirms that
+    /// `subject` does not exist.
     async fn autoscaling_write<T, E>(
         &self,
         operation: &str,
+        subject: Subject<'_>,
         send: impl Future<Output = Result<T, SdkError<E, HttpResponse>>>,
     ) -> Result<(), CloudError>
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        self.pacer
+        let mut validation = false;
+        let answer = self
+            .pacer
             .call(operation, async {
-                send.await
-                    .map_err(|e| errors::from_autoscaling(operation, e))
+                send.await.map_err(|e| {
+                    validation = confirm::has_code(&e, errors::AUTO_SCALING_VALIDATION);
+                    errors::from_sdk(operation, e)
+                })
             })
-            .await?;
-        Ok(())
+            .await;
+        match answer {
+            Ok(_) => Ok(()),
+            Err(err) if validation => Err(self.readers().confirm(subject, err).await),
+            Err(err) => Err(err),
+        }
     }
 }
 
@@ -275,46 +304,24 @@ impl Cloud for AwsCloud {
         observe::observe_cluster(&clients, cluster).await
     }
 
-    async fn console_output(&self, _instance_id: &str) -> Result<Option<Vec<u8>>, CloudError> {
-        Err(CloudError::new(
-            ErrorCategory::Invalid,
-            "GetConsoleOutput",
-            "not implemented yet",
-        ))
+    async fn console_output(&self, instance_id: &str) -> Result<Option<Vec<u8>>, CloudError> {
+        reads::console_output(&self.ec2, &self.pacer, instance_id).await
     }
 
     async fn launch_template_version(
         &self,
-        _template_id: &str,
-        _version: u32,
-    ) -> Result<crate::domain::LaunchTemplateVersion, CloudError> {
-        Err(CloudError::new(
-            ErrorCategory::Invalid,
-            "DescribeLaunchTemplateVersions",
-            "not implemented yet",
-        ))
+        template_id: &str,
+        version: u32,
+    ) -> Result<LaunchTemplateVersion, CloudError> {
+        reads::launch_template_version(&self.ec2, &self.pacer, template_id, version).await
     }
 
-    async fn scaling_activities(
-        &self,
-        _group: &str,
-    ) -> Result<Vec<crate::domain::ScalingActivity>, CloudError> {
-        Err(CloudError::new(
-            ErrorCategory::Invalid,
-            "DescribeScalingActivities",
-            "not implemented yet",
-        ))
+    async fn scaling_activities(&self, group: &str) -> Result<Vec<ScalingActivity>, CloudError> {
+        reads::scaling_activities(&self.readers(), group).await
     }
 
-    async fn instance_type(
-        &self,
-        _instance_type: &str,
-    ) -> Result<crate::domain::InstanceTypeSize, CloudError> {
-        Err(CloudError::new(
-            ErrorCategory::Invalid,
-            "DescribeInstanceTypes",
-            "not implemented yet",
-        ))
+    async fn instance_type(&self, instance_type: &str) -> Result<InstanceTypeSize, CloudError> {
+        reads::instance_type(&self.ec2, &self.pacer, instance_type).await
     }
 
     async fn stop_task(
@@ -323,28 +330,37 @@ impl Cloud for AwsCloud {
         task_arn: &str,
         reason: &str,
     ) -> Result<(), CloudError> {
-        let sent = self.pacer.call("StopTask", async {
-            // Boxed, as every SDK future here: they are large, and debug builds copy them.
-            Box::pin(
-                self.ecs
-                    .stop_task()
-                    .cluster(cluster)
-                    .task(task_arn)
-                    .reason(stop_reason(reason))
-                    .send(),
-            )
-            .await
-            .map_err(|e| errors::from_sdk("StopTask", e))
-        });
-        sent.await.map_err(|mut err| {
-            // ECS names a task it does not know with InvalidParameterException.
-            if err.category == ErrorCategory::Invalid && err.message.contains("task was not found")
-            {
-                err.category = ErrorCategory::NotFound;
+        const OP: &str = "StopTask";
+        let mut invalid_parameter = false;
+        let answer = self
+            .pacer
+            .call(OP, async {
+                // Boxed, as every SDK future here: they are large, and debug builds copy them.
+                Box::pin(
+                    self.ecs
+                        .stop_task()
+                        .cluster(cluster)
+                        .task(task_arn)
+                        .reason(stop_reason(reason))
+                        .send(),
+                )
+                .await
+                .map_err(|e| {
+                    invalid_parameter = confirm::has_code(&e, errors::ECS_INVALID_PARAMETER);
+                    errors::from_sdk(OP, e)
+                })
+            })
+            .await;
+        match answer {
+            Ok(_) => Ok(()),
+            // ECS names a task it does not know with InvalidParameterException: DescribeTasks
+            // says whether that is what happened.
+            Err(err) if invalid_parameter => {
+                let subject = Subject::Task { cluster, task_arn };
+                Err(self.readers().confirm(subject, err).await)
             }
-            err
-        })?;
-        Ok(())
+            Err(err) => Err(err),
+        }
     }
 
     async fn run_task(
@@ -426,7 +442,8 @@ impl Cloud for AwsCloud {
                 .honor_cooldown(false)
                 .send(),
         );
-        self.autoscaling_write(OP, send).await
+        self.autoscaling_write(OP, Subject::Group(group), send)
+            .await
     }
 
     async fn pin_launch_template_version(
@@ -447,7 +464,8 @@ impl Cloud for AwsCloud {
                 .launch_template(template)
                 .send(),
         );
-        self.autoscaling_write(OP, send).await
+        self.autoscaling_write(OP, Subject::Group(group), send)
+            .await
     }
 
     async fn tag_group(&self, group: &str, tags: &Tags) -> Result<(), CloudError> {
@@ -474,7 +492,8 @@ impl Cloud for AwsCloud {
                 .set_tags(Some(tags))
                 .send(),
         );
-        self.autoscaling_write(OP, send).await
+        self.autoscaling_write(OP, Subject::Group(group), send)
+            .await
     }
 
     async fn terminate_instance(&self, instance_id: &str) -> Result<(), CloudError> {
@@ -487,7 +506,8 @@ impl Cloud for AwsCloud {
                 .should_decrement_desired_capacity(false)
                 .send(),
         );
-        self.autoscaling_write(OP, send).await
+        self.autoscaling_write(OP, Subject::GroupInstance(instance_id), send)
+            .await
     }
 
     async fn drain_container_instance(

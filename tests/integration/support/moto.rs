@@ -226,12 +226,74 @@ impl Moto {
         .await;
     }
 
-    /// From now on, this account's calls to `operation` (ECS, EC2 or Auto Scaling) fail with `code` and HTTP
-    /// `status`.
+    /// From now on, this account's calls to `operation` (ECS, EC2 or Auto Scaling) fail with
+    /// `code` and HTTP `status`.
     pub async fn inject_fault(&self, operation: &str, code: &str, status: u16) {
         self.harness(
             "/_harness/fault",
             json!({"operation": operation, "code": code, "status": status}),
+        )
+        .await;
+    }
+
+    /// What GetConsoleOutput answers for `instance_id` from now on: `output` base64-encoded,
+    /// or no output at all (`None`); with `latest_supported` false, `Latest=true` is refused
+    /// with `UnsupportedOperation` (see `tests/moto/launcher.py`).
+    pub async fn set_console_output(
+        &self,
+        instance_id: &str,
+        output: Option<&[u8]>,
+        latest_supported: bool,
+    ) {
+        use base64::Engine;
+        let encoded = output.map(|b| base64::engine::general_purpose::STANDARD.encode(b));
+        self.set_console_output_text(instance_id, encoded.as_deref(), latest_supported)
+            .await;
+    }
+
+    /// As [`Moto::set_console_output`], with the `Output` text as given (not necessarily
+    /// base64).
+    pub async fn set_console_output_text(
+        &self,
+        instance_id: &str,
+        output: Option<&str>,
+        latest_supported: bool,
+    ) {
+        self.harness(
+            "/_harness/ec2/console-output",
+            json!({"instanceId": instance_id, "output": output, "latestSupported": latest_supported}),
+        )
+        .await;
+    }
+
+    /// Adds a scaling activity to `group` (DescribeScalingActivities answers newest first).
+    pub async fn add_scaling_activity(
+        &self,
+        group: &str,
+        status_code: &str,
+        status_message: Option<&str>,
+        start_epoch_seconds: u64,
+    ) {
+        self.harness(
+            "/_harness/autoscaling/activity",
+            json!({"group": group, "statusCode": status_code, "statusMessage": status_message,
+                   "startTime": start_epoch_seconds}),
+        )
+        .await;
+    }
+
+    /// Adds an event to a service (DescribeServices reports them newest first).
+    pub async fn add_service_event(
+        &self,
+        cluster: &str,
+        service: &str,
+        message: &str,
+        created_epoch_seconds: u64,
+    ) {
+        self.harness(
+            "/_harness/ecs/service-event",
+            json!({"cluster": cluster, "service": service, "message": message,
+                   "createdAt": created_epoch_seconds}),
         )
         .await;
     }
