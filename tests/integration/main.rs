@@ -10,6 +10,7 @@ mod capacity_plan;
 mod cli;
 mod cli_output;
 mod config;
+mod contract_reads;
 mod controller_moto;
 mod diagnose_plan;
 mod extremes;

@@ -75,7 +75,10 @@ async fn a_good_version_joins_its_groups_cluster_and_boots_cleanly() {
     assert!(script.starts_with("#!/bin/bash\n"), "{script}");
     assert!(script.contains("/etc/ecs/ecs.config"), "{script}");
     assert!(script.lines().any(|l| l == "ECS_CLUSTER=c"), "{script}");
-    assert_eq!(v.instance_profile.as_deref(), Some(DEFAULT_INSTANCE_PROFILE));
+    assert_eq!(
+        v.instance_profile.as_deref(),
+        Some(DEFAULT_INSTANCE_PROFILE)
+    );
     assert_eq!(v.instance_type.as_deref(), Some("m5.large"));
     assert!(v.image_id.is_some_and(|i| i.starts_with("ami-")));
 
@@ -89,7 +92,10 @@ async fn a_good_version_joins_its_groups_cluster_and_boots_cleanly() {
         last_lines.iter().any(|l| l.contains("Started ecs.service")),
         "{text}"
     );
-    assert!(!text.contains("FAILED") && !text.contains("WARNING"), "{text}");
+    assert!(
+        !text.contains("FAILED") && !text.contains("WARNING"),
+        "{text}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -105,7 +111,11 @@ async fn a_version_reports_exactly_what_it_was_given() {
     let v2 = sim.publish_launch_template_version(&lt, spec, true);
     sim.publish_launch_template_version(&lt, VersionSpec::default().without_user_data(), false);
     let raw = "H4sIAAAAAAAA/not-valid-base64!";
-    sim.publish_launch_template_version(&lt, VersionSpec::default().with_user_data_base64(raw), false);
+    sim.publish_launch_template_version(
+        &lt,
+        VersionSpec::default().with_user_data_base64(raw),
+        false,
+    );
 
     let v = sim.launch_template_version(&lt, v2).await.unwrap();
     assert_eq!(decode(v.user_data.as_deref().unwrap()), script);
@@ -118,7 +128,9 @@ async fn a_version_reports_exactly_what_it_was_given() {
     assert_eq!(v4.user_data.as_deref(), Some(raw));
 
     // Version 2 is the default and $Latest is 4: pin 2 so the group launches from it.
-    sim.pin_launch_template_version("asg", &lt, v2).await.unwrap();
+    sim.pin_launch_template_version("asg", &lt, v2)
+        .await
+        .unwrap();
     sim.set_desired_capacity("asg", 1).await.unwrap();
     let id = instance_ids(&sim).remove(0);
     let g = sim.auto_scaling_group("asg").unwrap();
@@ -127,7 +139,10 @@ async fn a_version_reports_exactly_what_it_was_given() {
     advance(CONSOLE_OUTPUT_DELAY - Duration::from_secs(1)).await;
     assert_eq!(sim.console_output(&id).await.unwrap(), None);
     advance(Duration::from_secs(1)).await;
-    assert_eq!(sim.console_output(&id).await.unwrap(), Some(output.to_vec()));
+    assert_eq!(
+        sim.console_output(&id).await.unwrap(),
+        Some(output.to_vec())
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -135,7 +150,11 @@ async fn console_output_is_the_latest_64_kib() {
     let long: Vec<u8> = (0..100_000u32).map(|i| b'a' + (i % 26) as u8).collect();
     let (sim, _) = account(VersionSpec::default().with_boot_output(long.clone()), 1);
     advance(CONSOLE_OUTPUT_DELAY).await;
-    let output = sim.console_output(&instance_ids(&sim)[0]).await.unwrap().unwrap();
+    let output = sim
+        .console_output(&instance_ids(&sim)[0])
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(output.len(), 64 * 1024);
     assert!(long.ends_with(&output));
 }
@@ -178,7 +197,10 @@ async fn every_launch_is_a_successful_activity_newest_first() {
     let oldest = activities[2].description.as_deref().unwrap();
     assert_eq!(oldest, format!("Launching a new EC2 instance: {}", ids[0]));
     let newest_cause = activities[0].cause.as_deref().unwrap();
-    assert!(newest_cause.contains("increasing the capacity from 2 to 3"), "{newest_cause}");
+    assert!(
+        newest_cause.contains("increasing the capacity from 2 to 3"),
+        "{newest_cause}"
+    );
     let ids_seen: Vec<&str> = activities.iter().map(|a| a.activity_id.as_str()).collect();
     assert!(ids_seen.iter().all(|id| id.len() == 36));
     assert_ne!(ids_seen[0], ids_seen[1]);
@@ -223,12 +245,18 @@ async fn a_version_can_fail_its_launches_while_others_launch() {
     let (sim, lt) = account(VersionBehavior::good(BOOT), 1);
     let bad_ami = "The image id '[ami-0123456789abcdef0]' does not exist. Launching EC2 \
                    instance failed.";
-    sim.publish_launch_template_version(&lt, VersionSpec::default().failing_launches(bad_ami), false);
+    sim.publish_launch_template_version(
+        &lt,
+        VersionSpec::default().failing_launches(bad_ami),
+        false,
+    );
     sim.set_desired_capacity("asg", 2).await.unwrap();
     let activities = sim.scaling_activities("asg").await.unwrap();
     assert_eq!(codes(&activities), ["Failed", "Successful"]);
     assert_eq!(activities[0].status_message.as_deref(), Some(bad_ami));
-    sim.pin_launch_template_version("asg", &lt, 1).await.unwrap();
+    sim.pin_launch_template_version("asg", &lt, 1)
+        .await
+        .unwrap();
     advance(LAUNCH_RETRY).await;
     assert_eq!(instance_ids(&sim).len(), 2);
 }
@@ -294,7 +322,10 @@ async fn the_reads_are_counted_and_fail_when_told() {
     assert_eq!(sim.mutating_calls(), 0);
 
     sim.fail_next("GetConsoleOutput", ErrorCategory::Throttled, 1);
-    assert_eq!(category_of(sim.console_output(&id).await), ErrorCategory::Throttled);
+    assert_eq!(
+        category_of(sim.console_output(&id).await),
+        ErrorCategory::Throttled
+    );
     assert!(sim.console_output(&id).await.is_ok());
     sim.fail_next("DescribeInstanceTypes", ErrorCategory::Transient, 1);
     assert_eq!(
@@ -304,10 +335,18 @@ async fn the_reads_are_counted_and_fail_when_told() {
     sim.deny("DescribeScalingActivities");
     let denied = sim.scaling_activities("asg").await.unwrap_err();
     assert_eq!(denied.category, ErrorCategory::Denied);
-    assert!(denied.message.contains("autoscaling:DescribeScalingActivities"));
+    assert!(
+        denied
+            .message
+            .contains("autoscaling:DescribeScalingActivities")
+    );
     sim.deny("DescribeLaunchTemplateVersions");
     let denied = sim.launch_template_version(&lt, 1).await.unwrap_err();
-    assert!(denied.message.contains("ec2:DescribeLaunchTemplateVersions"));
+    assert!(
+        denied
+            .message
+            .contains("ec2:DescribeLaunchTemplateVersions")
+    );
     assert_eq!(sim.call_count("GetConsoleOutput"), 3);
 }
 
@@ -376,11 +415,21 @@ async fn a_task_larger_than_its_instance_type_never_places_and_its_service_says_
         message.starts_with("(service big) was unable to place a task because no container instance met all of its requirements. The closest matching (container-instance "),
         "{message}"
     );
-    assert!(message.contains("has insufficient memory available"), "{message}");
+    assert!(
+        message.contains("has insufficient memory available"),
+        "{message}"
+    );
     let wide = sim.service("c", "wide").unwrap();
-    assert!(wide.events[0].message.contains("has insufficient CPU available"));
+    assert!(
+        wide.events[0]
+            .message
+            .contains("has insufficient CPU available")
+    );
     assert!(sim.service("c", "small").unwrap().events.is_empty());
-    let big_task = sim.tasks("c").into_iter().find(|t| t.service_name() == Some("big"));
+    let big_task = sim
+        .tasks("c")
+        .into_iter()
+        .find(|t| t.service_name() == Some("big"));
     let big_task = big_task.unwrap();
     assert_eq!((big_task.cpu, big_task.memory), (Some(1024), Some(6144)));
 
@@ -438,12 +487,19 @@ async fn stopped_tasks_carry_the_stop_code_ecs_gives() {
     let timeout = "Timeout waiting for network interface provisioning to complete.";
     let spec = ServiceSpec::new("web", 4)
         .then_launch(1, TaskBehavior::healthy())
-        .then_launch(1, TaskBehavior::stops_on_its_own_after(Duration::from_secs(60)))
-        .then_launch(1, TaskBehavior::fails_to_start_after(Duration::from_secs(60), timeout))
-        .then_launch(1, TaskBehavior::hangs_in(TaskStatus::Pending).with_dwell(
-            TaskStatus::Provisioning,
-            Duration::from_secs(1),
-        ));
+        .then_launch(
+            1,
+            TaskBehavior::stops_on_its_own_after(Duration::from_secs(60)),
+        )
+        .then_launch(
+            1,
+            TaskBehavior::fails_to_start_after(Duration::from_secs(60), timeout),
+        )
+        .then_launch(
+            1,
+            TaskBehavior::hangs_in(TaskStatus::Pending)
+                .with_dwell(TaskStatus::Provisioning, Duration::from_secs(1)),
+        );
     sim.add_service("c", spec);
     advance(Duration::from_secs(30)).await;
     let tasks = sim.tasks("c");
@@ -453,12 +509,18 @@ async fn stopped_tasks_carry_the_stop_code_ecs_gives() {
     let code = |arn: &str| sim.task(arn).and_then(|t| t.stop_code);
     let reason = |arn: &str| sim.task(arn).and_then(|t| t.stopped_reason);
     assert_eq!(code(&tasks[0].arn).as_deref(), Some("UserInitiated"));
-    assert_eq!(code(&tasks[1].arn).as_deref(), Some("EssentialContainerExited"));
+    assert_eq!(
+        code(&tasks[1].arn).as_deref(),
+        Some("EssentialContainerExited")
+    );
     assert_eq!(code(&tasks[2].arn).as_deref(), Some("TaskFailedToStart"));
     assert_eq!(reason(&tasks[2].arn).as_deref(), Some(timeout));
     assert_eq!(code(&tasks[3].arn), None);
     sim.set_desired_count("c", "web", 0);
     let scaled_in = sim.task(&tasks[3].arn).unwrap();
     assert_eq!(scaled_in.desired_status, DesiredStatus::Stopped);
-    assert_eq!(scaled_in.stop_code.as_deref(), Some("ServiceSchedulerInitiated"));
+    assert_eq!(
+        scaled_in.stop_code.as_deref(),
+        Some("ServiceSchedulerInitiated")
+    );
 }

@@ -335,7 +335,10 @@ const SETTLED: Duration = Duration::from_secs(3 * 24 * 3600);
 /// demo-capacity with launch template demo-lt (version 1 good); returns the template id.
 fn capacity_cluster(w: &mut World) -> String {
     w.add_cluster(CAPACITY_CLUSTER);
-    w.add_launch_template("demo-lt", VersionBehavior::good(Duration::from_secs(60)).into())
+    w.add_launch_template(
+        "demo-lt",
+        VersionBehavior::good(Duration::from_secs(60)).into(),
+    )
 }
 
 /// Group demo-asg of `template` (min 0, `$Latest`) behind capacity provider demo-cp.

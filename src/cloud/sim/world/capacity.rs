@@ -805,7 +805,10 @@ impl World {
 
     /// DescribeScalingActivities of a group: newest first, one page.
     pub(crate) fn scaling_activities(&self, group: &str) -> Result<Vec<ScalingActivity>, Refusal> {
-        let g = self.groups.get(group).ok_or_else(|| group_not_found(group))?;
+        let g = self
+            .groups
+            .get(group)
+            .ok_or_else(|| group_not_found(group))?;
         Ok(g.activities.iter().cloned().collect())
     }
 
@@ -883,14 +886,22 @@ impl World {
             .filter(|i| i.group.as_deref().is_some_and(|g| groups.contains(&g)))
             .filter(|i| i.info.status == "ACTIVE" && i.info.agent_connected)
             .collect();
-        if candidates.iter().any(|i| i.lacks(task.cpu, task.memory).is_none()) {
+        if candidates
+            .iter()
+            .any(|i| i.lacks(task.cpu, task.memory).is_none())
+        {
             return None;
         }
         let closest = candidates
             .iter()
             .max_by_key(|i| i.size.as_ref().map(|s| (s.memory_mib, s.vcpus)))?;
         let lacking = closest.lacks(task.cpu, task.memory)?;
-        let id = closest.info.arn.rsplit('/').next().unwrap_or(&closest.info.arn);
+        let id = closest
+            .info
+            .arn
+            .rsplit('/')
+            .next()
+            .unwrap_or(&closest.info.arn);
         Some(format!(
             "(service {service}) was unable to place a task because no container instance met \
              all of its requirements. The closest matching (container-instance {id}) has \

@@ -1,0 +1,80 @@
+//! The root-cause reads' contract, run against the simulated account on tokio's paused clock.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use ecs_reconciler::cloud::Cloud;
+use ecs_reconciler::cloud::sim::capacity::{CONSOLE_OUTPUT_DELAY, INSTANCE_START};
+use ecs_reconciler::cloud::sim::{GroupSpec, SimAccount, VersionBehavior, VersionSpec};
+
+use super::{ReadsAccount, Seed, Seeded};
+
+struct SimReads {
+    sim: SimAccount,
+}
+
+impl SimReads {
+    fn new() -> Self {
+        SimReads {
+            sim: SimAccount::new(UNIX_EPOCH + Duration::from_secs(1_736_900_000)),
+        }
+    }
+}
+
+impl ReadsAccount for SimReads {
+    type C = SimAccount;
+
+    async fn seed(&self, seed: &Seed<'_>) -> Seeded {
+        const GROUP: &str = "contract-asg";
+        let sim = &self.sim;
+        sim.add_cluster("contract");
+        let spec = VersionSpec::new(VersionBehavior::good(Duration::from_secs(60)))
+            .with_user_data_base64(seed.user_data_b64)
+            .with_instance_profile(seed.instance_profile)
+            .with_instance_type(seed.instance_type)
+            .with_boot_output(seed.boot_output);
+        let template_id = sim.add_launch_template("contract-lt", spec);
+        sim.add_auto_scaling_group(GroupSpec::new(GROUP, "contract", &template_id, 1));
+        // EC2 has the console output a few minutes after launch.
+        tokio::time::advance(CONSOLE_OUTPUT_DELAY.max(INSTANCE_START)).await;
+        if let Some(message) = seed.failed_launch {
+            sim.fail_launches(GROUP, Some(message));
+            tokio::time::advance(Duration::from_secs(1)).await;
+            sim.set_desired_capacity(GROUP, 2)
+                .await
+                .expect("within bounds");
+        }
+        let group = sim.auto_scaling_group(GROUP).expect("the group exists");
+        let instance = &group.instances[0];
+        sim.reset_calls();
+        Seeded {
+            group: GROUP.to_string(),
+            template_id,
+            version: 1,
+            instance_id: instance.instance_id.clone(),
+            instance_type: instance.instance_type.clone().expect("an instance type"),
+        }
+    }
+
+    fn cloud(&self) -> &SimAccount {
+        &self.sim
+    }
+}
+
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {$(
+        #[tokio::test(start_paused = true)]
+        async fn $name() {
+            super::$name(SimReads::new()).await;
+        }
+    )*};
+}
+
+contract!(
+    console_output_round_trips_the_exact_bytes,
+    console_output_of_an_unknown_instance_is_not_found,
+    a_version_shows_its_user_data_profile_and_type,
+    an_unknown_version_is_not_found,
+    activities_are_newest_first_with_the_failed_message,
+    m5_large_has_2_vcpus_and_8192_mib,
+    an_unknown_instance_type_is_not_found,
+);
