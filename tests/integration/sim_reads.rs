@@ -524,3 +524,33 @@ async fn stopped_tasks_carry_the_stop_code_ecs_gives() {
         Some("ServiceSchedulerInitiated")
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn versions_naming_another_cluster_or_no_profile_never_register() {
+    for (spec, other_cluster) in [
+        (VersionSpec::joining_cluster("other"), true),
+        (VersionSpec::without_instance_profile(), false),
+    ] {
+        let (sim, lt) = account(VersionBehavior::good(BOOT), 0);
+        let v2 = sim.publish_launch_template_version(&lt, spec, true);
+        sim.set_desired_capacity("asg", 2).await.unwrap();
+        advance(Duration::from_secs(3600)).await;
+        let g = sim.auto_scaling_group("asg").unwrap();
+        assert_eq!(g.instances.len(), 2);
+        assert!(g.instances.iter().all(|i| i.lifecycle_state == "InService"));
+        assert!(sim.container_instances("c").is_empty());
+        let v = sim.launch_template_version(&lt, v2).await.unwrap();
+        let script = decode(v.user_data.as_deref().unwrap());
+        assert_eq!(
+            script.contains("ECS_CLUSTER=other\n"),
+            other_cluster,
+            "{script}"
+        );
+        assert_eq!(
+            script.contains("ECS_CLUSTER=c\n"),
+            !other_cluster,
+            "{script}"
+        );
+        assert_eq!(v.instance_profile.is_some(), other_cluster);
+    }
+}

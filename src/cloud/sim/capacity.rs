@@ -5,10 +5,11 @@
 //! launches EC2 instances from a launch template version (resolved at launch time); an instance
 //! goes Pending → InService, boots, and, if its version's UserData works, registers with the
 //! cluster as a container instance with a fixed number of task slots. Tasks placed through
-//! such a provider wait in PROVISIONING for a free slot. The laws of motion are in
-//! `world::capacity`.
+//! such a provider wait in PROVISIONING for a free slot (and never place if they are larger
+//! than the instance type). What EC2 shows of a version and its instances is its
+//! [`VersionSpec`]. The laws of motion are in `world::capacity`.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use super::boot;
@@ -120,9 +121,31 @@ impl VersionSpec {
             instance_profile: Some(DEFAULT_INSTANCE_PROFILE.to_string()),
             instance_type: DEFAULT_INSTANCE_TYPE.to_string(),
             image_id: DEFAULT_IMAGE_ID.to_string(),
-            boot_output: boot::clean_boot_output().into(),
+            boot_output: clean_boot_output(),
             launch_failure: None,
         }
+    }
+
+    /// The seed story's version: its UserData joins `cluster` and mounts an FSx for Lustre file
+    /// system the instances cannot reach; the mount times out, the script fails and the ECS
+    /// agent never starts, so they never register ([`boot::fsx_timeout_boot_output`]).
+    pub fn fsx_mount_timeout(cluster: &str) -> Self {
+        VersionSpec::new(VersionBehavior::broken())
+            .with_user_data_script(&boot::fsx_user_data(cluster))
+            .with_boot_output(boot::fsx_timeout_boot_output())
+    }
+
+    /// A version whose UserData names `other` as the cluster: its instances boot cleanly but
+    /// never register with the cluster of their group.
+    pub fn joining_cluster(other: &str) -> Self {
+        VersionSpec::new(VersionBehavior::broken())
+            .with_user_data_script(&boot::ecs_user_data(Some(other)))
+    }
+
+    /// A version that names no instance profile: the agent starts but cannot register
+    /// without credentials, so its instances never register.
+    pub fn without_instance_profile() -> Self {
+        VersionSpec::new(VersionBehavior::broken()).with_instance_profile(None)
     }
 
     /// UserData from a script (or any text), stored base64 as EC2 keeps it.
@@ -162,6 +185,12 @@ impl VersionSpec {
         self.launch_failure = Some(status_message.to_string());
         self
     }
+}
+
+/// The clean boot output, made once and shared by every version that boots with it.
+fn clean_boot_output() -> Arc<[u8]> {
+    static CLEAN: OnceLock<Arc<[u8]>> = OnceLock::new();
+    Arc::clone(CLEAN.get_or_init(|| boot::clean_boot_output().into()))
 }
 
 impl Default for VersionSpec {

@@ -9,6 +9,15 @@
 //! launch template versions, Auto Scaling groups converging on their desired capacity,
 //! instances that register as container instances (or, from a broken version, never do),
 //! capacity providers whose tasks wait in PROVISIONING for a free slot.
+//!
+//! The root-cause reads answer from the same world: a launch template version is a
+//! [`VersionSpec`] (UserData, instance profile, instance type, the boot output its instances
+//! write, launches that fail); GetConsoleOutput has an instance's boot output a few minutes
+//! after launch; each group records its scaling activities (a Successful launch per instance,
+//! a Failed one per launch that failed, retried); DescribeInstanceTypes knows a small table of
+//! real sizes ([`boot::INSTANCE_TYPES`]). A task larger than its group's instance type never
+//! places, and its service gets ECS's "unable to place a task" event. Tasks stopped carry
+//! ECS's stopCode.
 //! Time comes from tokio's clock ([`clock`]), so a test with
 //! `#[tokio::test(start_paused = true)]` moves it with `tokio::time::advance`. Each call first
 //! brings the [`world`] up to now, then answers; calls are counted per AWS operation the real
@@ -22,7 +31,8 @@
 //! budget (the default) nothing waits.
 //!
 //! Layout: [`behavior`] (what a task does), [`service`] (what a service is), [`capacity`]
-//! (what templates and groups are), [`world`] (state and lifecycle events), [`observe`]
+//! (what templates and groups are), [`boot`] (what instances boot with and write, and
+//! instance types), [`world`] (state and lifecycle events), [`observe`]
 //! (snapshot and call counts), [`calls`] (accounting and faults), [`ids`] (ARNs), [`scenario`]
 //! (ready-made accounts by name), [`fault`] (test-only faults of the process itself: a panic
 //! or a hang inside a call).

@@ -21,7 +21,6 @@ use std::time::{Duration, SystemTime};
 
 use super::SimAccount;
 use super::behavior::TaskBehavior;
-use super::boot;
 use super::capacity::{GroupSpec, VCPU_LIMIT_EXCEEDED, VersionBehavior, VersionSpec};
 use super::world::{ServiceSpec, World};
 use crate::domain::{
@@ -365,9 +364,7 @@ fn app(desired: u32) -> ServiceSpec {
 /// instances cannot reach, so they never register; 2 of 3 instances are from it.
 fn broken_launch_template(w: &mut World) {
     let template = capacity_cluster(w);
-    let fsx = VersionSpec::new(VersionBehavior::broken())
-        .with_user_data_script(&boot::fsx_user_data(CAPACITY_CLUSTER))
-        .with_boot_output(boot::fsx_timeout_boot_output());
+    let fsx = VersionSpec::fsx_mount_timeout(CAPACITY_CLUSTER);
     let broken = w.publish_template_version(&template, fsx, false);
     let spec = group_spec(&template, 3, 10)
         .with_existing(1, Some(1), SETTLED)

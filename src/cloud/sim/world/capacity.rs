@@ -283,10 +283,9 @@ impl World {
             (None, LaunchSpec::MixedInstancesPolicy { .. }, Some(t)) => Some(t.default_version),
             _ => None,
         };
-        let fallback = VersionSpec::default();
         let spec = match (template, version) {
             (Some(t), Some(v)) => t.spec(v),
-            (None, None) => Some(&fallback),
+            (None, None) => Some(default_spec()),
             _ => None,
         };
         let Some(spec) = spec else {
@@ -1043,4 +1042,10 @@ fn launch_activity(
         cause: Some(capacity_cause(at, from, desired)),
         start_time: Some(at),
     }
+}
+
+/// What instances launched without a template version boot with.
+fn default_spec() -> &'static VersionSpec {
+    static DEFAULT: std::sync::OnceLock<VersionSpec> = std::sync::OnceLock::new();
+    DEFAULT.get_or_init(VersionSpec::default)
 }
