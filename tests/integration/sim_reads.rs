@@ -13,7 +13,7 @@ use ecs_reconciler::cloud::sim::capacity::{
     VCPU_LIMIT_EXCEEDED,
 };
 use ecs_reconciler::cloud::sim::{
-    GroupSpec, ServiceSpec, SimAccount, TaskBehavior, VersionBehavior, VersionSpec,
+    GroupSpec, ServiceSpec, SimAccount, TaskBehavior, VersionBehavior, VersionSpec, boot,
 };
 use ecs_reconciler::cloud::{Cloud, CloudError, ErrorCategory};
 use ecs_reconciler::domain::{
@@ -553,4 +553,44 @@ async fn versions_naming_another_cluster_or_no_profile_never_register() {
         );
         assert_eq!(v.instance_profile.is_some(), other_cluster);
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn user_data_can_be_gzip_or_cloud_init_multi_part() {
+    let script = boot::fsx_user_data("c");
+    let mime = boot::mime_multipart("packages:\n  - lustre-client", &script);
+    let spec = VersionSpec::new(VersionBehavior::broken()).with_user_data_script(&mime);
+    let (sim, lt) = account(spec, 0);
+    let gz = boot::gzip_base64(script.as_bytes());
+    sim.publish_launch_template_version(
+        &lt,
+        VersionSpec::default().with_user_data_base64(&gz),
+        false,
+    );
+
+    let v1 = sim.launch_template_version(&lt, 1).await.unwrap();
+    let text = decode(v1.user_data.as_deref().unwrap());
+    let parsed = mailparse::parse_mail(text.as_bytes()).expect("valid MIME");
+    assert_eq!(parsed.ctype.mimetype, "multipart/mixed");
+    let types: Vec<&str> = parsed
+        .subparts
+        .iter()
+        .map(|p| p.ctype.mimetype.as_str())
+        .collect();
+    assert_eq!(types, ["text/cloud-config", "text/x-shellscript"]);
+    let body = parsed.subparts[1].get_body().unwrap();
+    assert_eq!(body.trim_end(), script.trim_end());
+
+    let v2 = sim.launch_template_version(&lt, 2).await.unwrap();
+    let zipped = base64::engine::general_purpose::STANDARD
+        .decode(v2.user_data.unwrap())
+        .unwrap();
+    assert_eq!(&zipped[..2], [0x1f, 0x8b]);
+    let mut unzipped = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(&zipped[..]),
+        &mut unzipped,
+    )
+    .unwrap();
+    assert_eq!(unzipped, script);
 }

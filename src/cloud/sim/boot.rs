@@ -39,6 +39,35 @@ pub fn base64(text: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(text)
 }
 
+/// Base64 of `text` gzip-compressed, as cloud-init accepts UserData (EC2 keeps it as given).
+pub fn gzip_base64(text: &[u8]) -> String {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    // Writing to a Vec cannot fail.
+    let _ = encoder.write_all(text);
+    base64(&encoder.finish().unwrap_or_default())
+}
+
+/// A cloud-init MIME multi-part UserData: a `text/cloud-config` part, then a
+/// `text/x-shellscript` part with `script`.
+pub fn mime_multipart(cloud_config: &str, script: &str) -> String {
+    const BOUNDARY: &str = "==MYBOUNDARY==";
+    format!(
+        "Content-Type: multipart/mixed; boundary=\"{BOUNDARY}\"\n\
+         MIME-Version: 1.0\n\
+         \n\
+         --{BOUNDARY}\n\
+         Content-Type: text/cloud-config; charset=\"us-ascii\"\n\
+         \n\
+         {cloud_config}\n\
+         --{BOUNDARY}\n\
+         Content-Type: text/x-shellscript; charset=\"us-ascii\"\n\
+         \n\
+         {script}\n\
+         --{BOUNDARY}--\n"
+    )
+}
+
 /// The standard ECS bootstrap UserData: a bash script that writes `ECS_CLUSTER=<cluster>` to
 /// `/etc/ecs/ecs.config`; without a cluster it sets none (the agent then joins `default`).
 pub fn ecs_user_data(cluster: Option<&str>) -> String {
