@@ -16,7 +16,7 @@ use crate::cloud::ErrorCategory;
 use crate::cloud::sim::boot;
 use crate::cloud::sim::capacity::{
     CONSOLE_OUTPUT_DELAY, GroupSpec, INSTANCE_START, INSTANCE_STOP, LAUNCH_RETRY, LaunchSpec,
-    TemplateVersion, UserData, VersionSpec,
+    TemplateVersion, UserData, VersionBehavior, VersionSpec,
 };
 use crate::cloud::sim::ids;
 use crate::domain::{
@@ -85,7 +85,7 @@ struct InstanceState {
     counter: u64,
     lifecycle: Lifecycle,
     version: Option<u32>,
-    behavior: crate::cloud::sim::capacity::VersionBehavior,
+    behavior: VersionBehavior,
     instance_type: String,
     boot_output: Arc<[u8]>,
     launched_at: SystemTime,
@@ -111,6 +111,16 @@ pub(crate) struct GroupState {
     launch_failure: Option<String>,
     /// A retry of failed launches is scheduled.
     retry_due: bool,
+}
+
+impl GroupState {
+    /// Its instances that are not terminating.
+    fn live(&self) -> usize {
+        self.instances
+            .iter()
+            .filter(|i| i.lifecycle != Lifecycle::Terminating)
+            .count()
+    }
 }
 
 /// A capacity provider of a cluster.
@@ -303,12 +313,7 @@ impl World {
         let instance_type = spec.instance_type.clone();
         let boot_output = Arc::clone(&spec.boot_output);
         let id = ids::ec2_instance_id(counter);
-        let from = g
-            .instances
-            .iter()
-            .filter(|i| i.lifecycle != Lifecycle::Terminating)
-            .count();
-        let activity = launch_activity(counter, &id, launched_at, from, g.desired);
+        let activity = launch_activity(counter, &id, launched_at, g.live(), g.desired);
         let now = self.now;
         let in_service_at = launched_at + INSTANCE_START;
         let register_at = in_service_at + behavior.boot;
@@ -380,7 +385,7 @@ impl World {
                 "Launching a new EC2 instance.  Status Reason: {message}"
             )),
             status_message: Some(message),
-            cause: Some(capacity_cause(now, g.instances.len(), g.desired)),
+            cause: Some(capacity_cause(now, g.live(), g.desired)),
             start_time: Some(now),
         };
         record(&mut g.activities, activity);
