@@ -24,4 +24,5 @@ mod scenarios;
 mod scenarios_capacity;
 mod sim_account;
 mod sim_capacity;
+mod sim_reads;
 mod supervision;

@@ -1,11 +1,15 @@
 //! The simulated capacity chain on tokio's paused clock: launch templates, Auto Scaling groups
 //! converging on desired, registration (or not) of their instances, tasks waiting in
-//! PROVISIONING for a slot, the capacity calls and their accounting, and the capacity scenarios.
+//! PROVISIONING for a slot, the capacity calls and their accounting, and the capacity scenarios
+//! (with what their instances boot with, their scaling activities and their service events).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ecs_reconciler::cloud::sim::capacity::{INSTANCE_START, INSTANCE_STOP};
+use base64::Engine;
+use ecs_reconciler::cloud::sim::capacity::{
+    INSTANCE_START, INSTANCE_STOP, LAUNCH_RETRY, VCPU_LIMIT_EXCEEDED,
+};
 use ecs_reconciler::cloud::sim::{
     GroupSpec, LaunchSpec, ServiceSpec, SimAccount, TemplateVersion, VersionBehavior,
     build_scenario, scenario::SCENARIO_HISTORY,
@@ -13,7 +17,7 @@ use ecs_reconciler::cloud::sim::{
 use ecs_reconciler::cloud::{Cloud, ErrorCategory};
 use ecs_reconciler::domain::{
     AutoScalingGroup, Capacity, CapacityProviderStrategyItem, ClusterSnapshot, DesiredStatus,
-    GroupLaunch, Tags, Task, TaskStatus,
+    GroupLaunch, LaunchTemplateVersion, Tags, Task, TaskStatus,
 };
 
 fn start() -> SystemTime {
@@ -798,5 +802,127 @@ async fn agent_disconnected_strands_a_task_in_stopping() {
     assert_eq!(
         sim.task(&task.arn).unwrap().last_status,
         TaskStatus::Stopping
+    );
+}
+
+fn decoded_user_data(v: &LaunchTemplateVersion) -> String {
+    let text = v.user_data.as_deref().expect("the version has UserData");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .expect("UserData is base64");
+    String::from_utf8(bytes).expect("a UTF-8 script")
+}
+
+async fn boot_text(sim: &SimAccount, instance: &str) -> String {
+    let bytes = sim.console_output(instance).await.unwrap();
+    String::from_utf8_lossy(&bytes.expect("boot output available")).into_owned()
+}
+
+#[tokio::test(start_paused = true)]
+async fn broken_launch_template_instances_boot_into_the_fsx_mount_timeout() {
+    let (sim, snapshot) = scenario("broken-launch-template").await;
+    let g = snapshot_group(&snapshot);
+    let GroupLaunch::LaunchTemplate { template_id, .. } = &g.launch else {
+        panic!("{:?}", g.launch)
+    };
+    let v2 = sim.launch_template_version(template_id, 2).await.unwrap();
+    let script = decoded_user_data(&v2);
+    assert!(script.contains("ECS_CLUSTER=demo-capacity"), "{script}");
+    let mount = script
+        .lines()
+        .find(|l| l.starts_with("mount -t lustre"))
+        .expect("a Lustre mount");
+    assert!(
+        mount.ends_with("fs-0a1b2c3d4e5f67890.fsx.us-east-1.amazonaws.com@tcp:/abcdefgh /fsx"),
+        "{mount}"
+    );
+    assert!(v2.instance_profile.is_some());
+    let v1 = sim.launch_template_version(template_id, 1).await.unwrap();
+    assert!(!decoded_user_data(&v1).contains("mount"));
+
+    let failed_mount = "mount.lustre: mount fs-0a1b2c3d4e5f67890.fsx.us-east-1.amazonaws.com\
+                        @tcp:/abcdefgh at /fsx failed: Connection timed out";
+    let script_failed = "cc_scripts_user.py[WARNING]: Failed to run module scripts-user \
+                         (scripts in /var/lib/cloud/instance/scripts)";
+    for i in &g.instances[1..] {
+        let text = boot_text(&sim, &i.instance_id).await;
+        assert!(text.lines().any(|l| l.ends_with(failed_mount)), "{text}");
+        assert!(text.lines().any(|l| l.ends_with(script_failed)), "{text}");
+        assert!(!text.contains("Started ecs.service"), "{text}");
+    }
+    let good = boot_text(&sim, &g.instances[0].instance_id).await;
+    assert!(good.contains("Started ecs.service") && !good.contains("failed"));
+    let activities = sim.scaling_activities("demo-asg").await.unwrap();
+    let codes: Vec<&str> = activities.iter().map(|a| a.status_code.as_str()).collect();
+    assert_eq!(codes, ["Successful"; 3]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn task_too_large_never_places_and_its_service_says_why() {
+    let (sim, snapshot) = scenario("task-too-large").await;
+    let g = snapshot_group(&snapshot);
+    assert_eq!(snapshot.container_instances.len(), 2);
+    let instance_type = g.instances[0].instance_type.clone().expect("a type");
+    assert!(
+        g.instances
+            .iter()
+            .all(|i| i.instance_type.as_deref() == Some(&instance_type))
+    );
+    let size = sim.instance_type(&instance_type).await.unwrap();
+    let waiting = in_state(&snapshot.tasks, TaskStatus::Provisioning);
+    assert_eq!(waiting.len(), 2);
+    assert!(waiting.iter().all(|t| {
+        t.memory.is_some_and(|m| u64::from(m) > size.memory_mib)
+            && t.timestamps.created_at == Some(start() - SCENARIO_HISTORY)
+    }));
+    let app = snapshot.service("app").unwrap();
+    assert_eq!((app.running_count, app.pending_count), (0, 2));
+    let newest = &app.events.first().expect("a service event").message;
+    assert!(
+        newest.starts_with("(service app) was unable to place a task because no container instance met all of its requirements."),
+        "{newest}"
+    );
+    assert!(
+        newest.contains("has insufficient memory available"),
+        "{newest}"
+    );
+
+    advance(3600).await;
+    assert_eq!(
+        app_tasks(&sim, "demo-capacity", TaskStatus::Provisioning),
+        2
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn launch_failing_records_failed_launches_and_stays_short() {
+    let (sim, snapshot) = scenario("launch-failing").await;
+    let g = snapshot_group(&snapshot);
+    assert_eq!((g.desired_capacity, g.instances.len()), (3, 1));
+    assert_eq!(snapshot.container_instances.len(), 1);
+    assert_eq!(count(&snapshot, TaskStatus::Running), 2);
+    assert_eq!(count(&snapshot, TaskStatus::Provisioning), 4);
+    let activities = sim.scaling_activities("demo-asg").await.unwrap();
+    assert_eq!(activities[0].status_code, "Failed");
+    assert_eq!(
+        activities[0].status_message.as_deref(),
+        Some(VCPU_LIMIT_EXCEEDED)
+    );
+    assert!(activities[0].start_time > Some(start() - LAUNCH_RETRY));
+    let failed = activities
+        .iter()
+        .filter(|a| a.status_code == "Failed")
+        .count();
+    assert!(failed >= 2, "{activities:#?}");
+    assert_eq!(activities.last().unwrap().status_code, "Successful");
+
+    advance(3600).await;
+    assert_eq!(
+        sim.auto_scaling_group("demo-asg").unwrap().instances.len(),
+        1
+    );
+    assert_eq!(
+        app_tasks(&sim, "demo-capacity", TaskStatus::Provisioning),
+        4
     );
 }

@@ -75,6 +75,10 @@ pub struct TaskBehavior {
     /// container in task exited" if it is RUNNING by then, as "Task failed to start" if it is
     /// still on the way up (ECS giving up on a task that never got going).
     pub stop_on_its_own_after: Option<Duration>,
+    /// The stoppedReason ECS gives when the task stops on its own before it runs (stopCode
+    /// TaskFailedToStart), e.g. "Timeout waiting for network interface provisioning to
+    /// complete."; `None`: "Task failed to start".
+    pub start_failure: Option<String>,
 }
 
 impl TaskBehavior {
@@ -103,6 +107,18 @@ impl TaskBehavior {
     pub fn stops_on_its_own_after(after: Duration) -> Self {
         TaskBehavior {
             stop_on_its_own_after: Some(after),
+            ..TaskBehavior::default()
+        }
+    }
+
+    /// A task that stays in PROVISIONING and, `after` its creation, fails to start with
+    /// `reason` (stopCode TaskFailedToStart), as ECS stops a task whose network interface or
+    /// capacity never came.
+    pub fn fails_to_start_after(after: Duration, reason: &str) -> Self {
+        TaskBehavior {
+            hang_in: Some(TaskStatus::Provisioning),
+            stop_on_its_own_after: Some(after),
+            start_failure: Some(reason.to_string()),
             ..TaskBehavior::default()
         }
     }

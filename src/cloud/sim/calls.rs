@@ -53,7 +53,10 @@ impl Calls {
             return Err(CloudError::new(
                 ErrorCategory::Denied,
                 operation,
-                format!("AccessDeniedException: not authorized to perform ecs:{operation}"),
+                format!(
+                    "AccessDeniedException: not authorized to perform {}:{operation}",
+                    service_of(operation)
+                ),
             ));
         }
         if let Some(category) = self.armed.get_mut(operation).and_then(VecDeque::pop_front) {
@@ -111,4 +114,23 @@ impl Calls {
 /// Pages needed for `n` items at `per_page` a page, with at least `min` calls.
 pub(crate) fn pages(n: usize, per_page: usize, min: u64) -> u64 {
     (n.div_ceil(per_page) as u64).max(min)
+}
+
+/// The IAM service prefix of an operation the simulated account counts.
+fn service_of(operation: &str) -> &'static str {
+    match operation {
+        "GetConsoleOutput"
+        | "DescribeLaunchTemplates"
+        | "DescribeLaunchTemplateVersions"
+        | "DescribeInstanceTypes"
+        | "DescribeNetworkInterfaces" => "ec2",
+        "DescribeAutoScalingGroups"
+        | "DescribeScalingActivities"
+        | "SetDesiredCapacity"
+        | "UpdateAutoScalingGroup"
+        | "CreateOrUpdateTags"
+        | "DeleteTags"
+        | "TerminateInstanceInAutoScalingGroup" => "autoscaling",
+        _ => "ecs",
+    }
 }

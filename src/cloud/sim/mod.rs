@@ -9,6 +9,15 @@
 //! launch template versions, Auto Scaling groups converging on their desired capacity,
 //! instances that register as container instances (or, from a broken version, never do),
 //! capacity providers whose tasks wait in PROVISIONING for a free slot.
+//!
+//! The root-cause reads answer from the same world: a launch template version is a
+//! [`VersionSpec`] (UserData, instance profile, instance type, the boot output its instances
+//! write, launches that fail); GetConsoleOutput has an instance's boot output a few minutes
+//! after launch; each group records its scaling activities (a Successful launch per instance,
+//! a Failed one per launch that failed, retried); DescribeInstanceTypes knows a small table of
+//! real sizes ([`boot::INSTANCE_TYPES`]). A task larger than its group's instance type never
+//! places, and its service gets ECS's "unable to place a task" event. Tasks stopped carry
+//! ECS's stopCode.
 //! Time comes from tokio's clock ([`clock`]), so a test with
 //! `#[tokio::test(start_paused = true)]` moves it with `tokio::time::advance`. Each call first
 //! brings the [`world`] up to now, then answers; calls are counted per AWS operation the real
@@ -22,12 +31,14 @@
 //! budget (the default) nothing waits.
 //!
 //! Layout: [`behavior`] (what a task does), [`service`] (what a service is), [`capacity`]
-//! (what templates and groups are), [`world`] (state and lifecycle events), [`observe`]
+//! (what templates and groups are), [`boot`] (what instances boot with and write, and
+//! instance types), [`world`] (state and lifecycle events), [`observe`]
 //! (snapshot and call counts), [`calls`] (accounting and faults), [`ids`] (ARNs), [`scenario`]
 //! (ready-made accounts by name), [`fault`] (test-only faults of the process itself: a panic
 //! or a hang inside a call).
 
 pub mod behavior;
+pub mod boot;
 pub mod calls;
 pub mod capacity;
 pub mod clock;
@@ -43,7 +54,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 pub use behavior::{Dwell, TaskBehavior};
-pub use capacity::{ExistingInstance, GroupSpec, LaunchSpec, TemplateVersion, VersionBehavior};
+pub use capacity::{
+    ExistingInstance, GroupSpec, LaunchSpec, TemplateVersion, UserData, VersionBehavior,
+    VersionSpec,
+};
 pub use fault::SimFault;
 pub use scenario::{Scenario, build_scale, build_scenario, scenario_names};
 pub use world::{REPLACEMENT_DELAY, STOPPED_RETENTION, ServiceSpec};
@@ -52,7 +66,8 @@ use super::budget::ApiBudget;
 use super::{Cloud, CloudError, ErrorCategory};
 use crate::domain::{
     AutoScalingGroup, CapacityProvider, ClusterSnapshot, ContainerInstance, DesiredStatus,
-    RunTaskRequest, Service, Tags, Task, TaskStatus,
+    InstanceTypeSize, LaunchTemplateVersion, RunTaskRequest, ScalingActivity, Service, Tags, Task,
+    TaskStatus,
 };
 use calls::{Calls, pages};
 use clock::VirtualClock;
@@ -289,10 +304,11 @@ impl SimAccount {
         );
     }
 
-    /// Creates an EC2 launch template whose version 1 (latest and default) behaves as
-    /// `first`; returns its id (`lt-…`).
-    pub fn add_launch_template(&self, name: &str, first: VersionBehavior) -> String {
-        self.current().world.add_launch_template(name, first)
+    /// Creates an EC2 launch template whose version 1 (latest and default) is `first` (a
+    /// [`VersionSpec`], or a [`VersionBehavior`] with the default content); returns its id
+    /// (`lt-…`).
+    pub fn add_launch_template(&self, name: &str, first: impl Into<VersionSpec>) -> String {
+        self.current().world.add_launch_template(name, first.into())
     }
 
     /// Publishes a new version of a launch template (the new `$Latest`), making it the default
@@ -300,12 +316,12 @@ impl SimAccount {
     pub fn publish_launch_template_version(
         &self,
         template_id: &str,
-        behavior: VersionBehavior,
+        version: impl Into<VersionSpec>,
         make_default: bool,
     ) -> u32 {
         self.current()
             .world
-            .publish_template_version(template_id, behavior, make_default)
+            .publish_template_version(template_id, version.into(), make_default)
     }
 
     /// Makes an existing version of a launch template its default.
@@ -319,6 +335,13 @@ impl SimAccount {
     /// desired capacity from now on. Returns its ARN.
     pub fn add_auto_scaling_group(&self, spec: GroupSpec) -> String {
         self.current().world.add_group(spec)
+    }
+
+    /// Makes every launch of the group fail with `status_message` (a Failed scaling activity,
+    /// no instance, a retry every [`capacity::LAUNCH_RETRY`]), e.g.
+    /// [`capacity::VCPU_LIMIT_EXCEEDED`]; `None`: launches succeed again.
+    pub fn fail_launches(&self, group: &str, status_message: Option<&str>) {
+        self.current().world.fail_launches(group, status_message);
     }
 
     /// Deletes an Auto Scaling group: its instances are gone at once; capacity providers that
@@ -505,46 +528,62 @@ impl Cloud for SimAccount {
         .await
     }
 
-    async fn console_output(&self, _instance_id: &str) -> Result<Option<Vec<u8>>, CloudError> {
-        Err(CloudError::new(
-            ErrorCategory::Invalid,
-            "GetConsoleOutput",
-            "not implemented yet",
-        ))
+    async fn console_output(&self, instance_id: &str) -> Result<Option<Vec<u8>>, CloudError> {
+        const OP: &str = "GetConsoleOutput";
+        self.read(|inner| {
+            inner.calls.call(OP)?;
+            inner
+                .world
+                .console_output(instance_id)
+                .map_err(|r| refused(OP, r))
+        })
+        .await
     }
 
     async fn launch_template_version(
         &self,
-        _template_id: &str,
-        _version: u32,
-    ) -> Result<crate::domain::LaunchTemplateVersion, CloudError> {
-        Err(CloudError::new(
-            ErrorCategory::Invalid,
-            "DescribeLaunchTemplateVersions",
-            "not implemented yet",
-        ))
+        template_id: &str,
+        version: u32,
+    ) -> Result<LaunchTemplateVersion, CloudError> {
+        const OP: &str = "DescribeLaunchTemplateVersions";
+        self.read(|inner| {
+            inner.calls.call(OP)?;
+            inner
+                .world
+                .launch_template_version(template_id, version)
+                .map_err(|r| refused(OP, r))
+        })
+        .await
     }
 
-    async fn scaling_activities(
-        &self,
-        _group: &str,
-    ) -> Result<Vec<crate::domain::ScalingActivity>, CloudError> {
-        Err(CloudError::new(
-            ErrorCategory::Invalid,
-            "DescribeScalingActivities",
-            "not implemented yet",
-        ))
+    async fn scaling_activities(&self, group: &str) -> Result<Vec<ScalingActivity>, CloudError> {
+        const OP: &str = "DescribeScalingActivities";
+        self.read(|inner| {
+            inner.calls.call(OP)?;
+            inner
+                .world
+                .scaling_activities(group)
+                .map_err(|r| refused(OP, r))
+        })
+        .await
     }
 
-    async fn instance_type(
-        &self,
-        _instance_type: &str,
-    ) -> Result<crate::domain::InstanceTypeSize, CloudError> {
-        Err(CloudError::new(
-            ErrorCategory::Invalid,
-            "DescribeInstanceTypes",
-            "not implemented yet",
-        ))
+    async fn instance_type(&self, instance_type: &str) -> Result<InstanceTypeSize, CloudError> {
+        const OP: &str = "DescribeInstanceTypes";
+        self.read(|inner| {
+            inner.calls.call(OP)?;
+            boot::instance_type_size(instance_type).ok_or_else(|| {
+                CloudError::new(
+                    ErrorCategory::NotFound,
+                    OP,
+                    format!(
+                        "InvalidInstanceType: The following supplied instance types do not \
+                         exist: [{instance_type}]"
+                    ),
+                )
+            })
+        })
+        .await
     }
 
     async fn stop_task(

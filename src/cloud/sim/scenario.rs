@@ -7,19 +7,21 @@
 //! stuck for about 15 minutes, longer than a typical policy limit of 10 minutes.
 //!
 //! The capacity scenarios (`broken-launch-template`, `capacity-short`, `capacity-exhausted`,
-//! `healthy-rollout`, `agent-disconnected`) share one layout: cluster `demo-capacity`,
-//! capacity provider `demo-cp` → Auto Scaling group `demo-asg` (min 0, `$Latest` of launch
-//! template `demo-lt`, 2 task slots per container instance unless said otherwise), and
-//! service `app` placed through `demo-cp`. Version 1 of `demo-lt` is good: its instances are
-//! InService 30 s after launch and register 60 s after that. Instances that were there before
-//! the history began were launched 3 days before it.
+//! `healthy-rollout`, `agent-disconnected`, `task-too-large`, `launch-failing`) share one
+//! layout: cluster `demo-capacity`, capacity provider `demo-cp` → Auto Scaling group
+//! `demo-asg` (min 0, `$Latest` of launch template `demo-lt`, 2 task slots per container
+//! instance unless said otherwise), and service `app` placed through `demo-cp`. Version 1 of
+//! `demo-lt` is good: m5.large instances with the standard ECS UserData and the
+//! `ecsInstanceRole` profile, InService 30 s after launch, registered 60 s after that, their
+//! boot output a clean boot ending with the ECS agent started. Instances that were there
+//! before the history began were launched 3 days before it.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use super::SimAccount;
 use super::behavior::TaskBehavior;
-use super::capacity::{GroupSpec, VersionBehavior};
+use super::capacity::{GroupSpec, VCPU_LIMIT_EXCEEDED, VersionBehavior, VersionSpec};
 use super::world::{ServiceSpec, World};
 use crate::domain::{
     Capacity, CapacityProviderStrategyItem, ContainerOverride, EnvVar, NetworkConfig,
@@ -43,8 +45,10 @@ const SCENARIOS: &[(&str, &str)] = &[
         "broken-launch-template",
         "cluster demo-capacity: service app (desiredCount 6) on capacity provider demo-cp → group \
          demo-asg (min 0, max 10, desired 3, launch template demo-lt $Latest, 2 task slots per \
-         instance). Version 2 of demo-lt (latest, not default) has broken UserData: its \
-         instances never register. About 16 minutes before start 2 of the 3 version-1 \
+         instance). Version 2 of demo-lt (latest, not default) has UserData that mounts FSx \
+         for Lustre fs-0a1b2c3d4e5f67890 at /fsx; the mount times out, cloud-init reports the \
+         script failed, the ECS agent never starts and its instances never register (their \
+         boot output says so). About 16 minutes before start 2 of the 3 version-1 \
          instances were replaced with version-2 ones, InService since 15.5 minutes; 1 \
          version-1 instance is registered and runs 2 tasks, 4 tasks wait in PROVISIONING \
          since 15 minutes. Never recovers by itself; pinning version 1 and terminating the \
@@ -78,6 +82,20 @@ const SCENARIOS: &[(&str, &str)] = &[
          second instance disconnected 14.5 minutes before start and stays disconnected; an \
          app task on it stopped 13 minutes before start hangs in STOPPING, its replacement \
          runs on the first instance",
+    ),
+    (
+        "task-too-large",
+        "cluster demo-capacity: demo-asg (desired 2, max 10) of 2 registered m5.large \
+         instances (2 vCPU, 8 GiB); service app (desiredCount 2) has tasks of 1024 CPU units \
+         and 12288 MiB: they never place and wait in PROVISIONING since 15 minutes, and app's \
+         service events say no container instance has enough memory",
+    ),
+    (
+        "launch-failing",
+        "cluster demo-capacity: demo-asg (min 0, max 10, desired 3) has 1 registered instance; \
+         every launch fails on the account's vCPU limit (a Failed scaling activity every 2 \
+         minutes, no instance); service app (desiredCount 6) runs 2 tasks, 4 wait in \
+         PROVISIONING since 15 minutes",
     ),
     (
         "stuck-provisioning",
@@ -125,6 +143,8 @@ pub fn scenario_names() -> &'static [&'static str] {
         "capacity-exhausted",
         "healthy-rollout",
         "agent-disconnected",
+        "task-too-large",
+        "launch-failing",
         "stuck-provisioning",
         "hang-activating",
         "unhealthy",
@@ -154,6 +174,8 @@ pub fn build_scenario(name: &str, start: SystemTime) -> Option<(SimAccount, Scen
         "capacity-exhausted" => capacity_short(w, 2, 2),
         "healthy-rollout" => healthy_rollout(w, start),
         "agent-disconnected" => agent_disconnected(w),
+        "task-too-large" => task_too_large(w),
+        "launch-failing" => launch_failing(w),
         "mixed" => {
             web(w, 6, 2);
             api(w);
@@ -312,7 +334,10 @@ const SETTLED: Duration = Duration::from_secs(3 * 24 * 3600);
 /// demo-capacity with launch template demo-lt (version 1 good); returns the template id.
 fn capacity_cluster(w: &mut World) -> String {
     w.add_cluster(CAPACITY_CLUSTER);
-    w.add_launch_template("demo-lt", VersionBehavior::good(Duration::from_secs(60)))
+    w.add_launch_template(
+        "demo-lt",
+        VersionBehavior::good(Duration::from_secs(60)).into(),
+    )
 }
 
 /// Group demo-asg of `template` (min 0, `$Latest`) behind capacity provider demo-cp.
@@ -335,14 +360,35 @@ fn app(desired: u32) -> ServiceSpec {
         .with_capacity(capacity_provider("demo-cp"))
 }
 
-/// The seed story: version 2 of demo-lt never registers and 2 of 3 instances are from it.
+/// The seed story: version 2 of demo-lt mounts an FSx for Lustre file system that its
+/// instances cannot reach, so they never register; 2 of 3 instances are from it.
 fn broken_launch_template(w: &mut World) {
     let template = capacity_cluster(w);
-    let broken = w.publish_template_version(&template, VersionBehavior::broken(), false);
+    let fsx = VersionSpec::fsx_mount_timeout(CAPACITY_CLUSTER);
+    let broken = w.publish_template_version(&template, fsx, false);
     let spec = group_spec(&template, 3, 10)
         .with_existing(1, Some(1), SETTLED)
         .with_existing(2, Some(broken), Duration::from_secs(60));
     demo_group(w, spec);
+    w.add_service(CAPACITY_CLUSTER, app(6));
+}
+
+/// Service app's tasks need 12 GiB; demo-lt launches m5.large (8 GiB): they never place.
+fn task_too_large(w: &mut World) {
+    let template = capacity_cluster(w);
+    let spec = group_spec(&template, 2, 10).with_existing(2, Some(1), SETTLED);
+    demo_group(w, spec);
+    w.add_service(CAPACITY_CLUSTER, app(2).with_task_size(1024, 12 * 1024));
+}
+
+/// Launches of demo-asg fail on the account's vCPU limit: it stays at 1 of 3 instances.
+fn launch_failing(w: &mut World) {
+    let template = capacity_cluster(w);
+    let spec = group_spec(&template, 1, 10).with_existing(1, Some(1), SETTLED);
+    demo_group(w, spec);
+    w.fail_launches("demo-asg", Some(VCPU_LIMIT_EXCEEDED));
+    w.set_desired_capacity("demo-asg", 3)
+        .expect("within the group's bounds");
     w.add_service(CAPACITY_CLUSTER, app(6));
 }
 
@@ -365,7 +411,7 @@ fn healthy_rollout(w: &mut World, start: SystemTime) {
     w.add_service(CAPACITY_CLUSTER, app(2));
     w.advance_to(start - Duration::from_secs(120));
     let good = VersionBehavior::good(Duration::from_secs(180));
-    w.publish_template_version(&template, good, true);
+    w.publish_template_version(&template, good.into(), true);
     w.set_desired_capacity("demo-asg", 3)
         .expect("within the group's bounds");
     w.set_desired_count(CAPACITY_CLUSTER, "app", 6);

@@ -20,6 +20,11 @@ pub struct ServiceSpec {
     pub propagate_tags: bool,
     pub capacity: Capacity,
     pub network: Option<NetworkConfig>,
+    /// Task-level CPU units and memory (MiB) of its task definition; `None`: set only on the
+    /// containers. A task larger than every instance type its capacity provider's group
+    /// launches never places.
+    pub cpu: Option<u32>,
+    pub memory: Option<u32>,
 }
 
 impl ServiceSpec {
@@ -35,6 +40,8 @@ impl ServiceSpec {
             propagate_tags: true,
             capacity: Capacity::LaunchType("EC2".to_string()),
             network: None,
+            cpu: None,
+            memory: None,
         }
     }
 
@@ -62,6 +69,13 @@ impl ServiceSpec {
 
     pub fn with_network(mut self, network: NetworkConfig) -> Self {
         self.network = Some(network);
+        self
+    }
+
+    /// Task-level CPU units and memory (MiB).
+    pub fn with_task_size(mut self, cpu: u32, memory: u32) -> Self {
+        self.cpu = Some(cpu);
+        self.memory = Some(memory);
         self
     }
 

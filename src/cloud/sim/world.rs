@@ -18,8 +18,8 @@ use super::behavior::TaskBehavior;
 use super::ids;
 pub use super::service::ServiceSpec;
 use crate::domain::{
-    Capacity, ContainerInstance, DesiredStatus, NetworkConfig, RunTaskRequest, Service, Tags, Task,
-    TaskOverrides, TaskStatus,
+    Capacity, ContainerInstance, DesiredStatus, InstanceTypeSize, NetworkConfig, RunTaskRequest,
+    Service, ServiceEvent, Tags, Task, TaskOverrides, TaskStatus,
 };
 
 /// How long ECS keeps reporting a STOPPED task.
@@ -43,7 +43,12 @@ struct ServiceState {
     started_by: String,
     /// Tasks of this service with desiredStatus RUNNING.
     active: u32,
+    /// Its events, newest first, at most [`SERVICE_EVENTS_KEPT`].
+    events: VecDeque<ServiceEvent>,
 }
+
+/// Events DescribeServices keeps per service.
+pub const SERVICE_EVENTS_KEPT: usize = 100;
 
 /// One cluster of the simulated account.
 #[derive(Debug)]
@@ -123,7 +128,7 @@ impl ClusterState {
                     desired_count: s.spec.desired_count,
                     running_count: running,
                     pending_count: pending,
-                    events: Vec::new(),
+                    events: s.events.iter().cloned().collect(),
                 }
             })
             .collect()
@@ -149,6 +154,9 @@ pub(crate) struct SimInstance {
     used: u32,
     /// The Auto Scaling group whose instance it is.
     group: Option<String>,
+    /// Its instance type's size; `None`: any task fits (instances added by hand, unknown
+    /// types).
+    size: Option<InstanceTypeSize>,
 }
 
 impl SimInstance {
@@ -159,6 +167,19 @@ impl SimInstance {
     /// Whether a task may be placed on it now.
     fn accepts_tasks(&self) -> bool {
         self.info.status == "ACTIVE" && self.info.agent_connected && self.has_room()
+    }
+
+    /// What the instance lacks to hold a task of `cpu` units and `memory` MiB at all, by its
+    /// instance type; `None` if it fits.
+    fn lacks(&self, cpu: Option<u32>, memory: Option<u32>) -> Option<&'static str> {
+        let size = self.size.as_ref()?;
+        if memory.is_some_and(|m| u64::from(m) > size.memory_mib) {
+            Some("memory")
+        } else if cpu.is_some_and(|c| c > size.vcpus.saturating_mul(1024)) {
+            Some("CPU")
+        } else {
+            None
+        }
     }
 }
 
@@ -171,6 +192,9 @@ struct Launch {
     capacity: Capacity,
     network: Option<NetworkConfig>,
     overrides: TaskOverrides,
+    /// Task-level CPU units and memory (MiB).
+    cpu: Option<u32>,
+    memory: Option<u32>,
 }
 
 /// The whole simulated account.
@@ -280,6 +304,7 @@ impl World {
             slots: None,
             used: 0,
             group: None,
+            size: None,
         });
         self.place_waiting(ci);
         arn
@@ -329,6 +354,7 @@ impl World {
                 arn: arn.clone(),
                 started_by: format!("ecs-svc/{}", ids::deployment_number(counter)),
                 active: 0,
+                events: VecDeque::new(),
             },
         );
         for _ in 0..desired {
@@ -395,7 +421,7 @@ impl World {
                 .take((active - desired) as usize)
                 .collect();
             for key in surplus {
-                self.stop(ci, key, &reason, false);
+                self.stop(ci, key, (&reason, "ServiceSchedulerInitiated"), false);
             }
         }
     }
@@ -425,6 +451,8 @@ impl World {
             capacity: state.spec.capacity.clone(),
             network: state.spec.network.clone(),
             overrides: TaskOverrides::default(),
+            cpu: state.spec.cpu,
+            memory: state.spec.memory,
         };
         self.create_task(ci, launch, behavior);
     }
@@ -477,6 +505,8 @@ impl World {
             capacity: request.capacity.clone(),
             network: request.network.clone(),
             overrides: request.overrides.clone(),
+            cpu: task_size(request.overrides.cpu.as_deref()),
+            memory: task_size(request.overrides.memory.as_deref()),
         };
         let arn = self.create_task(ci, launch, behavior);
         if !request.client_token.is_empty() {
@@ -486,4 +516,9 @@ impl World {
         }
         arn
     }
+}
+
+/// A task-level size override (`"1024"`); anything else (`"1 vCPU"`) counts as unset.
+fn task_size(text: Option<&str>) -> Option<u32> {
+    text.and_then(|t| t.trim().parse().ok())
 }

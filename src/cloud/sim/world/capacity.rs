@@ -7,18 +7,27 @@
 //! is ACTIVE, has its agent connected and has a free slot; it holds the slot until STOPPED.
 //! Every other task places as before (round robin over ACTIVE instances, none for Fargate).
 
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::{SimInstance, World};
+use super::{SERVICE_EVENTS_KEPT, SimInstance, World};
 use crate::cloud::ErrorCategory;
+use crate::cloud::sim::boot;
 use crate::cloud::sim::capacity::{
-    GroupSpec, INSTANCE_START, INSTANCE_STOP, LaunchSpec, TemplateVersion, VersionBehavior,
+    CONSOLE_OUTPUT_DELAY, GroupSpec, INSTANCE_START, INSTANCE_STOP, LAUNCH_RETRY, LaunchSpec,
+    TemplateVersion, UserData, VersionBehavior, VersionSpec,
 };
 use crate::cloud::sim::ids;
 use crate::domain::{
     AutoScalingGroup, Capacity, CapacityProvider, ContainerInstance, DesiredStatus, GroupInstance,
-    GroupLaunch, Tags, TaskStatus,
+    GroupLaunch, LaunchTemplateVersion, ScalingActivity, ServiceEvent, Tags, TaskStatus,
 };
+
+/// Scaling activities a group keeps (one DescribeScalingActivities page).
+const ACTIVITIES_KEPT: usize = 100;
+/// The most GetConsoleOutput returns: the latest 64 KiB.
+const CONSOLE_OUTPUT_MAX: usize = 64 * 1024;
 
 /// Why a capacity call was refused: the category and the message AWS would give.
 pub(crate) type Refusal = (ErrorCategory, String);
@@ -27,7 +36,7 @@ pub(crate) type Refusal = (ErrorCategory, String);
 #[derive(Debug)]
 pub(crate) struct TemplateState {
     name: String,
-    versions: Vec<VersionBehavior>,
+    versions: Vec<VersionSpec>,
     default_version: u32,
 }
 
@@ -45,9 +54,9 @@ impl TemplateState {
         }
     }
 
-    fn behavior(&self, version: u32) -> Option<VersionBehavior> {
+    fn spec(&self, version: u32) -> Option<&VersionSpec> {
         let index = usize::try_from(version.checked_sub(1)?).ok()?;
-        self.versions.get(index).copied()
+        self.versions.get(index)
     }
 }
 
@@ -77,6 +86,8 @@ struct InstanceState {
     lifecycle: Lifecycle,
     version: Option<u32>,
     behavior: VersionBehavior,
+    instance_type: String,
+    boot_output: Arc<[u8]>,
     launched_at: SystemTime,
     /// The ARN of the container instance it registered as.
     container_instance: Option<String>,
@@ -94,6 +105,22 @@ pub(crate) struct GroupState {
     cluster: Option<String>,
     task_slots: u32,
     instances: Vec<InstanceState>,
+    /// Newest first, at most [`ACTIVITIES_KEPT`].
+    activities: VecDeque<ScalingActivity>,
+    /// Every launch fails with this status message (e.g. the account's vCPU limit).
+    launch_failure: Option<String>,
+    /// A retry of failed launches is scheduled.
+    retry_due: bool,
+}
+
+impl GroupState {
+    /// Its instances that are not terminating.
+    fn live(&self) -> usize {
+        self.instances
+            .iter()
+            .filter(|i| i.lifecycle != Lifecycle::Terminating)
+            .count()
+    }
 }
 
 /// A capacity provider of a cluster.
@@ -134,7 +161,7 @@ impl World {
 
     /// Creates a launch template whose version 1 (latest and default) behaves as `first`;
     /// returns its id.
-    pub(crate) fn add_launch_template(&mut self, name: &str, first: VersionBehavior) -> String {
+    pub(crate) fn add_launch_template(&mut self, name: &str, first: VersionSpec) -> String {
         let id = ids::launch_template_id(self.next_counter());
         self.templates.insert(
             id.clone(),
@@ -157,11 +184,11 @@ impl World {
     pub(crate) fn publish_template_version(
         &mut self,
         id: &str,
-        behavior: VersionBehavior,
+        spec: VersionSpec,
         make_default: bool,
     ) -> u32 {
         let template = self.template_mut(id);
-        template.versions.push(behavior);
+        template.versions.push(spec);
         let version = template.latest();
         if make_default {
             template.default_version = version;
@@ -203,6 +230,9 @@ impl World {
                 cluster: spec.cluster,
                 task_slots: spec.task_slots,
                 instances: Vec::new(),
+                activities: VecDeque::new(),
+                launch_failure: None,
+                retry_due: false,
             },
         );
         for existing in spec.existing {
@@ -263,16 +293,27 @@ impl World {
             (None, LaunchSpec::MixedInstancesPolicy { .. }, Some(t)) => Some(t.default_version),
             _ => None,
         };
-        let behavior = match (template, version) {
-            (Some(t), Some(v)) => t.behavior(v),
-            (None, None) => Some(VersionBehavior::default()),
+        let spec = match (template, version) {
+            (Some(t), Some(v)) => t.spec(v),
+            (None, None) => Some(default_spec()),
             _ => None,
         };
-        let Some(behavior) = behavior else {
+        let Some(spec) = spec else {
             // The launch fails (unknown template or version): the group stays short.
             return;
         };
+        let is_new = launched_at >= self.now;
+        let failure = g.launch_failure.as_ref().or(spec.launch_failure.as_ref());
+        if let Some(message) = failure.filter(|_| is_new) {
+            let message = message.clone();
+            self.launch_failed(group, counter, message);
+            return;
+        }
+        let behavior = spec.behavior;
+        let instance_type = spec.instance_type.clone();
+        let boot_output = Arc::clone(&spec.boot_output);
         let id = ids::ec2_instance_id(counter);
+        let activity = launch_activity(counter, &id, launched_at, g.live(), g.desired);
         let now = self.now;
         let in_service_at = launched_at + INSTANCE_START;
         let register_at = in_service_at + behavior.boot;
@@ -289,9 +330,12 @@ impl World {
                 lifecycle,
                 version,
                 behavior,
+                instance_type,
+                boot_output,
                 launched_at,
                 container_instance: None,
             });
+            record(&mut g.activities, activity);
         }
         if lifecycle == Lifecycle::Pending {
             self.schedule_instance(in_service_at, group, &id, InstanceStep::InService);
@@ -325,6 +369,49 @@ impl World {
                 self.begin_terminating(group, &id);
             }
         }
+    }
+
+    /// A launch of `group` failed with `message`: a Failed activity, no instance, and a retry
+    /// after [`LAUNCH_RETRY`] (one at a time).
+    fn launch_failed(&mut self, group: &str, counter: u64, message: String) {
+        let now = self.now;
+        let Some(g) = self.groups.get_mut(group) else {
+            return;
+        };
+        let activity = ScalingActivity {
+            activity_id: activity_id(counter),
+            status_code: "Failed".to_string(),
+            description: Some(format!(
+                "Launching a new EC2 instance.  Status Reason: {message}"
+            )),
+            status_message: Some(message),
+            cause: Some(capacity_cause(now, g.live(), g.desired)),
+            start_time: Some(now),
+        };
+        record(&mut g.activities, activity);
+        if !g.retry_due {
+            g.retry_due = true;
+            self.schedule_retry(now + LAUNCH_RETRY, group);
+        }
+    }
+
+    /// The group tries again the launches that failed.
+    pub(super) fn retry_launches(&mut self, group: &str) {
+        if let Some(g) = self.groups.get_mut(group) {
+            g.retry_due = false;
+            self.converge(group);
+        }
+    }
+
+    /// Makes every launch of `group` fail with `status_message` (or, with `None`, succeed
+    /// again); the group converges at once.
+    pub(crate) fn fail_launches(&mut self, group: &str, status_message: Option<&str>) {
+        let g = self
+            .groups
+            .get_mut(group)
+            .unwrap_or_else(|| panic!("simulated account has no group {group:?}"));
+        g.launch_failure = status_message.map(str::to_string);
+        self.converge(group);
     }
 
     fn begin_terminating(&mut self, group: &str, instance: &str) {
@@ -395,6 +482,7 @@ impl World {
         let arn = ids::container_instance_arn(&self.clusters[ci].name, &ids::hex_id(counter));
         i.container_instance = Some(arn.clone());
         let slots = g.task_slots;
+        let size = boot::instance_type_size(&i.instance_type);
         self.clusters[ci].instances.push(SimInstance {
             info: ContainerInstance {
                 arn,
@@ -406,6 +494,7 @@ impl World {
             slots: Some(slots),
             used: 0,
             group: Some(group.to_string()),
+            size,
         });
         self.place_waiting(ci);
     }
@@ -429,7 +518,7 @@ impl World {
             .collect();
         let reason = format!("Host EC2 (instance {instance}) terminated.");
         for key in on_it {
-            self.stop(ci, key, &reason, true);
+            self.stop(ci, key, (&reason, "ServiceSchedulerInitiated"), true);
             if let Some(t) = self.clusters[ci].tasks.get_mut(&key)
                 && t.task.last_status != TaskStatus::Stopped
             {
@@ -621,7 +710,7 @@ impl World {
                     health_status: "Healthy".to_string(),
                     launch_template_version: i.version,
                     launched_at: Some(i.launched_at),
-                    instance_type: None,
+                    instance_type: Some(i.instance_type.clone()),
                 })
                 .collect(),
             tags: g.tags.clone(),
@@ -638,11 +727,118 @@ impl World {
         })
     }
 
+    // ---- root-cause reads ----
+
+    /// GetConsoleOutput: the instance's boot output (its latest 64 KiB) once EC2 has it,
+    /// [`CONSOLE_OUTPUT_DELAY`] after launch; `None` before, and while the instance has written
+    /// nothing (EC2 then answers without an output, as it does before one exists).
+    pub(crate) fn console_output(&self, instance: &str) -> Result<Option<Vec<u8>>, Refusal> {
+        let found = self
+            .groups
+            .values()
+            .flat_map(|g| &g.instances)
+            .find(|i| i.id == instance);
+        let Some(i) = found else {
+            return Err((
+                ErrorCategory::NotFound,
+                format!("InvalidInstanceID.NotFound: The instance ID '{instance}' does not exist"),
+            ));
+        };
+        if self.now < i.launched_at + CONSOLE_OUTPUT_DELAY || i.boot_output.is_empty() {
+            return Ok(None);
+        }
+        let output = &i.boot_output;
+        let from = output.len().saturating_sub(CONSOLE_OUTPUT_MAX);
+        Ok(Some(output[from..].to_vec()))
+    }
+
+    /// DescribeLaunchTemplateVersions of one numbered version.
+    pub(crate) fn launch_template_version(
+        &self,
+        template_id: &str,
+        version: u32,
+    ) -> Result<LaunchTemplateVersion, Refusal> {
+        let Some(template) = self.templates.get(template_id) else {
+            return Err((
+                ErrorCategory::NotFound,
+                format!(
+                    "InvalidLaunchTemplateId.NotFound: The specified launch template, with \
+                     template ID {template_id}, does not exist."
+                ),
+            ));
+        };
+        let Some(spec) = template.spec(version) else {
+            return Err((
+                ErrorCategory::NotFound,
+                format!(
+                    "InvalidLaunchTemplateId.VersionNotFound: Could not find launch template \
+                     version {version} for launch template {template_id}."
+                ),
+            ));
+        };
+        let user_data = match &spec.user_data {
+            UserData::Standard => {
+                let cluster = self.template_cluster(template_id);
+                Some(boot::base64(boot::ecs_user_data(cluster).as_bytes()))
+            }
+            UserData::Absent => None,
+            UserData::Base64(text) => Some(text.clone()),
+        };
+        Ok(LaunchTemplateVersion {
+            template_id: template_id.to_string(),
+            version,
+            user_data,
+            instance_profile: spec.instance_profile.clone(),
+            instance_type: Some(spec.instance_type.clone()),
+            image_id: Some(spec.image_id.clone()),
+        })
+    }
+
+    /// The cluster the first group (by name) launching from the template joins.
+    fn template_cluster(&self, template_id: &str) -> Option<&str> {
+        self.groups
+            .values()
+            .filter(|g| match &g.launch {
+                LaunchSpec::Template { template_id: t, .. } => t == template_id,
+                LaunchSpec::MixedInstancesPolicy { template_id: t } => {
+                    t.as_deref() == Some(template_id)
+                }
+                LaunchSpec::LaunchConfiguration { .. } => false,
+            })
+            .find_map(|g| g.cluster.as_deref())
+    }
+
+    /// DescribeScalingActivities of a group: newest first, one page.
+    pub(crate) fn scaling_activities(&self, group: &str) -> Result<Vec<ScalingActivity>, Refusal> {
+        let g = self
+            .groups
+            .get(group)
+            .ok_or_else(|| group_not_found(group))?;
+        Ok(g.activities.iter().cloned().collect())
+    }
+
     // ---- placement ----
 
     /// Where a task leaving PROVISIONING may go: `None` if its capacity is not constrained by
     /// a modelled group; otherwise the index of a container instance with a free slot, if any.
     fn slot_for(&self, ci: usize, key: u64) -> Option<Option<usize>> {
+        let c = &self.clusters[ci];
+        let task = &c.tasks.get(&key)?.task;
+        let groups = self.task_groups(ci, key)?;
+        let chosen = c
+            .instances
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| i.group.as_deref().is_some_and(|g| groups.contains(&g)))
+            .filter(|(_, i)| i.accepts_tasks() && i.lacks(task.cpu, task.memory).is_none())
+            .min_by_key(|(index, i)| (i.used, *index))
+            .map(|(index, _)| index);
+        Some(chosen)
+    }
+
+    /// The groups behind the task's capacity provider strategy; `None` if its capacity is not
+    /// constrained by modelled groups.
+    fn task_groups(&self, ci: usize, key: u64) -> Option<Vec<&str>> {
         let c = &self.clusters[ci];
         let task = &c.tasks.get(&key)?.task;
         let Capacity::CapacityProviderStrategy(items) = &task.capacity else {
@@ -656,18 +852,67 @@ impl World {
                 .find(|p| p.name == item.capacity_provider)?;
             groups.push(provider.group.as_ref()?.0.as_str());
         }
-        if groups.is_empty() {
-            return None;
+        (!groups.is_empty()).then_some(groups)
+    }
+
+    /// A service task found no slot: if its groups have instances taking tasks but none large
+    /// enough for it, its service gets ECS's "unable to place a task" event (not repeated
+    /// while it is the newest).
+    fn note_unplaceable(&mut self, ci: usize, key: u64) {
+        let Some(message) = self.unplaceable_message(ci, key) else {
+            return;
+        };
+        let now = self.now;
+        let c = &mut self.clusters[ci];
+        let Some(service) = c.tasks.get(&key).and_then(|t| t.task.service_name()) else {
+            return;
+        };
+        let Some(state) = c.services.get_mut(service) else {
+            return;
+        };
+        if state.events.front().is_some_and(|e| e.message == message) {
+            return;
         }
-        let chosen = c
+        state.events.push_front(ServiceEvent {
+            at: Some(now),
+            message,
+        });
+        state.events.truncate(SERVICE_EVENTS_KEPT);
+    }
+
+    fn unplaceable_message(&self, ci: usize, key: u64) -> Option<String> {
+        let c = &self.clusters[ci];
+        let task = &c.tasks.get(&key)?.task;
+        let service = task.service_name()?;
+        let groups = self.task_groups(ci, key)?;
+        let candidates: Vec<&SimInstance> = c
             .instances
             .iter()
-            .enumerate()
-            .filter(|(_, i)| i.group.as_deref().is_some_and(|g| groups.contains(&g)))
-            .filter(|(_, i)| i.accepts_tasks())
-            .min_by_key(|(index, i)| (i.used, *index))
-            .map(|(index, _)| index);
-        Some(chosen)
+            .filter(|i| i.group.as_deref().is_some_and(|g| groups.contains(&g)))
+            .filter(|i| i.info.status == "ACTIVE" && i.info.agent_connected)
+            .collect();
+        if candidates
+            .iter()
+            .any(|i| i.lacks(task.cpu, task.memory).is_none())
+        {
+            return None;
+        }
+        let closest = candidates
+            .iter()
+            .max_by_key(|i| i.size.as_ref().map(|s| (s.memory_mib, s.vcpus)))?;
+        let lacking = closest.lacks(task.cpu, task.memory)?;
+        let id = closest
+            .info
+            .arn
+            .rsplit('/')
+            .next()
+            .unwrap_or(&closest.info.arn);
+        Some(format!(
+            "(service {service}) was unable to place a task because no container instance met \
+             all of its requirements. The closest matching (container-instance {id}) has \
+             insufficient {lacking} available. For more information, see the Troubleshooting \
+             section of the Amazon ECS Developer Guide."
+        ))
     }
 
     /// The task's provisioning is done: it moves to PENDING if it can be placed, or waits for
@@ -678,6 +923,7 @@ impl World {
             Some(Some(index)) => self.place_on(ci, key, index),
             Some(None) => {
                 self.clusters[ci].waiting.insert(key);
+                self.note_unplaceable(ci, key);
             }
         }
     }
@@ -707,6 +953,8 @@ impl World {
             }
             if let Some(Some(index)) = self.slot_for(ci, key) {
                 self.place_on(ci, key, index);
+            } else {
+                self.note_unplaceable(ci, key);
             }
         }
     }
@@ -747,4 +995,63 @@ impl super::ClusterState {
         }
         names
     }
+}
+
+/// Adds `activity` to a group's activities, keeping them newest first and at most
+/// [`ACTIVITIES_KEPT`] (an existing instance's launch may be older than ones recorded before).
+fn record(activities: &mut VecDeque<ScalingActivity>, activity: ScalingActivity) {
+    let at = activity.start_time;
+    let position = activities
+        .iter()
+        .position(|a| a.start_time <= at)
+        .unwrap_or(activities.len());
+    activities.insert(position, activity);
+    activities.truncate(ACTIVITIES_KEPT);
+}
+
+/// An activity id: a UUID made from a counter.
+fn activity_id(counter: u64) -> String {
+    let hex = ids::hex_id(counter);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// Why Auto Scaling launched, as it words it.
+fn capacity_cause(at: SystemTime, from: usize, desired: u32) -> String {
+    let to = (desired as usize).max(from.saturating_add(1));
+    format!(
+        "At {} an instance was started in response to a difference between desired and actual \
+         capacity, increasing the capacity from {from} to {to}.",
+        humantime::format_rfc3339_seconds(at)
+    )
+}
+
+/// The Successful activity of launching `instance`.
+fn launch_activity(
+    counter: u64,
+    instance: &str,
+    at: SystemTime,
+    from: usize,
+    desired: u32,
+) -> ScalingActivity {
+    ScalingActivity {
+        activity_id: activity_id(counter),
+        status_code: "Successful".to_string(),
+        status_message: None,
+        description: Some(format!("Launching a new EC2 instance: {instance}")),
+        cause: Some(capacity_cause(at, from, desired)),
+        start_time: Some(at),
+    }
+}
+
+/// What instances launched without a template version boot with.
+fn default_spec() -> &'static VersionSpec {
+    static DEFAULT: std::sync::OnceLock<VersionSpec> = std::sync::OnceLock::new();
+    DEFAULT.get_or_init(VersionSpec::default)
 }

@@ -34,6 +34,8 @@ enum EventKind {
     Launch { cluster: usize, service: String },
     /// A STOPPED task is forgotten.
     Expire { cluster: usize, key: u64 },
+    /// An Auto Scaling group tries again launches that failed.
+    Retry { group: String },
     /// A step of an Auto Scaling group instance.
     Instance {
         group: String,
@@ -95,6 +97,16 @@ impl World {
         );
     }
 
+    /// Schedules a retry of a group's failed launches.
+    pub(super) fn schedule_retry(&mut self, at: SystemTime, group: &str) {
+        self.schedule(
+            at,
+            EventKind::Retry {
+                group: group.to_string(),
+            },
+        );
+    }
+
     pub(super) fn create_task(
         &mut self,
         ci: usize,
@@ -121,8 +133,8 @@ impl World {
             },
             stopped_reason: None,
             stop_code: None,
-            cpu: None,
-            memory: None,
+            cpu: launch.cpu,
+            memory: launch.memory,
             tags: launch.tags,
             capacity: launch.capacity,
             network: launch.network,
@@ -259,11 +271,18 @@ impl World {
         }
     }
 
-    /// Sets a task's desired status to STOPPED with `reason` and starts it on its way down.
+    /// Sets a task's desired status to STOPPED with `reason` (and ECS's `stop_code`) and starts
+    /// it on its way down.
     /// A task already desired STOPPED is left as it is (its first reason stands). A stopped
     /// service task is replaced by the scheduler after [`REPLACEMENT_DELAY`] unless
     /// `replace` is false (scale-in).
-    pub(super) fn stop(&mut self, ci: usize, key: u64, reason: &str, replace: bool) {
+    pub(super) fn stop(
+        &mut self,
+        ci: usize,
+        key: u64,
+        (reason, stop_code): (&str, &str),
+        replace: bool,
+    ) {
         let now = self.now;
         let Some(t) = self.clusters[ci].tasks.get_mut(&key) else {
             return;
@@ -273,6 +292,7 @@ impl World {
         }
         t.task.desired_status = DesiredStatus::Stopped;
         t.task.stopped_reason = Some(reason.to_string());
+        t.task.stop_code = Some(stop_code.to_string());
         t.task.timestamps.stopping_at = Some(now);
         t.generation += 1;
         let current = t.task.last_status;
@@ -312,7 +332,7 @@ impl World {
         let Some(&key) = self.clusters[ci].by_id.get(id) else {
             return false;
         };
-        self.stop(ci, key, reason, true);
+        self.stop(ci, key, (reason, "UserInitiated"), true);
         true
     }
 
@@ -357,16 +377,20 @@ impl World {
                         }
                     }
                     Step::StopOnItsOwn => {
-                        let reason = if t.task.last_status.is_way_up() {
-                            "Task failed to start"
+                        let (reason, code) = if t.task.last_status.is_way_up() {
+                            let reason = t.behavior.start_failure.as_deref();
+                            let reason = reason.unwrap_or("Task failed to start").to_string();
+                            (reason, "TaskFailedToStart")
                         } else {
-                            "Essential container in task exited"
+                            let reason = "Essential container in task exited".to_string();
+                            (reason, "EssentialContainerExited")
                         };
-                        self.stop(cluster, key, reason, true);
+                        self.stop(cluster, key, (&reason, code), true);
                     }
                 }
             }
             EventKind::Launch { cluster, service } => self.launch_service_task(cluster, &service),
+            EventKind::Retry { group } => self.retry_launches(&group),
             EventKind::Instance {
                 group,
                 instance,
