@@ -100,8 +100,7 @@ pub fn select(
     clues: &Clues,
     enabled: bool,
 ) -> Selection {
-    let mut allowed = Vec::new();
-    let mut refused = Vec::new();
+    let mut asked = Vec::new();
     for finding in findings {
         let reads_on = enabled
             && policies
@@ -109,28 +108,35 @@ pub fn select(
                 .iter()
                 .find(|p| p.name == finding.policy)
                 .is_none_or(|p| p.diagnose.root_cause_reads);
-        let asked = causes::inquiries(snapshot, std::slice::from_ref(finding), clues);
-        if reads_on {
-            allowed.extend(asked);
-        } else {
-            refused.extend(asked);
-        }
+        asked.extend(
+            causes::inquiries(snapshot, std::slice::from_ref(finding), clues)
+                .into_iter()
+                .map(|inquiry| (inquiry, reads_on)),
+        );
     }
+    choose(asked)
+}
+
+/// Splits inquiries, each with whether reads are allowed for it, into this pass's reads (the
+/// allowed ones, each once, in order, up to [`MAX_READS_PER_PASS`]) and the skipped rest. An
+/// inquiry allowed for one finding and not for another is read.
+pub fn choose(asked: impl IntoIterator<Item = (Inquiry, bool)>) -> Selection {
+    let asked: Vec<(Inquiry, bool)> = asked.into_iter().collect();
     let mut seen = BTreeSet::new();
     let mut selection = Selection::default();
-    for inquiry in allowed {
-        if !seen.insert(inquiry.clone()) {
+    for (inquiry, _) in asked.iter().filter(|(_, allowed)| *allowed) {
+        if !seen.insert(inquiry) {
             continue;
         }
         if selection.to_read.len() < MAX_READS_PER_PASS {
-            selection.to_read.push(inquiry);
+            selection.to_read.push(inquiry.clone());
         } else {
-            selection.skipped.push(inquiry);
+            selection.skipped.push(inquiry.clone());
         }
     }
-    for inquiry in refused {
-        if seen.insert(inquiry.clone()) {
-            selection.skipped.push(inquiry);
+    for (inquiry, _) in asked.iter().filter(|(_, allowed)| !*allowed) {
+        if seen.insert(inquiry) {
+            selection.skipped.push(inquiry.clone());
         }
     }
     selection

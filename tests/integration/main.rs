@@ -14,6 +14,7 @@ mod controller_moto;
 mod diagnose_plan;
 mod extremes;
 mod faults;
+mod investigate;
 mod pacing;
 mod policy_files;
 mod policy_loading;
