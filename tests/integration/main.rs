@@ -18,6 +18,7 @@ mod investigate;
 mod pacing;
 mod policy_files;
 mod policy_loading;
+mod read_only;
 mod reload;
 mod scenarios;
 mod scenarios_capacity;
