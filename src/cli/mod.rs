@@ -2,7 +2,7 @@
 //! simulated account), and runs a command. Exit codes: 0 success (and, for `plan`, nothing to
 //! do), 1 error, 2 `plan` found actions.
 
-mod explain;
+pub mod explain;
 pub(crate) mod output;
 
 use std::path::{Path, PathBuf};

@@ -344,3 +344,26 @@ async fn switched_off_by_configuration_or_policy_no_read_is_made() {
         );
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_root_causes_reach_the_audit_record_of_the_cordon() {
+    let sim = scenario("broken-launch-template");
+    let c = controller(Arc::clone(&sim), scenario_policies().unwrap(), true);
+    let report = pass(&c).await;
+    let codes: Vec<&str> = report
+        .plan
+        .capacity
+        .iter()
+        .flat_map(|f| f.root_causes.iter().map(|r| r.code().as_str()))
+        .collect();
+    assert!(!codes.is_empty(), "{:?}", report.plan.capacity);
+    let records = c.audit().records();
+    let cordon = records
+        .iter()
+        .find(|r| r.action == "cordonLaunchTemplate")
+        .expect("the cordon is recorded");
+    let line = cordon.to_json();
+    for code in codes {
+        assert!(line.contains(code), "{code} missing from {line}");
+    }
+}
