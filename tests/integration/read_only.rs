@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use ecs_reconciler::cloud::read_only::ReadOnly;
-use ecs_reconciler::cloud::sim::{SimAccount, build_scenario};
+use ecs_reconciler::cloud::sim::build_scenario;
 use ecs_reconciler::cloud::{Cloud, CloudError, ErrorCategory};
 use ecs_reconciler::domain::{Capacity, DesiredStatus, RunTaskRequest, Tags, TaskOverrides};
 
