@@ -516,3 +516,30 @@ fn explain_and_plan_show_the_root_cause_of_the_seed_story() {
     let last = row.trim_end_matches('|').rsplit('|').next().unwrap().trim();
     assert!(last != "-" && !last.is_empty(), "root cause column: {row}");
 }
+
+// Needs the causes and sim branches (the seed scenario's boot output).
+#[test]
+fn the_demo_why_of_the_seed_story_ends_with_the_fsx_mount_line() {
+    let out = run(bin().args(["demo", "--dry-run"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let story = text(&out.stdout);
+    let lines: Vec<&str> = story.lines().collect();
+    let why = lines
+        .iter()
+        .position(|l| l.contains("why: ") && l.contains("version 2 is broken"))
+        .unwrap_or_else(|| panic!("no why line:\n{story}"));
+    let cause = lines[why + 1..]
+        .iter()
+        .position(|l| l.contains("root cause [bootMountFailed]"))
+        .map(|i| why + 1 + i)
+        .unwrap_or_else(|| panic!("no boot mount cause after the why:\n{story}"));
+    let quote = lines[cause + 1];
+    assert!(
+        quote.contains(" | "),
+        "the quoted line, with its instance: {quote}"
+    );
+    assert!(
+        quote.to_lowercase().contains("lustre") || quote.to_lowercase().contains("fsx"),
+        "{quote}"
+    );
+}
