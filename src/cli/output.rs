@@ -190,7 +190,13 @@ pub fn root_cause_phrase(plan: &Plan, target: &str) -> String {
             c.group_arn.as_deref() == Some(target) || c.waiting_tasks.iter().any(|t| t == target)
         })
         .flat_map(|c| c.root_causes.iter().map(|r| r.phrase()))
-        .collect();
+        .fold(Vec::new(), |mut seen, phrase| {
+            // The same cause on several instances is one phrase.
+            if !seen.contains(&phrase) {
+                seen.push(phrase);
+            }
+            seen
+        });
     if phrases.is_empty() {
         "-".into()
     } else {
