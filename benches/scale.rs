@@ -104,6 +104,7 @@ pub fn scale_run(run: ScaleRun) -> ScaleFigures {
                 resync: Duration::from_secs(30),
                 concurrency: 4,
                 dry_run: false,
+                root_cause_reads: true,
             },
             AuditSink::memory(),
         ));

@@ -12,6 +12,7 @@
 //! | `audit_log`                       | absent, or a non-empty path                    |
 //! | `log_level`                       | directives `LEVEL` or `TARGET=LEVEL`, comma-separated; LEVEL one of trace, debug, info, warn, error, off |
 //! | `shutdown_timeout`                | 1s ..= 10m                                     |
+//! | `root_cause_reads`                | `true` (default) or `false`                    |
 //! | `aws.operation_timeout`           | 1s ..= 10m                                     |
 //! | `aws.attempt_timeout`             | 1s ..= `aws.operation_timeout`                 |
 //! | `aws.connect_timeout`             | 100ms ..= `aws.attempt_timeout`                |
@@ -95,6 +96,9 @@ pub struct Settings {
     pub aws: AwsClientSettings,
     /// Client-side API pacing per throttle category (`[pacing]`).
     pub pacing: PacingSettings,
+    /// Whether diagnosis reads boot output, launch template versions, scaling activities and
+    /// instance types to find root causes (`docs/causes.md`); `false` makes none of those calls.
+    pub root_cause_reads: bool,
 }
 
 impl Default for Settings {
@@ -110,6 +114,7 @@ impl Default for Settings {
             shutdown_timeout: Duration::from_secs(20),
             aws: AwsClientSettings::default(),
             pacing: PacingSettings::default(),
+            root_cause_reads: true,
         }
     }
 }

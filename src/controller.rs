@@ -1,4 +1,5 @@
-//! The controller loop: per cluster, observe → diagnose → plan → act, then requeue.
+//! The controller loop: per cluster, observe → diagnose → investigate (the root-cause reads,
+//! `src/investigate.rs`) → plan → act, then requeue.
 //!
 //! Every cluster in scope is reconciled each resync interval, a bounded number at a time. A
 //! cluster whose reconcile fails is requeued with exponential backoff (backon) and does not
@@ -31,11 +32,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::audit::{AuditRecord, AuditSink, Outcome, mode_name};
+use crate::capacity::diagnose_capacity;
 use crate::causes::Clues;
 use crate::cloud::{Cloud, CloudError, ErrorCategory};
 use crate::diagnose::{Sightings, diagnose};
 use crate::domain::{ClusterSnapshot, Tags};
 use crate::history::{BUDGET_WINDOW, History, PastAction};
+use crate::investigate;
 use crate::plan::{Action, HeldAction, Plan, PlannedAction, condition_key, plan};
 use crate::policy::{PolicyMode, PolicySet};
 use crate::supervise::panic_message;
@@ -49,6 +52,8 @@ pub struct ControllerSettings {
     pub concurrency: usize,
     /// Plan and record only; never mutate.
     pub dry_run: bool,
+    /// Make the root-cause reads diagnosis asks for (`src/investigate.rs`).
+    pub root_cause_reads: bool,
 }
 
 impl Default for ControllerSettings {
@@ -57,6 +62,7 @@ impl Default for ControllerSettings {
             resync: Duration::from_secs(30),
             concurrency: 4,
             dry_run: false,
+            root_cause_reads: true,
         }
     }
 }
@@ -67,6 +73,8 @@ pub struct ClusterReport {
     pub cluster: String,
     pub snapshot: ClusterSnapshot,
     pub plan: Plan,
+    /// What the root-cause reads have found for this cluster so far (this pass included).
+    pub clues: Clues,
     /// Each action with what became of it.
     pub outcomes: Vec<(PlannedAction, Outcome, Option<String>)>,
 }
@@ -314,8 +322,8 @@ impl<C: Cloud> Controller<C> {
         Ok(self.reconcile_observed(cluster, snapshot, shutdown).await)
     }
 
-    /// Diagnose, plan and act on one cluster as observed. Once an action has started, its
-    /// calls run to the end: shutdown only stops the next action from starting.
+    /// Diagnose, investigate, plan and act on one cluster as observed. Once an action has
+    /// started, its calls run to the end: shutdown only stops the next action from starting.
     async fn reconcile_observed(
         &self,
         cluster: &str,
@@ -323,7 +331,8 @@ impl<C: Cloud> Controller<C> {
         shutdown: &CancellationToken,
     ) -> ClusterReport {
         let policies = self.policies();
-        let plan = {
+        // The memory is not held across the reads: take what they need, read, re-lock, plan.
+        let (diagnosis, selection) = {
             let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
             let mem = memory.entry(cluster.to_string()).or_default();
             mem.sightings.record(&snapshot);
@@ -331,8 +340,24 @@ impl<C: Cloud> Controller<C> {
             mem.ledger
                 .retain(|a| now.duration_since(a.at).unwrap_or(Duration::ZERO) < BUDGET_WINDOW);
             let diagnosis = diagnose(&snapshot, &policies, &mem.sightings);
+            investigate::prepare(&mut mem.clues, &snapshot);
+            let capacity = diagnose_capacity(&snapshot, &diagnosis, &policies, &mem.clues);
+            let selection = investigate::select(
+                &snapshot,
+                &capacity,
+                &policies,
+                &mem.clues,
+                self.settings.root_cause_reads,
+            );
+            (diagnosis, selection)
+        };
+        let found = investigate::read(&self.cloud, &selection.to_read).await;
+        let (plan, clues) = {
+            let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+            let mem = memory.entry(cluster.to_string()).or_default();
+            investigate::store(&mut mem.clues, found, &selection.skipped);
             let history = History::rebuild(&snapshot, &mem.ledger);
-            plan(
+            let plan = plan(
                 &snapshot,
                 diagnosis,
                 &policies,
@@ -340,7 +365,8 @@ impl<C: Cloud> Controller<C> {
                 &mem.sightings,
                 &mem.clues,
                 self.settings.dry_run,
-            )
+            );
+            (plan, mem.clues.clone())
         };
         if !snapshot.gaps.is_empty() {
             warn!(gaps = ?snapshot.gaps, "observation incomplete");
@@ -366,6 +392,7 @@ impl<C: Cloud> Controller<C> {
             cluster: cluster.to_string(),
             snapshot,
             plan,
+            clues,
             outcomes,
         }
     }

@@ -11,6 +11,8 @@ use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
 
 use crate::audit::{AuditSink, Outcome};
+use crate::capacity::CapacityFinding;
+use crate::causes::RootCause;
 use crate::cli::DemoArgs;
 use crate::cli::output;
 use crate::cloud::read_only::ReadOnly;
@@ -370,10 +372,46 @@ fn tell(
             )) {
                 let _ = writeln!(text, "[{at}] why: {}", c.reason);
             }
+            tell_root_causes(text, &at, c, stuck_seen);
         }
     }
     for (cluster, e) in &report.errors {
         let _ = writeln!(text, "cluster {cluster}: not reconciled: {e}");
+    }
+}
+
+/// The root causes behind a capacity finding not told yet (a boot output may be read a pass
+/// after the finding), each with the boot lines it quotes.
+fn tell_root_causes(
+    text: &mut String,
+    at: &str,
+    finding: &CapacityFinding,
+    told: &mut BTreeSet<String>,
+) {
+    for cause in &finding.root_causes {
+        let key = format!(
+            "capacity {} root {}",
+            finding.capacity_provider,
+            serde_json::to_string(cause).unwrap_or_default()
+        );
+        if !told.insert(key) {
+            continue;
+        }
+        let _ = writeln!(
+            text,
+            "[{at}]   root cause [{}]: {}",
+            cause.code().as_str(),
+            cause.phrase()
+        );
+        let instance = match cause {
+            RootCause::BootMountFailed { instance_id, .. }
+            | RootCause::BootScriptFailed { instance_id, .. }
+            | RootCause::BootAgentFailed { instance_id, .. } => instance_id.as_str(),
+            _ => "",
+        };
+        for line in cause.quote() {
+            let _ = writeln!(text, "[{at}]     {instance} | {line}");
+        }
     }
 }
 

@@ -350,6 +350,17 @@ impl ClusterSnapshot {
         self.gaps.is_empty()
     }
 
+    /// The container instances that stand for EC2 instances registered with the cluster, by
+    /// EC2 instance id: every one but those ECS reports INACTIVE (deregistered). Diagnosis
+    /// and `explain` both judge registration by this one function.
+    pub fn registered_instances(&self) -> std::collections::HashMap<&str, &ContainerInstance> {
+        self.container_instances
+            .iter()
+            .filter(|ci| ci.status != "INACTIVE")
+            .filter_map(|ci| ci.ec2_instance_id.as_deref().map(|id| (id, ci)))
+            .collect()
+    }
+
     pub fn service(&self, name: &str) -> Option<&Service> {
         self.services.iter().find(|s| s.name == name)
     }

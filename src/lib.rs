@@ -40,6 +40,7 @@ pub mod demo;
 pub mod diagnose;
 pub mod domain;
 pub mod history;
+pub mod investigate;
 pub mod logging;
 pub mod plan;
 pub mod policy;

@@ -26,8 +26,7 @@ use super::tags;
 use crate::causes::{CauseCode, Clues, LaunchFailure, RootCause};
 use crate::diagnose::{Condition, Diagnosis, Evidence, short};
 use crate::domain::{
-    AutoScalingGroup, CapacityProvider, ClusterSnapshot, ContainerInstance, DesiredStatus,
-    GroupLaunch, TaskStatus,
+    AutoScalingGroup, CapacityProvider, ClusterSnapshot, DesiredStatus, GroupLaunch, TaskStatus,
 };
 use crate::policy::{CordonLaunchTemplate, Policy, PolicySet};
 
@@ -239,12 +238,7 @@ fn judge_group(
         .clone()
         .unwrap_or(DEFAULT_RULES);
     let now = snapshot.observed_at;
-    let registered: HashMap<&str, &ContainerInstance> = snapshot
-        .container_instances
-        .iter()
-        .filter(|ci| ci.status != "INACTIVE")
-        .filter_map(|ci| ci.ec2_instance_id.as_deref().map(|id| (id, ci)))
-        .collect();
+    let registered = snapshot.registered_instances();
     let mut evidence = Evidence::new();
     evidence.insert("autoScalingGroup".into(), group.name.clone());
     evidence.insert(

@@ -2,7 +2,7 @@
 //! simulated account), and runs a command. Exit codes: 0 success (and, for `plan`, nothing to
 //! do), 1 error, 2 `plan` found actions.
 
-mod explain;
+pub mod explain;
 pub(crate) mod output;
 
 use std::path::{Path, PathBuf};
@@ -126,8 +126,10 @@ pub struct PlanArgs {
 
 #[derive(Debug, Args)]
 pub struct ExplainArgs {
-    /// The task's ARN (long format: arn:aws:ecs:REGION:ACCOUNT:task/CLUSTER/ID).
-    pub task_arn: String,
+    /// The task: its ARN (arn:aws:ecs:REGION:ACCOUNT:task/CLUSTER/ID), task/CLUSTER/ID as
+    /// `plan` prints it, or its bare id (every cluster in scope is searched).
+    #[arg(value_name = "TASK")]
+    pub task: String,
     #[command(flatten)]
     pub policy: PolicyArgs,
     /// Explain against the simulated account with this scenario instead of AWS.
@@ -406,10 +408,24 @@ async fn run(args: RunArgs, settings: Settings) -> ExitCode {
         };
         // The scenario's built-in policies have no directory to watch.
         let reload_dir = args.policy.policies.clone();
-        return drive(
-            account, policies, reload_dir, audit, &budget, &args, &settings,
-        )
-        .await;
+        // A dry run on the simulator is read-only by construction too (docs/design.md §4).
+        return if settings.dry_run {
+            drive(
+                ReadOnly::new(account),
+                policies,
+                reload_dir,
+                audit,
+                &budget,
+                &args,
+                &settings,
+            )
+            .await
+        } else {
+            drive(
+                account, policies, reload_dir, audit, &budget, &args, &settings,
+            )
+            .await
+        };
     }
     let Some(policies) = load_policies(&settings.policies) else {
         return ExitCode::from(1);
@@ -453,11 +469,14 @@ async fn drive<C: Cloud>(
         resync: settings.resync,
         concurrency: settings.concurrency,
         dry_run: settings.dry_run,
+        root_cause_reads: settings.root_cause_reads,
     };
     info!(
         policies = policies.policies.len(),
         policy_set = %policies.fingerprint,
         dry_run = controller_settings.dry_run,
+        refuses_writes = cloud.refuses_writes(),
+        root_cause_reads = controller_settings.root_cause_reads,
         "starting"
     );
     let initial = reload_dir.as_ref().map(|_| policies.clone());
@@ -554,10 +573,10 @@ fn startup_error(message: &str) -> ExitCode {
 async fn plan(args: PlanArgs, settings: Settings) -> ExitCode {
     let report = match read_only_inputs(&args.sim, &args.policy, &args.sim_after, &settings).await {
         Ok(ReadOnlyInputs::Sim(account, policies, after)) => {
-            plan_once(ReadOnly::new(account), policies, after).await
+            plan_once(ReadOnly::new(account), policies, after, &settings).await
         }
         Ok(ReadOnlyInputs::Aws(aws, policies)) => {
-            plan_once(ReadOnly::new(aws), policies, Duration::ZERO).await
+            plan_once(ReadOnly::new(aws), policies, Duration::ZERO, &settings).await
         }
         Err(code) => return code,
     };
@@ -619,9 +638,12 @@ async fn read_only_inputs(
     Ok(ReadOnlyInputs::Aws(aws, policies))
 }
 
-fn read_only_settings() -> ControllerSettings {
+/// The controller settings of a read-only command: a dry run, making the root-cause reads
+/// (they are reads) unless the configuration switches them off.
+fn read_only_settings(settings: &Settings) -> ControllerSettings {
     ControllerSettings {
         dry_run: true,
+        root_cause_reads: settings.root_cause_reads,
         ..ControllerSettings::default()
     }
 }
@@ -632,8 +654,9 @@ async fn plan_once<C: Cloud>(
     cloud: C,
     policies: PolicySet,
     after: Duration,
+    config: &Settings,
 ) -> crate::controller::PassReport {
-    let settings = read_only_settings();
+    let settings = read_only_settings(config);
     let controller = Arc::new(Controller::new(
         cloud,
         policies,
@@ -655,49 +678,71 @@ async fn plan_once<C: Cloud>(
 }
 
 async fn explain_command(args: ExplainArgs, settings: Settings) -> ExitCode {
-    let Some(cluster) = explain::cluster_of(&args.task_arn).map(str::to_string) else {
-        eprintln!(
-            "error: {} is not a task ARN of the long format (…:task/CLUSTER/ID)",
-            args.task_arn
-        );
-        return ExitCode::from(1);
+    let name = match explain::parse_task_name(&args.task) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
     };
-    let report = match read_only_inputs(&args.sim, &args.policy, &args.sim_after, &settings).await {
+    let controller_settings = read_only_settings(&settings);
+    let inputs = read_only_inputs(&args.sim, &args.policy, &args.sim_after, &settings).await;
+    let report = match inputs {
         Ok(ReadOnlyInputs::Sim(account, policies, after)) => {
-            explain_once(ReadOnly::new(account), policies, &cluster, after).await
+            let cloud = ReadOnly::new(account);
+            explain_once(cloud, policies, &name, after, controller_settings).await
         }
         Ok(ReadOnlyInputs::Aws(aws, policies)) => {
-            explain_once(ReadOnly::new(aws), policies, &cluster, Duration::ZERO).await
+            let cloud = ReadOnly::new(aws);
+            explain_once(cloud, policies, &name, Duration::ZERO, controller_settings).await
         }
         Err(code) => return code,
     };
     match report {
-        Ok(report) => output::emit(
-            &explain::explain(&args.task_arn, &report),
-            ExitCode::SUCCESS,
-        ),
+        Ok(report) => output::emit(&explain::explain(name.id(), &report), ExitCode::SUCCESS),
         Err(e) => {
-            eprintln!("error: cluster {cluster}: {e}");
+            eprintln!("error: {e}");
             ExitCode::from(1)
         }
     }
 }
 
-/// A read-only reconcile of one cluster, after `after` of (virtual) time watched at resync.
+/// A read-only reconcile of the task's cluster (or, for a bare task id, of every cluster in
+/// scope, then the one holding it), after `after` of (virtual) time watched at resync. The
+/// error is one line.
 async fn explain_once<C: Cloud>(
     cloud: C,
     policies: PolicySet,
-    cluster: &str,
+    name: &explain::TaskName,
     after: Duration,
-) -> Result<crate::controller::ClusterReport, crate::cloud::CloudError> {
-    let settings = read_only_settings();
-    let controller = Controller::new(cloud, policies, settings.clone(), AuditSink::memory());
+    settings: ControllerSettings,
+) -> Result<crate::controller::ClusterReport, String> {
+    let controller = Arc::new(Controller::new(
+        cloud,
+        policies,
+        settings.clone(),
+        AuditSink::memory(),
+    ));
     let shutdown = CancellationToken::new();
     let deadline = tokio::time::Instant::now() + after;
     loop {
-        let report = controller.reconcile_cluster(cluster, &shutdown).await;
-        if tokio::time::Instant::now() >= deadline || report.is_err() {
-            return report;
+        let done = tokio::time::Instant::now() >= deadline;
+        match name {
+            explain::TaskName::InCluster { cluster, .. } => {
+                let report = controller.reconcile_cluster(cluster, &shutdown).await;
+                if done || report.is_err() {
+                    return report.map_err(|e| format!("cluster {cluster}: {e}"));
+                }
+            }
+            explain::TaskName::Bare { id } => {
+                let pass = controller.pass(&shutdown).await;
+                if let Some((cluster, e)) = pass.errors.first() {
+                    return Err(format!("cluster {cluster}: {e}"));
+                }
+                if done {
+                    return explain::cluster_holding(&pass.clusters, id).cloned();
+                }
+            }
         }
         tokio::time::sleep(settings.resync).await;
     }

@@ -14,6 +14,7 @@ use crate::audit::mode_name;
 use crate::controller::PassReport;
 use crate::diagnose::{rfc3339, short};
 use crate::domain::short_name;
+use crate::plan::Plan;
 
 /// Standard output did not take a command's answer.
 #[derive(Debug, thiserror::Error)]
@@ -137,7 +138,7 @@ pub fn plan_table(report: &PassReport) -> String {
         }
         out.push_str(&format!("\nstuck tasks\n{findings}\n"));
         if !plan.actions.is_empty() {
-            let mut actions = table(&["action", "task", "mode", "policy", "why"]);
+            let mut actions = table(&["action", "task", "mode", "policy", "why", "root cause"]);
             for a in &plan.actions {
                 actions.add_row(vec![
                     a.action.name().to_string(),
@@ -145,18 +146,20 @@ pub fn plan_table(report: &PassReport) -> String {
                     mode_name(a.mode).to_string(),
                     a.policy.clone(),
                     a.reason.clone(),
+                    root_cause_phrase(plan, a.action.target()),
                 ]);
             }
             out.push_str(&format!("\nplanned actions\n{actions}\n"));
         }
         if !plan.held.is_empty() {
-            let mut held = table(&["action", "task", "held by", "detail"]);
+            let mut held = table(&["action", "task", "held by", "detail", "root cause"]);
             for h in &plan.held {
                 held.add_row(vec![
                     h.action.to_string(),
                     short_name(&h.target).to_string(),
                     h.hold.name().to_string(),
                     h.hold.detail(),
+                    root_cause_phrase(plan, &h.target),
                 ]);
             }
             out.push_str(&format!("\nheld back\n{held}\n"));
@@ -175,6 +178,30 @@ pub fn plan_table(report: &PassReport) -> String {
         report.errors.len()
     ));
     out
+}
+
+/// The root causes behind an action or hold on `target` (a group, or a task waiting on one),
+/// one short phrase each; `-` when none is known.
+pub fn root_cause_phrase(plan: &Plan, target: &str) -> String {
+    let phrases: Vec<String> = plan
+        .capacity
+        .iter()
+        .filter(|c| {
+            c.group_arn.as_deref() == Some(target) || c.waiting_tasks.iter().any(|t| t == target)
+        })
+        .flat_map(|c| c.root_causes.iter().map(|r| r.phrase()))
+        .fold(Vec::new(), |mut seen, phrase| {
+            // The same cause on several instances is one phrase.
+            if !seen.contains(&phrase) {
+                seen.push(phrase);
+            }
+            seen
+        });
+    if phrases.is_empty() {
+        "-".into()
+    } else {
+        phrases.join("; ")
+    }
 }
 
 /// The pass as one JSON document.
@@ -198,6 +225,7 @@ pub fn plan_json(report: &PassReport) -> String {
                     "limit": short(f.limit),
                     "evidence": f.evidence,
                 })).collect::<Vec<_>>(),
+                "capacity": c.plan.capacity,
                 "actions": c.plan.actions,
                 "held": c.plan.held.iter().map(|h| json!({
                     "action": h.action,

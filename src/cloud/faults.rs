@@ -333,4 +333,8 @@ impl<C: Cloud> Cloud for Faulty<C> {
             .drain_container_instance(cluster, container_instance_arn)
             .await
     }
+
+    fn refuses_writes(&self) -> bool {
+        self.inner.refuses_writes()
+    }
 }

@@ -182,6 +182,12 @@ pub trait Cloud: Send + Sync + 'static {
         cluster: &str,
         container_instance_arn: &str,
     ) -> impl Future<Output = Result<(), CloudError>> + Send;
+
+    /// Whether this cloud refuses every mutating call by construction ([`read_only::ReadOnly`]),
+    /// so a dry run can say it is read-only without taking the planner's word for it.
+    fn refuses_writes(&self) -> bool {
+        false
+    }
 }
 
 impl<C: Cloud> Cloud for Arc<C> {
@@ -280,5 +286,9 @@ impl<C: Cloud> Cloud for Arc<C> {
         container_instance_arn: &str,
     ) -> impl Future<Output = Result<(), CloudError>> + Send {
         (**self).drain_container_instance(cluster, container_instance_arn)
+    }
+
+    fn refuses_writes(&self) -> bool {
+        (**self).refuses_writes()
     }
 }

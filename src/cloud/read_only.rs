@@ -107,4 +107,8 @@ impl<C: Cloud> Cloud for ReadOnly<C> {
     async fn drain_container_instance(&self, _: &str, _: &str) -> Result<(), CloudError> {
         Err(self.refuse("UpdateContainerInstancesState"))
     }
+
+    fn refuses_writes(&self) -> bool {
+        true
+    }
 }

@@ -308,6 +308,9 @@ pub struct Spec {
     /// Limits on how much the policy may do.
     #[serde(default)]
     pub guardrails: GuardrailsDoc,
+    /// How far diagnosis may read to find a root cause.
+    #[serde(default)]
+    pub diagnose: DiagnoseDoc,
 }
 
 fn stuck_schema(generator: &mut SchemaGenerator) -> Schema {
@@ -430,4 +433,14 @@ pub struct GuardrailsDoc {
     /// Plan nothing when more than this share of the selected tasks is stuck (default 50%).
     #[serde(default)]
     pub pause_when_stuck_above: Option<Located<PercentText>>,
+}
+
+/// `spec.diagnose`; each absent entry takes its default.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DiagnoseDoc {
+    /// Whether the root-cause reads (boot output, launch template version, scaling
+    /// activities, instance type) are made for this policy's findings (default true).
+    #[serde(default)]
+    pub root_cause_reads: Option<bool>,
 }

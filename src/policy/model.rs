@@ -244,6 +244,21 @@ impl Default for Guardrails {
     }
 }
 
+/// `spec.diagnose`: how far diagnosis may read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiagnoseSettings {
+    /// Whether the root-cause reads are made for this policy's findings.
+    pub root_cause_reads: bool,
+}
+
+impl Default for DiagnoseSettings {
+    fn default() -> Self {
+        DiagnoseSettings {
+            root_cause_reads: true,
+        }
+    }
+}
+
 /// One validated policy.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -254,6 +269,7 @@ pub struct Policy {
     pub stuck: StuckLimits,
     pub remediate: Remediate,
     pub guardrails: Guardrails,
+    pub diagnose: DiagnoseSettings,
 }
 
 /// A complete, valid set of policies, in file path then document order.

@@ -14,9 +14,9 @@ use super::document::{
 };
 use super::error::PolicyError;
 use super::model::{
-    CordonLaunchTemplate, CountRange, DrainContainerInstance, DurationRange, EXEMPT_TAG,
-    Guardrails, NudgeCapacity, Origin, Percent, Policy, PolicyMode, Remediate, ReplaceTask,
-    StuckLimits, Target, ranges, seconds_text,
+    CordonLaunchTemplate, CountRange, DiagnoseSettings, DrainContainerInstance, DurationRange,
+    EXEMPT_TAG, Guardrails, NudgeCapacity, Origin, Percent, Policy, PolicyMode, Remediate,
+    ReplaceTask, StuckLimits, Target, ranges, seconds_text,
 };
 
 /// Collects problems for one file.
@@ -422,5 +422,12 @@ pub(crate) fn validate(
             drain_container_instance,
         },
         guardrails,
+        diagnose: DiagnoseSettings {
+            root_cause_reads: d
+                .spec
+                .diagnose
+                .root_cause_reads
+                .unwrap_or(DiagnoseSettings::default().root_cause_reads),
+        },
     })
 }

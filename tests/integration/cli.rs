@@ -335,7 +335,211 @@ fn explain_follows_a_stuck_task_to_the_broken_launch_template_version() {
             .unwrap_or_else(|| panic!("{piece:?} missing after byte {from}:\n{chain}"));
         from += at + piece.len();
     }
-    let out = run(bin().args(["explain", "not-an-arn", "--sim", "broken-launch-template"]));
+    let out = run(bin().args([
+        "explain",
+        "arn:aws:ecs:us-east-1:123456789012:service/demo-capacity/app",
+        "--sim",
+        "broken-launch-template",
+    ]));
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("not a task ARN"));
+    let err = text(&out.stderr);
+    assert!(err.contains("is not a task"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+/// The first stuck task of the seed scenario as `plan --output json` names it.
+fn seed_task() -> String {
+    let out = run(bin().args([
+        "plan",
+        "--sim",
+        "broken-launch-template",
+        "--output",
+        "json",
+    ]));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    json["clusters"][0]["findings"][0]["task"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn explain_takes_the_long_arn_the_short_form_plan_prints_or_a_bare_id() {
+    let arn = seed_task();
+    let short = arn[arn.find(":task/").unwrap() + 1..].to_string();
+    let id = arn.rsplit('/').next().unwrap().to_string();
+    assert!(short.starts_with("task/demo-capacity/"), "{short}");
+    let mut chains = Vec::new();
+    for name in [&arn, &short, &id] {
+        let out = run(bin().args(["explain", name, "--sim", "broken-launch-template"]));
+        assert_eq!(out.status.code(), Some(0), "{name}: {}", text(&out.stderr));
+        let chain = text(&out.stdout);
+        assert!(
+            chain.starts_with(&format!("task {arn}\n")),
+            "{name}:\n{chain}"
+        );
+        assert!(chain.contains("version 2 is broken"), "{name}:\n{chain}");
+        chains.push(chain);
+    }
+    assert_eq!(chains[0], chains[1]);
+    assert_eq!(chains[0], chains[2]);
+
+    let out = run(bin().args(["explain", "0123abcd", "--sim", "broken-launch-template"]));
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("task 0123abcd: not found in the clusters in scope (demo-capacity)"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn a_dry_run_on_the_simulator_runs_on_the_read_only_cloud() {
+    let dir = tempfile::tempdir().unwrap();
+    // The fields of the `starting` log line.
+    let starting = |dry_run: bool| -> Value {
+        let mut c = bin();
+        c.args(["--log-format", "json", "run", "--sim", "mixed", "--once"])
+            .arg("--audit-log")
+            .arg(dir.path().join("audit.jsonl"));
+        if dry_run {
+            c.arg("--dry-run");
+        }
+        let out = run(&mut c);
+        let err = text(&out.stderr);
+        err.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|l| l["fields"]["message"] == "starting")
+            .unwrap_or_else(|| panic!("no starting line: {err}"))["fields"]
+            .clone()
+    };
+    let dry = starting(true);
+    assert_eq!(dry["dry_run"], true, "{dry}");
+    assert_eq!(dry["refuses_writes"], true, "{dry}");
+    let enforce = starting(false);
+    assert_eq!(enforce["refuses_writes"], false, "{enforce}");
+}
+
+/// A reconcile of `cluster` with one task of id `id`, for `explain`'s search.
+fn report_with_task(cluster: &str, id: &str) -> ecs_reconciler::controller::ClusterReport {
+    use crate::support::fixtures::{TaskBuilder, snapshot};
+    let mut task = TaskBuilder::service("web", id).build();
+    task.arn = format!("arn:aws:ecs:us-east-1:123456789012:task/{cluster}/{id}");
+    let mut snap = snapshot(vec![task], &[("web", 1)]);
+    snap.cluster_name = cluster.to_string();
+    ecs_reconciler::controller::ClusterReport {
+        cluster: cluster.to_string(),
+        snapshot: snap,
+        plan: ecs_reconciler::plan::Plan {
+            cluster: cluster.to_string(),
+            findings: Vec::new(),
+            capacity: Vec::new(),
+            actions: Vec::new(),
+            held: Vec::new(),
+        },
+        clues: Default::default(),
+        outcomes: Vec::new(),
+    }
+}
+
+#[test]
+fn a_bare_task_id_found_in_two_clusters_is_ambiguous() {
+    use ecs_reconciler::cli::explain::{TaskName, cluster_holding, parse_task_name};
+    assert_eq!(
+        parse_task_name("arn:aws:ecs:us-east-1:1:task/prod/abc123"),
+        Ok(TaskName::InCluster {
+            cluster: "prod".into(),
+            id: "abc123".into()
+        })
+    );
+    assert_eq!(
+        parse_task_name("task/prod/abc123"),
+        Ok(TaskName::InCluster {
+            cluster: "prod".into(),
+            id: "abc123".into()
+        })
+    );
+    assert_eq!(
+        parse_task_name("abc123"),
+        Ok(TaskName::Bare {
+            id: "abc123".into()
+        })
+    );
+    for bad in [
+        "",
+        "task/",
+        "task/prod/",
+        "task/prod/a/b",
+        "a b",
+        "arn:aws:ecs:x",
+    ] {
+        assert!(parse_task_name(bad).is_err(), "{bad:?}");
+    }
+    let reports = [
+        report_with_task("blue", "abc123"),
+        report_with_task("green", "abc123"),
+        report_with_task("red", "other"),
+    ];
+    let err = cluster_holding(&reports, "abc123").unwrap_err();
+    assert!(err.contains("ambiguous"), "{err}");
+    assert!(err.contains("blue, green"), "{err}");
+    assert!(!err.contains('\n'));
+    assert_eq!(cluster_holding(&reports, "other").unwrap().cluster, "red");
+    assert!(cluster_holding(&reports, "none").is_err());
+}
+
+// Needs the causes and sim branches (the seed scenario's boot output and UserData).
+#[test]
+fn explain_and_plan_show_the_root_cause_of_the_seed_story() {
+    let task = seed_task();
+    let out = run(bin().args(["explain", &task, "--sim", "broken-launch-template"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let chain = text(&out.stdout);
+    let version_2 = chain.find("→ version 2:").expect("version 2 shown");
+    let cause = chain[version_2..]
+        .find("root cause [bootMountFailed]")
+        .unwrap_or_else(|| panic!("no boot mount cause under version 2:\n{chain}"));
+    let after = &chain[version_2 + cause..];
+    assert!(
+        after.lines().nth(1).is_some_and(|l| l.contains(" | ")),
+        "the quoted boot line follows, with its instance id:\n{chain}"
+    );
+    assert!(chain.contains("UserData: "), "{chain}");
+
+    let out = run(bin().args(["plan", "--sim", "broken-launch-template"]));
+    let table = text(&out.stdout);
+    let row = table
+        .lines()
+        .find(|l| l.contains("cordonLaunchTemplate"))
+        .unwrap_or_else(|| panic!("{table}"));
+    let last = row.trim_end_matches('|').rsplit('|').next().unwrap().trim();
+    assert!(last != "-" && !last.is_empty(), "root cause column: {row}");
+}
+
+// Needs the causes and sim branches (the seed scenario's boot output).
+#[test]
+fn the_demo_why_of_the_seed_story_ends_with_the_fsx_mount_line() {
+    let out = run(bin().args(["demo", "--dry-run"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let story = text(&out.stdout);
+    let lines: Vec<&str> = story.lines().collect();
+    let why = lines
+        .iter()
+        .position(|l| l.contains("why: ") && l.contains("version 2 is broken"))
+        .unwrap_or_else(|| panic!("no why line:\n{story}"));
+    let cause = lines[why + 1..]
+        .iter()
+        .position(|l| l.contains("root cause [bootMountFailed]"))
+        .map(|i| why + 1 + i)
+        .unwrap_or_else(|| panic!("no boot mount cause after the why:\n{story}"));
+    let quote = lines[cause + 1];
+    assert!(
+        quote.contains(" | "),
+        "the quoted line, with its instance: {quote}"
+    );
+    assert!(
+        quote.to_lowercase().contains("lustre") || quote.to_lowercase().contains("fsx"),
+        "{quote}"
+    );
 }

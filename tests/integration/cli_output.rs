@@ -234,3 +234,66 @@ fn flags_outside_their_range_are_refused_in_one_line_naming_the_flag() {
         assert!(err.to_lowercase().contains("region"), "{args:?}: {err}");
     }
 }
+
+/// `explain` judges registration by the diagnosis' own rule: a container instance ECS reports
+/// INACTIVE (deregistered) does not make its EC2 instance registered.
+#[test]
+fn explain_and_the_diagnosis_agree_on_a_deregistered_instance() {
+    use ecs_reconciler::causes::Clues;
+    use ecs_reconciler::controller::ClusterReport;
+    use ecs_reconciler::diagnose::{Sightings, diagnose};
+    use ecs_reconciler::history::History;
+    use ecs_reconciler::plan::plan;
+
+    use crate::support::fixtures::*;
+
+    let mut snap = snapshot(waiting_tasks(4, 15), &[("web", 6)]);
+    snap.capacity_providers = vec![provider(false)];
+    snap.auto_scaling_groups = vec![
+        GroupBuilder::new(3, 10, 2)
+            .instance("i-old", 1, 3000)
+            .instance("i-new-a", 2, 20)
+            .instance("i-new-b", 2, 20)
+            .build(),
+    ];
+    let mut gone = container_instance("i-new-a", false);
+    gone.status = "INACTIVE".into();
+    snap.container_instances = vec![container_instance("i-old", true), gone];
+    let policies = capacity_policy();
+    let sightings = Sightings::default();
+    let diagnosis = diagnose(&snap, &policies, &sightings);
+    let history = History::rebuild(&snap, &[]);
+    let plan = plan(
+        &snap,
+        diagnosis,
+        &policies,
+        &history,
+        &sightings,
+        &Clues::default(),
+        true,
+    );
+    let finding = &plan.capacity[0];
+    assert_eq!(
+        finding.evidence["version 2"],
+        "0 registered, 2 never registered past 10m, 0 booting"
+    );
+    let task = finding.waiting_tasks[0]
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let report = ClusterReport {
+        cluster: snap.cluster_name.clone(),
+        snapshot: snap,
+        plan,
+        clues: Clues::default(),
+        outcomes: Vec::new(),
+    };
+    let chain = ecs_reconciler::cli::explain::explain(&task, &report);
+    let line = chain
+        .lines()
+        .find(|l| l.contains("i-new-a"))
+        .unwrap_or_else(|| panic!("{chain}"));
+    assert!(line.ends_with("never registered"), "{line}");
+    assert!(chain.contains("[brokenLaunchTemplateVersion]"), "{chain}");
+}

@@ -789,3 +789,34 @@ mod generated {
         }
     }
 }
+
+#[test]
+fn root_cause_reads_are_on_by_default_and_switched_off_by_file_or_environment() {
+    assert!(load_text("").unwrap().root_cause_reads);
+    assert!(
+        !load_text("root_cause_reads = false\n")
+            .unwrap()
+            .root_cause_reads
+    );
+    let err = load_text("root_cause_reads = \"no\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("root_cause_reads"), "{err}");
+    assert!(!err.contains('\n'), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = crate::cli_output::bin()
+        .env("ECS_RECONCILER_ROOT_CAUSE_READS", "false")
+        .args(["--log-format", "json", "run", "--sim", "mixed", "--once"])
+        .arg("--audit-log")
+        .arg(dir.path().join("audit.jsonl"))
+        .output()
+        .unwrap();
+    let err = crate::cli_output::text(&out.stderr);
+    let starting = err
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["fields"]["message"] == "starting")
+        .unwrap_or_else(|| panic!("no starting line: {err}"));
+    assert_eq!(starting["fields"]["root_cause_reads"], false, "{starting}");
+}

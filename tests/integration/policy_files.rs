@@ -775,3 +775,45 @@ proptest! {
         check_never_panics(&mutate(&base, &edits))?;
     }
 }
+
+#[test]
+fn root_cause_reads_are_on_unless_the_policy_switches_them_off() {
+    assert!(
+        parse_str(file(), BASE).unwrap()[0]
+            .diagnose
+            .root_cause_reads
+    );
+    let with = |value: &str| {
+        BASE.replace(
+            "  guardrails:\n",
+            &format!("  diagnose:\n    rootCauseReads: {value}\n  guardrails:\n"),
+        )
+    };
+    let off = &parse_str(file(), &with("false")).unwrap()[0];
+    assert!(!off.diagnose.root_cause_reads);
+    assert!(
+        parse_str(file(), &with("true")).unwrap()[0]
+            .diagnose
+            .root_cause_reads
+    );
+    let err = errors_of(&with("sometimes")).to_string();
+    assert!(err.contains("policies/web.yaml:"), "{err}");
+    assert!(
+        err.contains("rootCauseReads") || err.contains("bool"),
+        "{err}"
+    );
+    let unknown = BASE.replace(
+        "  guardrails:\n",
+        "  diagnose:\n    bootOutput: false\n  guardrails:\n",
+    );
+    let err = errors_of(&unknown).to_string();
+    assert!(err.contains("bootOutput"), "{err}");
+
+    let schema = json_schema();
+    let diagnose = &schema["$defs"]["DiagnoseDoc"];
+    assert_eq!(
+        diagnose["properties"]["rootCauseReads"]["type"][0], "boolean",
+        "{diagnose}"
+    );
+    assert_eq!(diagnose["additionalProperties"], false);
+}

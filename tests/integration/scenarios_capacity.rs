@@ -6,12 +6,17 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ecs_reconciler::audit::{AuditRecord, AuditSink, Outcome};
+use ecs_reconciler::causes::CauseCode;
 use ecs_reconciler::cloud::read_only::ReadOnly;
-use ecs_reconciler::cloud::sim::{SimAccount, build_scenario};
+use ecs_reconciler::cloud::sim::{
+    GroupSpec, ServiceSpec, SimAccount, VersionBehavior, build_scenario,
+};
 use ecs_reconciler::cloud::{Cloud, ErrorCategory};
 use ecs_reconciler::controller::{Controller, ControllerSettings};
 use ecs_reconciler::demo::scenario_policies;
-use ecs_reconciler::domain::{DesiredStatus, GroupLaunch, TaskStatus};
+use ecs_reconciler::domain::{
+    Capacity, CapacityProviderStrategyItem, DesiredStatus, GroupLaunch, TaskStatus,
+};
 use tokio_util::sync::CancellationToken;
 
 const CLUSTER: &str = "demo-capacity";
@@ -228,8 +233,51 @@ async fn exhausted_capacity_gets_no_action_and_one_clear_record() {
 
 #[tokio::test(start_paused = true)]
 async fn a_healthy_rollout_is_not_cordoned() {
-    let sim = scenario("healthy-rollout");
+    // Tasks wait in PROVISIONING past the 10m limit while a new version's instances are still
+    // booting inside the 10m registration timeout: only the cordon logic (booting is not
+    // failed) keeps the controller from cordoning the new version.
+    let sim = Arc::new(SimAccount::new(start()));
+    sim.add_cluster(CLUSTER);
+    let template =
+        sim.add_launch_template("demo-lt", VersionBehavior::good(Duration::from_secs(60)));
+    sim.add_auto_scaling_group(
+        GroupSpec::new(GROUP, CLUSTER, &template, 1)
+            .with_slots(2)
+            .with_existing(1, Some(1), Duration::from_secs(3 * 24 * 3600)),
+    );
+    sim.add_capacity_provider(CLUSTER, "demo-cp", Some(GROUP));
+    let strategy = Capacity::CapacityProviderStrategy(vec![CapacityProviderStrategyItem {
+        capacity_provider: "demo-cp".into(),
+        weight: 1,
+        base: 0,
+    }]);
+    sim.add_service(CLUSTER, ServiceSpec::new("app", 2).with_capacity(strategy));
+    tokio::time::advance(Duration::from_secs(60)).await;
+    sim.set_desired_count(CLUSTER, "app", 6);
+    tokio::time::advance(Duration::from_secs(6 * 60)).await;
+    // Version 2 is good but slow: it registers 8.5 minutes after launch.
+    let slow = VersionBehavior::good(Duration::from_secs(8 * 60));
+    sim.publish_launch_template_version(&template, slow, true);
+    sim.set_desired_capacity(GROUP, 3).await.unwrap();
+    tokio::time::advance(Duration::from_secs(5 * 60)).await;
+    sim.reset_calls();
+
     let c = controller(Arc::clone(&sim), false);
+    let token = CancellationToken::new();
+    let first = c.pass(&token).await;
+    let plan = &first.clusters[0].plan;
+    assert!(
+        plan.findings.iter().any(|f| f.elapsed > f.limit),
+        "tasks must be stuck past the limit: {:?}",
+        plan.findings
+    );
+    assert!(
+        plan.capacity
+            .iter()
+            .any(|f| f.cause.code() == CauseCode::CapacityOnItsWay),
+        "the new version's instances are booting: {:?}",
+        plan.capacity
+    );
     until(&c, Duration::from_secs(20 * 60), || false).await;
     assert_eq!(sim.mutating_calls(), 0, "{:?}", sim.calls());
     assert_eq!(running(&sim), 6);
