@@ -18,6 +18,8 @@ use super::{FileSystem, RootCause};
 pub const MAX_QUOTE: usize = 3;
 /// A quoted line is cut to this many characters.
 pub const QUOTE_WIDTH: usize = 160;
+/// Of a cut line, this many characters of its head are kept.
+const QUOTE_HEAD: usize = 100;
 
 /// What kind of failure a boot output shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -126,7 +128,8 @@ pub fn read(output: &[u8]) -> BootReport {
     if !text.ends_with('\n') {
         notes.push(BootNote::Truncated);
     }
-    let mut hits: Vec<(u8, usize, BootFailure, String)> = Vec::new();
+    // (kind's rank, pattern, position, failure, line)
+    let mut hits: Vec<(u8, usize, usize, BootFailure, String)> = Vec::new();
     let mut lines = 0usize;
     for (position, raw) in text.split('\n').enumerate() {
         let line = clean(raw);
@@ -134,14 +137,23 @@ pub fn read(output: &[u8]) -> BootReport {
             continue;
         }
         lines = lines.saturating_add(1);
-        if let Some(failure) = classify(&line) {
-            hits.push((failure.rank(), position, failure, line));
+        if let Some((failure, pattern)) = classify(&line) {
+            hits.push((failure.rank(), pattern, position, failure, line));
         }
     }
-    hits.sort_by_key(|(rank, position, _, _)| (*rank, *position));
-    let failure = hits.first().map(|(_, _, f, _)| *f);
+    // A line that names the file system says more than a systemd unit's "Failed to mount".
+    hits.sort_by_key(|(rank, pattern, position, failure, _)| {
+        let unnamed = matches!(
+            failure,
+            BootFailure::Mount {
+                file_system: FileSystem::Other
+            }
+        );
+        (*rank, unnamed, *pattern, *position)
+    });
+    let failure = hits.first().map(|h| h.3);
     let mut quote: Vec<String> = Vec::new();
-    for (_, _, _, line) in hits {
+    for (_, _, _, _, line) in hits {
         let line = cut(&line);
         if quote.len() < MAX_QUOTE && !quote.contains(&line) {
             quote.push(line);
@@ -236,12 +248,17 @@ fn strip_cloud_init_prefix(line: &str) -> &str {
     }
 }
 
+/// A line longer than [`QUOTE_WIDTH`] keeps its head and its tail, where log lines put the
+/// error ("... dial tcp 52.46.1.1:443: i/o timeout"), joined by an ellipsis.
 fn cut(line: &str) -> String {
-    if line.chars().count() <= QUOTE_WIDTH {
+    let count = line.chars().count();
+    if count <= QUOTE_WIDTH {
         return line.to_string();
     }
-    let mut s: String = line.chars().take(QUOTE_WIDTH.saturating_sub(1)).collect();
+    let tail = QUOTE_WIDTH.saturating_sub(QUOTE_HEAD).saturating_sub(1);
+    let mut s: String = line.chars().take(QUOTE_HEAD).collect();
     s.push('…');
+    s.extend(line.chars().skip(count.saturating_sub(tail)));
     s
 }
 
@@ -277,14 +294,9 @@ const FAILED: &[&str] = &[
 const ANY: &[&str] = &[""];
 
 /// Every boot-output pattern, in the order they are tried; the first that matches a line
-/// classifies it. Boot output has no codes, so matching its text is the only way to read it.
+/// classifies it, and within a kind an earlier pattern is the more telling line. Boot output has no codes, so matching its text is the only way to read it.
 const PATTERNS: &[Pattern] = &[
     // Mounts: mount helpers, util-linux mount, systemd mount units, amazon-efs-utils, Lustre.
-    Pattern {
-        subject: &["lustreerror", "lneterror"],
-        failure: ANY,
-        kind: Kind::Mount,
-    },
     Pattern {
         subject: &[
             "mount.lustre",
@@ -308,11 +320,26 @@ const PATTERNS: &[Pattern] = &[
         failure: ANY,
         kind: Kind::Mount,
     },
+    Pattern {
+        subject: &["nfs: server"],
+        failure: &["not responding", "timed out"],
+        kind: Kind::Mount,
+    },
+    // Kernel lines: telling, but after the mount helper's own line.
+    Pattern {
+        subject: &["lustreerror", "lneterror"],
+        failure: ANY,
+        kind: Kind::Mount,
+    },
     // The ECS agent and ecs-init.
     Pattern {
         subject: &[
             "unable to register as a container instance",
             "error registering",
+            "could not register",
+            "error connecting to acs",
+            "error connecting to tcs",
+            "unable to discover poll endpoint",
             "failed to start amazon elastic container service",
         ],
         failure: ANY,
@@ -359,21 +386,23 @@ const PATTERNS: &[Pattern] = &[
     },
 ];
 
-fn classify(line: &str) -> Option<BootFailure> {
+/// The failure a line shows, with the index of the pattern that matched it.
+fn classify(line: &str) -> Option<(BootFailure, usize)> {
     let lower = line.to_ascii_lowercase();
-    let pattern = PATTERNS.iter().find(|p| {
+    let (index, pattern) = PATTERNS.iter().enumerate().find(|(_, p)| {
         p.subject.iter().any(|s| lower.contains(s)) && p.failure.iter().any(|f| lower.contains(f))
     })?;
     if lower.contains("exit status 0") || lower.contains("status=0/success") {
         return None;
     }
-    Some(match pattern.kind {
+    let failure = match pattern.kind {
         Kind::Mount => BootFailure::Mount {
             file_system: file_system_named(&lower),
         },
         Kind::Agent => BootFailure::Agent,
         Kind::Script => BootFailure::Script,
-    })
+    };
+    Some((failure, index))
 }
 
 /// The kind of file system a lower-cased line names.

@@ -7,6 +7,7 @@ mod aws_adapter;
 mod aws_capacity;
 mod budget;
 mod capacity_plan;
+mod causes;
 mod cli;
 mod cli_output;
 mod config;
