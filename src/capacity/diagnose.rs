@@ -336,28 +336,26 @@ fn refine(
             _ => None,
         });
     if let Some(instance_type) = misfit_type.filter(|_| waiting > 0 && capacity.misfits == waiting)
+        && !matches!(finding.cause, Cause::Unknown)
     {
-        if !matches!(finding.cause, Cause::Unknown) {
-            let reason = format!(
-                "no instance fits: all {waiting} tasks waiting on {} are larger than every \
+        let reason = format!(
+            "no instance fits: all {waiting} tasks waiting on {} are larger than every \
                  instance type group {} launches (largest {instance_type}); a new instance \
                  would not fit them either",
-                finding.capacity_provider, group.name
-            );
-            return Some((Cause::NoInstanceFits { instance_type }, reason));
-        }
+            finding.capacity_provider, group.name
+        );
+        return Some((Cause::NoInstanceFits { instance_type }, reason));
     }
-    if let Some(failure) = capacity.launches_fail {
-        if matches!(finding.cause, Cause::CapacityShort { .. })
-            || (matches!(finding.cause, Cause::CapacityOnItsWay { .. }) && !booting)
-        {
-            let reason = format!(
-                "launches failing: {waiting} tasks wait on {}; group {}'s most recent launch \
+    if let Some(failure) = capacity.launches_fail
+        && (matches!(finding.cause, Cause::CapacityShort { .. })
+            || (matches!(finding.cause, Cause::CapacityOnItsWay { .. }) && !booting))
+    {
+        let reason = format!(
+            "launches failing: {waiting} tasks wait on {}; group {}'s most recent launch \
                  failed, so a nudge would launch nothing",
-                finding.capacity_provider, group.name
-            );
-            return Some((Cause::LaunchFailing { failure }, reason));
-        }
+            finding.capacity_provider, group.name
+        );
+        return Some((Cause::LaunchFailing { failure }, reason));
     }
     if capacity.quota_reached
         && matches!(

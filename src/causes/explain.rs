@@ -7,7 +7,8 @@
 
 use std::time::SystemTime;
 
-use super::{Clues, PROVISIONING_QUOTA, Reading, RootCause, activities, fit, messages, userdata};
+use super::messages::{self, EcsMessage};
+use super::{Clues, PROVISIONING_QUOTA, Reading, RootCause, activities, fit, userdata};
 use crate::domain::{
     AutoScalingGroup, ClusterSnapshot, DesiredStatus, InstanceTypeSize, Task, TaskStatus,
 };
@@ -214,48 +215,47 @@ fn ecs_words(
     let mut services: Vec<&str> = waiting.iter().filter_map(|t| t.service_name()).collect();
     services.sort_unstable();
     services.dedup();
-    for name in services {
-        let Some(service) = snapshot.service(name) else {
-            continue;
-        };
-        let said = service
+    for service in services.iter().filter_map(|name| snapshot.service(name)) {
+        let mut quoted = false;
+        for event in service
             .events
             .iter()
             .filter(|e| e.at.is_none_or(|at| at >= since))
-            .filter_map(|e| {
-                let kinds = messages::classify(&e.message);
-                quota |= kinds.contains(&messages::EcsMessage::ProvisioningLimit);
-                (!kinds.is_empty()).then_some(e)
-            })
-            .take(1);
-        for event in said {
-            evidence.push((format!("serviceEvent {name}"), event.message.clone()));
+        {
+            let said = messages::classify(&event.message);
+            quota |= said.contains(&EcsMessage::ProvisioningLimit);
+            if !said.is_empty() && !quoted {
+                // Newest first: the first that says something is the one to show.
+                evidence.push((
+                    format!("serviceEvent {}", service.name),
+                    event.message.clone(),
+                ));
+                quoted = true;
+            }
         }
     }
-    let stopped = snapshot
+    let mut stopped = 0usize;
+    for task in snapshot
         .tasks
         .iter()
         .filter(|t| t.desired_status == DesiredStatus::Stopped)
-        .filter(|t| {
-            t.timestamps
-                .stopped_at
-                .or(t.timestamps.stopping_at)
-                .is_none_or(|at| at >= since)
-        })
-        .filter_map(|t| {
-            let reason = t.stopped_reason.as_deref().unwrap_or("");
-            let kinds = messages::classify(reason);
-            let by_ecs = t.stop_code.as_deref() == Some(messages::TASK_FAILED_TO_START);
-            quota |= kinds.contains(&messages::EcsMessage::ProvisioningLimit);
-            (by_ecs || !kinds.is_empty()).then_some((t, reason))
-        })
-        .take(MAX_MESSAGES);
-    for (task, reason) in stopped {
-        let code = task.stop_code.as_deref().unwrap_or("stopped");
-        evidence.push((
-            format!("stoppedTask {}", task.id()),
-            format!("{code}: {reason}"),
-        ));
+    {
+        let at = task.timestamps.stopped_at.or(task.timestamps.stopping_at);
+        if at.is_some_and(|at| at < since) {
+            continue;
+        }
+        let reason = task.stopped_reason.as_deref().unwrap_or("");
+        let said = messages::classify(reason);
+        quota |= said.contains(&EcsMessage::ProvisioningLimit);
+        let by_ecs = task.stop_code.as_deref() == Some(messages::TASK_FAILED_TO_START);
+        if (by_ecs || !said.is_empty()) && stopped < MAX_MESSAGES {
+            let code = task.stop_code.as_deref().unwrap_or("stopped");
+            evidence.push((
+                format!("stoppedTask {}", task.id()),
+                format!("{code}: {reason}"),
+            ));
+            stopped = stopped.saturating_add(1);
+        }
     }
     (evidence, quota)
 }

@@ -36,13 +36,12 @@ pub fn inquiries(
         {
             if let (Some(template_id), Some(version)) =
                 (&unregistered.template_id, unregistered.version)
+                && unread(clues.versions.get(&(template_id.clone(), version)))
             {
-                if unread(clues.versions.get(&(template_id.clone(), version))) {
-                    ask(Inquiry::LaunchTemplateVersion {
-                        template_id: template_id.clone(),
-                        version,
-                    });
-                }
+                ask(Inquiry::LaunchTemplateVersion {
+                    template_id: template_id.clone(),
+                    version,
+                });
             }
             for instance_id in unregistered.instances.iter().take(BOOT_READS_PER_VERSION) {
                 if unread(clues.boot.get(instance_id)) {
@@ -66,20 +65,18 @@ pub fn inquiries(
             group: group.name.clone(),
         });
         let types = group_instance_types(group, clues);
-        if types.is_empty() {
-            if let GroupLaunch::LaunchTemplate {
+        if types.is_empty()
+            && let GroupLaunch::LaunchTemplate {
                 template_id,
                 resolved_version: Some(version),
                 ..
             } = &group.launch
-            {
-                if unread(clues.versions.get(&(template_id.clone(), *version))) {
-                    ask(Inquiry::LaunchTemplateVersion {
-                        template_id: template_id.clone(),
-                        version: *version,
-                    });
-                }
-            }
+            && unread(clues.versions.get(&(template_id.clone(), *version)))
+        {
+            ask(Inquiry::LaunchTemplateVersion {
+                template_id: template_id.clone(),
+                version: *version,
+            });
         }
         for instance_type in types {
             if unread(clues.instance_types.get(&instance_type)) {
@@ -115,19 +112,15 @@ pub(crate) fn group_instance_types(group: &AutoScalingGroup, clues: &Clues) -> V
         .iter()
         .filter_map(|i| i.instance_type.clone())
         .collect();
-    if types.is_empty() {
-        if let GroupLaunch::LaunchTemplate {
+    if types.is_empty()
+        && let GroupLaunch::LaunchTemplate {
             template_id,
             resolved_version: Some(version),
             ..
         } = &group.launch
-        {
-            if let Some(Reading::Read { value }) =
-                clues.versions.get(&(template_id.clone(), *version))
-            {
-                types.extend(value.instance_type.clone());
-            }
-        }
+        && let Some(Reading::Read { value }) = clues.versions.get(&(template_id.clone(), *version))
+    {
+        types.extend(value.instance_type.clone());
     }
     types.sort();
     types.dedup();

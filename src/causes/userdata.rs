@@ -386,10 +386,10 @@ fn mounts(lines: &[String]) -> Vec<Mount> {
             continue;
         }
         efs_utils |= trimmed.contains("amazon-efs-utils");
-        if let Some(mount) = mount_in(trimmed) {
-            if !out.contains(&mount) {
-                out.push(mount);
-            }
+        if let Some(mount) = mount_in(trimmed)
+            && !out.contains(&mount)
+        {
+            out.push(mount);
         }
     }
     if efs_utils && !out.iter().any(|m| m.file_system == FileSystem::Efs) {
