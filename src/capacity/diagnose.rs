@@ -255,17 +255,14 @@ fn explain_finding(
         versions.sort_by_key(|u| u.version != Some(*version));
     }
     for unregistered in versions {
-        let (Some(template_id), Some(version)) = (&unregistered.template_id, unregistered.version)
-        else {
-            continue;
-        };
-        found.absorb(explain::version(
-            snapshot,
-            template_id,
-            version,
-            &unregistered.instances,
-            clues,
-        ));
+        // A launch configuration has no version to read, but its instances' boot output still
+        // tells why they never registered.
+        if let (Some(template_id), Some(version)) =
+            (&unregistered.template_id, unregistered.version)
+        {
+            found.absorb(explain::version(snapshot, template_id, version, clues));
+        }
+        found.absorb(explain::boot_outputs(&unregistered.instances, clues));
     }
     if matches!(
         finding.cause,

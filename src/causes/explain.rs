@@ -52,13 +52,11 @@ impl Explanation {
     }
 }
 
-/// What the version's UserData and instance profile, and the boot output of its instances
-/// that never registered (`instances`, as far as they were read), show.
+/// What the version's UserData and instance profile show, as far as they were read.
 pub fn version(
     snapshot: &ClusterSnapshot,
     template_id: &str,
     version: u32,
-    instances: &[String],
     clues: &Clues,
 ) -> Explanation {
     let mut out = Explanation::default();
@@ -97,6 +95,12 @@ pub fn version(
         ),
         None => {}
     }
+    out
+}
+
+/// What the boot output of instances that never registered shows, as far as it was read.
+pub fn boot_outputs(instances: &[String], clues: &Clues) -> Explanation {
+    let mut out = Explanation::default();
     for instance in instances {
         match clues.boot.get(instance) {
             Some(Reading::Read { value }) => {

@@ -931,6 +931,19 @@ fn a_healthy_cluster_asks_for_nothing() {
     let all = findings(&snap, &set, &Clues::default());
     assert!(all.is_empty(), "{all:?}");
     assert_eq!(inquiries(&snap, &all, &Clues::default()), vec![]);
+    // The same cluster with tasks waiting asks: the silence above is the health, not a stub.
+    snap.tasks = waiting_tasks(1, 20);
+    let all = findings(&snap, &set, &Clues::default());
+    assert!(!inquiries(&snap, &all, &Clues::default()).is_empty());
+    // A healthy version beside a broken one is never asked about.
+    let seed = seed_story();
+    let all = findings(&seed, &set, &Clues::default());
+    let asked = inquiries(&seed, &all, &Clues::default());
+    assert!(!asked.is_empty());
+    assert!(!asked.iter().any(
+        |i| matches!(i, Inquiry::LaunchTemplateVersion { version: 1, .. })
+            || matches!(i, Inquiry::BootOutput { instance_id } if instance_id == "i-good")
+    ));
 }
 
 #[test]
@@ -1174,4 +1187,124 @@ fn every_root_cause() -> Vec<RootCause> {
         },
         RootCause::ProvisioningQuota { provisioning: 500 },
     ]
+}
+
+// ---------------------------------------------------------------------------------------------
+// More capacity stories
+
+#[test]
+fn a_launch_configuration_group_still_shows_its_boot_output() {
+    let mut snap = seed_story();
+    snap.auto_scaling_groups[0].launch = ecs_reconciler::domain::GroupLaunch::LaunchConfiguration {
+        name: "web-lc".into(),
+    };
+    let all = findings(&snap, &capacity_policy(), &Clues::default());
+    assert!(
+        matches!(all[0].cause, Cause::Unsupported { .. }),
+        "{:?}",
+        all[0].cause
+    );
+    let asked = inquiries(&snap, &all, &Clues::default());
+    assert!(asked.contains(&Inquiry::BootOutput {
+        instance_id: "i-bad1".into()
+    }));
+    assert!(
+        !asked
+            .iter()
+            .any(|i| matches!(i, Inquiry::LaunchTemplateVersion { .. })),
+        "a launch configuration has no version to read: {asked:?}"
+    );
+    let finding = one(&snap, &seed_clues());
+    assert_eq!(finding.root_causes[0].code(), CauseCode::BootMountFailed);
+    assert!(finding.reason.ends_with(FSX_LINE), "{}", finding.reason);
+}
+
+#[test]
+fn five_hundred_tasks_in_provisioning_are_the_quota() {
+    let mut snap = short_story("m5.large");
+    snap.auto_scaling_groups[0].max_size = 2;
+    snap.tasks = waiting_tasks(499, 20);
+    let below = one(&snap, &Clues::default());
+    assert!(
+        matches!(below.cause, Cause::CapacityExhausted { .. }),
+        "{:?}",
+        below.cause
+    );
+    snap.tasks = waiting_tasks(500, 20);
+    let at = one(&snap, &Clues::default());
+    assert_eq!(at.cause, Cause::ProvisioningQuota { provisioning: 500 });
+}
+
+#[test]
+fn a_quota_event_behind_a_placement_event_is_still_heard() {
+    let mut snap = short_story("m5.large");
+    snap.auto_scaling_groups[0].max_size = 2;
+    snap.services[0].events = vec![
+        ServiceEvent {
+            at: Some(ago(1)),
+            message: "(service web) was unable to place a task because no container instance met all of its requirements.".into(),
+        },
+        ServiceEvent {
+            at: Some(ago(2)),
+            message: "(service web) was unable to place a task. Reason: tasks provisioning capacity limit was exceeded.".into(),
+        },
+    ];
+    let finding = one(&snap, &Clues::default());
+    assert_eq!(finding.cause, Cause::ProvisioningQuota { provisioning: 2 });
+    assert!(finding.evidence["serviceEvent web"].contains("no container instance met"));
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// Any bytes read into a report whose quote is short, clean and present exactly when a
+    /// failure is named.
+    #[test]
+    fn any_boot_output_reads_into_a_bounded_report(
+        bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048),
+        tail in proptest::sample::select(vec![
+            "", "mount.nfs: Connection timed out\n", "Failed to run module scripts-user\n",
+            "\x1b[0;1;31mFAILED\x1b[0m] Failed to mount /data.\r\n",
+        ]),
+    ) {
+        // The failure on a line of its own, after whatever came before.
+        let mut bytes = bytes;
+        bytes.push(b'\n');
+        bytes.extend_from_slice(tail.as_bytes());
+        let report = boot::read(&bytes);
+        proptest::prop_assert!(report.quote.len() <= boot::MAX_QUOTE);
+        proptest::prop_assert_eq!(report.failure.is_some(), !report.quote.is_empty());
+        for line in &report.quote {
+            proptest::prop_assert!(line.chars().count() <= boot::QUOTE_WIDTH);
+            proptest::prop_assert!(!line.chars().any(char::is_control));
+        }
+        if !tail.is_empty() {
+            proptest::prop_assert!(report.failure.is_some(), "{:?}", report);
+        }
+    }
+
+    /// Any text as UserData: a report, or an error of one line.
+    #[test]
+    fn any_userdata_reads_or_fails_in_one_line(
+        text in "[ -~\n]{0,300}",
+        encode in proptest::prelude::any::<bool>(),
+    ) {
+        let input = if encode {
+            base64::engine::general_purpose::STANDARD.encode(&text)
+        } else {
+            text.clone()
+        };
+        match userdata::read(&input) {
+            Ok(report) => {
+                let cause = report.root_cause("lt", 1, CLUSTER, "arn");
+                if let Some(cause) = cause {
+                    proptest::prop_assert!(matches!(
+                        cause.code(),
+                        CauseCode::UserDataOtherCluster | CauseCode::UserDataDefaultCluster
+                    ));
+                }
+            }
+            Err(e) => proptest::prop_assert!(!e.to_string().contains('\n'), "{}", e),
+        }
+    }
 }
