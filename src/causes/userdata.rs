@@ -51,6 +51,10 @@ pub enum Part {
     ShellScript,
     CloudConfig,
     BootHook,
+    /// Bottlerocket's settings (TOML).
+    BottlerocketSettings,
+    /// A Windows `<powershell>` script.
+    PowerShell,
     /// Content named by URL (`#include`, `text/x-include-url`): noted, not fetched.
     Include,
     /// A part of another type (its MIME type), not read.
@@ -275,6 +279,12 @@ fn read_text(text: String, parts: &mut Vec<Part>, texts: &mut Vec<String>) {
     } else if first.starts_with("#cloud-boothook") {
         parts.push(Part::BootHook);
         texts.push(text);
+    } else if first.starts_with("[settings") {
+        parts.push(Part::BottlerocketSettings);
+        texts.push(text);
+    } else if first.starts_with("<powershell>") {
+        parts.push(Part::PowerShell);
+        texts.push(text);
     } else {
         parts.push(Part::ShellScript);
         texts.push(text);
@@ -306,7 +316,8 @@ fn cloud_config_text(text: &str) -> String {
         .flatten()
     {
         if let Some(content) = file.get("content").and_then(|c| c.as_str()) {
-            out.push(content.to_string());
+            let encoding = file.get("encoding").and_then(|e| e.as_str()).unwrap_or("");
+            out.push(file_content(content, encoding));
         }
     }
     for entry in doc
@@ -328,6 +339,35 @@ fn cloud_config_text(text: &str) -> String {
     out.join("\n")
 }
 
+/// A `write_files` content as written: cloud-init takes `b64`/`base64`, and `gz+b64` (or
+/// `gzip+base64`) for gzip under base64. Content that does not decode is scanned as it stands.
+fn file_content(content: &str, encoding: &str) -> String {
+    let encoding = encoding.to_ascii_lowercase();
+    let base64 = matches!(
+        encoding.as_str(),
+        "b64" | "base64" | "gz+b64" | "gzip+base64" | "gz+base64" | "gzip+b64"
+    );
+    if !base64 {
+        return content.to_string();
+    }
+    let compact: String = content
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
+    let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(compact.as_bytes()) else {
+        return content.to_string();
+    };
+    let bytes = if encoding.starts_with("gz") {
+        match inflate(&bytes) {
+            Ok(inflated) => inflated,
+            Err(_) => return content.to_string(),
+        }
+    } else {
+        bytes
+    };
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
 fn joined(value: &serde_json::Value) -> String {
     match value {
         serde_json::Value::String(s) => s.clone(),
@@ -336,33 +376,65 @@ fn joined(value: &serde_json::Value) -> String {
     }
 }
 
-/// The last `ECS_CLUSTER=` assignment that is not a comment (the agent reads its config file
-/// top to bottom, so a later line wins).
+/// The cluster the agent is told to join, the last setting winning (the agent reads its config
+/// file top to bottom): `ECS_CLUSTER=` (Amazon Linux), `cluster = "..."` under
+/// `[settings.ecs]` (Bottlerocket's TOML), `Initialize-ECSAgent -Cluster ...` (Windows).
+/// Comments are skipped.
 fn ecs_cluster(lines: &[String]) -> ClusterSetting {
     let mut setting = ClusterSetting::NotSet;
+    let mut section = String::new();
     for line in lines {
-        if line.trim_start().starts_with('#') {
+        let trimmed = line.trim();
+        if trimmed.starts_with('#') {
+            continue;
+        }
+        if trimmed.starts_with('[') && trimmed.ends_with(']') {
+            section = trimmed.to_string();
             continue;
         }
         let mut rest = line.as_str();
         while let Some(i) = rest.find("ECS_CLUSTER=") {
             let after = &rest[i.saturating_add("ECS_CLUSTER=".len())..];
-            let value: String = after
-                .trim_start_matches(['"', '\''])
-                .chars()
-                .take_while(|c| !c.is_whitespace() && !matches!(c, '"' | '\'' | '>' | ';' | '|'))
-                .collect();
-            setting = if value.contains('$') || value.contains('`') {
-                ClusterSetting::Unresolved(value)
-            } else if value.is_empty() {
-                ClusterSetting::NotSet
-            } else {
-                ClusterSetting::Named(value)
-            };
+            setting = cluster_value(after);
             rest = after;
+        }
+        if section == "[settings.ecs]" {
+            if let Some(value) = trimmed
+                .strip_prefix("cluster")
+                .map(str::trim_start)
+                .and_then(|v| v.strip_prefix('='))
+            {
+                setting = cluster_value(value.trim_start());
+            }
+        }
+        if trimmed.to_ascii_lowercase().contains("initialize-ecsagent") {
+            let tokens: Vec<&str> = trimmed.split_whitespace().collect();
+            if let Some(w) = tokens
+                .windows(2)
+                .find(|w| w[0].eq_ignore_ascii_case("-cluster"))
+            {
+                setting = cluster_value(w[1]);
+            }
         }
     }
     setting
+}
+
+/// A cluster value as written: quotes stripped, cut at the end of the word; one computed at
+/// boot (`$CLUSTER`, a backquote) is unresolved.
+fn cluster_value(text: &str) -> ClusterSetting {
+    let value: String = text
+        .trim_start_matches(['"', '\''])
+        .chars()
+        .take_while(|c| !c.is_whitespace() && !matches!(c, '"' | '\'' | '>' | ';' | '|'))
+        .collect();
+    if value.contains('$') || value.contains('`') {
+        ClusterSetting::Unresolved(value)
+    } else if value.is_empty() {
+        ClusterSetting::NotSet
+    } else {
+        ClusterSetting::Named(value)
+    }
 }
 
 const FS_TYPES: &[(&str, FileSystem)] = &[

@@ -339,6 +339,36 @@ fn userdata_cases() -> Vec<UserDataCase> {
             cause: None,
         },
         UserDataCase {
+            name: "Bottlerocket settings",
+            base64: encoded("userdata/bottlerocket.toml"),
+            gzip: false,
+            parts: vec![Part::BottlerocketSettings],
+            cluster: named("staging-web"),
+            mounts: vec![],
+            cause: Some((CauseCode::UserDataOtherCluster, "UserData joins cluster staging-web")),
+        },
+        UserDataCase {
+            name: "Windows PowerShell",
+            base64: encoded("userdata/windows.ps1"),
+            gzip: false,
+            parts: vec![Part::PowerShell],
+            cluster: named("prod-web"),
+            mounts: vec![],
+            cause: None,
+        },
+        UserDataCase {
+            name: "cloud-config writing the agent config base64-encoded",
+            base64: base64::engine::general_purpose::STANDARD.encode(format!(
+                "#cloud-config\nwrite_files:\n  - path: /etc/ecs/ecs.config\n    encoding: b64\n    content: {}\n",
+                base64::engine::general_purpose::STANDARD.encode("ECS_CLUSTER=batch-jobs\n")
+            )),
+            gzip: false,
+            parts: vec![Part::CloudConfig],
+            cluster: named("batch-jobs"),
+            mounts: vec![],
+            cause: Some((CauseCode::UserDataOtherCluster, "UserData joins cluster batch-jobs")),
+        },
+        UserDataCase {
             name: "only an #include",
             base64: base64::engine::general_purpose::STANDARD
                 .encode("#include\nhttps://config.example.com/bootstrap.sh\n"),
