@@ -398,14 +398,13 @@ fn ecs_cluster(lines: &[String]) -> ClusterSetting {
             setting = cluster_value(after);
             rest = after;
         }
-        if section == "[settings.ecs]" {
-            if let Some(value) = trimmed
+        if section == "[settings.ecs]"
+            && let Some(value) = trimmed
                 .strip_prefix("cluster")
                 .map(str::trim_start)
                 .and_then(|v| v.strip_prefix('='))
-            {
-                setting = cluster_value(value.trim_start());
-            }
+        {
+            setting = cluster_value(value.trim_start());
         }
         if trimmed.to_ascii_lowercase().contains("initialize-ecsagent") {
             let tokens: Vec<&str> = trimmed.split_whitespace().collect();
