@@ -594,6 +594,17 @@ fn the_seed_story_ends_its_reason_with_the_fsx_mount_line() {
         format!("ECS_CLUSTER=prod-web; mounts FSx for Lustre {FSX_TARGET} at /fsx")
     );
     assert!(finding.unread.is_empty(), "{:?}", finding.unread);
+    assert_eq!(
+        finding.root_phrase().as_deref(),
+        Some("FSx mount timed out")
+    );
+    assert_eq!(finding.evidence["rootCauses"], "bootMountFailed");
+    // The audit trail's form: typed, with the stable code.
+    let json = serde_json::to_value(&finding).unwrap();
+    assert_eq!(json["rootCauses"][0]["code"], "bootMountFailed");
+    assert_eq!(json["rootCauses"][0]["instanceId"], "i-bad1");
+    assert_eq!(json["rootCauses"][0]["fileSystem"], "fsxLustre");
+    assert_eq!(json["rootCauses"][0]["quote"][0], FSX_LINE);
 }
 
 #[test]
