@@ -1349,3 +1349,53 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn desired_capacity_that_never_launches_is_launch_failing_not_on_its_way() {
+    // Desired 3, two launched: "on its way" until the activities say the launches fail.
+    let mut snap = short_story("m5.large");
+    snap.auto_scaling_groups[0].desired_capacity = 3;
+    let bare = one(&snap, &Clues::default());
+    assert_eq!(bare.cause, Cause::CapacityOnItsWay { booting: vec![] });
+    let mut clues = Clues::default();
+    clues.activities.insert(
+        GROUP.into(),
+        Reading::Read {
+            value: vec![activity(
+                "Failed",
+                "We currently do not have sufficient m5.large capacity in the Availability Zone you requested (us-east-1a).",
+                ago(4),
+            )],
+        },
+    );
+    let finding = one(&snap, &clues);
+    assert_eq!(
+        finding.cause,
+        Cause::LaunchFailing {
+            failure: LaunchFailure::InsufficientCapacity
+        }
+    );
+    assert_eq!(
+        finding.root_phrase().as_deref(),
+        Some("no EC2 capacity in the AZ")
+    );
+    // An instance still booting: capacity may yet arrive, the cause stays.
+    let mut booting = snap.clone();
+    booting.auto_scaling_groups[0]
+        .instances
+        .push(ecs_reconciler::domain::GroupInstance {
+            instance_id: "i-three".into(),
+            lifecycle_state: "Pending".into(),
+            health_status: "Healthy".into(),
+            launch_template_version: Some(1),
+            launched_at: Some(ago(1)),
+            instance_type: Some("m5.large".into()),
+        });
+    let finding = one(&booting, &clues);
+    assert!(
+        matches!(finding.cause, Cause::CapacityOnItsWay { .. }),
+        "{:?}",
+        finding.cause
+    );
+    assert_eq!(finding.root_causes[0].code(), CauseCode::LaunchFailed);
+}
