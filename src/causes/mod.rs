@@ -3,7 +3,16 @@
 //! types) are fetched by the controller through the `Cloud` trait, only for what
 //! [`inquiries`] asks for; everything that turns them into causes is pure.
 //!
-//! Every cause has a stable code ([`CauseCode`]), documented in `docs/causes.md`.
+//! Every cause has a stable code ([`CauseCode`]), documented in `docs/causes.md`; the design is
+//! in docs/design.md §6.
+//!
+//! - [`boot`]: a boot output (GetConsoleOutput) → the failing lines;
+//! - [`userdata`]: a version's UserData → the cluster it joins, what it mounts;
+//! - [`activities`]: scaling activities → whether launches fail, and why;
+//! - [`fit`]: task size against instance type sizes;
+//! - [`messages`]: ECS's service events and stop reasons;
+//! - [`explain`]: the readings in [`Clues`] → root causes, evidence, what was not read;
+//! - [`inquiries`]: which reads the findings need.
 
 // Counts, capacities, durations and budgets: checked or saturating arithmetic only.
 #![warn(clippy::arithmetic_side_effects)]
@@ -25,7 +34,7 @@ use serde::Serialize;
 use crate::cloud::ErrorCategory;
 use crate::domain::{InstanceTypeSize, LaunchTemplateVersion, ScalingActivity};
 
-/// The cluster's quota of tasks in PROVISIONING (docs/design.md §2).
+/// The cluster's quota of tasks in PROVISIONING (docs/design.md §6).
 pub const PROVISIONING_QUOTA: usize = 500;
 
 /// The stable code of every cause the controller can name: the capacity chain's causes and
