@@ -31,7 +31,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::cloud::ErrorCategory;
+use crate::cloud::{CloudError, ErrorCategory};
+use crate::domain::ClusterSnapshot;
 use crate::domain::{InstanceTypeSize, LaunchTemplateVersion, ScalingActivity};
 
 /// The cluster's quota of tasks in PROVISIONING (docs/design.md §6).
@@ -370,6 +371,18 @@ pub enum Reading<T> {
 }
 
 impl<T> Reading<T> {
+    /// A call's outcome as a reading: its value, or the operation and category it failed
+    /// with.
+    pub fn from_result(result: Result<T, CloudError>) -> Self {
+        match result {
+            Ok(value) => Reading::Read { value },
+            Err(e) => Reading::Unreadable {
+                operation: e.operation,
+                category: e.category,
+            },
+        }
+    }
+
     /// Whether asking again could tell more: not yet available, skipped, or failed in a way a
     /// later attempt may not (throttled, transient).
     pub fn worth_asking_again(&self) -> bool {
@@ -395,6 +408,67 @@ pub struct Clues {
     pub activities: BTreeMap<String, Reading<Vec<ScalingActivity>>>,
     /// By instance type.
     pub instance_types: BTreeMap<String, Reading<InstanceTypeSize>>,
+}
+
+impl Clues {
+    /// Records a GetConsoleOutput outcome: the output read into a report, `NotYet` when EC2
+    /// has none yet, or why it could not be read.
+    pub fn record_boot_output(
+        &mut self,
+        instance_id: &str,
+        result: Result<Option<Vec<u8>>, CloudError>,
+    ) {
+        let reading = match result {
+            Ok(Some(bytes)) => Reading::Read {
+                value: boot::read(&bytes),
+            },
+            Ok(None) => Reading::NotYet,
+            Err(e) => Reading::from_result(Err(e)),
+        };
+        self.boot.insert(instance_id.to_string(), reading);
+    }
+
+    /// Forgets what no longer matters, so the cache stays the size of the trouble: boot
+    /// outputs of instances no group of the cluster has any more, versions no instance of the
+    /// cluster's groups was launched from (nor any group launches from), and the scaling
+    /// activities, which are read afresh every pass. Instance types are kept: they do not
+    /// change.
+    pub fn prune(&mut self, snapshot: &ClusterSnapshot) {
+        let groups = &snapshot.auto_scaling_groups;
+        self.boot.retain(|id, _| {
+            groups
+                .iter()
+                .any(|g| g.instances.iter().any(|i| &i.instance_id == id))
+        });
+        self.versions.retain(|(template, version), _| {
+            groups.iter().any(|g| {
+                let launches = matches!(
+                    &g.launch,
+                    crate::domain::GroupLaunch::LaunchTemplate {
+                        template_id,
+                        resolved_version: Some(v),
+                        ..
+                    } if template_id == template && v == version
+                );
+                let launched = g
+                    .instances
+                    .iter()
+                    .any(|i| i.launch_template_version == Some(*version))
+                    && template_of(g) == Some(template.as_str());
+                launches || launched
+            })
+        });
+        self.activities.clear();
+    }
+}
+
+/// The launch template a group launches from, if any.
+fn template_of(group: &crate::domain::AutoScalingGroup) -> Option<&str> {
+    match &group.launch {
+        crate::domain::GroupLaunch::LaunchTemplate { template_id, .. } => Some(template_id),
+        crate::domain::GroupLaunch::MixedInstancesPolicy { template_id } => template_id.as_deref(),
+        crate::domain::GroupLaunch::LaunchConfiguration { .. } => None,
+    }
 }
 
 /// A read diagnosis asks the controller to make.

@@ -1399,3 +1399,49 @@ fn desired_capacity_that_never_launches_is_launch_failing_not_on_its_way() {
     );
     assert_eq!(finding.root_causes[0].code(), CauseCode::LaunchFailed);
 }
+
+#[test]
+fn clues_record_console_outcomes_and_forget_what_is_gone() {
+    use ecs_reconciler::cloud::CloudError;
+    let mut clues = Clues::default();
+    clues.record_boot_output("i-bad1", Ok(Some(fixture("boot/fsx_lustre_timeout.txt"))));
+    clues.record_boot_output("i-bad2", Ok(None));
+    clues.record_boot_output(
+        "i-gone",
+        Err(CloudError::new(
+            ErrorCategory::Denied,
+            "GetConsoleOutput",
+            "not authorized",
+        )),
+    );
+    assert!(matches!(&clues.boot["i-bad1"], Reading::Read { value } if value.quote[0] == FSX_LINE));
+    assert_eq!(clues.boot["i-bad2"], Reading::NotYet);
+    assert_eq!(
+        clues.boot["i-gone"],
+        Reading::Unreadable {
+            operation: "GetConsoleOutput".into(),
+            category: ErrorCategory::Denied
+        }
+    );
+    clues
+        .versions
+        .insert((TEMPLATE.into(), 2), version(None, None));
+    clues
+        .versions
+        .insert((TEMPLATE.into(), 7), version(None, None));
+    clues
+        .activities
+        .insert(GROUP.into(), Reading::Read { value: vec![] });
+    clues.instance_types.insert("m5.large".into(), m5_large());
+    clues.prune(&seed_story());
+    let kept: Vec<&str> = clues.boot.keys().map(String::as_str).collect();
+    assert_eq!(kept, vec!["i-bad1", "i-bad2"]);
+    let versions: Vec<u32> = clues.versions.keys().map(|(_, v)| *v).collect();
+    assert_eq!(
+        versions,
+        vec![2],
+        "version 7 is neither launched from nor configured"
+    );
+    assert!(clues.activities.is_empty());
+    assert_eq!(clues.instance_types.len(), 1);
+}
