@@ -13,6 +13,12 @@
 //!    its ceiling (min of MaxSize and the policy's `maxDesired`);
 //! 5. capacity is exhausted: the same, at the ceiling;
 //! 6. unknown: the task-level rules apply.
+//!
+//! Then the root-cause readings the controller made for it ([`Clues`]: boot output, UserData,
+//! scaling activities, instance types) explain the cause (docs/causes.md). They may refine a
+//! capacity cause (launches failing, no instance type fits the tasks, the PROVISIONING quota),
+//! never a registration one: whether a version is broken is decided by the registration
+//! evidence alone, so a reading that failed never blocks a cordon.
 
 // Counts, capacities, durations and budgets: checked or saturating arithmetic only.
 #![warn(clippy::arithmetic_side_effects)]
@@ -23,10 +29,11 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::tags;
-use crate::causes::{CauseCode, Clues, LaunchFailure, RootCause};
+use crate::causes::{CauseCode, Clues, LaunchFailure, RootCause, explain};
 use crate::diagnose::{Condition, Diagnosis, Evidence, short};
 use crate::domain::{
-    AutoScalingGroup, CapacityProvider, ClusterSnapshot, DesiredStatus, GroupLaunch, TaskStatus,
+    AutoScalingGroup, CapacityProvider, ClusterSnapshot, DesiredStatus, GroupLaunch, Task,
+    TaskStatus,
 };
 use crate::policy::{CordonLaunchTemplate, Policy, PolicySet};
 
@@ -125,9 +132,30 @@ pub struct CapacityFinding {
     /// The root-cause readings that could not be made, e.g. "GetConsoleOutput i-0abc:
     /// denied". The rest of the diagnosis stands without them.
     pub unread: Vec<String>,
+    /// The group's instances past the registration timeout that never registered, by launch
+    /// template version, oldest first: what the root-cause reads look into.
+    pub never_registered: Vec<Unregistered>,
     /// One line.
     pub reason: String,
     pub evidence: Evidence,
+}
+
+impl CapacityFinding {
+    /// The most telling root cause's short phrase, for the `plan` table ("FSx mount timed
+    /// out"); `None` when nothing was found behind the cause.
+    pub fn root_phrase(&self) -> Option<String> {
+        self.root_causes.first().map(RootCause::phrase)
+    }
+}
+
+/// Instances of one launch template version that never registered, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Unregistered {
+    /// The launch template, when the group launches from one.
+    pub template_id: Option<String>,
+    pub version: Option<u32>,
+    pub instances: Vec<String>,
 }
 
 /// Diagnoses the capacity chain behind every task stuck in PROVISIONING.
@@ -135,7 +163,7 @@ pub fn diagnose_capacity(
     snapshot: &ClusterSnapshot,
     diagnosis: &Diagnosis,
     policies: &PolicySet,
-    _clues: &Clues,
+    clues: &Clues,
 ) -> Vec<CapacityFinding> {
     let order: HashMap<&str, usize> = policies
         .policies
@@ -185,7 +213,7 @@ pub fn diagnose_capacity(
             .auto_scaling_groups
             .iter()
             .find(|g| &g.arn == group_arn || group_arn.ends_with(&format!("/{}", g.name)));
-        let (cause, reason, evidence) = match group {
+        let (cause, reason, evidence, never_registered) = match group {
             None => (
                 Cause::GroupMissing,
                 format!(
@@ -194,10 +222,11 @@ pub fn diagnose_capacity(
                     waiting_tasks.len()
                 ),
                 Evidence::from([("autoScalingGroupArn".to_string(), group_arn.clone())]),
+                Vec::new(),
             ),
             Some(group) => judge_group(snapshot, provider, group, policy, waiting_tasks.len()),
         };
-        out.push(CapacityFinding {
+        let mut finding = CapacityFinding {
             cluster: snapshot.cluster_name.clone(),
             capacity_provider: provider_name.to_string(),
             group: group.map(|g| g.name.clone()),
@@ -207,11 +236,155 @@ pub fn diagnose_capacity(
             cause,
             root_causes: Vec::new(),
             unread: Vec::new(),
+            never_registered,
             reason,
             evidence,
-        });
+        };
+        if let Some(group) = group {
+            explain_finding(snapshot, group, &mut finding, clues);
+        }
+        out.push(finding);
     }
     out
+}
+
+/// Attaches what the readings show to the finding, refines a capacity cause they prove, and
+/// ends the reason with the most telling root cause.
+fn explain_finding(
+    snapshot: &ClusterSnapshot,
+    group: &AutoScalingGroup,
+    finding: &mut CapacityFinding,
+    clues: &Clues,
+) {
+    let mut found = explain::Explanation::default();
+    // The broken version first: its root cause is the one the reason names.
+    let mut versions: Vec<&Unregistered> = finding.never_registered.iter().collect();
+    if let Cause::BrokenLaunchTemplateVersion { version, .. } = &finding.cause {
+        versions.sort_by_key(|u| u.version != Some(*version));
+    }
+    for unregistered in versions {
+        // A launch configuration has no version to read, but its instances' boot output still
+        // tells why they never registered.
+        if let (Some(template_id), Some(version)) =
+            (&unregistered.template_id, unregistered.version)
+        {
+            found.absorb(explain::version(snapshot, template_id, version, clues));
+        }
+        found.absorb(explain::boot_outputs(&unregistered.instances, clues));
+    }
+    if matches!(
+        finding.cause,
+        Cause::CapacityShort { .. }
+            | Cause::CapacityExhausted { .. }
+            | Cause::CapacityOnItsWay { .. }
+            | Cause::Unknown
+    ) {
+        let waiting: Vec<&Task> = finding
+            .waiting_tasks
+            .iter()
+            .filter_map(|arn| snapshot.tasks.iter().find(|t| &t.arn == arn))
+            .collect();
+        let capacity = explain::capacity(snapshot, group, &waiting, clues);
+        if let Some((cause, reason)) = refine(finding, group, &capacity, waiting.len()) {
+            finding.cause = cause;
+            finding.reason = reason;
+        }
+        found.absorb(capacity.explanation);
+    }
+    let explain::Explanation {
+        mut root_causes,
+        unread,
+        evidence,
+    } = found;
+    // Most telling first; a cause the readings changed puts its own root cause first.
+    root_causes.sort_by_key(|r| (r.code() != finding.cause.code(), r.rank()));
+    root_causes.dedup();
+    if let Some(first) = root_causes.first() {
+        finding.reason = format!("{}; why: {}", finding.reason, first.why());
+        finding.evidence.insert(
+            "rootCauses".into(),
+            root_causes
+                .iter()
+                .map(|r| r.code().as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+    }
+    for (key, value) in evidence {
+        finding.evidence.insert(key, value);
+    }
+    if !unread.is_empty() {
+        finding.evidence.insert("unread".into(), unread.join("; "));
+    }
+    finding.root_causes = root_causes;
+    finding.unread = unread;
+}
+
+/// The capacity cause the readings prove instead, with its reason: tasks no instance type
+/// fits (a new instance would not fit them either), launches that fail (a nudge would launch
+/// nothing), or the PROVISIONING quota. Instances still booting keep "on its way" unless no
+/// instance could fit the tasks.
+fn refine(
+    finding: &CapacityFinding,
+    group: &AutoScalingGroup,
+    capacity: &explain::CapacityExplanation,
+    waiting: usize,
+) -> Option<(Cause, String)> {
+    let booting =
+        matches!(&finding.cause, Cause::CapacityOnItsWay { booting } if !booting.is_empty());
+    let misfit_type = capacity
+        .explanation
+        .root_causes
+        .iter()
+        .find_map(|r| match r {
+            RootCause::NoInstanceFits { instance_type, .. } => Some(instance_type.clone()),
+            _ => None,
+        });
+    if let Some(instance_type) = misfit_type.filter(|_| waiting > 0 && capacity.misfits == waiting)
+        && !matches!(finding.cause, Cause::Unknown)
+    {
+        let reason = format!(
+            "no instance fits: all {waiting} tasks waiting on {} are larger than every \
+                 instance type group {} launches (largest {instance_type}); a new instance \
+                 would not fit them either",
+            finding.capacity_provider, group.name
+        );
+        return Some((Cause::NoInstanceFits { instance_type }, reason));
+    }
+    if let Some(failure) = capacity.launches_fail
+        && (matches!(finding.cause, Cause::CapacityShort { .. })
+            || (matches!(finding.cause, Cause::CapacityOnItsWay { .. }) && !booting))
+    {
+        let reason = format!(
+            "launches failing: {waiting} tasks wait on {}; group {}'s most recent launch \
+                 failed, so a nudge would launch nothing",
+            finding.capacity_provider, group.name
+        );
+        return Some((Cause::LaunchFailing { failure }, reason));
+    }
+    if capacity.quota_reached
+        && matches!(
+            finding.cause,
+            Cause::CapacityExhausted { .. } | Cause::Unknown
+        )
+    {
+        let provisioning = capacity
+            .explanation
+            .root_causes
+            .iter()
+            .find_map(|r| match r {
+                RootCause::ProvisioningQuota { provisioning } => Some(*provisioning),
+                _ => None,
+            })
+            .unwrap_or(0);
+        let reason = format!(
+            "provisioning quota: {provisioning} tasks of cluster {} are in PROVISIONING; ECS \
+             places no more until some leave it",
+            finding.cluster
+        );
+        return Some((Cause::ProvisioningQuota { provisioning }, reason));
+    }
+    None
 }
 
 /// How one instance of the group stands with the cluster.
@@ -231,7 +404,7 @@ fn judge_group(
     group: &AutoScalingGroup,
     policy: &Policy,
     waiting: usize,
-) -> (Cause, String, Evidence) {
+) -> (Cause, String, Evidence, Vec<Unregistered>) {
     let rules = policy
         .remediate
         .cordon_launch_template
@@ -284,6 +457,7 @@ fn judge_group(
             Registration::Working => {}
         }
     }
+    let never_registered = unregistered(group, &by_version);
     for (version, [working, failed, booting]) in &by_version {
         evidence.insert(
             format!(
@@ -354,6 +528,7 @@ fn judge_group(
                 },
                 reason,
                 evidence,
+                never_registered,
             );
         }
     } else if !failed_all.is_empty() {
@@ -373,6 +548,7 @@ fn judge_group(
             },
             reason,
             evidence,
+            never_registered,
         );
     }
 
@@ -397,6 +573,7 @@ fn judge_group(
             },
             reason,
             evidence,
+            never_registered,
         );
     }
     if !failed_all.is_empty() {
@@ -406,7 +583,7 @@ fn judge_group(
             failed_all.len(),
             group.name
         );
-        return (Cause::Unknown, reason, evidence);
+        return (Cause::Unknown, reason, evidence, never_registered);
     }
     let ceiling = policy
         .remediate
@@ -426,6 +603,7 @@ fn judge_group(
             },
             reason,
             evidence,
+            never_registered,
         )
     } else {
         let reason = format!(
@@ -441,6 +619,39 @@ fn judge_group(
             },
             reason,
             evidence,
+            never_registered,
         )
     }
+}
+
+/// The failed instances of each version, oldest first.
+fn unregistered(
+    group: &AutoScalingGroup,
+    by_version: &BTreeMap<Option<u32>, [Vec<String>; 3]>,
+) -> Vec<Unregistered> {
+    let template_id = match &group.launch {
+        GroupLaunch::LaunchTemplate { template_id, .. } => Some(template_id.clone()),
+        GroupLaunch::MixedInstancesPolicy { template_id } => template_id.clone(),
+        GroupLaunch::LaunchConfiguration { .. } => None,
+    };
+    by_version
+        .iter()
+        .filter(|(_, [_, failed, _])| !failed.is_empty())
+        .map(|(version, [_, failed, _])| {
+            let mut instances = failed.clone();
+            instances.sort_by_key(|id| {
+                let launched = group
+                    .instances
+                    .iter()
+                    .find(|i| &i.instance_id == id)
+                    .and_then(|i| i.launched_at);
+                (launched, id.clone())
+            });
+            Unregistered {
+                template_id: template_id.clone(),
+                version: *version,
+                instances,
+            }
+        })
+        .collect()
 }

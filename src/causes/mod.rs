@@ -3,21 +3,40 @@
 //! types) are fetched by the controller through the `Cloud` trait, only for what
 //! [`inquiries`] asks for; everything that turns them into causes is pure.
 //!
-//! Every cause has a stable code ([`CauseCode`]), documented in `docs/causes.md`.
+//! Every cause has a stable code ([`CauseCode`]), documented in `docs/causes.md`; the design is
+//! in docs/design.md §6.
+//!
+//! - [`boot`]: a boot output (GetConsoleOutput) → the failing lines;
+//! - [`userdata`]: a version's UserData → the cluster it joins, what it mounts;
+//! - [`activities`]: scaling activities → whether launches fail, and why;
+//! - [`fit`]: task size against instance type sizes;
+//! - [`messages`]: ECS's service events and stop reasons;
+//! - [`explain`]: the readings in [`Clues`] → root causes, evidence, what was not read;
+//! - [`inquiries`]: which reads the findings need.
 
 // Counts, capacities, durations and budgets: checked or saturating arithmetic only.
 #![warn(clippy::arithmetic_side_effects)]
 
+pub mod activities;
 pub mod boot;
+pub mod explain;
+pub mod fit;
+mod inquiry;
+pub mod messages;
 pub mod userdata;
+
+pub use inquiry::{BOOT_READS_PER_VERSION, inquiries};
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::capacity::CapacityFinding;
-use crate::cloud::ErrorCategory;
-use crate::domain::{ClusterSnapshot, InstanceTypeSize, LaunchTemplateVersion, ScalingActivity};
+use crate::cloud::{CloudError, ErrorCategory};
+use crate::domain::ClusterSnapshot;
+use crate::domain::{InstanceTypeSize, LaunchTemplateVersion, ScalingActivity};
+
+/// The cluster's quota of tasks in PROVISIONING (docs/design.md §6).
+pub const PROVISIONING_QUOTA: usize = 500;
 
 /// The stable code of every cause the controller can name: the capacity chain's causes and
 /// the root causes behind them. Codes never change once released; `docs/causes.md` has an
@@ -100,6 +119,26 @@ pub enum FileSystem {
     Smb,
     /// A mount whose kind the text does not say.
     Other,
+}
+
+impl FileSystem {
+    /// The name people use for it.
+    pub fn label(self) -> &'static str {
+        match self {
+            FileSystem::FsxLustre => "FSx for Lustre",
+            FileSystem::Efs => "EFS",
+            FileSystem::Nfs => "NFS",
+            FileSystem::Smb => "SMB",
+            FileSystem::Other => "file system",
+        }
+    }
+
+    fn short_label(self) -> &'static str {
+        match self {
+            FileSystem::FsxLustre => "FSx",
+            other => other.label(),
+        }
+    }
 }
 
 /// What a failed launch in the scaling activities says.
@@ -193,7 +232,105 @@ impl RootCause {
 
     /// A short phrase for the `plan` table, e.g. "FSx mount timed out".
     pub fn phrase(&self) -> String {
-        self.code().as_str().to_string()
+        match self {
+            RootCause::BootMountFailed {
+                file_system, quote, ..
+            } => {
+                let how = if says_timed_out(quote) {
+                    "timed out"
+                } else {
+                    "failed"
+                };
+                format!("{} mount {how}", file_system.short_label())
+            }
+            RootCause::BootScriptFailed { .. } => "UserData script failed".into(),
+            RootCause::BootAgentFailed { quote, .. } => {
+                if says_timed_out(quote) {
+                    "ECS agent cannot reach ECS".into()
+                } else {
+                    "ECS agent failed".into()
+                }
+            }
+            RootCause::UserDataOtherCluster { cluster, .. } => {
+                format!("UserData joins cluster {cluster}")
+            }
+            RootCause::UserDataDefaultCluster { .. } => "UserData joins cluster default".into(),
+            RootCause::NoInstanceProfile { .. } => "no instance profile".into(),
+            RootCause::LaunchFailed { failure, .. } => match failure {
+                LaunchFailure::VcpuLimit => "vCPU limit reached".into(),
+                LaunchFailure::InsufficientCapacity => "no EC2 capacity in the AZ".into(),
+                LaunchFailure::InvalidImage => "invalid AMI".into(),
+                LaunchFailure::Other => "instance launches fail".into(),
+            },
+            RootCause::NoInstanceFits { instance_type, .. } => {
+                format!("task larger than {instance_type}")
+            }
+            RootCause::ProvisioningQuota { .. } => "PROVISIONING quota reached".into(),
+        }
+    }
+
+    /// One sentence for a finding's reason: what was seen and where.
+    pub fn why(&self) -> String {
+        match self {
+            RootCause::BootMountFailed {
+                instance_id, quote, ..
+            }
+            | RootCause::BootScriptFailed { instance_id, quote }
+            | RootCause::BootAgentFailed { instance_id, quote } => match quote.first() {
+                Some(line) => format!("{instance_id}: {line}"),
+                None => format!("{instance_id}: {}", self.phrase()),
+            },
+            RootCause::UserDataOtherCluster {
+                version, cluster, ..
+            } => format!(
+                "version {version}'s UserData sets ECS_CLUSTER={cluster}: its instances join \
+                 cluster {cluster}"
+            ),
+            RootCause::UserDataDefaultCluster { version, .. } => format!(
+                "version {version}'s UserData sets no ECS_CLUSTER: its instances join the \
+                 default cluster"
+            ),
+            RootCause::NoInstanceProfile { version, .. } => format!(
+                "version {version} names no instance profile: the ECS agent cannot register \
+                 without one"
+            ),
+            RootCause::LaunchFailed { group, message, .. } => {
+                format!("group {group}'s launches fail: {message}")
+            }
+            RootCause::NoInstanceFits {
+                instance_type,
+                instance_vcpus,
+                instance_memory_mib,
+                task_cpu,
+                task_memory,
+            } => format!(
+                "a waiting task needs {} CPU units and {} MiB; the largest instance type, \
+                 {instance_type}, has {} CPU units and {instance_memory_mib} MiB",
+                task_cpu.map_or("?".to_string(), |c| c.to_string()),
+                task_memory.map_or("?".to_string(), |m| m.to_string()),
+                instance_vcpus.saturating_mul(1024)
+            ),
+            RootCause::ProvisioningQuota { provisioning } => format!(
+                "{provisioning} tasks are in PROVISIONING: the cluster's quota is \
+                 {PROVISIONING_QUOTA}, or ECS refused tasks for reaching it"
+            ),
+        }
+    }
+
+    /// Most telling first: what the boot output shows failing, then what the launch template
+    /// version gets wrong, then the capacity facts.
+    pub fn rank(&self) -> u8 {
+        match self {
+            RootCause::BootMountFailed { .. } => 0,
+            RootCause::UserDataOtherCluster { .. } => 1,
+            RootCause::NoInstanceProfile { .. } => 2,
+            RootCause::BootAgentFailed { .. } => 3,
+            RootCause::UserDataDefaultCluster { .. } => 4,
+            RootCause::BootScriptFailed { .. } => 5,
+            RootCause::LaunchFailed { .. } => 6,
+            RootCause::NoInstanceFits { .. } => 7,
+            RootCause::ProvisioningQuota { .. } => 8,
+        }
     }
 
     /// The lines of boot output quoted as evidence, if any.
@@ -205,6 +342,14 @@ impl RootCause {
             _ => &[],
         }
     }
+}
+
+/// Whether quoted boot lines say the failure was a timeout.
+fn says_timed_out(quote: &[String]) -> bool {
+    quote.iter().any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.contains("timed out") || l.contains("i/o timeout") || l.contains("timeout")
+    })
 }
 
 /// One reading of a root-cause source, or why there is none.
@@ -225,6 +370,30 @@ pub enum Reading<T> {
     Skipped,
 }
 
+impl<T> Reading<T> {
+    /// A call's outcome as a reading: its value, or the operation and category it failed
+    /// with.
+    pub fn from_result(result: Result<T, CloudError>) -> Self {
+        match result {
+            Ok(value) => Reading::Read { value },
+            Err(e) => Reading::Unreadable {
+                operation: e.operation,
+                category: e.category,
+            },
+        }
+    }
+
+    /// Whether asking again could tell more: not yet available, skipped, or failed in a way a
+    /// later attempt may not (throttled, transient).
+    pub fn worth_asking_again(&self) -> bool {
+        match self {
+            Reading::Read { .. } => false,
+            Reading::NotYet | Reading::Skipped => true,
+            Reading::Unreadable { category, .. } => category.is_retryable(),
+        }
+    }
+}
+
 /// What has been read of the root-cause sources of one cluster, by subject. The controller
 /// keeps it between passes (a stuck instance's boot output does not change) and passes it to
 /// diagnosis.
@@ -241,6 +410,67 @@ pub struct Clues {
     pub instance_types: BTreeMap<String, Reading<InstanceTypeSize>>,
 }
 
+impl Clues {
+    /// Records a GetConsoleOutput outcome: the output read into a report, `NotYet` when EC2
+    /// has none yet, or why it could not be read.
+    pub fn record_boot_output(
+        &mut self,
+        instance_id: &str,
+        result: Result<Option<Vec<u8>>, CloudError>,
+    ) {
+        let reading = match result {
+            Ok(Some(bytes)) => Reading::Read {
+                value: boot::read(&bytes),
+            },
+            Ok(None) => Reading::NotYet,
+            Err(e) => Reading::from_result(Err(e)),
+        };
+        self.boot.insert(instance_id.to_string(), reading);
+    }
+
+    /// Forgets what no longer matters, so the cache stays the size of the trouble: boot
+    /// outputs of instances no group of the cluster has any more, versions no instance of the
+    /// cluster's groups was launched from (nor any group launches from), and the scaling
+    /// activities, which are read afresh every pass. Instance types are kept: they do not
+    /// change.
+    pub fn prune(&mut self, snapshot: &ClusterSnapshot) {
+        let groups = &snapshot.auto_scaling_groups;
+        self.boot.retain(|id, _| {
+            groups
+                .iter()
+                .any(|g| g.instances.iter().any(|i| &i.instance_id == id))
+        });
+        self.versions.retain(|(template, version), _| {
+            groups.iter().any(|g| {
+                let launches = matches!(
+                    &g.launch,
+                    crate::domain::GroupLaunch::LaunchTemplate {
+                        template_id,
+                        resolved_version: Some(v),
+                        ..
+                    } if template_id == template && v == version
+                );
+                let launched = g
+                    .instances
+                    .iter()
+                    .any(|i| i.launch_template_version == Some(*version))
+                    && template_of(g) == Some(template.as_str());
+                launches || launched
+            })
+        });
+        self.activities.clear();
+    }
+}
+
+/// The launch template a group launches from, if any.
+fn template_of(group: &crate::domain::AutoScalingGroup) -> Option<&str> {
+    match &group.launch {
+        crate::domain::GroupLaunch::LaunchTemplate { template_id, .. } => Some(template_id),
+        crate::domain::GroupLaunch::MixedInstancesPolicy { template_id } => template_id.as_deref(),
+        crate::domain::GroupLaunch::LaunchConfiguration { .. } => None,
+    }
+}
+
 /// A read diagnosis asks the controller to make.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "camelCase", tag = "read")]
@@ -249,14 +479,4 @@ pub enum Inquiry {
     LaunchTemplateVersion { template_id: String, version: u32 },
     ScalingActivities { group: String },
     InstanceType { instance_type: String },
-}
-
-/// The reads that would explain the capacity findings and are not in `clues` yet. Never asks
-/// anything for a healthy version or a group with no waiting task.
-pub fn inquiries(
-    _snapshot: &ClusterSnapshot,
-    _findings: &[CapacityFinding],
-    _clues: &Clues,
-) -> Vec<Inquiry> {
-    Vec::new()
 }

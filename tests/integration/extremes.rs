@@ -721,6 +721,7 @@ proptest! {
             cause: Cause::CapacityShort { desired: group.desired_capacity, ceiling },
             root_causes: Vec::new(),
             unread: Vec::new(),
+            never_registered: Vec::new(),
             reason: "capacity short".into(),
             evidence: Default::default(),
         };

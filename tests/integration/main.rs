@@ -8,6 +8,7 @@ mod aws_capacity;
 mod aws_causes;
 mod budget;
 mod capacity_plan;
+mod causes;
 mod cli;
 mod cli_output;
 mod config;
