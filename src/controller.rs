@@ -33,10 +33,11 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 use crate::audit::{AuditRecord, AuditSink, Outcome, mode_name};
 use crate::causes::Clues;
 use crate::cloud::{Cloud, CloudError, ErrorCategory};
+use crate::decision::{Action, HeldAction, PlannedAction};
 use crate::diagnose::{Sightings, diagnose};
 use crate::domain::{ClusterSnapshot, Tags};
-use crate::history::{BUDGET_WINDOW, History, PastAction};
-use crate::plan::{Action, HeldAction, Plan, PlannedAction, condition_key, plan};
+use crate::history::{BUDGET_WINDOW, History, PastAction, cordon_key, nudge_key};
+use crate::plan::{Plan, plan};
 use crate::policy::{PolicyMode, PolicySet};
 use crate::supervise::panic_message;
 
@@ -437,9 +438,10 @@ impl<C: Cloud> Controller<C> {
         let ledger_entry = || PastAction {
             at: snapshot.observed_at,
             policy: planned.policy.clone(),
+            kind: planned.action.kind(),
             service: planned.service.clone(),
-            task_arn: planned.action.target().to_string(),
-            condition: condition_key(&planned.reason).to_string(),
+            target: planned.action.target().to_string(),
+            condition: planned.condition,
         };
         match &planned.action {
             Action::StopServiceTask {
@@ -479,22 +481,49 @@ impl<C: Cloud> Controller<C> {
             }
             Action::CordonLaunchTemplate {
                 group,
+                group_arn,
                 template_id,
                 version,
                 tag,
                 pin_to,
                 terminate,
+            } => {
+                let result = self
+                    .cordon(group, template_id, *version, tag, *pin_to, terminate)
+                    .await;
+                // Counted once the tag is written; the tag itself counts after a restart.
+                if tag.is_some() && !matches!(result.0, Outcome::Failed(_)) {
+                    let key = cordon_key(group_arn, template_id, *version);
+                    self.remember(
+                        cluster,
+                        PastAction {
+                            target: key,
+                            ..ledger_entry()
+                        },
+                    );
+                }
+                result
+            }
+            Action::NudgeCapacity {
+                group,
+                group_arn,
+                to,
+                tag,
                 ..
             } => {
-                self.cordon(group, template_id, *version, tag, *pin_to, terminate)
-                    .await
-            }
-            Action::NudgeCapacity { group, to, tag, .. } => {
                 if let Some((k, v)) = tag {
                     let tags = Tags::from([(k.clone(), v.clone())]);
                     if let Err(e) = self.cloud.tag_group(group, &tags).await {
                         return failed(e, Some("nothing changed"));
                     }
+                    let key = nudge_key(group_arn, snapshot.observed_at);
+                    self.remember(
+                        cluster,
+                        PastAction {
+                            target: key,
+                            ..ledger_entry()
+                        },
+                    );
                 }
                 match self.cloud.set_desired_capacity(group, *to).await {
                     Ok(()) => (Outcome::Done, Some(format!("desired capacity {to}"))),
@@ -602,7 +631,7 @@ impl<C: Cloud> Controller<C> {
                 cluster: held.cluster.clone(),
                 service: held.service.clone(),
                 reason: held.reason.clone(),
-                evidence: held.evidence.clone(),
+                evidence: Arc::clone(&held.evidence),
                 outcome: Outcome::Skipped(held.hold.name()),
                 attempt: None,
                 detail: Some(held.hold.detail()),
@@ -857,7 +886,7 @@ fn action_record(
         cluster: planned.cluster.clone(),
         service: planned.service.clone(),
         reason: planned.reason.clone(),
-        evidence: planned.evidence.clone(),
+        evidence: Arc::clone(&planned.evidence),
         outcome,
         attempt,
         detail,

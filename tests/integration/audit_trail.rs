@@ -525,7 +525,7 @@ async fn a_stop_whose_outcome_is_lost_is_not_repeated() {
     let sim = lost_outcome_is_logged_and_not_repeated("stuck-provisioning", "stopTask").await;
     // Two stuck tasks, each stopped exactly once over the eleven passes.
     assert_eq!(sim.call_count("StopTask"), 2);
-    assert_eq!(sim.tasks_stopped_with("ecs-reconciler:").len(), 2);
+    assert_eq!(sim.tasks_stopped_with("ecs-reconciler[").len(), 2);
 }
 
 // --- whole records -------------------------------------------------------------------------

@@ -4,10 +4,11 @@
 use ecs_reconciler::capacity::Cause;
 use ecs_reconciler::capacity::tags::{cordon_tag, cordons, last_nudge, nudge_tag};
 use ecs_reconciler::causes::Clues;
+use ecs_reconciler::decision::{Action, ActionKind};
 use ecs_reconciler::diagnose::{Sightings, diagnose};
 use ecs_reconciler::domain::{ClusterSnapshot, GroupLaunch};
 use ecs_reconciler::history::History;
-use ecs_reconciler::plan::{Action, Plan, plan};
+use ecs_reconciler::plan::{Plan, plan};
 use ecs_reconciler::policy::PolicySet;
 
 use crate::support::fixtures::*;
@@ -420,7 +421,7 @@ fn cordoning_needs_the_policy_and_a_complete_picture() {
     assert!(
         plan.held
             .iter()
-            .any(|h| h.action == "cordonLaunchTemplate" && h.hold.name() == "notAllowed")
+            .any(|h| h.action == ActionKind::CordonLaunchTemplate && h.hold.name() == "notAllowed")
     );
 
     let mut snap = seed_story();
