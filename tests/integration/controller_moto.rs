@@ -159,7 +159,7 @@ async fn enforce_stops_the_stuck_service_task_once() {
     assert_eq!(t.desired_status(), Some("STOPPED"));
     assert!(
         t.stopped_reason().unwrap().starts_with(
-            "ecs-reconciler[stuck:PROVISIONING policy=web]: stuck in PROVISIONING for 20m"
+            "ecs-reconciler[stuck:PROVISIONING policy=ctl]: stuck in PROVISIONING for 20m"
         ),
         "{:?}",
         t.stopped_reason()
