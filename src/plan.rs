@@ -54,6 +54,21 @@ pub fn plan(
     dry_run: bool,
 ) -> Plan {
     let capacity = diagnose_capacity(snapshot, &diagnosis, policies, clues);
+    plan_with_capacity(
+        snapshot, diagnosis, capacity, policies, history, sightings, dry_run,
+    )
+}
+
+/// Plans one cluster whose capacity findings are already made (by [`diagnose_capacity`]).
+pub fn plan_with_capacity(
+    snapshot: &ClusterSnapshot,
+    diagnosis: Diagnosis,
+    capacity: Vec<CapacityFinding>,
+    policies: &PolicySet,
+    history: &History,
+    sightings: &Sightings,
+    dry_run: bool,
+) -> Plan {
     // Tasks whose wait has a capacity cause are not replaced: the cause is remedied instead.
     let capacity_bound: HashMap<&str, &CapacityFinding> = capacity
         .iter()
