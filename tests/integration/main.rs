@@ -20,6 +20,7 @@ mod policy_loading;
 mod reload;
 mod scenarios;
 mod scenarios_capacity;
+mod shared_budget;
 mod sim_account;
 mod sim_capacity;
 mod supervision;
