@@ -951,3 +951,38 @@ fn a_replacement_stuck_again_for_the_same_cause_is_not_replaced_again() {
     );
     assert_eq!(run(&snap, &usual_policy()).1.actions.len(), 1);
 }
+
+#[test]
+fn a_held_action_shares_its_finding_evidence() {
+    let set = policy(
+        "{PROVISIONING: 10m}",
+        "{replaceTask: {}}",
+        "{maxActionsPerHour: 1, maxInFlightPerService: 100%, pauseWhenStuckAbove: 100%}",
+    );
+    let tasks = (0..2)
+        .map(|i| {
+            TaskBuilder::service("web", &format!("s{i}"))
+                .stuck_in(TaskStatus::Provisioning, 20 + i)
+                .build()
+        })
+        .collect();
+    let (_, plan) = run(&snapshot(tasks, &[("web", 40)]), &set);
+    let evidence_of = |arn: &str| {
+        let f = plan.findings.iter().find(|f| f.task_arn == arn).unwrap();
+        std::sync::Arc::clone(&f.evidence)
+    };
+    let [action] = plan.actions.as_slice() else {
+        panic!("{:?}", plan.actions)
+    };
+    let [held] = plan.held.as_slice() else {
+        panic!("{:?}", plan.held)
+    };
+    assert!(std::sync::Arc::ptr_eq(
+        &action.evidence,
+        &evidence_of(action.action.target())
+    ));
+    assert!(std::sync::Arc::ptr_eq(
+        &held.evidence,
+        &evidence_of(&held.target)
+    ));
+}
