@@ -307,7 +307,7 @@ fn standalone_replacement_needs_the_opt_in() {
     assert_eq!(
         plan.held[0].hold,
         Hold::NotAllowed {
-            missing: "remediate.replaceTask.standalone".into()
+            missing: "remediate.replaceTask.standalone"
         }
     );
     let none = policy("{PENDING: 10m}", "{}", "{}");
