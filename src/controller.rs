@@ -488,11 +488,9 @@ impl<C: Cloud> Controller<C> {
                 pin_to,
                 terminate,
             } => {
-                let result = self
-                    .cordon(group, template_id, *version, tag, *pin_to, terminate)
-                    .await;
-                // Counted once the tag is written; the tag itself counts after a restart.
-                if tag.is_some() && !matches!(result.0, Outcome::Failed(_)) {
+                // The cordon counts once its tag is written (the tag itself counts after a
+                // restart), whatever becomes of pinning and terminating.
+                let recorded = || {
                     let key = cordon_key(group_arn, template_id, *version);
                     self.remember(
                         cluster,
@@ -501,8 +499,17 @@ impl<C: Cloud> Controller<C> {
                             ..ledger_entry()
                         },
                     );
-                }
-                result
+                };
+                self.cordon(
+                    group,
+                    template_id,
+                    *version,
+                    tag,
+                    *pin_to,
+                    terminate,
+                    recorded,
+                )
+                .await
             }
             Action::NudgeCapacity {
                 group,
@@ -551,6 +558,8 @@ impl<C: Cloud> Controller<C> {
 
     /// Tag first (so the cordon survives anything that follows), then pin, then terminate the
     /// never-registered instances. Each step is idempotent; a restart redoes what is missing.
+    /// `recorded` is called once the tag is written.
+    #[allow(clippy::too_many_arguments)]
     async fn cordon(
         &self,
         group: &str,
@@ -559,6 +568,7 @@ impl<C: Cloud> Controller<C> {
         tag: &Option<(String, String)>,
         pin_to: Option<u32>,
         terminate: &[String],
+        recorded: impl FnOnce(),
     ) -> (Outcome, Option<String>) {
         let mut done = Vec::new();
         if let Some((k, v)) = tag {
@@ -566,6 +576,7 @@ impl<C: Cloud> Controller<C> {
             if let Err(e) = self.cloud.tag_group(group, &tags).await {
                 return failed(e, Some("nothing changed"));
             }
+            recorded();
             done.push(format!(
                 "cordon of {template_id} version {version} recorded"
             ));
