@@ -486,3 +486,72 @@ fn with_room_in_the_budget_every_kind_of_action_is_taken() {
     assert_eq!(world.done["web"].len(), 5, "{:?}", world.kinds);
     assert_eq!(world.done["api"].len(), 1);
 }
+
+/// A scenario through the controller and the simulated account for 50 virtual minutes under
+/// the demo policy with `limit` actions an hour: the new actions done, per cluster.
+async fn scenario_actions(name: &str, limit: u32) -> BTreeMap<String, Vec<ActionKind>> {
+    use ecs_reconciler::audit::{AuditSink, Outcome};
+    use ecs_reconciler::cloud::sim::build_scenario;
+    use ecs_reconciler::controller::{Controller, ControllerSettings};
+    use ecs_reconciler::demo::SCENARIO_POLICY;
+    use std::sync::Arc;
+    use tokio_util::sync::CancellationToken;
+
+    let start = std::time::UNIX_EPOCH + Duration::from_secs(1_900_000_000);
+    let sim = Arc::new(build_scenario(name, start).unwrap().0);
+    let yaml = SCENARIO_POLICY.replace(
+        "maxActionsPerHour: 20",
+        &format!("maxActionsPerHour: {limit}"),
+    );
+    assert!(
+        SCENARIO_POLICY.contains("maxActionsPerHour: 20"),
+        "the demo policy sets maxActionsPerHour"
+    );
+    let c = Arc::new(Controller::new(
+        Arc::clone(&sim),
+        policies(&yaml),
+        ControllerSettings::default(),
+        AuditSink::memory(),
+    ));
+    let token = CancellationToken::new();
+    let mut done: BTreeMap<String, Vec<ActionKind>> = BTreeMap::new();
+    for _ in 0..100 {
+        for cluster in c.pass(&token).await.clusters {
+            for (planned, outcome, _) in cluster.outcomes {
+                if outcome == Outcome::Done && is_new_action(&planned.action) {
+                    let kinds = done.entry(cluster.cluster.clone()).or_default();
+                    kinds.push(planned.action.kind());
+                }
+            }
+        }
+        tokio::time::advance(Duration::from_secs(30)).await;
+    }
+    done
+}
+
+#[tokio::test(start_paused = true)]
+async fn through_the_controller_no_cluster_exceeds_the_budget_whatever_the_action() {
+    // Over 50 minutes these scenarios want two nudges (capacity short again after the
+    // cooldown) and several stops in one cluster; with one action an hour, one is done.
+    let nudges = scenario_actions("capacity-short", 20).await;
+    assert!(
+        nudges
+            .values()
+            .any(|k| k.len() > 1 && k.contains(&ActionKind::NudgeCapacity)),
+        "{nudges:?}"
+    );
+    let stops = scenario_actions("mixed", 20).await;
+    assert!(stops.values().any(|k| k.len() > 1), "{stops:?}");
+    for name in [
+        "capacity-short",
+        "mixed",
+        "broken-launch-template",
+        "agent-disconnected",
+    ] {
+        let one = scenario_actions(name, 1).await;
+        assert!(!one.is_empty(), "{name}: something is done");
+        for (cluster, kinds) in &one {
+            assert_eq!(kinds.len(), 1, "{name}, cluster {cluster}: {kinds:?}");
+        }
+    }
+}
