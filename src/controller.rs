@@ -13,8 +13,9 @@
 //! write succeeded.
 //!
 //! The only state kept in memory is what can be rebuilt or safely forgotten: when tasks were
-//! first seen in a state (forgetting it only delays action), a ledger of the calls this process
-//! made (covers stale reads; the same facts are on the tasks), which audit records were
+//! first seen in a state (forgetting it only delays action), a ledger of the actions this
+//! process took (covers stale reads; the same facts are on the tasks and the groups' tags,
+//! except for drains, which only the ledger counts against the budget), which audit records were
 //! already written (to keep the trail free of repeats), and outcome records that could not be
 //! written yet (also logged whole at error level).
 
