@@ -100,6 +100,7 @@ pub struct AuditRecord {
     /// The one-line why.
     pub reason: String,
     /// The finding's evidence, shared with the plan (serialized as the map itself).
+    #[serde(serialize_with = "crate::diagnose::serialize_shared")]
     pub evidence: Arc<Evidence>,
     pub outcome: Outcome,
     /// Pairs an intent (`started`) with its outcome: `<process id>-<sequence>`, unique per

@@ -388,6 +388,7 @@ pub struct PlannedAction {
     /// The diagnosis: why the task needs it.
     pub reason: String,
     /// Shared with the finding and the audit records: one map, never copied.
+    #[serde(serialize_with = "crate::diagnose::serialize_shared")]
     pub evidence: Arc<Evidence>,
 }
 
@@ -405,6 +406,7 @@ pub struct HeldAction {
     pub reason: String,
     pub hold: Hold,
     /// Shared with the finding and the audit records: one map, never copied.
+    #[serde(serialize_with = "crate::diagnose::serialize_shared")]
     pub evidence: Arc<Evidence>,
 }
 

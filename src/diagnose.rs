@@ -22,6 +22,15 @@ use crate::policy::{Policy, PolicySet};
 /// The observed facts a decision relied on, by name.
 pub type Evidence = BTreeMap<String, String>;
 
+/// Serializes shared evidence as the map itself (for `#[serde(serialize_with)]`), so sharing
+/// it changes nothing in the JSON of findings, plans and audit records.
+pub fn serialize_shared<S: serde::Serializer>(
+    evidence: &Arc<Evidence>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    evidence.as_ref().serialize(serializer)
+}
+
 /// What a task is stuck in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -81,6 +90,7 @@ pub struct Finding {
     /// decisions read `condition`, `elapsed` and `limit`.
     pub reason: String,
     /// Shared with the planned or held action and its audit records: one map, never copied.
+    #[serde(serialize_with = "serialize_shared")]
     pub evidence: Arc<Evidence>,
 }
 

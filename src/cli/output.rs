@@ -196,7 +196,7 @@ pub fn plan_json(report: &PassReport) -> String {
                     "reason": f.reason,
                     "elapsed": short(f.elapsed),
                     "limit": short(f.limit),
-                    "evidence": f.evidence,
+                    "evidence": *f.evidence,
                 })).collect::<Vec<_>>(),
                 "actions": c.plan.actions,
                 "held": c.plan.held.iter().map(|h| json!({
