@@ -986,3 +986,30 @@ fn a_held_action_shares_its_finding_evidence() {
         &evidence_of(&held.target)
     ));
 }
+
+#[test]
+fn a_replacement_whose_original_ecs_forgot_still_counts_against_the_budget() {
+    let set = policy(
+        "{PENDING: 10m}",
+        "{replaceTask: {standalone: true}}",
+        "{maxActionsPerHour: 1, maxInFlightPerService: 100%, pauseWhenStuckAbove: 100%}",
+    );
+    let with_replacement_made = |minutes: u64| {
+        let replacement = TaskBuilder::standalone("job-new")
+            .tag(REPLACES_TAG, "job-gone")
+            .timestamps(|t| t.created_at = Some(ago(minutes)))
+            .build();
+        let stuck = TaskBuilder::standalone("job2")
+            .stuck_in(TaskStatus::Pending, 20)
+            .build();
+        snapshot(vec![replacement, stuck], &[])
+    };
+    let (_, recent) = run(&with_replacement_made(10), &set);
+    assert!(recent.actions.is_empty(), "{:?}", recent.actions);
+    assert_eq!(
+        recent.held[0].hold,
+        Hold::MaxActionsPerHour { used: 1, limit: 1 }
+    );
+    let (_, old) = run(&with_replacement_made(70), &set);
+    assert_eq!(old.actions.len(), 1, "{:?}", old.held);
+}
