@@ -32,7 +32,8 @@ fn record() -> AuditRecord {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect(),
+        .collect::<std::collections::BTreeMap<_, _>>()
+        .into(),
         outcome: Outcome::Started,
         attempt: Some("5be1c0d2-17".into()),
         detail: Some("calls: StopTask".into()),

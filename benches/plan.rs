@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use ecs_reconciler::causes::Clues;
-use ecs_reconciler::diagnose::{Sightings, diagnose};
+use ecs_reconciler::diagnose::{Condition, Sightings, diagnose};
 use ecs_reconciler::domain::{
     Capacity, ClusterSnapshot, DesiredStatus, HealthStatus, Service, Task, TaskOverrides,
     TaskStatus, TaskTimestamps,
@@ -111,6 +111,7 @@ fn cluster(c: usize) -> ClusterSnapshot {
                 task.timestamps.stopping_at = Some(minutes(20));
                 task.stopped_reason = Some(stop_reason(
                     &format!("team-{}", s % POLICIES),
+                    Condition::InState(TaskStatus::Provisioning),
                     "stuck in PROVISIONING for 11m, limit 10m",
                 ));
             }

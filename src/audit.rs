@@ -88,8 +88,9 @@ pub struct AuditRecord {
     /// The policy set the decision was made under (content hash).
     pub policy_set: String,
     pub policy: String,
-    /// `stopTask`, `replaceTask`, `runReplacement`, or `observe` for a cluster that could not be
-    /// observed.
+    /// An `ActionKind` (`stopTask`, `replaceTask`, `runReplacement`, `cordonLaunchTemplate`,
+    /// `nudgeCapacity`, `drainContainerInstance`, `capacity`), or `observe` for a cluster that
+    /// could not be observed.
     pub action: String,
     /// The ARN of what was acted on.
     pub target: String,
@@ -98,7 +99,9 @@ pub struct AuditRecord {
     pub service: Option<String>,
     /// The one-line why.
     pub reason: String,
-    pub evidence: Evidence,
+    /// The finding's evidence, shared with the plan (serialized as the map itself).
+    #[serde(serialize_with = "crate::diagnose::serialize_shared")]
+    pub evidence: Arc<Evidence>,
     pub outcome: Outcome,
     /// Pairs an intent (`started`) with its outcome: `<process id>-<sequence>`, unique per
     /// attempt of an action. Absent on planned and skipped records.

@@ -14,8 +14,9 @@
 //! write succeeded.
 //!
 //! The only state kept in memory is what can be rebuilt or safely forgotten: when tasks were
-//! first seen in a state (forgetting it only delays action), a ledger of the calls this process
-//! made (covers stale reads; the same facts are on the tasks), which audit records were
+//! first seen in a state (forgetting it only delays action), a ledger of the actions this
+//! process took (covers stale reads; the same facts are on the tasks and the groups' tags,
+//! except for drains, which only the ledger counts against the budget), which audit records were
 //! already written (to keep the trail free of repeats), and outcome records that could not be
 //! written yet (also logged whole at error level).
 
@@ -35,11 +36,12 @@ use crate::audit::{AuditRecord, AuditSink, Outcome, mode_name};
 use crate::capacity::diagnose_capacity;
 use crate::causes::Clues;
 use crate::cloud::{Cloud, CloudError, ErrorCategory};
+use crate::decision::{Action, HeldAction, PlannedAction};
 use crate::diagnose::{Sightings, diagnose};
 use crate::domain::{ClusterSnapshot, Tags};
-use crate::history::{BUDGET_WINDOW, History, PastAction};
+use crate::history::{BUDGET_WINDOW, History, PastAction, cordon_key, nudge_key};
 use crate::investigate;
-use crate::plan::{Action, HeldAction, Plan, PlannedAction, condition_key, plan};
+use crate::plan::{Plan, plan};
 use crate::policy::{PolicyMode, PolicySet};
 use crate::supervise::panic_message;
 
@@ -464,9 +466,10 @@ impl<C: Cloud> Controller<C> {
         let ledger_entry = || PastAction {
             at: snapshot.observed_at,
             policy: planned.policy.clone(),
+            kind: planned.action.kind(),
             service: planned.service.clone(),
-            task_arn: planned.action.target().to_string(),
-            condition: condition_key(&planned.reason).to_string(),
+            target: planned.action.target().to_string(),
+            condition: planned.condition,
         };
         match &planned.action {
             Action::StopServiceTask {
@@ -506,22 +509,56 @@ impl<C: Cloud> Controller<C> {
             }
             Action::CordonLaunchTemplate {
                 group,
+                group_arn,
                 template_id,
                 version,
                 tag,
                 pin_to,
                 terminate,
+            } => {
+                // The cordon counts once its tag is written (the tag itself counts after a
+                // restart), whatever becomes of pinning and terminating.
+                let recorded = || {
+                    let key = cordon_key(group_arn, template_id, *version);
+                    self.remember(
+                        cluster,
+                        PastAction {
+                            target: key,
+                            ..ledger_entry()
+                        },
+                    );
+                };
+                self.cordon(
+                    group,
+                    template_id,
+                    *version,
+                    tag,
+                    *pin_to,
+                    terminate,
+                    recorded,
+                )
+                .await
+            }
+            Action::NudgeCapacity {
+                group,
+                group_arn,
+                to,
+                tag,
                 ..
             } => {
-                self.cordon(group, template_id, *version, tag, *pin_to, terminate)
-                    .await
-            }
-            Action::NudgeCapacity { group, to, tag, .. } => {
                 if let Some((k, v)) = tag {
                     let tags = Tags::from([(k.clone(), v.clone())]);
                     if let Err(e) = self.cloud.tag_group(group, &tags).await {
                         return failed(e, Some("nothing changed"));
                     }
+                    let key = nudge_key(group_arn, snapshot.observed_at);
+                    self.remember(
+                        cluster,
+                        PastAction {
+                            target: key,
+                            ..ledger_entry()
+                        },
+                    );
                 }
                 match self.cloud.set_desired_capacity(group, *to).await {
                     Ok(()) => (Outcome::Done, Some(format!("desired capacity {to}"))),
@@ -549,6 +586,8 @@ impl<C: Cloud> Controller<C> {
 
     /// Tag first (so the cordon survives anything that follows), then pin, then terminate the
     /// never-registered instances. Each step is idempotent; a restart redoes what is missing.
+    /// `recorded` is called once the tag is written.
+    #[allow(clippy::too_many_arguments)]
     async fn cordon(
         &self,
         group: &str,
@@ -557,6 +596,7 @@ impl<C: Cloud> Controller<C> {
         tag: &Option<(String, String)>,
         pin_to: Option<u32>,
         terminate: &[String],
+        recorded: impl FnOnce(),
     ) -> (Outcome, Option<String>) {
         let mut done = Vec::new();
         if let Some((k, v)) = tag {
@@ -564,6 +604,7 @@ impl<C: Cloud> Controller<C> {
             if let Err(e) = self.cloud.tag_group(group, &tags).await {
                 return failed(e, Some("nothing changed"));
             }
+            recorded();
             done.push(format!(
                 "cordon of {template_id} version {version} recorded"
             ));
@@ -629,7 +670,7 @@ impl<C: Cloud> Controller<C> {
                 cluster: held.cluster.clone(),
                 service: held.service.clone(),
                 reason: held.reason.clone(),
-                evidence: held.evidence.clone(),
+                evidence: Arc::clone(&held.evidence),
                 outcome: Outcome::Skipped(held.hold.name()),
                 attempt: None,
                 detail: Some(held.hold.detail()),
@@ -884,7 +925,7 @@ fn action_record(
         cluster: planned.cluster.clone(),
         service: planned.service.clone(),
         reason: planned.reason.clone(),
-        evidence: planned.evidence.clone(),
+        evidence: Arc::clone(&planned.evidence),
         outcome,
         attempt,
         detail,

@@ -19,10 +19,10 @@ use crate::cloud::read_only::ReadOnly;
 use crate::cloud::sim::{SimAccount, build_scenario, scenario_names};
 use crate::cloud::{Cloud, sim};
 use crate::controller::{Controller, ControllerSettings, PassReport, since};
+use crate::decision::Action;
 use crate::domain::short_name;
 use crate::domain::{DesiredStatus, HealthStatus, TaskStatus};
 use crate::history::REPLACES_TAG;
-use crate::plan::Action;
 use crate::policy::{self, PolicyErrors, PolicySet};
 
 /// The scenario `demo` runs when none is named.

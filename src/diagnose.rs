@@ -11,6 +11,7 @@
 #![warn(clippy::arithmetic_side_effects)]
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
@@ -20,6 +21,15 @@ use crate::policy::{Policy, PolicySet};
 
 /// The observed facts a decision relied on, by name.
 pub type Evidence = BTreeMap<String, String>;
+
+/// Serializes shared evidence as the map itself (for `#[serde(serialize_with)]`), so sharing
+/// it changes nothing in the JSON of findings, plans and audit records.
+pub fn serialize_shared<S: serde::Serializer>(
+    evidence: &Arc<Evidence>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    evidence.as_ref().serialize(serializer)
+}
 
 /// What a task is stuck in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -32,6 +42,24 @@ pub enum Condition {
 }
 
 impl Condition {
+    /// The machine token of the condition in a stop reason: `stuck:PROVISIONING` (any
+    /// lifecycle state, on the way up or down) or `unhealthy`.
+    pub fn token(self) -> String {
+        match self {
+            Condition::InState(status) => format!("stuck:{}", status.as_str()),
+            Condition::Unhealthy => "unhealthy".into(),
+        }
+    }
+
+    /// The condition a token names; `None` for anything else.
+    pub fn from_token(token: &str) -> Option<Condition> {
+        if token == "unhealthy" {
+            return Some(Condition::Unhealthy);
+        }
+        let status = TaskStatus::parse(token.strip_prefix("stuck:")?)?;
+        Some(Condition::InState(status))
+    }
+
     fn sighting_key(self) -> &'static str {
         match self {
             Condition::InState(status) => status.as_str(),
@@ -58,9 +86,12 @@ pub struct Finding {
     pub elapsed: Duration,
     #[serde(with = "humantime_serde")]
     pub limit: Duration,
-    /// One line, e.g. "stuck in PROVISIONING for 14m, limit 10m".
+    /// One line for people, e.g. "stuck in PROVISIONING for 14m, limit 10m". Never parsed:
+    /// decisions read `condition`, `elapsed` and `limit`.
     pub reason: String,
-    pub evidence: Evidence,
+    /// Shared with the planned or held action and its audit records: one map, never copied.
+    #[serde(serialize_with = "serialize_shared")]
+    pub evidence: Arc<Evidence>,
 }
 
 impl Finding {
@@ -271,7 +302,7 @@ fn diagnose_task(
         elapsed,
         limit,
         reason,
-        evidence,
+        evidence: Arc::new(evidence),
     })
 }
 

@@ -36,6 +36,7 @@ pub mod cli;
 pub mod cloud;
 pub mod config;
 pub mod controller;
+pub mod decision;
 pub mod demo;
 pub mod diagnose;
 pub mod domain;

@@ -5,6 +5,10 @@
 //! guardrail (or missing permission) that held it back. Findings are considered in a fixed
 //! order (policy order, longest stuck first, then ARN), so planning twice on one snapshot gives
 //! one plan.
+//!
+//! Every kind of action, here and in `capacity::plan`, draws on one hourly budget per policy
+//! and cluster ([`Budgets`]): task actions are planned first, then capacity actions and drains
+//! take what is left.
 
 // Counts, capacities, durations and budgets: checked or saturating arithmetic only.
 #![warn(clippy::arithmetic_side_effects)]
@@ -12,215 +16,20 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::capacity::{CapacityFinding, Cause, diagnose_capacity, plan_capacity};
 use crate::causes::Clues;
+use crate::decision::{
+    Action, ActionKind, Budgets, CannotReplicate, HeldAction, Hold, NoRemedy, PlannedAction,
+};
 use crate::diagnose::{Condition, Diagnosis, Evidence, Finding, Sightings};
 use crate::domain::{ClusterSnapshot, DesiredStatus, RunTaskRequest, Task};
 use crate::history::{History, REPLACES_TAG, stop_reason};
 use crate::policy::{Policy, PolicyMode, PolicySet};
-
-/// A mutating step the controller may take.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase", tag = "kind")]
-pub enum Action {
-    /// StopTask on a service task; the service scheduler starts its replacement.
-    #[serde(rename_all = "camelCase")]
-    StopServiceTask {
-        task_arn: String,
-        stop_reason: String,
-    },
-    /// StopTask, then RunTask of the same definition and settings, for a standalone task.
-    #[serde(rename_all = "camelCase")]
-    ReplaceStandaloneTask {
-        task_arn: String,
-        stop_reason: String,
-        run: Box<RunTaskRequest>,
-    },
-    /// RunTask for a standalone task the controller already stopped whose replacement never
-    /// started (the process died between the two calls, or RunTask failed).
-    #[serde(rename_all = "camelCase")]
-    FinishReplacement {
-        task_arn: String,
-        run: Box<RunTaskRequest>,
-    },
-    /// Record the cordon on the group (tag), pin the group to a known-good version, and
-    /// terminate the instances that never registered (desired capacity unchanged).
-    #[serde(rename_all = "camelCase")]
-    CordonLaunchTemplate {
-        group: String,
-        group_arn: String,
-        template_id: String,
-        version: u32,
-        /// `None` when the cordon is already recorded.
-        tag: Option<(String, String)>,
-        /// `None` when there is no known-good version or the group is already pinned to it.
-        pin_to: Option<u32>,
-        terminate: Vec<String>,
-    },
-    /// Raise the group's desired capacity; the tag (written first) records the nudge.
-    #[serde(rename_all = "camelCase")]
-    NudgeCapacity {
-        group: String,
-        group_arn: String,
-        from: u32,
-        to: u32,
-        /// `None` when finishing a nudge whose tag was written but whose change was not.
-        tag: Option<(String, String)>,
-    },
-    /// Set a container instance to DRAINING.
-    #[serde(rename_all = "camelCase")]
-    DrainContainerInstance { container_instance_arn: String },
-}
-
-impl Action {
-    /// The action's name in the audit trail.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Action::StopServiceTask { .. } => "stopTask",
-            Action::ReplaceStandaloneTask { .. } => "replaceTask",
-            Action::FinishReplacement { .. } => "runReplacement",
-            Action::CordonLaunchTemplate { .. } => "cordonLaunchTemplate",
-            Action::NudgeCapacity { .. } => "nudgeCapacity",
-            Action::DrainContainerInstance { .. } => "drainContainerInstance",
-        }
-    }
-
-    /// The ARN of the task acted on.
-    pub fn target(&self) -> &str {
-        match self {
-            Action::StopServiceTask { task_arn, .. }
-            | Action::ReplaceStandaloneTask { task_arn, .. }
-            | Action::FinishReplacement { task_arn, .. } => task_arn,
-            Action::CordonLaunchTemplate { group_arn, .. }
-            | Action::NudgeCapacity { group_arn, .. } => group_arn,
-            Action::DrainContainerInstance {
-                container_instance_arn,
-            } => container_instance_arn,
-        }
-    }
-}
-
-/// Why an action was held back.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase", tag = "guardrail")]
-pub enum Hold {
-    /// The task carries an exclusion tag.
-    Exempt { tag: String },
-    /// The policy does not allow this remediation.
-    NotAllowed { missing: String },
-    /// The policy's hourly budget in this cluster is spent.
-    MaxActionsPerHour { used: usize, limit: u32 },
-    /// Enough tasks of the service are already being replaced.
-    MaxInFlightPerService { in_flight: usize, limit: usize },
-    /// Too many of the policy's tasks are stuck at once: likely a wider outage.
-    PauseWhenStuckAbove {
-        stuck: usize,
-        governed: usize,
-        threshold: f64,
-    },
-    /// Part of the cluster could not be read, so percentages cannot be trusted.
-    IncompleteObservation { gaps: Vec<String> },
-    /// The task is already on its way down; no task-level action hurries it.
-    NoRemedy { why: String },
-    /// A replacement could not be started with the same settings.
-    CannotReplicate { why: String },
-    /// The task waits on capacity: replacing it would only make another stuck task.
-    CapacityCause { cause: String, reason: String },
-    /// A replacement for the same cause was already made and is stuck again.
-    NotCured { why: String },
-    /// The group was nudged within the policy's cooldown.
-    Cooldown { last: String, cooldown: String },
-    /// The group is at its ceiling; the controller may not add capacity.
-    CapacityExhausted,
-}
-
-impl Hold {
-    /// The guardrail's name in the audit trail (`skipped:NAME`).
-    pub fn name(&self) -> &'static str {
-        match self {
-            Hold::Exempt { .. } => "exempt",
-            Hold::NotAllowed { .. } => "notAllowed",
-            Hold::MaxActionsPerHour { .. } => "maxActionsPerHour",
-            Hold::MaxInFlightPerService { .. } => "maxInFlightPerService",
-            Hold::PauseWhenStuckAbove { .. } => "pauseWhenStuckAbove",
-            Hold::IncompleteObservation { .. } => "incompleteObservation",
-            Hold::NoRemedy { .. } => "noRemedy",
-            Hold::CannotReplicate { .. } => "cannotReplicate",
-            Hold::CapacityCause { .. } => "capacityCause",
-            Hold::NotCured { .. } => "notCured",
-            Hold::Cooldown { .. } => "cooldown",
-            Hold::CapacityExhausted => "capacityExhausted",
-        }
-    }
-
-    /// One line for people.
-    pub fn detail(&self) -> String {
-        match self {
-            Hold::Exempt { tag } => format!("task carries exclusion tag {tag}"),
-            Hold::NotAllowed { missing } => format!("policy does not allow {missing}"),
-            Hold::MaxActionsPerHour { used, limit } => {
-                format!("{used} actions in the last hour, limit {limit}")
-            }
-            Hold::MaxInFlightPerService { in_flight, limit } => {
-                format!("{in_flight} tasks of the service already being replaced, limit {limit}")
-            }
-            Hold::PauseWhenStuckAbove {
-                stuck,
-                governed,
-                threshold,
-            } => format!(
-                "{stuck} of {governed} tasks stuck, above {threshold}%: likely a wider outage, \
-                 paused"
-            ),
-            Hold::IncompleteObservation { gaps } => {
-                format!("observation incomplete: {}", gaps.join("; "))
-            }
-            Hold::NoRemedy { why } | Hold::CannotReplicate { why } | Hold::NotCured { why } => {
-                why.clone()
-            }
-            Hold::CapacityCause { cause, reason } => {
-                format!("waits on capacity ({cause}): {reason}")
-            }
-            Hold::Cooldown { last, cooldown } => {
-                format!("last nudged at {last}, cooldown {cooldown}")
-            }
-            Hold::CapacityExhausted => "at the group's ceiling: no capacity action allowed".into(),
-        }
-    }
-}
-
-/// A step the controller takes (or, in audit mode, records that it would take).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PlannedAction {
-    pub policy: String,
-    pub mode: PolicyMode,
-    pub cluster: String,
-    pub service: Option<String>,
-    pub action: Action,
-    /// The diagnosis: why the task needs it.
-    pub reason: String,
-    pub evidence: Evidence,
-}
-
-/// An action a guardrail held back.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct HeldAction {
-    pub policy: String,
-    pub mode: PolicyMode,
-    pub cluster: String,
-    pub service: Option<String>,
-    /// The action that would have been taken.
-    pub action: &'static str,
-    pub target: String,
-    pub reason: String,
-    pub hold: Hold,
-    pub evidence: Evidence,
-}
 
 /// Everything decided for one cluster in one pass.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -245,6 +54,21 @@ pub fn plan(
     dry_run: bool,
 ) -> Plan {
     let capacity = diagnose_capacity(snapshot, &diagnosis, policies, clues);
+    plan_with_capacity(
+        snapshot, diagnosis, capacity, policies, history, sightings, dry_run,
+    )
+}
+
+/// Plans one cluster whose capacity findings are already made (by [`diagnose_capacity`]).
+pub fn plan_with_capacity(
+    snapshot: &ClusterSnapshot,
+    diagnosis: Diagnosis,
+    capacity: Vec<CapacityFinding>,
+    policies: &PolicySet,
+    history: &History,
+    sightings: &Sightings,
+    dry_run: bool,
+) -> Plan {
     // Tasks whose wait has a capacity cause are not replaced: the cause is remedied instead.
     let capacity_bound: HashMap<&str, &CapacityFinding> = capacity
         .iter()
@@ -258,6 +82,7 @@ pub fn plan(
         actions: Vec::new(),
         held: Vec::new(),
     };
+    let mut budgets = Budgets::new(snapshot, policies, history);
     let tasks: HashMap<&str, &Task> = diagnosis
         .findings
         .iter()
@@ -287,7 +112,7 @@ pub fn plan(
             history,
             governed,
             stuck: count_stuck(&findings, &tasks, policy),
-            used: history.actions_in_window(&policy.name, snapshot.observed_at),
+            budgets: &mut budgets,
             planned_per_service: BTreeMap::new(),
             capacity_bound: &capacity_bound,
             out: &mut out,
@@ -299,7 +124,15 @@ pub fn plan(
         }
         ctx.finish_replacements();
     }
-    let capacity_plan = plan_capacity(snapshot, &capacity, policies, sightings, history, dry_run);
+    let capacity_plan = plan_capacity(
+        snapshot,
+        &capacity,
+        policies,
+        sightings,
+        history,
+        &mut budgets,
+        dry_run,
+    );
     out.actions.extend(capacity_plan.actions);
     out.held.extend(capacity_plan.held);
     out.capacity = capacity;
@@ -325,7 +158,7 @@ struct PolicyPass<'a> {
     history: &'a History,
     governed: usize,
     stuck: usize,
-    used: usize,
+    budgets: &'a mut Budgets,
     planned_per_service: BTreeMap<String, usize>,
     capacity_bound: &'a HashMap<&'a str, &'a CapacityFinding>,
     out: &'a mut Plan,
@@ -338,26 +171,29 @@ impl PolicyPass<'_> {
             return;
         }
         let standalone = task.service_name().is_none();
-        let action_name = if standalone {
-            "replaceTask"
+        let kind = if standalone {
+            ActionKind::ReplaceTask
         } else {
-            "stopTask"
+            ActionKind::StopTask
         };
-        if let Some(hold) = self.hold_for(finding, task, standalone) {
+        let hold = self
+            .hold_for(finding, task, standalone)
+            .map_or_else(|| self.budgets.of(&self.policy.name).draw().err(), Some);
+        if let Some(hold) = hold {
             self.out.held.push(HeldAction {
                 policy: self.policy.name.clone(),
                 mode: self.mode,
                 cluster: self.snapshot.cluster_name.clone(),
                 service: finding.service.clone(),
-                action: action_name,
+                action: kind,
                 target: task.arn.clone(),
                 reason: finding.reason.clone(),
                 hold,
-                evidence: finding.evidence.clone(),
+                evidence: Arc::clone(&finding.evidence),
             });
             return;
         }
-        let stop_reason = stop_reason(&self.policy.name, &finding.reason);
+        let stop_reason = stop_reason(&self.policy.name, finding.condition, &finding.reason);
         let action = if standalone {
             Action::ReplaceStandaloneTask {
                 task_arn: task.arn.clone(),
@@ -370,7 +206,6 @@ impl PolicyPass<'_> {
                 stop_reason,
             }
         };
-        self.used = self.used.saturating_add(1);
         if let Some(service) = &finding.service {
             let planned = self.planned_per_service.entry(service.clone()).or_default();
             *planned = planned.saturating_add(1);
@@ -381,8 +216,9 @@ impl PolicyPass<'_> {
             cluster: self.snapshot.cluster_name.clone(),
             service: finding.service.clone(),
             action,
+            condition: Some(finding.condition),
             reason: finding.reason.clone(),
-            evidence: finding.evidence.clone(),
+            evidence: Arc::clone(&finding.evidence),
         });
     }
 
@@ -396,19 +232,17 @@ impl PolicyPass<'_> {
         }
         if matches!(finding.condition, Condition::InState(s) if s.is_way_down()) {
             return Some(Hold::NoRemedy {
-                why: "already told to stop; replacing it would not hurry it (a disconnected \
-                      container agent is the usual cause)"
-                    .into(),
+                why: NoRemedy::AlreadyStopping,
             });
         }
         let Some(replace) = &policy.remediate.replace_task else {
             return Some(Hold::NotAllowed {
-                missing: "remediate.replaceTask".into(),
+                missing: "remediate.replaceTask",
             });
         };
         if standalone && !replace.standalone {
             return Some(Hold::NotAllowed {
-                missing: "remediate.replaceTask.standalone".into(),
+                missing: "remediate.replaceTask.standalone",
             });
         }
         if standalone && let Some(why) = cannot_replicate(task) {
@@ -416,20 +250,17 @@ impl PolicyPass<'_> {
         }
         if let Some(capacity) = self.capacity_bound.get(task.arn.as_str()) {
             return Some(Hold::CapacityCause {
-                cause: capacity.cause.name().into(),
+                cause: capacity.cause.code(),
                 reason: capacity.reason.clone(),
             });
         }
         if let Some(past) = self
             .history
-            .replaced_for_same_cause(task, condition_key(&finding.reason))
+            .replaced_for_same_cause(task, finding.condition)
         {
             return Some(Hold::NotCured {
-                why: format!(
-                    "a task was already replaced for the same cause at {} and its replacement \
-                     is stuck again: replacing does not cure this",
-                    crate::diagnose::rfc3339(past.at)
-                ),
+                condition: finding.condition,
+                replaced_at: past.at,
             });
         }
         if !self.snapshot.is_complete() {
@@ -466,13 +297,6 @@ impl PolicyPass<'_> {
                 return Some(Hold::MaxInFlightPerService { in_flight, limit });
             }
         }
-        let limit = policy.guardrails.max_actions_per_hour;
-        if self.used >= limit as usize {
-            return Some(Hold::MaxActionsPerHour {
-                used: self.used,
-                limit,
-            });
-        }
         None
     }
 
@@ -504,18 +328,19 @@ impl PolicyPass<'_> {
                 })
             } else if !allowed {
                 Some(Hold::NotAllowed {
-                    missing: "remediate.replaceTask.standalone".into(),
+                    missing: "remediate.replaceTask.standalone",
                 })
             } else {
                 cannot_replicate(task).map(|why| Hold::CannotReplicate { why })
             };
+            let evidence = Arc::new(evidence);
             if let Some(hold) = hold {
                 self.out.held.push(HeldAction {
                     policy: policy.name.clone(),
                     mode: self.mode,
                     cluster: self.snapshot.cluster_name.clone(),
                     service: None,
-                    action: "runReplacement",
+                    action: ActionKind::RunReplacement,
                     target: task.arn.clone(),
                     reason,
                     hold,
@@ -523,6 +348,8 @@ impl PolicyPass<'_> {
                 });
                 continue;
             }
+            // Finishing completes the replacement counted when its task was stopped: it does
+            // not draw on the budget again.
             self.out.actions.push(PlannedAction {
                 policy: policy.name.clone(),
                 mode: self.mode,
@@ -532,6 +359,7 @@ impl PolicyPass<'_> {
                     task_arn: task.arn.clone(),
                     run: Box::new(replacement_request(task)),
                 },
+                condition: past.condition,
                 reason,
                 evidence,
             });
@@ -539,25 +367,16 @@ impl PolicyPass<'_> {
     }
 }
 
-/// The cause part of a diagnosis, without the durations: "stuck in PROVISIONING".
-pub fn condition_key(reason: &str) -> &str {
-    reason.split(" for ").next().unwrap_or(reason)
-}
-
 /// Why a standalone task cannot be started again the same way, if it cannot. An awsvpc task's
 /// security groups are known only from its network interface; without them RunTask would
 /// fall back to the VPC's default group, which is never what the task had.
-fn cannot_replicate(task: &Task) -> Option<String> {
+fn cannot_replicate(task: &Task) -> Option<CannotReplicate> {
     let network = task.network.as_ref()?;
     if network.subnets.is_empty() {
-        return Some("awsvpc task whose subnets are unknown".into());
+        return Some(CannotReplicate::UnknownSubnets);
     }
     if network.security_groups.is_empty() {
-        return Some(
-            "awsvpc task whose security groups are unknown (its network interface was never \
-             attached); stopping it would lose it"
-                .into(),
-        );
+        return Some(CannotReplicate::UnknownSecurityGroups);
     }
     None
 }

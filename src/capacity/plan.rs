@@ -10,20 +10,30 @@
 //!   crash in between is finished, not repeated); never for a cordoned or broken version, never
 //!   where ECS managed scaling owns the group.
 //! - a container instance whose agent stayed disconnected past the limit is drained.
+//! - a task no instance type fits, failing launches and the PROVISIONING quota are never
+//!   nudged (more capacity would wait the same way): they are held with a no-remedy reason
+//!   naming their cause code, and reported.
+//!
+//! A new cordon, a new nudge and a drain each draw on the policy's hourly budget, shared with
+//! the task actions ([`Budgets`]). Completing a cordon already recorded on the group, or a
+//! nudge whose tag was written, finishes an action counted when it started: it does not draw.
+//! A root cause attached to a broken version never blocks its cordon: the registration
+//! evidence alone justifies it.
 //!
 //! Every count is checked or saturating (the lint below enforces it): a nudge never plans a
 //! desired capacity at or below the current one, nor above min(MaxSize, `maxDesired`),
 //! whatever the policy's numbers.
 #![warn(clippy::arithmetic_side_effects)]
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::diagnose::{CapacityFinding, Cause};
 use super::tags;
+use crate::decision::{Action, ActionKind, Budgets, HeldAction, Hold, NoRemedy, PlannedAction};
 use crate::diagnose::{Evidence, Sightings, short};
 use crate::domain::{ClusterSnapshot, GroupLaunch};
 use crate::history::History;
-use crate::plan::{Action, HeldAction, Hold, PlannedAction};
 use crate::policy::{Policy, PolicyMode, PolicySet};
 
 /// Planned and held capacity actions.
@@ -40,6 +50,7 @@ pub fn plan_capacity(
     policies: &PolicySet,
     sightings: &Sightings,
     history: &History,
+    budgets: &mut Budgets,
     dry_run: bool,
 ) -> CapacityPlan {
     let mut out = CapacityPlan::default();
@@ -48,16 +59,19 @@ pub fn plan_capacity(
         let Some(policy) = policies.policies.iter().find(|p| p.name == finding.policy) else {
             continue;
         };
+        // One map per finding, shared by its actions and their audit records.
+        let evidence = Arc::new(finding.evidence.clone());
         let planned = |action: Action| PlannedAction {
             policy: policy.name.clone(),
             mode: mode(policy),
             cluster: snapshot.cluster_name.clone(),
             service: None,
             action,
+            condition: None,
             reason: finding.reason.clone(),
-            evidence: finding.evidence.clone(),
+            evidence: Arc::clone(&evidence),
         };
-        let held = |action: &'static str, hold: Hold| HeldAction {
+        let held = |action: ActionKind, hold: Hold| HeldAction {
             policy: policy.name.clone(),
             mode: mode(policy),
             cluster: snapshot.cluster_name.clone(),
@@ -69,11 +83,11 @@ pub fn plan_capacity(
                 .unwrap_or_else(|| finding.capacity_provider.clone()),
             reason: finding.reason.clone(),
             hold,
-            evidence: finding.evidence.clone(),
+            evidence: Arc::clone(&evidence),
         };
         if !snapshot.is_complete() {
             out.held.push(held(
-                "capacity",
+                ActionKind::Capacity,
                 Hold::IncompleteObservation {
                     gaps: snapshot.gaps.clone(),
                 },
@@ -96,9 +110,9 @@ pub fn plan_capacity(
             ) => {
                 let Some(_) = &policy.remediate.cordon_launch_template else {
                     out.held.push(held(
-                        "cordonLaunchTemplate",
+                        ActionKind::CordonLaunchTemplate,
                         Hold::NotAllowed {
-                            missing: "remediate.cordonLaunchTemplate".into(),
+                            missing: "remediate.cordonLaunchTemplate",
                         },
                     ));
                     continue;
@@ -126,19 +140,18 @@ pub fn plan_capacity(
                 if tag.is_none() && pin_to.is_none() && terminate.is_empty() {
                     if known_good.is_none() {
                         out.held.push(held(
-                            "cordonLaunchTemplate",
+                            ActionKind::CordonLaunchTemplate,
                             Hold::NoRemedy {
-                                why: format!(
-                                    "version {version} is cordoned, but no version of \
-                                     {template_id} is known to work: nothing pinned; an \
-                                     operator must publish or choose a working version"
-                                ),
+                                why: NoRemedy::NoKnownGoodVersion {
+                                    template_id: template_id.clone(),
+                                    version: *version,
+                                },
                             },
                         ));
                     }
                     continue;
                 }
-                out.actions.push(planned(Action::CordonLaunchTemplate {
+                let action = Action::CordonLaunchTemplate {
                     group: group.name.clone(),
                     group_arn: group.arn.clone(),
                     template_id: template_id.clone(),
@@ -146,14 +159,21 @@ pub fn plan_capacity(
                     tag,
                     pin_to,
                     terminate,
-                }));
+                };
+                if action.draws_on_budget()
+                    && let Err(hold) = budgets.of(&policy.name).draw()
+                {
+                    out.held.push(held(ActionKind::CordonLaunchTemplate, hold));
+                    continue;
+                }
+                out.actions.push(planned(action));
             }
             (Cause::CapacityShort { desired, ceiling }, Some(group)) => {
                 let Some(nudge) = &policy.remediate.nudge_capacity else {
                     out.held.push(held(
-                        "nudgeCapacity",
+                        ActionKind::NudgeCapacity,
                         Hold::NotAllowed {
-                            missing: "remediate.nudgeCapacity".into(),
+                            missing: "remediate.nudgeCapacity",
                         },
                     ));
                     continue;
@@ -164,9 +184,9 @@ pub fn plan_capacity(
                     .any(|p| p.name == finding.capacity_provider && p.managed_scaling);
                 if managed {
                     out.held.push(held(
-                        "nudgeCapacity",
+                        ActionKind::NudgeCapacity,
                         Hold::NoRemedy {
-                            why: "ECS managed scaling owns this group's desired capacity".into(),
+                            why: NoRemedy::ManagedScaling,
                         },
                     ));
                     continue;
@@ -179,11 +199,12 @@ pub fn plan_capacity(
                     && tags::is_cordoned(group, template_id, *v)
                 {
                     out.held.push(held(
-                        "nudgeCapacity",
+                        ActionKind::NudgeCapacity,
                         Hold::NoRemedy {
-                            why: format!(
-                                "the group launches from cordoned version {v} of {template_id}"
-                            ),
+                            why: NoRemedy::LaunchesFromCordoned {
+                                template_id: template_id.clone(),
+                                version: *v,
+                            },
                         },
                     ));
                     continue;
@@ -214,13 +235,15 @@ pub fn plan_capacity(
                         out.actions.push(action(last.to.min(ceiling), None));
                     }
                     Some(last) if in_cooldown => out.held.push(held(
-                        "nudgeCapacity",
+                        ActionKind::NudgeCapacity,
                         Hold::Cooldown {
-                            last: crate::diagnose::rfc3339(last.at),
-                            cooldown: short(nudge.cooldown),
+                            last: last.at,
+                            cooldown: nudge.cooldown,
                         },
                     )),
-                    _ => match nudge_target(*desired, nudge.step, ceiling) {
+                    _ => match nudge_target(*desired, nudge.step, ceiling)
+                        .and_then(|to| budgets.of(&policy.name).draw().map(|()| to))
+                    {
                         Ok(to) => out.actions.push(action(
                             to,
                             Some(tags::nudge_tag(
@@ -230,26 +253,58 @@ pub fn plan_capacity(
                                 &policy.name,
                             )),
                         )),
-                        Err(hold) => out.held.push(held("nudgeCapacity", hold)),
+                        Err(hold) => out.held.push(held(ActionKind::NudgeCapacity, hold)),
                     },
                 }
             }
             (Cause::CapacityExhausted { .. }, _) => {
                 out.held
-                    .push(held("nudgeCapacity", Hold::CapacityExhausted));
+                    .push(held(ActionKind::NudgeCapacity, Hold::CapacityExhausted));
             }
-            (Cause::GroupMissing, _) | (Cause::Unsupported { .. }, _) => {
+            (Cause::GroupMissing, _) => {
                 out.held.push(held(
-                    "capacity",
+                    ActionKind::Capacity,
                     Hold::NoRemedy {
-                        why: finding.reason.clone(),
+                        why: NoRemedy::GroupMissing {
+                            capacity_provider: finding.capacity_provider.clone(),
+                            group_arn: finding.group_arn.clone(),
+                        },
+                    },
+                ));
+            }
+            (Cause::Unsupported { why }, _) => {
+                out.held.push(held(
+                    ActionKind::Capacity,
+                    Hold::NoRemedy {
+                        why: NoRemedy::UnsupportedLaunch {
+                            group: finding.group.clone().unwrap_or_default(),
+                            why: why.clone(),
+                        },
+                    },
+                ));
+            }
+            (
+                Cause::NoInstanceFits { .. }
+                | Cause::LaunchFailing { .. }
+                | Cause::ProvisioningQuota { .. },
+                _,
+            ) => {
+                // More capacity would not start these tasks: never nudged, reported.
+                out.held.push(held(
+                    ActionKind::NudgeCapacity,
+                    Hold::NoRemedy {
+                        why: NoRemedy::Cause {
+                            code: finding.cause.code(),
+                        },
                     },
                 ));
             }
             _ => {}
         }
     }
-    plan_drains(snapshot, policies, sightings, history, dry_run, &mut out);
+    plan_drains(
+        snapshot, policies, sightings, history, budgets, dry_run, &mut out,
+    );
     out
 }
 
@@ -262,19 +317,21 @@ fn nudge_target(desired: u32, step: u32, ceiling: u32) -> Result<u32, Hold> {
         Ok(to)
     } else if step == 0 {
         Err(Hold::NoRemedy {
-            why: "nudgeCapacity.step is 0: a nudge would add no capacity".into(),
+            why: NoRemedy::StepZero,
         })
     } else {
         Err(Hold::CapacityExhausted)
     }
 }
 
-/// Drains container instances whose agent stayed disconnected past the policy's limit.
+/// Drains container instances whose agent stayed disconnected past the policy's limit. Each
+/// drain draws on the policy's budget, shared with every other action of the pass.
 fn plan_drains(
     snapshot: &ClusterSnapshot,
     policies: &PolicySet,
     sightings: &Sightings,
     history: &History,
+    budgets: &mut Budgets,
     dry_run: bool,
     out: &mut CapacityPlan,
 ) {
@@ -291,7 +348,6 @@ fn plan_drains(
     } else {
         policy.mode
     };
-    let mut used = history.actions_in_window(&policy.name, snapshot.observed_at);
     for ci in &snapshot.container_instances {
         if ci.agent_connected || ci.status != "ACTIVE" || history.acted_on(&ci.arn) {
             continue;
@@ -324,23 +380,21 @@ fn plan_drains(
         if let Some(id) = &ci.ec2_instance_id {
             evidence.insert("ec2InstanceId".into(), id.clone());
         }
-        if !snapshot.is_complete() || used >= policy.guardrails.max_actions_per_hour as usize {
-            let hold = if snapshot.is_complete() {
-                Hold::MaxActionsPerHour {
-                    used,
-                    limit: policy.guardrails.max_actions_per_hour,
-                }
-            } else {
-                Hold::IncompleteObservation {
-                    gaps: snapshot.gaps.clone(),
-                }
-            };
+        let evidence = Arc::new(evidence);
+        let hold = if snapshot.is_complete() {
+            budgets.of(&policy.name).draw().err()
+        } else {
+            Some(Hold::IncompleteObservation {
+                gaps: snapshot.gaps.clone(),
+            })
+        };
+        if let Some(hold) = hold {
             out.held.push(HeldAction {
                 policy: policy.name.clone(),
                 mode,
                 cluster: snapshot.cluster_name.clone(),
                 service: None,
-                action: "drainContainerInstance",
+                action: ActionKind::DrainContainerInstance,
                 target: ci.arn.clone(),
                 reason,
                 hold,
@@ -348,7 +402,6 @@ fn plan_drains(
             });
             continue;
         }
-        used = used.saturating_add(1);
         out.actions.push(PlannedAction {
             policy: policy.name.clone(),
             mode,
@@ -357,6 +410,7 @@ fn plan_drains(
             action: Action::DrainContainerInstance {
                 container_instance_arn: ci.arn.clone(),
             },
+            condition: None,
             reason,
             evidence,
         });

@@ -6,6 +6,9 @@
 //!   controller; an operator deletes it to un-cordon).
 //! - `ecs-reconciler/nudge` = `<RFC 3339 time> <from>-><to> [policy NAME]`, written before the
 //!   desired capacity is raised, so a crash in between is finished, not repeated.
+//!
+//! Both count against the hourly budget of the policy they name (see `history`); only the
+//! last nudge is kept, so after a restart earlier nudges of the hour are not counted.
 
 // Counts, capacities, durations and budgets: checked or saturating arithmetic only.
 #![warn(clippy::arithmetic_side_effects)]
@@ -29,6 +32,8 @@ pub struct Cordon {
     pub version: u32,
     pub at: Option<SystemTime>,
     pub pinned: Option<u32>,
+    /// The policy that cordoned it, when the tag says.
+    pub policy: Option<String>,
 }
 
 /// The last nudge recorded on a group.
@@ -79,11 +84,17 @@ pub fn cordons(group: &AutoScalingGroup) -> Vec<Cordon> {
                 (Some("pinned"), Some(v)) => v.parse().ok(),
                 _ => None,
             };
+            let policy = value
+                .split_once("[policy ")
+                .and_then(|(_, rest)| rest.split_once(']'))
+                .map(|(name, _)| name.to_string())
+                .filter(|name| !name.is_empty());
             Some(Cordon {
                 template_id: template_id.to_string(),
                 version: version.parse().ok()?,
                 at,
                 pinned,
+                policy,
             })
         })
         .collect()

@@ -223,7 +223,7 @@ pub fn plan_json(report: &PassReport) -> String {
                     "reason": f.reason,
                     "elapsed": short(f.elapsed),
                     "limit": short(f.limit),
-                    "evidence": f.evidence,
+                    "evidence": *f.evidence,
                 })).collect::<Vec<_>>(),
                 "capacity": c.plan.capacity,
                 "actions": c.plan.actions,

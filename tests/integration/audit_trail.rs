@@ -525,7 +525,7 @@ async fn a_stop_whose_outcome_is_lost_is_not_repeated() {
     let sim = lost_outcome_is_logged_and_not_repeated("stuck-provisioning", "stopTask").await;
     // Two stuck tasks, each stopped exactly once over the eleven passes.
     assert_eq!(sim.call_count("StopTask"), 2);
-    assert_eq!(sim.tasks_stopped_with("ecs-reconciler:").len(), 2);
+    assert_eq!(sim.tasks_stopped_with("ecs-reconciler[").len(), 2);
 }
 
 // --- whole records -------------------------------------------------------------------------
@@ -844,4 +844,59 @@ fn a_fifo_audit_log_with_a_reader_gets_the_trail() {
         .collect();
     assert_eq!(outcomes.len(), 4, "{text}");
     assert_eq!(outcomes.iter().filter(|o| *o == "\"done\"").count(), 2);
+}
+
+// --- evidence ------------------------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn one_evidence_map_reaches_the_audit_trail_and_is_written_as_a_map() {
+    let sim = scenario("stuck-provisioning");
+    let audit = AuditSink::memory();
+    let c = controller(Arc::clone(&sim), audit.clone());
+    let token = CancellationToken::new();
+    let mut report = None;
+    for _ in 0..120 {
+        let pass = c.pass(&token).await;
+        if pass.action_count() > 0 {
+            report = Some(pass);
+            break;
+        }
+        tokio::time::advance(Duration::from_secs(30)).await;
+    }
+    let report = report.expect("the scenario's stuck tasks are acted on");
+    let cluster = report
+        .clusters
+        .iter()
+        .find(|c| !c.plan.actions.is_empty())
+        .unwrap();
+    let action = &cluster.plan.actions[0];
+    let finding = cluster
+        .plan
+        .findings
+        .iter()
+        .find(|f| f.task_arn == action.action.target())
+        .expect("the action's finding");
+    // The finding, the planned action and every audit record of it hold the same map.
+    assert!(Arc::ptr_eq(&finding.evidence, &action.evidence));
+    let records: Vec<AuditRecord> = audit
+        .records()
+        .into_iter()
+        .filter(|r| r.target == action.action.target())
+        .collect();
+    assert!(records.len() >= 2, "intent and outcome: {records:?}");
+    for record in &records {
+        assert!(
+            Arc::ptr_eq(&record.evidence, &finding.evidence),
+            "{record:?}"
+        );
+        let json: Value = serde_json::from_str(&record.to_json()).unwrap();
+        let evidence = json["evidence"]
+            .as_object()
+            .expect("evidence is a JSON object");
+        assert_eq!(evidence.len(), finding.evidence.len());
+        assert_eq!(
+            evidence["clockSource"].as_str(),
+            Some(finding.evidence["clockSource"].as_str())
+        );
+    }
 }

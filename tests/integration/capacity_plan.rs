@@ -1,13 +1,14 @@
 //! Capacity diagnosis and planning, pure: the cause behind tasks stuck in PROVISIONING and the
 //! remediation each cause gets.
 
-use ecs_reconciler::capacity::Cause;
 use ecs_reconciler::capacity::tags::{cordon_tag, cordons, last_nudge, nudge_tag};
-use ecs_reconciler::causes::Clues;
+use ecs_reconciler::capacity::{CapacityFinding, Cause, diagnose_capacity};
+use ecs_reconciler::causes::{CauseCode, Clues, FileSystem, LaunchFailure, RootCause};
+use ecs_reconciler::decision::{Action, ActionKind, Hold, NoRemedy};
 use ecs_reconciler::diagnose::{Sightings, diagnose};
-use ecs_reconciler::domain::{ClusterSnapshot, GroupLaunch};
+use ecs_reconciler::domain::{ClusterSnapshot, GroupLaunch, TaskStatus};
 use ecs_reconciler::history::History;
-use ecs_reconciler::plan::{Action, Plan, plan};
+use ecs_reconciler::plan::{Plan, plan, plan_with_capacity};
 use ecs_reconciler::policy::PolicySet;
 
 use crate::support::fixtures::*;
@@ -420,7 +421,7 @@ fn cordoning_needs_the_policy_and_a_complete_picture() {
     assert!(
         plan.held
             .iter()
-            .any(|h| h.action == "cordonLaunchTemplate" && h.hold.name() == "notAllowed")
+            .any(|h| h.action == ActionKind::CordonLaunchTemplate && h.hold.name() == "notAllowed")
     );
 
     let mut snap = seed_story();
@@ -465,4 +466,213 @@ fn an_instance_whose_agent_stays_disconnected_is_drained() {
             .actions
             .is_empty()
     );
+}
+
+// ---- causes no capacity action remedies, and root causes, from hand-made findings ----
+
+fn plan_findings(snap: &ClusterSnapshot, set: &PolicySet, capacity: Vec<CapacityFinding>) -> Plan {
+    let diagnosis = diagnose(snap, set, &Sightings::default());
+    let history = History::rebuild(snap, &[]);
+    plan_with_capacity(
+        snap,
+        diagnosis,
+        capacity,
+        set,
+        &history,
+        &Sightings::default(),
+        false,
+    )
+}
+
+/// The finding diagnosis makes for `snap`, with its cause replaced by `cause`.
+fn finding_with(snap: &ClusterSnapshot, set: &PolicySet, cause: Cause) -> CapacityFinding {
+    let diagnosis = diagnose(snap, set, &Sightings::default());
+    let mut findings = diagnose_capacity(snap, &diagnosis, set, &Clues::default());
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    let mut finding = findings.remove(0);
+    finding.cause = cause;
+    finding
+}
+
+/// All 4 instances registered and connected, desired 4 of 10: capacity short, nudged.
+fn short_capacity() -> ClusterSnapshot {
+    let ids = ["i-1", "i-2", "i-3", "i-4"];
+    let group = ids
+        .iter()
+        .fold(GroupBuilder::new(4, 10, 1), |g, id| g.instance(id, 1, 60));
+    let instances = ids.iter().map(|id| container_instance(id, true)).collect();
+    capacity_snapshot(Some(group), instances, 3)
+}
+
+#[test]
+fn causes_a_nudge_cannot_remedy_are_held_with_their_code_and_their_tasks_wait() {
+    let set = capacity_policy();
+    let snap = short_capacity();
+    // Control: as diagnosed (capacity short), the group is nudged.
+    let control = plan_findings(&snap, &set, {
+        let diagnosis = diagnose(&snap, &set, &Sightings::default());
+        diagnose_capacity(&snap, &diagnosis, &set, &Clues::default())
+    });
+    assert!(
+        matches!(control.actions.as_slice(), [a] if a.action.kind() == ActionKind::NudgeCapacity),
+        "{:?}",
+        control.actions
+    );
+    let cases = [
+        (
+            Cause::NoInstanceFits {
+                instance_type: "t3.small".into(),
+            },
+            CauseCode::NoInstanceFits,
+        ),
+        (
+            Cause::LaunchFailing {
+                failure: LaunchFailure::VcpuLimit,
+            },
+            CauseCode::LaunchFailed,
+        ),
+        (
+            Cause::ProvisioningQuota { provisioning: 500 },
+            CauseCode::ProvisioningQuota,
+        ),
+    ];
+    for (cause, code) in cases {
+        let finding = finding_with(&snap, &set, cause.clone());
+        let waiting = finding.waiting_tasks.clone();
+        let plan = plan_findings(&snap, &set, vec![finding]);
+        assert!(plan.actions.is_empty(), "{cause:?}: {:?}", plan.actions);
+        let nudge: Vec<_> = plan
+            .held
+            .iter()
+            .filter(|h| h.action == ActionKind::NudgeCapacity)
+            .collect();
+        assert_eq!(nudge.len(), 1, "{cause:?}: {:?}", plan.held);
+        assert_eq!(
+            nudge[0].hold,
+            Hold::NoRemedy {
+                why: NoRemedy::Cause { code }
+            }
+        );
+        assert!(nudge[0].hold.detail().contains(code.as_str()));
+        // The waiting tasks are not replaced: a replacement would wait the same way.
+        for task in &waiting {
+            let held = plan
+                .held
+                .iter()
+                .find(|h| &h.target == task)
+                .unwrap_or_else(|| panic!("{cause:?}: {task} not held"));
+            assert!(
+                matches!(&held.hold, Hold::CapacityCause { cause, .. } if *cause == code),
+                "{:?}",
+                held.hold
+            );
+        }
+    }
+}
+
+#[test]
+fn a_broken_version_is_cordoned_whatever_root_causes_are_attached() {
+    let set = capacity_policy();
+    let snap = seed_story();
+    let bare = plan(
+        &snap,
+        diagnose(&snap, &set, &Sightings::default()),
+        &set,
+        &History::rebuild(&snap, &[]),
+        &Sightings::default(),
+        &Clues::default(),
+        false,
+    );
+    let cordon = |plan: &Plan| {
+        plan.actions
+            .iter()
+            .find(|a| a.action.kind() == ActionKind::CordonLaunchTemplate)
+            .map(|a| a.action.clone())
+    };
+    let expected = cordon(&bare).expect("the seed story is cordoned");
+    let diagnosis = diagnose(&snap, &set, &Sightings::default());
+    let mut findings = diagnose_capacity(&snap, &diagnosis, &set, &Clues::default());
+    let finding = &mut findings[0];
+    assert!(matches!(
+        finding.cause,
+        Cause::BrokenLaunchTemplateVersion { .. }
+    ));
+    finding.root_causes = vec![
+        RootCause::BootMountFailed {
+            instance_id: "i-bad1".into(),
+            file_system: FileSystem::FsxLustre,
+            quote: vec![
+                "mount.lustre: mount fs-0abc@tcp:/fsx at /mnt/fsx failed: Connection \
+                         timed out"
+                    .into(),
+            ],
+        },
+        RootCause::UserDataOtherCluster {
+            template_id: TEMPLATE.into(),
+            version: 2,
+            cluster: "staging-web".into(),
+        },
+        RootCause::NoInstanceProfile {
+            template_id: TEMPLATE.into(),
+            version: 2,
+        },
+        RootCause::LaunchFailed {
+            group: GROUP.into(),
+            failure: LaunchFailure::InvalidImage,
+            message: "The image id '[ami-0bad]' does not exist".into(),
+        },
+    ];
+    finding.unread = vec!["GetConsoleOutput i-bad2: denied".into()];
+    let with_causes = plan_findings(&snap, &set, findings);
+    assert_eq!(cordon(&with_causes), Some(expected));
+}
+
+#[test]
+fn a_cordon_and_a_nudge_recorded_on_groups_count_against_the_budget() {
+    // Budget 2: a cordon tag (10 minutes ago) and a nudge tag (20 minutes ago), both by this
+    // policy, leave none for stopping tasks; tags older than the hour leave it whole.
+    let set = policy(
+        "{PENDING: 10m}",
+        "{replaceTask: {}}",
+        "{maxActionsPerHour: 2, maxInFlightPerService: 100%, pauseWhenStuckAbove: 100%}",
+    );
+    let tasks = || {
+        (0..2)
+            .map(|i| {
+                TaskBuilder::service("web", &format!("s{i}"))
+                    .stuck_in(TaskStatus::Pending, 20)
+                    .build()
+            })
+            .collect::<Vec<_>>()
+    };
+    let with_tags = |minutes: u64| {
+        let (cordon_key, cordon_value) = cordon_tag(
+            TEMPLATE,
+            2,
+            ago(minutes),
+            Some(1),
+            "web",
+            "never registered",
+        );
+        let (nudge_key, nudge_value) = nudge_tag(ago(minutes + 10), 3, 4, "web");
+        let group = GroupBuilder::new(4, 10, 1)
+            .tag(&cordon_key, &cordon_value)
+            .tag(&nudge_key, &nudge_value);
+        let mut snap = snapshot(tasks(), &[("web", 10)]);
+        snap.auto_scaling_groups = vec![group.build()];
+        snap
+    };
+    let recent = run(&with_tags(10), &set);
+    assert!(recent.actions.is_empty(), "{:?}", recent.actions);
+    assert_eq!(recent.held.len(), 2);
+    assert!(
+        recent
+            .held
+            .iter()
+            .all(|h| h.hold == Hold::MaxActionsPerHour { used: 2, limit: 2 }),
+        "{:?}",
+        recent.held
+    );
+    let old = run(&with_tags(70), &set);
+    assert_eq!(old.actions.len(), 2, "{:?}", old.held);
 }

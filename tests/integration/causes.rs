@@ -12,13 +12,14 @@ use ecs_reconciler::causes::{
     CauseCode, Clues, FileSystem, Inquiry, LaunchFailure, Reading, RootCause, inquiries,
 };
 use ecs_reconciler::cloud::ErrorCategory;
+use ecs_reconciler::decision::Action;
 use ecs_reconciler::diagnose::{Sightings, diagnose};
 use ecs_reconciler::domain::{
     ClusterSnapshot, DesiredStatus, InstanceTypeSize, LaunchTemplateVersion, ScalingActivity,
     ServiceEvent, TaskStatus,
 };
 use ecs_reconciler::history::History;
-use ecs_reconciler::plan::{Action, Plan, plan};
+use ecs_reconciler::plan::{Plan, plan};
 use ecs_reconciler::policy::PolicySet;
 
 use crate::support::fixtures::*;

@@ -158,9 +158,9 @@ async fn enforce_stops_the_stuck_service_task_once() {
     let t = &described.tasks()[0];
     assert_eq!(t.desired_status(), Some("STOPPED"));
     assert!(
-        t.stopped_reason()
-            .unwrap()
-            .starts_with("ecs-reconciler: stuck in PROVISIONING for 20m"),
+        t.stopped_reason().unwrap().starts_with(
+            "ecs-reconciler[stuck:PROVISIONING policy=ctl]: stuck in PROVISIONING for 20m"
+        ),
         "{:?}",
         t.stopped_reason()
     );

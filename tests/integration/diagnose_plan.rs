@@ -5,10 +5,13 @@
 use std::collections::BTreeMap;
 
 use ecs_reconciler::causes::Clues;
+use ecs_reconciler::decision::{Action, ActionKind, Hold};
 use ecs_reconciler::diagnose::{Condition, Diagnosis, Sightings, diagnose};
 use ecs_reconciler::domain::{ClusterSnapshot, DesiredStatus, HealthStatus, TaskStatus};
-use ecs_reconciler::history::{History, PastAction, REPLACES_TAG, stop_reason};
-use ecs_reconciler::plan::{Action, Hold, Plan, client_token, plan};
+use ecs_reconciler::history::{
+    History, PastAction, REPLACES_TAG, policy_of_stop_reason, read_stop_reason, stop_reason,
+};
+use ecs_reconciler::plan::{Plan, client_token, plan};
 use ecs_reconciler::policy::{PolicyMode, PolicySet};
 use proptest::prelude::*;
 
@@ -245,7 +248,8 @@ fn a_stuck_service_task_is_stopped_with_a_reason_naming_the_policy() {
             assert_eq!(task_arn, &task_arn_of("a"));
             assert_eq!(
                 stop_reason,
-                "ecs-reconciler: stuck in PROVISIONING for 14m, limit 10m [policy web]"
+                "ecs-reconciler[stuck:PROVISIONING policy=web]: stuck in PROVISIONING for 14m, \
+                 limit 10m"
             );
         }
         other => panic!("expected StopServiceTask, got {other:?}"),
@@ -269,7 +273,7 @@ fn a_standalone_task_is_rerun_with_the_same_settings_and_a_derived_token() {
     else {
         panic!("expected a replacement, got {:?}", plan.actions)
     };
-    assert!(stop_reason.starts_with("ecs-reconciler: stuck in PENDING"));
+    assert!(stop_reason.starts_with("ecs-reconciler[stuck:PENDING policy=web]: stuck in PENDING"));
     assert_eq!(run.task_definition, task.task_definition_arn);
     assert_eq!(run.overrides, task.overrides);
     assert_eq!(run.group, task.group);
@@ -303,7 +307,7 @@ fn standalone_replacement_needs_the_opt_in() {
     assert_eq!(
         plan.held[0].hold,
         Hold::NotAllowed {
-            missing: "remediate.replaceTask.standalone".into()
+            missing: "remediate.replaceTask.standalone"
         }
     );
     let none = policy("{PENDING: 10m}", "{}", "{}");
@@ -358,7 +362,11 @@ fn max_actions_per_hour_counts_past_stops_found_on_the_tasks() {
         "{maxActionsPerHour: 3, maxInFlightPerService: 100%, pauseWhenStuckAbove: 100%}",
     );
     // Stopped for another cause, so the anti-churn rule does not apply here.
-    let reason = stop_reason("web", "stuck in PENDING for 11m, limit 10m");
+    let reason = stop_reason(
+        "web",
+        Condition::InState(TaskStatus::Pending),
+        "stuck in PENDING for 11m, limit 10m",
+    );
     let mut tasks: Vec<_> = (0..4)
         .map(|i| {
             TaskBuilder::service("web", &format!("s{i}"))
@@ -408,7 +416,7 @@ fn max_in_flight_per_service_counts_tasks_still_on_their_way_down() {
         "{replaceTask: {}}",
         "{maxActionsPerHour: 100, maxInFlightPerService: 25%, pauseWhenStuckAbove: 100%}",
     );
-    let reason = stop_reason("web", "stuck");
+    let reason = stop_reason("web", Condition::InState(TaskStatus::Provisioning), "stuck");
     let mut tasks: Vec<_> = (0..3)
         .map(|i| {
             TaskBuilder::service("web", &format!("s{i}"))
@@ -534,9 +542,10 @@ fn a_task_already_acted_on_is_not_acted_on_again_despite_a_stale_read() {
     let ledger = [PastAction {
         at: ago(0),
         policy: "web".into(),
+        kind: ActionKind::StopTask,
         service: Some("web".into()),
-        task_arn: task_arn("a"),
-        condition: "stuck in PROVISIONING".into(),
+        target: task_arn("a"),
+        condition: Some(Condition::InState(TaskStatus::Provisioning)),
     }];
     let (diagnosis, plan) = run_with(
         &snap,
@@ -600,18 +609,124 @@ fn a_task_hanging_on_the_way_down_is_reported_not_replaced() {
 }
 
 #[test]
-fn stop_reasons_round_trip_and_fit_ecs_limit() {
-    let long = "x".repeat(400);
-    let reason = stop_reason("web-stuck-tasks", &long);
-    assert!(reason.len() <= 255);
-    assert_eq!(
-        ecs_reconciler::history::policy_of_stop_reason(&reason),
-        Some("web-stuck-tasks")
+fn stop_reasons_carry_a_token_and_fit_ecs_limit_whatever_the_policy_and_prose() {
+    let policy_name = format!("web-{}", "p".repeat(59)); // 63 characters, RFC 1123's limit
+    let condition = Condition::InState(TaskStatus::Provisioning);
+    // Multi-byte characters: the cut must land on a character boundary.
+    let long = format!(
+        "stuck in PROVISIONING for 14m, limit 10m {}",
+        "é".repeat(300)
+    );
+    let reason = stop_reason(&policy_name, condition, &long);
+    assert!(reason.len() <= 255, "{} bytes", reason.len());
+    assert!(reason.chars().count() <= 255);
+    let token = format!("ecs-reconciler[stuck:PROVISIONING policy={policy_name}]: ");
+    assert!(reason.starts_with(&token), "{reason}");
+    let mark = read_stop_reason(&reason).expect("the controller's own reason is recognised");
+    assert_eq!(mark.policy, policy_name);
+    assert_eq!(mark.condition, Some(condition));
+    // Short prose is kept whole.
+    let short = stop_reason(
+        "web",
+        Condition::Unhealthy,
+        "UNHEALTHY while RUNNING for 6m",
     );
     assert_eq!(
-        ecs_reconciler::history::policy_of_stop_reason("Task stopped by user"),
-        None
+        short,
+        "ecs-reconciler[unhealthy policy=web]: UNHEALTHY while RUNNING for 6m"
     );
+    assert_eq!(policy_of_stop_reason("Task stopped by user"), None);
+    assert_eq!(policy_of_stop_reason("ecs-reconciler[bogus]: x"), None);
+}
+
+#[test]
+fn stop_reasons_of_the_older_format_are_still_recognised() {
+    let old = "ecs-reconciler: stuck in PROVISIONING for 14m, limit 10m [policy web]";
+    let mark = read_stop_reason(old).unwrap();
+    assert_eq!(mark.policy, "web");
+    assert_eq!(
+        mark.condition,
+        Some(Condition::InState(TaskStatus::Provisioning))
+    );
+    let unhealthy = "ecs-reconciler: UNHEALTHY while RUNNING for 6m, limit 5m [policy api]";
+    let mark = read_stop_reason(unhealthy).unwrap();
+    assert_eq!(
+        (mark.policy, mark.condition),
+        ("api", Some(Condition::Unhealthy))
+    );
+    let down =
+        "ecs-reconciler: hanging on the way down in STOPPING for 30m, limit 20m [policy web]";
+    assert_eq!(
+        read_stop_reason(down).unwrap().condition,
+        Some(Condition::InState(TaskStatus::Stopping))
+    );
+}
+
+#[test]
+fn every_condition_has_a_token_that_reads_back() {
+    let conditions = TaskStatus::ALL
+        .into_iter()
+        .map(Condition::InState)
+        .chain([Condition::Unhealthy]);
+    for condition in conditions {
+        let reason = stop_reason("web", condition, "anything");
+        assert_eq!(
+            read_stop_reason(&reason).and_then(|m| m.condition),
+            Some(condition),
+            "{reason}"
+        );
+    }
+}
+
+#[test]
+fn a_reworded_stop_reason_is_still_recognised_by_its_token() {
+    // A later release words the prose differently: history reads the token, not the prose.
+    let earlier = "ecs-reconciler[stuck:PROVISIONING policy=web]: waited 11 minutes for capacity";
+    let snap = snapshot(
+        vec![
+            TaskBuilder::service("web", "old")
+                .stopped(TaskStatus::Stopped, 30, earlier)
+                .build(),
+            TaskBuilder::service("web", "new")
+                .stuck_in(TaskStatus::Provisioning, 20)
+                .build(),
+        ],
+        &[("web", 10)],
+    );
+    let (_, plan) = run(&snap, &usual_policy());
+    assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+    assert_eq!(plan.held[0].hold.name(), "notCured");
+    assert_eq!(
+        plan.held[0].hold,
+        Hold::NotCured {
+            condition: Condition::InState(TaskStatus::Provisioning),
+            replaced_at: ago(30),
+        }
+    );
+}
+
+#[test]
+fn a_stop_in_the_older_format_still_counts_against_the_budget() {
+    let set = policy(
+        "{PROVISIONING: 10m}",
+        "{replaceTask: {}}",
+        "{maxActionsPerHour: 2, maxInFlightPerService: 100%, pauseWhenStuckAbove: 100%}",
+    );
+    let old = "ecs-reconciler: stuck in PENDING for 11m, limit 10m [policy web]";
+    let mut tasks: Vec<_> = (0..3)
+        .map(|i| {
+            TaskBuilder::service("web", &format!("s{i}"))
+                .stuck_in(TaskStatus::Provisioning, 20 + i)
+                .build()
+        })
+        .collect();
+    tasks.push(
+        TaskBuilder::service("web", "old1")
+            .stopped(TaskStatus::Stopped, 30, old)
+            .build(),
+    );
+    let (_, plan) = run(&snapshot(tasks, &[("web", 40)]), &set);
+    assert_eq!(plan.actions.len(), 1, "2 per hour, 1 already used");
 }
 
 // ---- properties ----
@@ -665,7 +780,11 @@ fn build(specs: &[TaskSpec], desired: &[u32; 3]) -> ClusterSnapshot {
                 other => b.status(other),
             };
             if let Some(m) = s.stopped_by_us {
-                b = b.stopped(status, m, &stop_reason("web", "stuck"));
+                b = b.stopped(
+                    status,
+                    m,
+                    &stop_reason("web", Condition::InState(TaskStatus::Provisioning), "stuck"),
+                );
             } else if status.is_way_down() || status == TaskStatus::Stopped {
                 b = b.stopped(status, s.minutes, "Scaling activity");
             }
@@ -791,7 +910,11 @@ fn an_awsvpc_standalone_task_whose_security_groups_are_unknown_is_not_stopped() 
 
 #[test]
 fn a_replacement_stuck_again_for_the_same_cause_is_not_replaced_again() {
-    let earlier = stop_reason("web", "stuck in PROVISIONING for 11m, limit 10m");
+    let earlier = stop_reason(
+        "web",
+        Condition::InState(TaskStatus::Provisioning),
+        "stuck in PROVISIONING for 11m, limit 10m",
+    );
     let snap = snapshot(
         vec![
             TaskBuilder::service("web", "old")
@@ -827,4 +950,66 @@ fn a_replacement_stuck_again_for_the_same_cause_is_not_replaced_again() {
         &[("web", 10)],
     );
     assert_eq!(run(&snap, &usual_policy()).1.actions.len(), 1);
+}
+
+#[test]
+fn a_held_action_shares_its_finding_evidence() {
+    let set = policy(
+        "{PROVISIONING: 10m}",
+        "{replaceTask: {}}",
+        "{maxActionsPerHour: 1, maxInFlightPerService: 100%, pauseWhenStuckAbove: 100%}",
+    );
+    let tasks = (0..2)
+        .map(|i| {
+            TaskBuilder::service("web", &format!("s{i}"))
+                .stuck_in(TaskStatus::Provisioning, 20 + i)
+                .build()
+        })
+        .collect();
+    let (_, plan) = run(&snapshot(tasks, &[("web", 40)]), &set);
+    let evidence_of = |arn: &str| {
+        let f = plan.findings.iter().find(|f| f.task_arn == arn).unwrap();
+        std::sync::Arc::clone(&f.evidence)
+    };
+    let [action] = plan.actions.as_slice() else {
+        panic!("{:?}", plan.actions)
+    };
+    let [held] = plan.held.as_slice() else {
+        panic!("{:?}", plan.held)
+    };
+    assert!(std::sync::Arc::ptr_eq(
+        &action.evidence,
+        &evidence_of(action.action.target())
+    ));
+    assert!(std::sync::Arc::ptr_eq(
+        &held.evidence,
+        &evidence_of(&held.target)
+    ));
+}
+
+#[test]
+fn a_replacement_whose_original_ecs_forgot_still_counts_against_the_budget() {
+    let set = policy(
+        "{PENDING: 10m}",
+        "{replaceTask: {standalone: true}}",
+        "{maxActionsPerHour: 1, maxInFlightPerService: 100%, pauseWhenStuckAbove: 100%}",
+    );
+    let with_replacement_made = |minutes: u64| {
+        let replacement = TaskBuilder::standalone("job-new")
+            .tag(REPLACES_TAG, "job-gone")
+            .timestamps(|t| t.created_at = Some(ago(minutes)))
+            .build();
+        let stuck = TaskBuilder::standalone("job2")
+            .stuck_in(TaskStatus::Pending, 20)
+            .build();
+        snapshot(vec![replacement, stuck], &[])
+    };
+    let (_, recent) = run(&with_replacement_made(10), &set);
+    assert!(recent.actions.is_empty(), "{:?}", recent.actions);
+    assert_eq!(
+        recent.held[0].hold,
+        Hold::MaxActionsPerHour { used: 1, limit: 1 }
+    );
+    let (_, old) = run(&with_replacement_made(70), &set);
+    assert_eq!(old.actions.len(), 1, "{:?}", old.held);
 }

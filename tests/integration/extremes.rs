@@ -16,6 +16,7 @@ use ecs_reconciler::causes::Clues;
 use ecs_reconciler::cloud::sim::{SimAccount, build_scenario, scenario_names};
 use ecs_reconciler::cloud::{Cloud, CloudError};
 use ecs_reconciler::controller::{Controller, ControllerSettings};
+use ecs_reconciler::decision::{Action, ActionKind, Budgets};
 use ecs_reconciler::demo::scenario_policies;
 use ecs_reconciler::diagnose::{Sightings, diagnose};
 use ecs_reconciler::domain::{
@@ -23,7 +24,7 @@ use ecs_reconciler::domain::{
     ScalingActivity, Tags,
 };
 use ecs_reconciler::history::History;
-use ecs_reconciler::plan::{Action, Plan, plan};
+use ecs_reconciler::plan::{Plan, plan};
 use ecs_reconciler::policy::{
     CordonLaunchTemplate, CountRange, DrainContainerInstance, DurationRange, NudgeCapacity,
     Percent, Policy, PolicyError, PolicySet, StuckLimits, parse_str, ranges,
@@ -727,7 +728,16 @@ proptest! {
         };
         snap.auto_scaling_groups = vec![group];
         let history = History::rebuild(&snap, &[]);
-        let out = plan_capacity(&snap, &[finding], &set, &Sightings::default(), &history, false);
+        let mut budgets = Budgets::new(&snap, &set, &history);
+        let out = plan_capacity(
+            &snap,
+            &[finding],
+            &set,
+            &Sightings::default(),
+            &history,
+            &mut budgets,
+            false,
+        );
         let plan = Plan {
             cluster: CLUSTER.into(),
             findings: Vec::new(),
@@ -737,7 +747,7 @@ proptest! {
         };
         let planned = check_nudges(&plan, &snap.auto_scaling_groups, &set);
         // Nothing is dropped: no nudge means a held one, named.
-        prop_assert!(planned == 1 || plan.held.iter().any(|h| h.action == "nudgeCapacity"));
+        prop_assert!(planned == 1 || plan.held.iter().any(|h| h.action == ActionKind::NudgeCapacity));
     }
 }
 
@@ -792,7 +802,7 @@ fn a_step_of_zero_is_held_not_planned() {
     let held = plan
         .held
         .iter()
-        .find(|h| h.action == "nudgeCapacity")
+        .find(|h| h.action == ActionKind::NudgeCapacity)
         .expect("the nudge is held, not dropped");
     assert_eq!(held.hold.name(), "noRemedy");
     assert!(

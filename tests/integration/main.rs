@@ -25,6 +25,7 @@ mod read_only;
 mod reload;
 mod scenarios;
 mod scenarios_capacity;
+mod shared_budget;
 mod sim_account;
 mod sim_capacity;
 mod sim_reads;

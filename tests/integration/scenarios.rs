@@ -107,13 +107,13 @@ async fn stuck_provisioning_tasks_are_replaced_once_and_the_service_recovers() {
         assert_eq!(r.evidence["clockSource"], "createdAt");
         assert_eq!(r.policy_set, "builtin-demo");
     }
-    let stopped = sim.tasks_stopped_with("ecs-reconciler:");
+    let stopped = sim.tasks_stopped_with("ecs-reconciler[");
     assert_eq!(stopped.len(), 2);
     assert!(stopped.iter().all(|t| {
         t.stopped_reason
             .as_deref()
             .unwrap()
-            .ends_with("[policy demo-stuck-tasks]")
+            .starts_with("ecs-reconciler[stuck:PROVISIONING policy=demo-stuck-tasks]: ")
     }));
 }
 
