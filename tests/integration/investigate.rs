@@ -240,7 +240,12 @@ async fn root_cause_reads_per_pass_seed_scenario_against_a_healthy_cluster() {
             pass(&c).await;
             per_pass.push(reads_made(&sim) - before);
         }
-        println!("{name}: root-cause read calls per pass {per_pass:?}");
+        let by_operation: Vec<(&str, u64)> = READS
+            .iter()
+            .map(|op| (*op, sim.call_count(op)))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        println!("{name}: root-cause read calls per pass {per_pass:?}, in all {by_operation:?}");
         figures.push(per_pass);
     }
     let (seed, healthy) = (&figures[0], &figures[1]);
