@@ -25,7 +25,7 @@ use tracing::warn;
 use crate::capacity::CapacityFinding;
 use crate::causes::{self, Clues, Inquiry, Reading, boot};
 use crate::cloud::{Cloud, CloudError};
-use crate::domain::{ClusterSnapshot, GroupLaunch};
+use crate::domain::ClusterSnapshot;
 use crate::policy::PolicySet;
 
 /// The most root-cause reads made for one cluster in one pass. A broken rollout of a hundred
@@ -41,53 +41,15 @@ pub struct Selection {
     pub skipped: Vec<Inquiry>,
 }
 
-/// Forgets what must be read again this pass: every reading that is not `Read` (a console
-/// output not yet available, a failed or skipped read), every scaling activity reading (read
-/// afresh each pass), and readings whose subject has left the snapshot.
+/// Forgets what must be read again this pass: readings whose subject has left the snapshot
+/// and the scaling activities (read afresh each pass), as [`Clues::prune`] does, and every
+/// reading that asking again could improve (not yet available, skipped, throttled). A denied
+/// read is kept, so a missing permission costs one call per subject, not one per pass.
 pub fn prepare(clues: &mut Clues, snapshot: &ClusterSnapshot) {
-    let instances: BTreeSet<&str> = snapshot
-        .auto_scaling_groups
-        .iter()
-        .flat_map(|g| g.instances.iter().map(|i| i.instance_id.as_str()))
-        .chain(
-            snapshot
-                .container_instances
-                .iter()
-                .filter_map(|c| c.ec2_instance_id.as_deref()),
-        )
-        .collect();
-    let templates: BTreeSet<&str> = snapshot
-        .auto_scaling_groups
-        .iter()
-        .filter_map(|g| match &g.launch {
-            GroupLaunch::LaunchTemplate { template_id, .. } => Some(template_id.as_str()),
-            GroupLaunch::MixedInstancesPolicy { template_id } => template_id.as_deref(),
-            GroupLaunch::LaunchConfiguration { .. } => None,
-        })
-        .collect();
-    clues
-        .boot
-        .retain(|id, r| is_read(r) && instances.contains(id.as_str()));
-    clues
-        .versions
-        .retain(|(template, _), r| is_read(r) && templates.contains(template.as_str()));
-    clues.activities.clear();
-    let types: BTreeSet<String> = snapshot
-        .auto_scaling_groups
-        .iter()
-        .flat_map(|g| g.instances.iter().filter_map(|i| i.instance_type.clone()))
-        .chain(clues.versions.values().filter_map(|r| match r {
-            Reading::Read { value } => value.instance_type.clone(),
-            _ => None,
-        }))
-        .collect();
-    clues
-        .instance_types
-        .retain(|t, r| is_read(r) && types.contains(t));
-}
-
-fn is_read<T>(reading: &Reading<T>) -> bool {
-    matches!(reading, Reading::Read { .. })
+    clues.prune(snapshot);
+    clues.boot.retain(|_, r| !r.worth_asking_again());
+    clues.versions.retain(|_, r| !r.worth_asking_again());
+    clues.instance_types.retain(|_, r| !r.worth_asking_again());
 }
 
 /// The inquiries of this pass's capacity findings, each once, in the order diagnosis asks

@@ -373,53 +373,9 @@ fn describe_version(out: &mut String, clues: &Clues, template: &str, version: u3
     let facts = match value.user_data.as_deref().map(userdata::read) {
         None => "none".to_string(),
         Some(Err(e)) => format!("unreadable ({e})"),
-        Some(Ok(report)) => facts_of(&report),
+        Some(Ok(report)) => report.describe(),
     };
     let _ = writeln!(out, "      UserData: {facts}");
-}
-
-/// A report's fields as `name: value` pairs, from its serialized (typed) form, e.g.
-/// `ecsCluster: named demo-capacity; mounts: fsxLustre /fsx fs-0123…`; empty and absent
-/// fields are left out.
-fn facts_of(report: &impl serde::Serialize) -> String {
-    let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(report) else {
-        return "read".into();
-    };
-    let shown: Vec<String> = fields
-        .iter()
-        .map(|(name, value)| (name, plain(value)))
-        .filter(|(_, value)| !value.is_empty())
-        .map(|(name, value)| format!("{name}: {value}"))
-        .collect();
-    if shown.is_empty() {
-        "read, nothing of note".into()
-    } else {
-        shown.join("; ")
-    }
-}
-
-/// A serialized value as plain words: a string as is, an object's values in order, a list's
-/// items comma-separated; nothing for null and empty.
-fn plain(value: &serde_json::Value) -> String {
-    use serde_json::Value;
-    match value {
-        Value::Null => String::new(),
-        Value::String(s) => s.clone(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => n.to_string(),
-        Value::Array(items) => items
-            .iter()
-            .map(plain)
-            .filter(|s| !s.is_empty())
-            .collect::<Vec<_>>()
-            .join(", "),
-        Value::Object(fields) => fields
-            .values()
-            .map(plain)
-            .filter(|s| !s.is_empty())
-            .collect::<Vec<_>>()
-            .join(" "),
-    }
 }
 
 /// Why an instance's boot output is not part of the chain, if it is not.

@@ -127,6 +127,7 @@ fn readings_are_kept_while_their_subject_is_observed_and_the_rest_asked_again() 
             .instance("i-stuck", 2, 20)
             .instance("i-waiting", 2, 20)
             .instance("i-failed", 2, 20)
+            .instance("i-denied", 2, 20)
             .build(),
     ];
     snap.container_instances = vec![container_instance("i-registered", true)];
@@ -143,6 +144,13 @@ fn readings_are_kept_while_their_subject_is_observed_and_the_rest_asked_again() 
         Reading::Unreadable {
             operation: "GetConsoleOutput".into(),
             category: ErrorCategory::Throttled,
+        },
+    );
+    clues.boot.insert(
+        "i-denied".into(),
+        Reading::Unreadable {
+            operation: "GetConsoleOutput".into(),
+            category: ErrorCategory::Denied,
         },
     );
     clues
@@ -164,7 +172,9 @@ fn readings_are_kept_while_their_subject_is_observed_and_the_rest_asked_again() 
     investigate::prepare(&mut clues, &snap);
 
     let kept: Vec<&str> = clues.boot.keys().map(String::as_str).collect();
-    assert_eq!(kept, ["i-registered", "i-stuck"], "read and still observed");
+    // Kept: read, or denied (asking again would be denied again), and still in a group.
+    // Gone: an instance no group has, a throttled read and one not yet available.
+    assert_eq!(kept, ["i-denied", "i-stuck"]);
     assert_eq!(
         clues.versions.keys().collect::<Vec<_>>(),
         [&(TEMPLATE.to_string(), 2)]
