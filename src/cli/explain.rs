@@ -39,7 +39,8 @@ impl TaskName {
 pub fn parse_task_name(text: &str) -> Result<TaskName, String> {
     let bad = || {
         format!(
-            "{text:?} is not a task: give its ARN (arn:aws:ecs:REGION:ACCOUNT:task/CLUSTER/ID),              task/CLUSTER/ID as plan prints it, or its id"
+            "{text:?} is not a task: give its ARN (arn:aws:ecs:REGION:ACCOUNT:task/CLUSTER/ID), \
+             task/CLUSTER/ID as plan prints it, or its id"
         )
     };
     let path = match text.split_once(":task/") {

@@ -344,6 +344,10 @@ fn explain_follows_a_stuck_task_to_the_broken_launch_template_version() {
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert!(err.contains("is not a task"), "{err}");
+    assert!(
+        err.contains("(arn:aws:ecs:REGION:ACCOUNT:task/CLUSTER/ID), task/CLUSTER/ID as plan"),
+        "one line, words single-spaced: {err}"
+    );
     assert_eq!(err.lines().count(), 1, "{err}");
 }
 
