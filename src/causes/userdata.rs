@@ -379,7 +379,8 @@ fn joined(value: &serde_json::Value) -> String {
 /// The cluster the agent is told to join, the last setting winning (the agent reads its config
 /// file top to bottom): `ECS_CLUSTER=` (Amazon Linux), `cluster = "..."` under
 /// `[settings.ecs]` (Bottlerocket's TOML), `Initialize-ECSAgent -Cluster ...` (Windows).
-/// Comments are skipped.
+/// Comments are skipped. An empty value sets nothing: `grep -q ECS_CLUSTER= ecs.config` after
+/// the `echo` that names the cluster mentions the setting without changing it.
 fn ecs_cluster(lines: &[String]) -> ClusterSetting {
     let mut setting = ClusterSetting::NotSet;
     let mut section = String::new();
@@ -395,7 +396,7 @@ fn ecs_cluster(lines: &[String]) -> ClusterSetting {
         let mut rest = line.as_str();
         while let Some(i) = rest.find("ECS_CLUSTER=") {
             let after = &rest[i.saturating_add("ECS_CLUSTER=".len())..];
-            setting = cluster_value(after);
+            set(&mut setting, cluster_value(after));
             rest = after;
         }
         if section == "[settings.ecs]"
@@ -404,7 +405,7 @@ fn ecs_cluster(lines: &[String]) -> ClusterSetting {
                 .map(str::trim_start)
                 .and_then(|v| v.strip_prefix('='))
         {
-            setting = cluster_value(value.trim_start());
+            set(&mut setting, cluster_value(value.trim_start()));
         }
         if trimmed.to_ascii_lowercase().contains("initialize-ecsagent") {
             let tokens: Vec<&str> = trimmed.split_whitespace().collect();
@@ -412,11 +413,18 @@ fn ecs_cluster(lines: &[String]) -> ClusterSetting {
                 .windows(2)
                 .find(|w| w[0].eq_ignore_ascii_case("-cluster"))
             {
-                setting = cluster_value(w[1]);
+                set(&mut setting, cluster_value(w[1]));
             }
         }
     }
     setting
+}
+
+/// A later value replaces the setting, unless it is empty.
+fn set(setting: &mut ClusterSetting, value: ClusterSetting) {
+    if value != ClusterSetting::NotSet {
+        *setting = value;
+    }
 }
 
 /// A cluster value as written: quotes stripped, cut at the end of the word; one computed at

@@ -340,6 +340,17 @@ fn userdata_cases() -> Vec<UserDataCase> {
             cause: None,
         },
         UserDataCase {
+            name: "a later empty ECS_CLUSTER= (a grep of the config) keeps the named cluster",
+            base64: base64::engine::general_purpose::STANDARD.encode(
+                "#!/bin/bash\necho ECS_CLUSTER=batch-jobs >> /etc/ecs/ecs.config\ngrep -q ECS_CLUSTER= /etc/ecs/ecs.config || exit 1\n",
+            ),
+            gzip: false,
+            parts: vec![Part::ShellScript],
+            cluster: named("batch-jobs"),
+            mounts: vec![],
+            cause: Some((CauseCode::UserDataOtherCluster, "UserData joins cluster batch-jobs")),
+        },
+        UserDataCase {
             name: "Bottlerocket settings",
             base64: encoded("userdata/bottlerocket.toml"),
             gzip: false,
