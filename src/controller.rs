@@ -41,7 +41,7 @@ use crate::diagnose::{Sightings, diagnose};
 use crate::domain::{ClusterSnapshot, Tags};
 use crate::history::{BUDGET_WINDOW, History, PastAction, cordon_key, nudge_key};
 use crate::investigate;
-use crate::plan::{Plan, plan};
+use crate::plan::{Plan, plan_with_capacity};
 use crate::policy::{PolicyMode, PolicySet};
 use crate::supervise::panic_message;
 
@@ -76,7 +76,7 @@ pub struct ClusterReport {
     pub snapshot: ClusterSnapshot,
     pub plan: Plan,
     /// What the root-cause reads have found for this cluster so far (this pass included).
-    pub clues: Clues,
+    pub clues: Arc<Clues>,
     /// Each action with what became of it.
     pub outcomes: Vec<(PlannedAction, Outcome, Option<String>)>,
 }
@@ -123,7 +123,7 @@ struct ClusterMemory {
     audited: HashMap<(String, String), String>,
     /// What the root-cause reads found so far (a stuck instance's boot output does not
     /// change, so it is read once).
-    clues: Clues,
+    clues: Arc<Clues>,
 }
 
 /// The reconciling controller over one cloud.
@@ -334,7 +334,7 @@ impl<C: Cloud> Controller<C> {
     ) -> ClusterReport {
         let policies = self.policies();
         // The memory is not held across the reads: take what they need, read, re-lock, plan.
-        let (diagnosis, selection) = {
+        let (diagnosis, capacity, selection) = {
             let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
             let mem = memory.entry(cluster.to_string()).or_default();
             mem.sightings.record(&snapshot);
@@ -342,7 +342,7 @@ impl<C: Cloud> Controller<C> {
             mem.ledger
                 .retain(|a| now.duration_since(a.at).unwrap_or(Duration::ZERO) < BUDGET_WINDOW);
             let diagnosis = diagnose(&snapshot, &policies, &mem.sightings);
-            investigate::prepare(&mut mem.clues, &snapshot);
+            investigate::prepare(Arc::make_mut(&mut mem.clues), &snapshot);
             let capacity = diagnose_capacity(&snapshot, &diagnosis, &policies, &mem.clues);
             let selection = investigate::select(
                 &snapshot,
@@ -351,24 +351,31 @@ impl<C: Cloud> Controller<C> {
                 &mem.clues,
                 self.settings.root_cause_reads,
             );
-            (diagnosis, selection)
+            (diagnosis, capacity, selection)
         };
         let found = investigate::read(&self.cloud, &selection.to_read).await;
         let (plan, clues) = {
             let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
             let mem = memory.entry(cluster.to_string()).or_default();
-            investigate::store(&mut mem.clues, found, &selection.skipped);
+            let learned = !selection.to_read.is_empty() || !selection.skipped.is_empty();
+            investigate::store(Arc::make_mut(&mut mem.clues), found, &selection.skipped);
+            // The capacity findings are made again only when this pass's reads added clues.
+            let capacity = if learned {
+                diagnose_capacity(&snapshot, &diagnosis, &policies, &mem.clues)
+            } else {
+                capacity
+            };
             let history = History::rebuild(&snapshot, &mem.ledger);
-            let plan = plan(
+            let plan = plan_with_capacity(
                 &snapshot,
                 diagnosis,
+                capacity,
                 &policies,
                 &history,
                 &mem.sightings,
-                &mem.clues,
                 self.settings.dry_run,
             );
-            (plan, mem.clues.clone())
+            (plan, Arc::clone(&mem.clues))
         };
         if !snapshot.gaps.is_empty() {
             warn!(gaps = ?snapshot.gaps, "observation incomplete");

@@ -736,11 +736,17 @@ async fn explain_once<C: Cloud>(
             }
             explain::TaskName::Bare { id } => {
                 let pass = controller.pass(&shutdown).await;
-                if let Some((cluster, e)) = pass.errors.first() {
-                    return Err(format!("cluster {cluster}: {e}"));
-                }
                 if done {
-                    return explain::cluster_holding(&pass.clusters, id).cloned();
+                    // A cluster that could not be observed matters only if the task is not in
+                    // one that was.
+                    return explain::cluster_holding(&pass.clusters, id)
+                        .cloned()
+                        .map_err(|e| match pass.errors.first() {
+                            Some((cluster, err)) => {
+                                format!("{e}; cluster {cluster} could not be observed: {err}")
+                            }
+                            None => e,
+                        });
                 }
             }
         }

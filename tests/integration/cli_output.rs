@@ -286,7 +286,7 @@ fn explain_and_the_diagnosis_agree_on_a_deregistered_instance() {
         cluster: snap.cluster_name.clone(),
         snapshot: snap,
         plan,
-        clues: Clues::default(),
+        clues: Default::default(),
         outcomes: Vec::new(),
     };
     let chain = ecs_reconciler::cli::explain::explain(&task, &report);
