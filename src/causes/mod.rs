@@ -308,7 +308,7 @@ impl RootCause {
                  {instance_type}, has {} CPU units and {instance_memory_mib} MiB",
                 task_cpu.map_or("?".to_string(), |c| c.to_string()),
                 task_memory.map_or("?".to_string(), |m| m.to_string()),
-                instance_vcpus.saturating_mul(1024)
+                instance_vcpus.saturating_mul(fit::CPU_UNITS_PER_VCPU)
             ),
             RootCause::ProvisioningQuota { provisioning } => format!(
                 "{provisioning} tasks are in PROVISIONING: the cluster's quota is \
