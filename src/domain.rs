@@ -278,6 +278,18 @@ pub enum GroupLaunch {
     LaunchConfiguration { name: String },
 }
 
+impl GroupLaunch {
+    /// The launch template the group launches from: a launch template's, or a mixed instances
+    /// policy's when it names one; `None` for a launch configuration.
+    pub fn template_id(&self) -> Option<&str> {
+        match self {
+            GroupLaunch::LaunchTemplate { template_id, .. } => Some(template_id),
+            GroupLaunch::MixedInstancesPolicy { template_id } => template_id.as_deref(),
+            GroupLaunch::LaunchConfiguration { .. } => None,
+        }
+    }
+}
+
 /// One instance of an Auto Scaling group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupInstance {

@@ -629,11 +629,7 @@ fn unregistered(
     group: &AutoScalingGroup,
     by_version: &BTreeMap<Option<u32>, [Vec<String>; 3]>,
 ) -> Vec<Unregistered> {
-    let template_id = match &group.launch {
-        GroupLaunch::LaunchTemplate { template_id, .. } => Some(template_id.clone()),
-        GroupLaunch::MixedInstancesPolicy { template_id } => template_id.clone(),
-        GroupLaunch::LaunchConfiguration { .. } => None,
-    };
+    let template_id = group.launch.template_id().map(str::to_string);
     by_version
         .iter()
         .filter(|(_, [_, failed, _])| !failed.is_empty())

@@ -454,20 +454,11 @@ impl Clues {
                     .instances
                     .iter()
                     .any(|i| i.launch_template_version == Some(*version))
-                    && template_of(g) == Some(template.as_str());
+                    && g.launch.template_id() == Some(template.as_str());
                 launches || launched
             })
         });
         self.activities.clear();
-    }
-}
-
-/// The launch template a group launches from, if any.
-fn template_of(group: &crate::domain::AutoScalingGroup) -> Option<&str> {
-    match &group.launch {
-        crate::domain::GroupLaunch::LaunchTemplate { template_id, .. } => Some(template_id),
-        crate::domain::GroupLaunch::MixedInstancesPolicy { template_id } => template_id.as_deref(),
-        crate::domain::GroupLaunch::LaunchConfiguration { .. } => None,
     }
 }
 
