@@ -430,11 +430,6 @@ impl Budget {
         self.used = self.used.saturating_add(1);
         Ok(())
     }
-
-    /// Whether one more action fits.
-    pub fn has_room(&self) -> bool {
-        self.used < self.limit as usize
-    }
 }
 
 /// The budgets of every policy in one cluster, shared by both planners within a pass.

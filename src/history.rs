@@ -110,11 +110,6 @@ fn read_legacy(rest: &str) -> Option<StopMark<'_>> {
     Some(StopMark { policy, condition })
 }
 
-/// The policy named in a stop reason the controller wrote; `None` for any other reason.
-pub fn policy_of_stop_reason(reason: &str) -> Option<&str> {
-    read_stop_reason(reason).map(|m| m.policy)
-}
-
 /// The key under which a cordon counts in the budget: one per group and version.
 pub fn cordon_key(group_arn: &str, template_id: &str, version: u32) -> String {
     format!("{group_arn}#cordon/{template_id}/{version}")

@@ -1,6 +1,7 @@
 //! Planning: turns findings into actions under the policies' remediations and guardrails. Pure.
 //!
-//! The plan is a function of (snapshot, diagnosis, policies, history): no clock, no I/O. Every
+//! The plan is a function of (snapshot, diagnosis, capacity findings, policies, history,
+//! sightings): no clock, no I/O. Every
 //! finding ends in exactly one place: a planned action, or a held action that names the
 //! guardrail (or missing permission) that held it back. Findings are considered in a fixed
 //! order (policy order, longest stuck first, then ARN), so planning twice on one snapshot gives

@@ -8,9 +8,7 @@ use ecs_reconciler::causes::Clues;
 use ecs_reconciler::decision::{Action, ActionKind, Hold};
 use ecs_reconciler::diagnose::{Condition, Diagnosis, Sightings, diagnose};
 use ecs_reconciler::domain::{ClusterSnapshot, DesiredStatus, HealthStatus, TaskStatus};
-use ecs_reconciler::history::{
-    History, PastAction, REPLACES_TAG, policy_of_stop_reason, read_stop_reason, stop_reason,
-};
+use ecs_reconciler::history::{History, PastAction, REPLACES_TAG, read_stop_reason, stop_reason};
 use ecs_reconciler::plan::{Plan, client_token, plan};
 use ecs_reconciler::policy::{PolicyMode, PolicySet};
 use proptest::prelude::*;
@@ -635,8 +633,8 @@ fn stop_reasons_carry_a_token_and_fit_ecs_limit_whatever_the_policy_and_prose() 
         short,
         "ecs-reconciler[unhealthy policy=web]: UNHEALTHY while RUNNING for 6m"
     );
-    assert_eq!(policy_of_stop_reason("Task stopped by user"), None);
-    assert_eq!(policy_of_stop_reason("ecs-reconciler[bogus]: x"), None);
+    assert_eq!(read_stop_reason("Task stopped by user"), None);
+    assert_eq!(read_stop_reason("ecs-reconciler[bogus]: x"), None);
 }
 
 #[test]

@@ -360,7 +360,11 @@ impl World {
     }
 }
 
-/// Whether the action is a new one rather than the completion of one already done.
+/// Whether the action is a new one rather than the completion of one already done. This is the
+/// test's own statement of what counts as one action (written out here, not taken from
+/// `Action::draws_on_budget`, so that a change there cannot quietly change the invariant):
+/// finishing a replacement, a cordon already recorded on its group, or a nudge whose tag was
+/// written continues an action that was counted when it started.
 fn is_new_action(action: &Action) -> bool {
     !matches!(
         action,
