@@ -27,9 +27,17 @@ const QUOTE_HEAD: usize = 100;
 pub enum BootFailure {
     /// A file system mount failed or timed out.
     #[serde(rename_all = "camelCase")]
-    Mount { file_system: FileSystem },
+    Mount {
+        file_system: FileSystem,
+        /// A line of this failure says it timed out.
+        timed_out: bool,
+    },
     /// The ECS agent failed to start or to reach the ECS endpoint.
-    Agent,
+    #[serde(rename_all = "camelCase")]
+    Agent {
+        /// A line of this failure says a connection timed out.
+        timed_out: bool,
+    },
     /// The UserData (or a cloud-init stage) failed or exited non-zero.
     Script,
 }
@@ -40,9 +48,38 @@ impl BootFailure {
     fn rank(self) -> u8 {
         match self {
             BootFailure::Mount { .. } => 0,
-            BootFailure::Agent => 1,
+            BootFailure::Agent { .. } => 1,
             BootFailure::Script => 2,
         }
+    }
+
+    /// Whether `other` is a line of the same failure: the same kind, and for a mount the
+    /// same file system or a line that names none (a systemd mount unit's).
+    fn same_as(self, other: BootFailure) -> bool {
+        match (self, other) {
+            (
+                BootFailure::Mount { file_system: a, .. },
+                BootFailure::Mount { file_system: b, .. },
+            ) => a == b || b == FileSystem::Other,
+            (BootFailure::Agent { .. }, BootFailure::Agent { .. }) => true,
+            (BootFailure::Script, BootFailure::Script) => true,
+            _ => false,
+        }
+    }
+
+    fn timed_out(self) -> bool {
+        match self {
+            BootFailure::Mount { timed_out, .. } | BootFailure::Agent { timed_out } => timed_out,
+            BootFailure::Script => false,
+        }
+    }
+
+    /// The failure, with `timed_out` set as given.
+    fn with_timed_out(mut self, value: bool) -> BootFailure {
+        if let BootFailure::Mount { timed_out, .. } | BootFailure::Agent { timed_out } = &mut self {
+            *timed_out = value;
+        }
+        self
     }
 }
 
@@ -77,12 +114,20 @@ impl BootReport {
         let instance_id = instance_id.to_string();
         let quote = self.quote.clone();
         Some(match self.failure? {
-            BootFailure::Mount { file_system } => RootCause::BootMountFailed {
+            BootFailure::Mount {
+                file_system,
+                timed_out,
+            } => RootCause::BootMountFailed {
                 instance_id,
                 file_system,
+                timed_out,
                 quote,
             },
-            BootFailure::Agent => RootCause::BootAgentFailed { instance_id, quote },
+            BootFailure::Agent { timed_out } => RootCause::BootAgentFailed {
+                instance_id,
+                timed_out,
+                quote,
+            },
             BootFailure::Script => RootCause::BootScriptFailed { instance_id, quote },
         })
     }
@@ -146,12 +191,18 @@ pub fn read(output: &[u8]) -> BootReport {
         let unnamed = matches!(
             failure,
             BootFailure::Mount {
-                file_system: FileSystem::Other
+                file_system: FileSystem::Other,
+                ..
             }
         );
         (*rank, unnamed, *pattern, *position)
     });
-    let failure = hits.first().map(|h| h.3);
+    // Timed out when any line of the same failure says so ("Failed with result 'timeout'"
+    // under the mount helper's "failed").
+    let failure = hits.first().map(|h| {
+        let timed_out = hits.iter().any(|o| h.3.same_as(o.3) && o.3.timed_out());
+        h.3.with_timed_out(timed_out)
+    });
     let mut quote: Vec<String> = Vec::new();
     for (_, _, _, _, line) in hits {
         let line = cut(&line);
@@ -395,14 +446,22 @@ fn classify(line: &str) -> Option<(BootFailure, usize)> {
     if lower.contains("exit status 0") || lower.contains("status=0/success") {
         return None;
     }
+    let timed_out = says_timed_out(&lower);
     let failure = match pattern.kind {
         Kind::Mount => BootFailure::Mount {
             file_system: file_system_named(&lower),
+            timed_out,
         },
-        Kind::Agent => BootFailure::Agent,
+        Kind::Agent => BootFailure::Agent { timed_out },
         Kind::Script => BootFailure::Script,
     };
     Some((failure, index))
+}
+
+/// Whether a lower-cased line says something timed out ("Connection timed out", "dial tcp
+/// ...: i/o timeout", "Failed with result 'timeout'").
+fn says_timed_out(lower: &str) -> bool {
+    lower.contains("timed out") || lower.contains("timeout")
 }
 
 /// The kind of file system a lower-cased line names.

@@ -164,6 +164,8 @@ pub enum RootCause {
     BootMountFailed {
         instance_id: String,
         file_system: FileSystem,
+        /// The boot output says the mount timed out (rather than failed outright).
+        timed_out: bool,
         /// At most a few lines of the boot output, trimmed.
         quote: Vec<String>,
     },
@@ -177,6 +179,8 @@ pub enum RootCause {
     #[serde(rename = "bootAgentFailed", rename_all = "camelCase")]
     BootAgentFailed {
         instance_id: String,
+        /// The boot output says the agent's connection to ECS timed out.
+        timed_out: bool,
         quote: Vec<String>,
     },
     /// The version's UserData registers its instances with another cluster.
@@ -234,18 +238,16 @@ impl RootCause {
     pub fn phrase(&self) -> String {
         match self {
             RootCause::BootMountFailed {
-                file_system, quote, ..
+                file_system,
+                timed_out,
+                ..
             } => {
-                let how = if says_timed_out(quote) {
-                    "timed out"
-                } else {
-                    "failed"
-                };
+                let how = if *timed_out { "timed out" } else { "failed" };
                 format!("{} mount {how}", file_system.short_label())
             }
             RootCause::BootScriptFailed { .. } => "UserData script failed".into(),
-            RootCause::BootAgentFailed { quote, .. } => {
-                if says_timed_out(quote) {
+            RootCause::BootAgentFailed { timed_out, .. } => {
+                if *timed_out {
                     "ECS agent cannot reach ECS".into()
                 } else {
                     "ECS agent failed".into()
@@ -276,7 +278,9 @@ impl RootCause {
                 instance_id, quote, ..
             }
             | RootCause::BootScriptFailed { instance_id, quote }
-            | RootCause::BootAgentFailed { instance_id, quote } => match quote.first() {
+            | RootCause::BootAgentFailed {
+                instance_id, quote, ..
+            } => match quote.first() {
                 Some(line) => format!("{instance_id}: {line}"),
                 None => format!("{instance_id}: {}", self.phrase()),
             },
@@ -333,6 +337,16 @@ impl RootCause {
         }
     }
 
+    /// The instance whose boot output shows the cause, for the boot causes.
+    pub fn instance_id(&self) -> Option<&str> {
+        match self {
+            RootCause::BootMountFailed { instance_id, .. }
+            | RootCause::BootScriptFailed { instance_id, .. }
+            | RootCause::BootAgentFailed { instance_id, .. } => Some(instance_id),
+            _ => None,
+        }
+    }
+
     /// The lines of boot output quoted as evidence, if any.
     pub fn quote(&self) -> &[String] {
         match self {
@@ -342,14 +356,6 @@ impl RootCause {
             _ => &[],
         }
     }
-}
-
-/// Whether quoted boot lines say the failure was a timeout.
-fn says_timed_out(quote: &[String]) -> bool {
-    quote.iter().any(|l| {
-        let l = l.to_ascii_lowercase();
-        l.contains("timed out") || l.contains("i/o timeout") || l.contains("timeout")
-    })
 }
 
 /// One reading of a root-cause source, or why there is none.

@@ -601,6 +601,7 @@ fn a_broken_version_is_cordoned_whatever_root_causes_are_attached() {
         RootCause::BootMountFailed {
             instance_id: "i-bad1".into(),
             file_system: FileSystem::FsxLustre,
+            timed_out: true,
             quote: vec![
                 "mount.lustre: mount fs-0abc@tcp:/fsx at /mnt/fsx failed: Connection \
                          timed out"

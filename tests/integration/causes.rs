@@ -167,6 +167,7 @@ fn every_recorded_boot_output_gives_its_cause_subject_and_lines() {
                 panic!("{}: not a boot cause: {cause:?}", case.file)
             };
             assert_eq!(instance_id, "i-0abc", "{}", case.file);
+            assert_eq!(cause.instance_id(), Some("i-0abc"), "{}", case.file);
             assert_eq!(cause.quote(), case.quote, "{}", case.file);
         }
         assert_eq!(
@@ -176,15 +177,56 @@ fn every_recorded_boot_output_gives_its_cause_subject_and_lines() {
             case.file
         );
         match (report.failure, case.file_system) {
-            (Some(BootFailure::Mount { file_system }), Some(expected)) => {
+            (Some(BootFailure::Mount { file_system, .. }), Some(expected)) => {
                 assert_eq!(file_system, expected, "{}", case.file)
             }
-            (Some(BootFailure::Mount { file_system }), None) => {
+            (Some(BootFailure::Mount { file_system, .. }), None) => {
                 panic!("{}: unexpected mount failure of {file_system:?}", case.file)
             }
             (_, Some(expected)) => panic!("{}: expected a {expected:?} mount failure", case.file),
             _ => {}
         }
+    }
+}
+
+#[test]
+fn a_mount_times_out_only_when_its_own_lines_say_so() {
+    // The agent's line says "i/o timeout"; the mount's own line says "access denied".
+    let output = b"mount.nfs4: access denied by server while mounting 10.0.3.15:/export\n\
+        ecs-init[2690]: level=error msg=\"Unable to register as a container instance\" \
+        error=\"dial tcp 52.46.154.12:443: i/o timeout\"\n";
+    let report = boot::read(output);
+    assert_eq!(
+        report.failure,
+        Some(BootFailure::Mount {
+            file_system: FileSystem::Nfs,
+            timed_out: false
+        })
+    );
+    assert_eq!(report.quote.len(), 2, "{:?}", report.quote);
+    let cause = report.root_cause("i-0abc").expect("a mount failure");
+    assert_eq!(cause.phrase(), "NFS mount failed");
+    // A systemd unit's "timeout" line tells about the mount it names none of.
+    let output = b"mount.nfs4: mount to NFS server '10.0.3.15' failed\n\
+        systemd[1]: data.mount: Failed with result 'timeout'.\n";
+    let report = boot::read(output);
+    assert_eq!(
+        report.failure,
+        Some(BootFailure::Mount {
+            file_system: FileSystem::Nfs,
+            timed_out: true
+        })
+    );
+}
+
+#[test]
+fn only_boot_causes_name_an_instance() {
+    for cause in every_root_cause() {
+        let boot = matches!(
+            cause.code(),
+            CauseCode::BootMountFailed | CauseCode::BootScriptFailed | CauseCode::BootAgentFailed
+        );
+        assert_eq!(cause.instance_id().is_some(), boot, "{cause:?}");
     }
 }
 
@@ -584,6 +626,7 @@ fn the_seed_story_ends_its_reason_with_the_fsx_mount_line() {
     let Some(RootCause::BootMountFailed {
         instance_id,
         file_system,
+        timed_out,
         quote,
     }) = finding.root_causes.first()
     else {
@@ -591,6 +634,7 @@ fn the_seed_story_ends_its_reason_with_the_fsx_mount_line() {
     };
     assert_eq!(instance_id, "i-bad1");
     assert_eq!(*file_system, FileSystem::FsxLustre);
+    assert!(*timed_out);
     assert_eq!(quote[0], FSX_LINE);
     assert!(
         finding
@@ -616,6 +660,7 @@ fn the_seed_story_ends_its_reason_with_the_fsx_mount_line() {
     assert_eq!(json["rootCauses"][0]["code"], "bootMountFailed");
     assert_eq!(json["rootCauses"][0]["instanceId"], "i-bad1");
     assert_eq!(json["rootCauses"][0]["fileSystem"], "fsxLustre");
+    assert_eq!(json["rootCauses"][0]["timedOut"], true);
     assert_eq!(json["rootCauses"][0]["quote"][0], FSX_LINE);
 }
 
@@ -1203,6 +1248,7 @@ fn every_root_cause() -> Vec<RootCause> {
         RootCause::BootMountFailed {
             instance_id: i(),
             file_system: FileSystem::Efs,
+            timed_out: false,
             quote: vec![],
         },
         RootCause::BootScriptFailed {
@@ -1211,6 +1257,7 @@ fn every_root_cause() -> Vec<RootCause> {
         },
         RootCause::BootAgentFailed {
             instance_id: i(),
+            timed_out: false,
             quote: vec![],
         },
         RootCause::UserDataOtherCluster {
