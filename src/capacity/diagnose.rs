@@ -140,14 +140,6 @@ pub struct CapacityFinding {
     pub evidence: Evidence,
 }
 
-impl CapacityFinding {
-    /// The most telling root cause's short phrase, for the `plan` table ("FSx mount timed
-    /// out"); `None` when nothing was found behind the cause.
-    pub fn root_phrase(&self) -> Option<String> {
-        self.root_causes.first().map(RootCause::phrase)
-    }
-}
-
 /// Instances of one launch template version that never registered, oldest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
