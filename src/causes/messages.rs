@@ -2,9 +2,11 @@
 //! reasons of tasks ECS stopped itself. Pure.
 //!
 //! ECS gives no code for these (beyond `stopCode: TaskFailedToStart`), so matching its message
-//! text is unavoidable. Every pattern lives in [`MESSAGES`] and nowhere else; the messages
-//! only ever become evidence and the provisioning-quota signal, never a decision by
-//! themselves.
+//! text is unavoidable. Every pattern lives in [`MESSAGES`] and nowhere else. The messages
+//! become evidence, and one of them decides: a [`EcsMessage::ProvisioningLimit`] since the
+//! wait began is by itself enough for the PROVISIONING quota to count as reached, which turns
+//! a `capacityExhausted` or `unknown` finding into `provisioningQuota` (docs/causes.md). No
+//! other message changes a cause.
 
 // Counts, capacities, durations and budgets: checked or saturating arithmetic only.
 #![warn(clippy::arithmetic_side_effects)]
