@@ -6,8 +6,10 @@
 #![warn(clippy::arithmetic_side_effects)]
 
 pub mod diagnose;
+pub mod inquire;
 pub mod plan;
 pub mod tags;
 
 pub use diagnose::{CapacityFinding, Cause, diagnose_capacity};
+pub use inquire::{BOOT_READS_PER_VERSION, inquiries};
 pub use plan::plan_capacity;

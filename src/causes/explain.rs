@@ -190,7 +190,7 @@ fn instance_sizes(
     out: &mut Explanation,
 ) -> Vec<InstanceTypeSize> {
     let mut sizes = Vec::new();
-    for instance_type in super::inquiry::group_instance_types(group, clues) {
+    for instance_type in clues.group_instance_types(group) {
         match clues.instance_types.get(&instance_type) {
             Some(Reading::Read { value }) => {
                 out.evidence.push((

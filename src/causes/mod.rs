@@ -1,7 +1,8 @@
 //! Root causes: why the instances of a launch template version never registered, and why a
 //! task does not fit. The raw readings (boot output, UserData, scaling activities, instance
 //! types) are fetched by the controller through the `Cloud` trait, only for what
-//! [`inquiries`] asks for; everything that turns them into causes is pure.
+//! `capacity::inquiries` asks for (as [`Inquiry`] values); everything that turns them into
+//! causes is pure. This module knows nothing of the capacity diagnosis: that one reads it.
 //!
 //! Every cause has a stable code ([`CauseCode`]), documented in `docs/causes.md`; the design is
 //! in docs/design.md §6.
@@ -11,8 +12,7 @@
 //! - [`activities`]: scaling activities → whether launches fail, and why;
 //! - [`fit`]: task size against instance type sizes;
 //! - [`messages`]: ECS's service events and stop reasons;
-//! - [`explain`]: the readings in [`Clues`] → root causes, evidence, what was not read;
-//! - [`inquiries`]: which reads the findings need.
+//! - [`explain`]: the readings in [`Clues`] → root causes, evidence, what was not read.
 
 // Counts, capacities, durations and budgets: checked or saturating arithmetic only.
 #![warn(clippy::arithmetic_side_effects)]
@@ -21,19 +21,18 @@ pub mod activities;
 pub mod boot;
 pub mod explain;
 pub mod fit;
-mod inquiry;
 pub mod messages;
 pub mod userdata;
-
-pub use inquiry::{BOOT_READS_PER_VERSION, inquiries};
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 use crate::cloud::{CloudError, ErrorCategory};
-use crate::domain::ClusterSnapshot;
-use crate::domain::{InstanceTypeSize, LaunchTemplateVersion, ScalingActivity};
+use crate::domain::{
+    AutoScalingGroup, ClusterSnapshot, GroupLaunch, InstanceTypeSize, LaunchTemplateVersion,
+    ScalingActivity,
+};
 
 /// The cluster's quota of tasks in PROVISIONING (docs/design.md §6).
 pub const PROVISIONING_QUOTA: usize = 500;
@@ -450,7 +449,7 @@ impl Clues {
             groups.iter().any(|g| {
                 let launches = matches!(
                     &g.launch,
-                    crate::domain::GroupLaunch::LaunchTemplate {
+                    GroupLaunch::LaunchTemplate {
                         template_id,
                         resolved_version: Some(v),
                         ..
@@ -466,9 +465,33 @@ impl Clues {
         });
         self.activities.clear();
     }
+
+    /// The instance types the group launches, sorted: its instances' types, else the type of
+    /// the launch template version it launches from (when that version was read).
+    pub fn group_instance_types(&self, group: &AutoScalingGroup) -> Vec<String> {
+        let mut types: Vec<String> = group
+            .instances
+            .iter()
+            .filter_map(|i| i.instance_type.clone())
+            .collect();
+        if types.is_empty()
+            && let GroupLaunch::LaunchTemplate {
+                template_id,
+                resolved_version: Some(version),
+                ..
+            } = &group.launch
+            && let Some(Reading::Read { value }) =
+                self.versions.get(&(template_id.clone(), *version))
+        {
+            types.extend(value.instance_type.clone());
+        }
+        types.sort();
+        types.dedup();
+        types
+    }
 }
 
-/// A read diagnosis asks the controller to make.
+/// A read diagnosis asks the controller to make (`capacity::inquiries` says which).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "camelCase", tag = "read")]
 pub enum Inquiry {

@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 use base64::Engine;
-use ecs_reconciler::capacity::{CapacityFinding, Cause, diagnose_capacity};
+use ecs_reconciler::capacity::{CapacityFinding, Cause, diagnose_capacity, inquiries};
 use ecs_reconciler::causes::boot::{self, BootFailure, BootNote};
 use ecs_reconciler::causes::userdata::{self, ClusterSetting, Mount, Part, UserDataError};
 use ecs_reconciler::causes::{
-    CauseCode, Clues, FileSystem, Inquiry, LaunchFailure, Reading, RootCause, inquiries,
+    CauseCode, Clues, FileSystem, Inquiry, LaunchFailure, Reading, RootCause,
 };
 use ecs_reconciler::cloud::ErrorCategory;
 use ecs_reconciler::decision::Action;

@@ -2,13 +2,16 @@
 //! the boot output of a few instances that never registered, the scaling activities and
 //! instance types of a group whose tasks wait for capacity. Pure. Never anything for a healthy
 //! version or a group with no waiting task.
+//!
+//! It lives with the capacity diagnosis, whose findings it reads: `causes` knows nothing of
+//! capacity findings, so the dependency runs one way (capacity → causes).
 
 // Counts, capacities, durations and budgets: checked or saturating arithmetic only.
 #![warn(clippy::arithmetic_side_effects)]
 
-use super::{CauseCode, Clues, Inquiry, Reading};
-use crate::capacity::CapacityFinding;
-use crate::domain::{AutoScalingGroup, ClusterSnapshot, GroupLaunch};
+use super::CapacityFinding;
+use crate::causes::{CauseCode, Clues, Inquiry, Reading};
+use crate::domain::{ClusterSnapshot, GroupLaunch};
 
 /// Boot outputs read per launch template version: its oldest instances that never registered.
 pub const BOOT_READS_PER_VERSION: usize = 2;
@@ -64,7 +67,7 @@ pub fn inquiries(
         ask(Inquiry::ScalingActivities {
             group: group.name.clone(),
         });
-        let types = group_instance_types(group, clues);
+        let types = clues.group_instance_types(group);
         if types.is_empty()
             && let GroupLaunch::LaunchTemplate {
                 template_id,
@@ -102,27 +105,4 @@ fn waits_for_capacity(code: CauseCode) -> bool {
 
 fn unread<T>(reading: Option<&Reading<T>>) -> bool {
     reading.is_none_or(Reading::worth_asking_again)
-}
-
-/// The instance types the group launches, sorted: its instances' types, else the type of the
-/// launch template version it launches from (when that version was read).
-pub(crate) fn group_instance_types(group: &AutoScalingGroup, clues: &Clues) -> Vec<String> {
-    let mut types: Vec<String> = group
-        .instances
-        .iter()
-        .filter_map(|i| i.instance_type.clone())
-        .collect();
-    if types.is_empty()
-        && let GroupLaunch::LaunchTemplate {
-            template_id,
-            resolved_version: Some(version),
-            ..
-        } = &group.launch
-        && let Some(Reading::Read { value }) = clues.versions.get(&(template_id.clone(), *version))
-    {
-        types.extend(value.instance_type.clone());
-    }
-    types.sort();
-    types.dedup();
-    types
 }
