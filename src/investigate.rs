@@ -1,5 +1,5 @@
 //! The controller's root-cause read step: between diagnosis and planning, make the reads
-//! that `causes::inquiries` asks for (boot output, launch template version, scaling
+//! that `capacity::inquiries` asks for (boot output, launch template version, scaling
 //! activities, instance type) through the `Cloud` trait, and keep what they found in the
 //! cluster's [`Clues`] (`docs/causes.md` says what each reading can show).
 //!
@@ -8,8 +8,9 @@
 //!
 //! - A boot output, a launch template version and an instance type are kept while their
 //!   subject is in the snapshot (a stuck instance's boot output does not change); scaling
-//!   activities are read afresh each pass they are asked for. A reading that is not `Read`
-//!   (not yet available, unreadable, skipped) is asked again next pass, never twice in one.
+//!   activities are read afresh each pass they are asked for. A reading that asking again could
+//!   improve (not yet available, skipped, throttled) is asked again next pass, never twice in
+//!   one; a denied read is not asked again while its subject is observed.
 //! - At most [`MAX_READS_PER_PASS`] reads per cluster per pass; the rest are `Skipped` this
 //!   pass. The adapter's API budget paces each call.
 //! - A failed read is `Reading::Unreadable` (logged at warn with its subject); the plan is
@@ -23,7 +24,7 @@ use std::collections::BTreeSet;
 use tracing::warn;
 
 use crate::capacity::CapacityFinding;
-use crate::causes::{self, Clues, Inquiry, Reading, boot};
+use crate::causes::{Clues, Inquiry, Reading};
 use crate::cloud::{Cloud, CloudError};
 use crate::domain::ClusterSnapshot;
 use crate::policy::PolicySet;
@@ -71,7 +72,7 @@ pub fn select(
                 .find(|p| p.name == finding.policy)
                 .is_none_or(|p| p.diagnose.root_cause_reads);
         asked.extend(
-            causes::inquiries(snapshot, std::slice::from_ref(finding), clues)
+            crate::capacity::inquiries(snapshot, std::slice::from_ref(finding), clues)
                 .into_iter()
                 .map(|inquiry| (inquiry, reads_on)),
         );
@@ -111,14 +112,11 @@ pub async fn read<C: Cloud>(cloud: &C, inquiries: &[Inquiry]) -> Clues {
     for inquiry in inquiries {
         match inquiry {
             Inquiry::BootOutput { instance_id } => {
-                let reading = match cloud.console_output(instance_id).await {
-                    Ok(Some(bytes)) => Reading::Read {
-                        value: boot::read(&bytes),
-                    },
-                    Ok(None) => Reading::NotYet,
-                    Err(e) => unreadable(&e, instance_id),
-                };
-                found.boot.insert(instance_id.clone(), reading);
+                let result = cloud.console_output(instance_id).await;
+                if let Err(e) = &result {
+                    warn_unread(e, instance_id);
+                }
+                found.record_boot_output(instance_id, result);
             }
             Inquiry::LaunchTemplateVersion {
                 template_id,
@@ -146,18 +144,14 @@ pub async fn read<C: Cloud>(cloud: &C, inquiries: &[Inquiry]) -> Clues {
 }
 
 fn as_reading<T>(result: Result<T, CloudError>, subject: &str) -> Reading<T> {
-    match result {
-        Ok(value) => Reading::Read { value },
-        Err(e) => unreadable(&e, subject),
+    if let Err(e) = &result {
+        warn_unread(e, subject);
     }
+    Reading::from_result(result)
 }
 
-fn unreadable<T>(e: &CloudError, subject: &str) -> Reading<T> {
+fn warn_unread(e: &CloudError, subject: &str) {
     warn!(subject = %subject, error = %e, "a root-cause read failed; the diagnosis stands without it");
-    Reading::Unreadable {
-        operation: e.operation.clone(),
-        category: e.category,
-    }
 }
 
 /// Keeps what was found, and marks the skipped inquiries `Skipped` (unless already read).
