@@ -24,6 +24,7 @@
 #![warn(clippy::arithmetic_side_effects)]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -137,7 +138,9 @@ pub struct CapacityFinding {
     pub never_registered: Vec<Unregistered>,
     /// One line.
     pub reason: String,
-    pub evidence: Evidence,
+    /// Shared with the actions planned from the finding and their audit records, not copied.
+    #[serde(serialize_with = "crate::diagnose::serialize_shared")]
+    pub evidence: Arc<Evidence>,
 }
 
 /// Instances of one launch template version that never registered, oldest first.
@@ -230,7 +233,7 @@ pub fn diagnose_capacity(
             unread: Vec::new(),
             never_registered,
             reason,
-            evidence,
+            evidence: Arc::new(evidence),
         };
         if let Some(group) = group {
             explain_finding(snapshot, group, &mut finding, clues);
@@ -291,9 +294,11 @@ fn explain_finding(
     // Most telling first; a cause the readings changed puts its own root cause first.
     root_causes.sort_by_key(|r| (r.code() != finding.cause.code(), r.rank()));
     root_causes.dedup();
+    // The finding is still the only holder of its evidence here: no copy is made.
+    let facts = Arc::make_mut(&mut finding.evidence);
     if let Some(first) = root_causes.first() {
         finding.reason = format!("{}; why: {}", finding.reason, first.why());
-        finding.evidence.insert(
+        facts.insert(
             "rootCauses".into(),
             root_causes
                 .iter()
@@ -302,11 +307,9 @@ fn explain_finding(
                 .join(", "),
         );
     }
-    for (key, value) in evidence {
-        finding.evidence.insert(key, value);
-    }
+    facts.extend(evidence);
     if !unread.is_empty() {
-        finding.evidence.insert("unread".into(), unread.join("; "));
+        facts.insert("unread".into(), unread.join("; "));
     }
     finding.root_causes = root_causes;
     finding.unread = unread;

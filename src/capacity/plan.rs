@@ -60,7 +60,7 @@ pub fn plan_capacity(
             continue;
         };
         // One map per finding, shared by its actions and their audit records.
-        let evidence = Arc::new(finding.evidence.clone());
+        let evidence = Arc::clone(&finding.evidence);
         let planned = |action: Action| PlannedAction {
             policy: policy.name.clone(),
             mode: mode(policy),

@@ -677,3 +677,20 @@ fn a_cordon_and_a_nudge_recorded_on_groups_count_against_the_budget() {
     let old = run(&with_tags(70), &set);
     assert_eq!(old.actions.len(), 2, "{:?}", old.held);
 }
+
+#[test]
+fn a_capacity_action_shares_its_findings_evidence() {
+    let plan = run(&seed_story(), &capacity_policy());
+    let [finding] = plan.capacity.as_slice() else {
+        panic!("one capacity finding: {:?}", plan.capacity)
+    };
+    let cordon = plan
+        .actions
+        .iter()
+        .find(|a| matches!(a.action, Action::CordonLaunchTemplate { .. }))
+        .expect("the cordon is planned");
+    assert!(
+        std::sync::Arc::ptr_eq(&cordon.evidence, &finding.evidence),
+        "one evidence map, not a copy"
+    );
+}
