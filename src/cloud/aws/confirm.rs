@@ -40,9 +40,18 @@ pub(super) struct Readers<'a> {
 impl Readers<'_> {
     /// `err` as `NotFound` when a read confirms that `subject` does not exist; else unchanged.
     pub(super) async fn confirm(&self, subject: Subject<'_>, mut err: CloudError) -> CloudError {
-        if let Ok(false) = self.exists(subject).await {
-            err.category = ErrorCategory::NotFound;
-            err.message = format!("{}; {}", err.message, absent(subject));
+        match self.exists(subject).await {
+            Ok(false) => {
+                err.category = ErrorCategory::NotFound;
+                err.message = format!("{}; {}", err.message, absent(subject));
+            }
+            Ok(true) => {}
+            // The original error stands; say why it could not be sharpened.
+            Err(read) => tracing::warn!(
+                error = %err,
+                confirming_read = %read,
+                "could not confirm whether the resource still exists"
+            ),
         }
         err
     }
