@@ -38,6 +38,38 @@ pub struct Scenario {
     pub description: &'static str,
     /// The clusters it sets up, sorted.
     pub clusters: Vec<String>,
+    /// What goes wrong in it: what the demo compares with and without the controller.
+    pub about: &'static [Concern],
+}
+
+/// A kind of trouble a scenario is about, counted in an account's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Concern {
+    /// Tasks that should run and are still PROVISIONING, PENDING or ACTIVATING.
+    WayUp,
+    /// Tasks told to stop that hang in STOPPING, and the container instances with a
+    /// disconnected agent that are still ACTIVE (new tasks may be placed on them).
+    StoppingHang,
+    /// Tasks that should run and are RUNNING but UNHEALTHY.
+    Unhealthy,
+    /// Tasks missing from services' desired counts of healthy RUNNING tasks.
+    Capacity,
+}
+
+/// What each scenario is about (see [`Concern`]).
+fn about(name: &str) -> &'static [Concern] {
+    match name {
+        "broken-launch-template"
+        | "capacity-short"
+        | "capacity-exhausted"
+        | "healthy-rollout"
+        | "task-too-large"
+        | "launch-failing" => &[Concern::Capacity],
+        "agent-disconnected" => &[Concern::StoppingHang],
+        "unhealthy" => &[Concern::Unhealthy],
+        "mixed" => &[Concern::WayUp, Concern::Unhealthy],
+        _ => &[Concern::WayUp],
+    }
 }
 
 const SCENARIOS: &[(&str, &str)] = &[
@@ -203,6 +235,7 @@ fn finish(
         name,
         description,
         clusters,
+        about: about(name),
     };
     (sim, scenario)
 }
