@@ -1,7 +1,15 @@
 //! The demo: a scenario on the simulated account in accelerated virtual time, narrated pass by
 //! pass, ending with a summary. Also the built-in policy the simulated scenarios run under.
+//!
+//! The controller writes its audit records to memory; after each pass the demo copies that
+//! pass's records to the trail it was given (`--audit-log`) and narrates them, so narration,
+//! summary and trail are the same records. (The copy comes after the pass's calls, not before
+//! them: the write-ahead rule of [`crate::audit`] matters for a real account, not this one.)
 
-use std::collections::{BTreeMap, BTreeSet};
+mod compare;
+mod tell;
+
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
@@ -10,22 +18,21 @@ use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::audit::{AuditRecord, AuditSink, Outcome};
-use crate::capacity::CapacityFinding;
-use crate::causes::RootCause;
+use crate::audit::AuditSink;
 use crate::cli::DemoArgs;
 use crate::cli::output;
 use crate::cloud::read_only::ReadOnly;
-use crate::cloud::sim::scenario::Concern;
 use crate::cloud::sim::{SimAccount, build_scenario, scenario_names};
 use crate::cloud::{Cloud, sim};
-use crate::controller::{Controller, ControllerSettings, PassReport, since};
-use crate::decision::ActionKind;
+use crate::controller::{Controller, ControllerSettings, PassReport};
 use crate::diagnose::Condition;
-use crate::domain::short_name;
-use crate::domain::{DesiredStatus, GroupLaunch, HealthStatus, TaskStatus};
+use crate::domain::{DesiredStatus, HealthStatus, TaskStatus};
 use crate::history::REPLACES_TAG;
 use crate::policy::{self, PolicyErrors, PolicySet};
+
+use compare::comparison;
+pub use compare::{Compared, Measure};
+use tell::{Story, clock, summary_line, tell, tell_records};
 
 /// The scenario `demo` runs when none is named.
 pub const DEFAULT_SCENARIO: &str = "broken-launch-template";
@@ -94,116 +101,6 @@ pub struct DemoSummary {
     /// What the scenario is about, with the controller (at the end of the run) and without it
     /// (the same scenario left alone for the horizon, or longer if the run took longer).
     pub compared: Vec<Compared>,
-}
-
-/// One measure of what a scenario is about, with and without the controller.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Compared {
-    pub measure: Measure,
-    pub with: usize,
-    pub without: usize,
-}
-
-/// A count of trouble in an account's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Measure {
-    /// Tasks that should run, still PROVISIONING, PENDING or ACTIVATING.
-    WayUp,
-    /// Tasks hanging in STOPPING.
-    Stopping,
-    /// Container instances whose agent is disconnected, still ACTIVE.
-    DisconnectedActive,
-    /// Tasks that should run, RUNNING but UNHEALTHY.
-    Unhealthy,
-    /// Tasks missing from services' desired counts of healthy RUNNING tasks.
-    Missing,
-}
-
-impl Measure {
-    fn of(concern: Concern) -> &'static [Measure] {
-        match concern {
-            Concern::WayUp => &[Measure::WayUp],
-            Concern::StoppingHang => &[Measure::Stopping, Measure::DisconnectedActive],
-            Concern::Unhealthy => &[Measure::Unhealthy],
-            Concern::Capacity => &[Measure::Missing],
-        }
-    }
-
-    /// The count in `account`'s current state.
-    fn count(self, account: &SimAccount) -> usize {
-        let clusters = account.cluster_names();
-        let tasks = || clusters.iter().flat_map(|c| account.tasks(c));
-        let should_run = |t: &crate::domain::Task| t.desired_status == DesiredStatus::Running;
-        match self {
-            Measure::WayUp => tasks()
-                .filter(|t| should_run(t) && t.last_status.is_way_up())
-                .count(),
-            Measure::Stopping => tasks()
-                .filter(|t| t.last_status == TaskStatus::Stopping)
-                .count(),
-            Measure::DisconnectedActive => clusters
-                .iter()
-                .flat_map(|c| account.container_instances(c))
-                .filter(|ci| !ci.agent_connected && ci.status == "ACTIVE")
-                .count(),
-            Measure::Unhealthy => tasks()
-                .filter(|t| {
-                    should_run(t)
-                        && t.last_status == TaskStatus::Running
-                        && t.health == HealthStatus::Unhealthy
-                })
-                .count(),
-            Measure::Missing => clusters
-                .iter()
-                .flat_map(|c| {
-                    let tasks = account.tasks(c);
-                    account
-                        .services(c)
-                        .into_iter()
-                        .map(move |s| missing(&s, &tasks))
-                })
-                .sum(),
-        }
-    }
-
-    /// `n` of this, for people: "2 tasks on the way up (PROVISIONING, PENDING or ACTIVATING)".
-    fn phrase(self, n: usize) -> String {
-        let tasks = plural(n, "task", "tasks");
-        match self {
-            Measure::WayUp => {
-                format!("{tasks} on the way up (PROVISIONING, PENDING or ACTIVATING)")
-            }
-            Measure::Stopping => format!("{tasks} hanging in STOPPING"),
-            Measure::DisconnectedActive => format!(
-                "{} with a disconnected agent still ACTIVE",
-                plural(n, "container instance", "container instances")
-            ),
-            Measure::Unhealthy => format!("{tasks} RUNNING but UNHEALTHY"),
-            Measure::Missing => format!(
-                "{} missing from services' desired counts",
-                plural(n, "healthy RUNNING task", "healthy RUNNING tasks")
-            ),
-        }
-    }
-}
-
-/// How many healthy RUNNING tasks `service` lacks.
-fn missing(service: &crate::domain::Service, tasks: &[crate::domain::Task]) -> usize {
-    let healthy = tasks
-        .iter()
-        .filter(|t| {
-            t.service_name() == Some(&service.name)
-                && t.desired_status == DesiredStatus::Running
-                && t.last_status == TaskStatus::Running
-                && t.health != HealthStatus::Unhealthy
-        })
-        .count();
-    (service.desired_count as usize).saturating_sub(healthy)
-}
-
-/// "1 task", "2 tasks".
-pub fn plural(n: usize, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// `ecs-reconciler demo`.
@@ -301,41 +198,23 @@ pub async fn run_demo(
             .await?
     };
     if let Some((alone, _)) = build_scenario(scenario, start) {
+        let measures = Measure::all_of(info.about);
+        // Counted now: the account the controller ran on stops here.
+        let with: Vec<usize> = measures.iter().map(|m| m.count(&account)).collect();
         let span = horizon.max(account.now().duration_since(start).unwrap_or_default());
         tokio::time::sleep(span).await;
-        summary.compared = info
-            .about
+        summary.compared = measures
             .iter()
-            .flat_map(|c| Measure::of(*c))
-            .map(|m| Compared {
+            .zip(with)
+            .map(|(m, with)| Compared {
                 measure: *m,
-                with: m.count(&account),
+                with,
                 without: m.count(&alone),
             })
             .collect();
-        let _ = writeln!(out, "{}", comparison(span, &summary.compared));
+        let _ = writeln!(out, "{}", comparison(span, &summary.compared, dry_run));
     }
     Ok(summary)
-}
-
-/// "without the controller, after 45m of virtual time the same account has 2 tasks …,
-/// against 0 with it".
-fn comparison(span: Duration, compared: &[Compared]) -> String {
-    let each = compared
-        .iter()
-        .map(|c| {
-            format!(
-                "{}, against {} with it",
-                c.measure.phrase(c.without),
-                c.with
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("; ");
-    format!(
-        "without the controller, after {} of virtual time the same account has {each}",
-        crate::diagnose::short(span)
-    )
 }
 
 /// One demo run: the account, where its audit records go, and how long it may run.
@@ -343,20 +222,6 @@ struct Run<'a> {
     account: &'a SimAccount,
     audit: AuditSink,
     horizon: Duration,
-}
-
-/// What the narration keeps between passes.
-#[derive(Default)]
-struct Story {
-    /// Stuck tasks found, with what they were stuck in.
-    stuck: BTreeMap<String, Condition>,
-    /// Findings told (capacity findings and root causes too).
-    told: BTreeSet<String>,
-    last_counts: BTreeMap<String, String>,
-    /// Launch template id → name, as the snapshots show them.
-    templates: BTreeMap<String, String>,
-    /// Audit records already told.
-    records_told: usize,
 }
 
 impl Run<'_> {
@@ -416,252 +281,6 @@ impl Run<'_> {
         summary.mutating_calls = self.account.mutating_calls();
         let _ = out.write_all(summary_line(&summary, started.elapsed()).as_bytes());
         Ok(summary)
-    }
-}
-
-impl Story {
-    /// `text` with each launch template id shown as its name with the id: "demo-lt
-    /// (lt-00f3…)".
-    fn name_templates(&self, text: &str) -> String {
-        let mut text = text.to_string();
-        for (id, name) in &self.templates {
-            if !name.is_empty() {
-                text = text.replace(id.as_str(), &format!("{name} ({id})"));
-            }
-        }
-        text
-    }
-}
-
-/// The summary: what was stuck, what the audit trail recorded, what recovered.
-fn summary_line(s: &DemoSummary, elapsed: Duration) -> String {
-    let mut acted = match (s.actions_planned, s.actions_taken) {
-        (0, 0) => "no action taken".to_string(),
-        (0, n) => format!("{} taken", plural(n, "action", "actions")),
-        (n, _) => format!(
-            "{} planned (dry run: none taken)",
-            plural(n, "action", "actions")
-        ),
-    };
-    if s.actions_failed > 0 {
-        let _ = write!(acted, ", {} failed", s.actions_failed);
-    }
-    let stuck = match s.stuck_found {
-        0 => "nothing was stuck".to_string(),
-        n => format!("{} found", plural(n, "stuck task", "stuck tasks")),
-    };
-    let after = |d: Duration| format!("after {} of virtual time", crate::diagnose::short(d));
-    let recovery = match (s.stuck_found, s.time_to_recovery) {
-        (0, _) => String::new(),
-        (1, Some(d)) => format!("; it recovered {}", after(d)),
-        (n, Some(d)) => format!("; all {n} recovered {}", after(d)),
-        (n, None) if s.recovered == 0 => {
-            format!("; none recovered: {} still stuck {}", n, after(elapsed))
-        }
-        (n, None) => format!(
-            "; {} of {n} recovered: {} still stuck {}",
-            s.recovered,
-            n - s.recovered,
-            after(elapsed)
-        ),
-    };
-    let held = match s.held_back {
-        0 => "nothing held back".to_string(),
-        n => format!("{n} held back"),
-    };
-    format!("\nsummary: {stuck}, {acted}, {held}{recovery}\n")
-}
-
-/// Tells the audit records of one pass: one line per action done, failed or planned, one per
-/// action held back (those waiting on capacity together), and counts them.
-fn tell_records(
-    text: &mut String,
-    records: &[AuditRecord],
-    report: &PassReport,
-    start: SystemTime,
-    summary: &mut DemoSummary,
-) {
-    let at_of = |cluster: &str| {
-        report
-            .clusters
-            .iter()
-            .find(|c| c.cluster == cluster)
-            .map(|c| clock(start, c.snapshot.observed_at))
-            .unwrap_or_default()
-    };
-    let mut waiting: BTreeMap<String, usize> = BTreeMap::new();
-    for r in records {
-        match &r.outcome {
-            Outcome::Started => continue,
-            Outcome::Done => summary.actions_taken += 1,
-            Outcome::Failed(_) => summary.actions_failed += 1,
-            Outcome::Planned => summary.actions_planned += 1,
-            Outcome::Skipped(CAPACITY_CAUSE) => {
-                summary.held_back += 1;
-                *waiting.entry(r.cluster.clone()).or_default() += 1;
-                continue;
-            }
-            Outcome::Skipped(hold) => {
-                summary.held_back += 1;
-                let _ = writeln!(
-                    text,
-                    "[{}]   held back {} {}: {hold} ({})",
-                    at_of(&r.cluster),
-                    r.action,
-                    short_name(&r.target),
-                    r.detail.as_deref().unwrap_or_default()
-                );
-                continue;
-            }
-            Outcome::AuditUnavailable => {
-                summary.held_back += 1;
-                continue;
-            }
-        }
-        summary.actions_narrated += 1;
-        let _ = writeln!(text, "[{}]   {}", at_of(&r.cluster), action_line(r));
-    }
-    for (cluster, n) in waiting {
-        let _ = writeln!(
-            text,
-            "[{}]   not replacing {}: they wait on capacity, and a replacement would wait the \
-             same way",
-            at_of(&cluster),
-            plural(n, "stuck task", "stuck tasks")
-        );
-    }
-}
-
-/// The hold of a task replacement that waits on capacity.
-const CAPACITY_CAUSE: &str = "capacityCause";
-
-/// One action record for people: "stopTask task/… → done (service web will start a
-/// replacement)"; a drain names the EC2 instance and says why.
-fn action_line(r: &AuditRecord) -> String {
-    let is = |kind: ActionKind| r.action == kind.as_str();
-    let detail = r
-        .detail
-        .as_deref()
-        .filter(|d| !d.is_empty())
-        .map(|d| format!(": {d}"))
-        .unwrap_or_default();
-    let line =
-        |target: &str, what: &str| format!("{} {target} → {}{what}{detail}", r.action, r.outcome);
-    let target = short_name(&r.target);
-    match r.service.as_deref() {
-        Some(s) if is(ActionKind::StopTask) => {
-            line(target, &format!(" (service {s} will start a replacement)"))
-        }
-        _ if is(ActionKind::ReplaceTask) || is(ActionKind::RunReplacement) => {
-            line(target, " (standalone: re-run with the same settings)")
-        }
-        _ if is(ActionKind::DrainContainerInstance) => {
-            let ec2 = r.evidence.get("ec2InstanceId").map_or("?", String::as_str);
-            let since = r
-                .evidence
-                .get("disconnectedSince")
-                .map(|s| format!("; disconnected since {s}"))
-                .unwrap_or_default();
-            let target = format!("EC2 instance {ec2} (container instance {target})");
-            format!("{}; why: {}{since}", line(&target, ""), r.reason)
-        }
-        _ => line(target, ""),
-    }
-}
-
-/// Prints state changes and newly stuck tasks of one pass.
-fn tell(text: &mut String, report: &PassReport, start: SystemTime, story: &mut Story) {
-    for cluster in &report.clusters {
-        let snap = &cluster.snapshot;
-        for group in &snap.auto_scaling_groups {
-            if let GroupLaunch::LaunchTemplate {
-                template_id,
-                template_name,
-                ..
-            } = &group.launch
-            {
-                story
-                    .templates
-                    .insert(template_id.clone(), template_name.clone());
-            }
-        }
-        let at = clock(start, snap.observed_at);
-        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-        for t in snap
-            .tasks
-            .iter()
-            .filter(|t| t.desired_status == DesiredStatus::Running)
-        {
-            let label = if t.health == HealthStatus::Unhealthy {
-                "RUNNING (UNHEALTHY)".to_string()
-            } else {
-                t.last_status.to_string()
-            };
-            *counts.entry(label).or_default() += 1;
-        }
-        let line = counts
-            .iter()
-            .map(|(s, n)| format!("{n} {s}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        if story.last_counts.get(&snap.cluster_name) != Some(&line) {
-            let _ = writeln!(text, "[{at}] {}: {line}", snap.cluster_name);
-            story.last_counts.insert(snap.cluster_name.clone(), line);
-        }
-        for f in &cluster.plan.findings {
-            if !story.stuck.contains_key(&f.task_arn) {
-                story.stuck.insert(f.task_arn.clone(), f.condition);
-                let _ = writeln!(text, "[{at}] {}: {}", short_name(&f.task_arn), f.reason);
-            }
-        }
-        for c in &cluster.plan.capacity {
-            if story.told.insert(format!(
-                "capacity {} {}",
-                c.capacity_provider,
-                c.cause.name()
-            )) {
-                let _ = writeln!(text, "[{at}] why: {}", c.reason);
-            }
-            tell_root_causes(text, &at, c, &mut story.told);
-        }
-    }
-    for (cluster, e) in &report.errors {
-        let _ = writeln!(text, "cluster {cluster}: not reconciled: {e}");
-    }
-}
-
-/// The root causes behind a capacity finding not told yet (a boot output may be read a pass
-/// after the finding), each with the boot lines it quotes.
-fn tell_root_causes(
-    text: &mut String,
-    at: &str,
-    finding: &CapacityFinding,
-    told: &mut BTreeSet<String>,
-) {
-    for cause in &finding.root_causes {
-        let key = format!(
-            "capacity {} root {}",
-            finding.capacity_provider,
-            serde_json::to_string(cause).unwrap_or_default()
-        );
-        if !told.insert(key) {
-            continue;
-        }
-        let _ = writeln!(
-            text,
-            "[{at}]   root cause [{}]: {}",
-            cause.code().as_str(),
-            cause.phrase()
-        );
-        let instance = match cause {
-            RootCause::BootMountFailed { instance_id, .. }
-            | RootCause::BootScriptFailed { instance_id, .. }
-            | RootCause::BootAgentFailed { instance_id, .. } => instance_id.as_str(),
-            _ => "",
-        };
-        for line in cause.quote() {
-            let _ = writeln!(text, "[{at}]     {instance} | {line}");
-        }
     }
 }
 
@@ -734,9 +353,4 @@ fn recovered(account: &SimAccount, stuck: &BTreeMap<String, Condition>) -> usize
         }
     }
     n
-}
-
-fn clock(start: SystemTime, t: SystemTime) -> String {
-    let s = since(start, t).as_secs();
-    format!("+{:02}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
 }
