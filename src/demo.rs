@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::audit::AuditSink;
+use crate::audit::{AuditRecord, AuditSink};
 use crate::cli::DemoArgs;
 use crate::cli::output;
 use crate::cloud::read_only::ReadOnly;
@@ -246,23 +246,11 @@ impl Run<'_> {
             let report = controller.pass(&shutdown).await;
             let mut text = String::new();
             tell(&mut text, &report, start, &mut story);
-            let records = trail.records();
-            let new = &records[story.records_told..];
-            story.records_told = records.len();
-            for record in new {
-                self.audit
-                    .record(record)
-                    .map_err(|e| format!("cannot write the audit log: {e}"))?;
-            }
-            tell_records(&mut text, new, &report, start, &mut summary);
+            let new = self.copy_new(&trail, &mut story.records_told)?;
+            tell_records(&mut text, &new, &report, start, &mut summary);
             let _ = out.write_all(story.name_templates(&text).as_bytes());
             let elapsed = started.elapsed();
-            summary.recovered = recovered(self.account, &story.stuck);
-            if story.stuck.is_empty() || summary.recovered < story.stuck.len() {
-                summary.time_to_recovery = None;
-            } else if summary.time_to_recovery.is_none() {
-                summary.time_to_recovery = Some(elapsed);
-            }
+            summary.note_recovery(recovered(self.account, &story.stuck), &story, elapsed);
             if !story.stuck.is_empty() && settled(&report) {
                 let _ = writeln!(
                     out,
@@ -281,6 +269,33 @@ impl Run<'_> {
         summary.mutating_calls = self.account.mutating_calls();
         let _ = out.write_all(summary_line(&summary, started.elapsed()).as_bytes());
         Ok(summary)
+    }
+}
+
+impl Run<'_> {
+    /// The records `trail` got since the first `told`, copied to the demo's own trail.
+    fn copy_new(&self, trail: &AuditSink, told: &mut usize) -> Result<Vec<AuditRecord>, String> {
+        let new = trail.records().split_off(*told);
+        *told += new.len();
+        for record in &new {
+            self.audit
+                .record(record)
+                .map_err(|e| format!("cannot write the audit log (--audit-log): {e}"))?;
+        }
+        Ok(new)
+    }
+}
+
+impl DemoSummary {
+    /// After a pass: `recovered` of the stuck tasks found so far are made good. Recovery
+    /// counts from the first pass since which all of them have been.
+    fn note_recovery(&mut self, recovered: usize, story: &Story, elapsed: Duration) {
+        self.recovered = recovered;
+        if story.stuck.is_empty() || recovered < story.stuck.len() {
+            self.time_to_recovery = None;
+        } else if self.time_to_recovery.is_none() {
+            self.time_to_recovery = Some(elapsed);
+        }
     }
 }
 

@@ -32,13 +32,24 @@ pub(super) struct Story {
 
 impl Story {
     /// `text` with each launch template id shown as its name with the id: "demo-lt
-    /// (lt-00f3…)".
+    /// (lt-00f3…)" (an id already shown so is left as it is).
     pub(super) fn name_templates(&self, text: &str) -> String {
         let mut text = text.to_string();
-        for (id, name) in &self.templates {
-            if !name.is_empty() {
-                text = text.replace(id.as_str(), &format!("{name} ({id})"));
+        for (id, name) in self.templates.iter().filter(|(_, n)| !n.is_empty()) {
+            let mut out = String::with_capacity(text.len());
+            let mut rest = text.as_str();
+            let prefix = format!("{name} (");
+            while let Some(at) = rest.find(id.as_str()) {
+                out.push_str(&rest[..at]);
+                if out.ends_with(&prefix) {
+                    out.push_str(id);
+                } else {
+                    let _ = write!(out, "{prefix}{id})");
+                }
+                rest = &rest[at + id.len()..];
             }
+            out.push_str(rest);
+            text = out;
         }
         text
     }
