@@ -32,7 +32,7 @@ use crate::policy::{self, PolicyErrors, PolicySet};
 
 use compare::comparison;
 pub use compare::{Compared, Measure};
-use tell::{Story, clock, summary_line, tell, tell_records};
+use tell::{Story, clock, policy_line, summary_line, tell, tell_records};
 
 /// The scenario `demo` runs when none is named.
 pub const DEFAULT_SCENARIO: &str = "broken-launch-template";
@@ -172,18 +172,16 @@ pub async fn run_demo(
         dry_run,
         ..ControllerSettings::default()
     };
-    let mut text = String::new();
-    let _ = writeln!(
-        text,
-        "ecs-reconciler demo — scenario {} ({}; simulated account, virtual time)\n  {}\n  policy \
-         demo-stuck-tasks: PROVISIONING 10m, PENDING 10m, ACTIVATING 5m, STOPPING 15m, \
-         unhealthy 3m; replaceTask, nudgeCapacity (step 1, max 8, cooldown 5m), \
-         cordonLaunchTemplate (registration 10m, 2 failed instances), drainContainerInstance \
-         (15m); at most 50% of a service in flight; pause above 50% stuck\n",
+    let mut text = format!(
+        "ecs-reconciler demo — scenario {} ({}; simulated account, virtual time)\n  {}\n",
         info.name,
         if dry_run { "dry run" } else { "enforce" },
         info.description
     );
+    for policy in &policies.policies {
+        let _ = writeln!(text, "  {}", policy_line(policy));
+    }
+    text.push('\n');
     let _ = out.write_all(text.as_bytes());
     let run = Run {
         account: &account,

@@ -12,7 +12,8 @@ use crate::controller::{PassReport, since};
 use crate::decision::ActionKind;
 use crate::diagnose::Condition;
 use crate::domain::short_name;
-use crate::domain::{DesiredStatus, GroupLaunch, HealthStatus};
+use crate::domain::{DesiredStatus, GroupLaunch, HealthStatus, TaskStatus};
+use crate::policy::Policy;
 
 use super::DemoSummary;
 
@@ -53,6 +54,60 @@ impl Story {
         }
         text
     }
+}
+
+/// A policy for the header: "policy demo-stuck-tasks: PROVISIONING 10m, …; replaceTask, …;
+/// at most 20 actions an hour, …".
+pub(super) fn policy_line(p: &Policy) -> String {
+    let short = crate::diagnose::short;
+    let limits = TaskStatus::ALL
+        .iter()
+        .filter_map(|s| p.stuck.limit_for(*s).map(|d| format!("{s} {}", short(d))))
+        .chain(p.stuck.unhealthy.map(|d| format!("unhealthy {}", short(d))));
+    let r = &p.remediate;
+    let remedies = [
+        r.replace_task.as_ref().map(|_| "replaceTask".to_string()),
+        r.nudge_capacity.as_ref().map(|n| {
+            format!(
+                "nudgeCapacity (step {}, max {}, cooldown {})",
+                n.step,
+                n.max_desired,
+                short(n.cooldown)
+            )
+        }),
+        r.cordon_launch_template.as_ref().map(|c| {
+            format!(
+                "cordonLaunchTemplate (registration {}, {})",
+                short(c.registration_timeout),
+                plural(
+                    c.min_failed_instances as usize,
+                    "failed instance",
+                    "failed instances"
+                )
+            )
+        }),
+        r.drain_container_instance.as_ref().map(|d| {
+            format!(
+                "drainContainerInstance (agent disconnected {})",
+                short(d.agent_disconnected)
+            )
+        }),
+    ];
+    let g = &p.guardrails;
+    format!(
+        "policy {}: {}; {}; at most {} an hour, {}% of a service in flight; pause above {}% \
+         stuck",
+        p.name,
+        limits.collect::<Vec<_>>().join(", "),
+        remedies
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(", "),
+        plural(g.max_actions_per_hour as usize, "action", "actions"),
+        g.max_in_flight_per_service.0,
+        g.pause_when_stuck_above.0
+    )
 }
 
 /// "1 task", "2 tasks".

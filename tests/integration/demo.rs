@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use ecs_reconciler::audit::{AuditRecord, AuditSink, Outcome};
 use ecs_reconciler::cloud::sim::scenario_names;
-use ecs_reconciler::demo::{DemoSummary, Measure, list, run_demo};
+use ecs_reconciler::demo::{DemoSummary, Measure, list, run_demo, scenario_policies};
+use ecs_reconciler::diagnose::short;
+use ecs_reconciler::domain::TaskStatus;
 
 /// One demo run: its summary, its text and the records its trail received.
 struct Told {
@@ -266,4 +268,32 @@ fn the_scenario_list_is_aligned_from_its_first_row() {
             "{list}"
         );
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_header_states_the_policy_the_run_is_under() {
+    let told = demo("agent-disconnected", false).await;
+    let policy = &scenario_policies().unwrap().policies[0];
+    let header = told
+        .text
+        .lines()
+        .find(|l| {
+            l.trim_start()
+                .starts_with(&format!("policy {}:", policy.name))
+        })
+        .unwrap_or_else(|| panic!("no policy line:\n{}", told.text));
+    for status in TaskStatus::ALL {
+        if let Some(limit) = policy.stuck.limit_for(status) {
+            let stated = format!("{status} {}", short(limit));
+            assert!(header.contains(&stated), "{stated}: {header}");
+        }
+    }
+    let drain = policy.remediate.drain_container_instance.as_ref().unwrap();
+    let stated = format!("agent disconnected {}", short(drain.agent_disconnected));
+    assert!(header.contains(&stated), "{stated}: {header}");
+    let stated = format!(
+        "at most {} actions an hour",
+        policy.guardrails.max_actions_per_hour
+    );
+    assert!(header.contains(&stated), "{stated}: {header}");
 }
