@@ -172,11 +172,16 @@ pub async fn run_demo(
         dry_run,
         ..ControllerSettings::default()
     };
+    let mut description = info.description.to_string();
+    for (name, id) in &info.launch_templates {
+        // The first mention names the id too, as every later line does.
+        description = description.replacen(name.as_str(), &format!("{name} ({id})"), 1);
+    }
     let mut text = format!(
-        "ecs-reconciler demo — scenario {} ({}; simulated account, virtual time)\n  {}\n",
+        "ecs-reconciler demo — scenario {} ({}; simulated account, virtual time)\n  \
+         {description}\n",
         info.name,
         if dry_run { "dry run" } else { "enforce" },
-        info.description
     );
     for policy in &policies.policies {
         let _ = writeln!(text, "  {}", policy_line(policy));

@@ -1,10 +1,10 @@
 //! The demo tells the truth: its narration and summary are the audit trail's records, its
 //! summary does not contradict itself, and its comparison shows what the controller changed.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use ecs_reconciler::audit::{AuditRecord, AuditSink, Outcome};
-use ecs_reconciler::cloud::sim::scenario_names;
+use ecs_reconciler::cloud::sim::{build_scenario, scenario_names};
 use ecs_reconciler::demo::{DemoSummary, Measure, list, run_demo, scenario_policies};
 use ecs_reconciler::diagnose::short;
 use ecs_reconciler::domain::TaskStatus;
@@ -219,17 +219,32 @@ async fn the_drain_line_names_the_ec2_instance_the_time_disconnected_and_the_lim
 
 #[tokio::test(start_paused = true)]
 async fn the_launch_template_is_shown_by_name_with_its_id() {
-    for dry_run in [false, true] {
-        let told = demo("broken-launch-template", dry_run).await;
-        let shown = told.text.matches("lt-").count();
-        assert!(shown > 0, "{}", told.text);
-        assert_eq!(
-            told.text.matches("demo-lt (lt-").count(),
-            shown,
-            "every launch template id comes with its name:\n{}",
-            told.text
-        );
+    let mut checked = 0;
+    for scenario in scenarios() {
+        let (_, info) = build_scenario(scenario, SystemTime::now()).unwrap();
+        if info.launch_templates.is_empty() {
+            continue;
+        }
+        for dry_run in [false, true] {
+            let told = demo(scenario, dry_run).await;
+            let ids = told.text.matches("lt-").count();
+            let ctx = format!("{scenario} (dry run {dry_run}):\n{}", told.text);
+            let named: usize = info
+                .launch_templates
+                .iter()
+                .map(|(name, _)| told.text.matches(&format!("{name} (lt-")).count())
+                .sum();
+            assert_eq!(named, ids, "every id comes with its name: {ctx}");
+            for (name, id) in &info.launch_templates {
+                if let Some(first) = told.text.find(name.as_str()) {
+                    let with_id = format!("{name} ({id})");
+                    assert!(told.text[first..].starts_with(&with_id), "{ctx}");
+                }
+            }
+            checked += 1;
+        }
     }
+    assert!(checked >= 2, "no scenario with a launch template");
 }
 
 /// Words the demo writes after a count of one, in its summary and comparison lines.
