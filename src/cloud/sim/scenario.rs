@@ -50,7 +50,7 @@ pub enum Concern {
     /// Tasks that should run and are still PROVISIONING, PENDING or ACTIVATING.
     WayUp,
     /// Tasks told to stop that hang in STOPPING, and the container instances with a
-    /// disconnected agent that are still ACTIVE (new tasks may be placed on them).
+    /// disconnected agent that are still ACTIVE (not drained).
     StoppingHang,
     /// Tasks that should run and are RUNNING but UNHEALTHY.
     Unhealthy,
@@ -115,7 +115,8 @@ const SCENARIOS: &[(&str, &str)] = &[
          registered version-1 instances and service app (desiredCount 4); the agent of the \
          second instance disconnected 14.5 minutes before start and stays disconnected; an \
          app task on it stopped 13 minutes before start hangs in STOPPING, its replacement \
-         runs on the first instance",
+         runs on the first instance; the task stays in STOPPING while the agent is away, \
+         whatever the controller does; draining the instance takes it out of service",
     ),
     (
         "task-too-large",
