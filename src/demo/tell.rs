@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
-use crate::audit::{AuditRecord, Outcome};
+use crate::audit::{AUDIT_UNAVAILABLE, AuditRecord, Outcome};
 use crate::capacity::CapacityFinding;
 use crate::causes::RootCause;
 use crate::controller::{PassReport, since};
@@ -117,13 +117,12 @@ pub(super) fn plural(n: usize, one: &str, many: &str) -> String {
 
 /// The summary: what was stuck, what the audit trail recorded, what recovered.
 pub(super) fn summary_line(s: &DemoSummary, elapsed: Duration) -> String {
+    let actions = |n| plural(n, "action", "actions");
     let mut acted = match (s.actions_planned, s.actions_taken) {
         (0, 0) => "no action taken".to_string(),
-        (0, n) => format!("{} taken", plural(n, "action", "actions")),
-        (n, _) => format!(
-            "{} planned (dry run: none taken)",
-            plural(n, "action", "actions")
-        ),
+        (0, n) => format!("{} taken", actions(n)),
+        (n, 0) => format!("{} planned, none taken", actions(n)),
+        (p, t) => format!("{} taken, {} planned", actions(t), actions(p)),
     };
     if s.actions_failed > 0 {
         let _ = write!(acted, ", {} failed", s.actions_failed);
@@ -183,20 +182,21 @@ pub(super) fn tell_records(
                 *waiting.entry(r.cluster.clone()).or_default() += 1;
                 continue;
             }
-            Outcome::Skipped(hold) => {
+            Outcome::Skipped(_) | Outcome::AuditUnavailable => {
                 summary.held_back += 1;
+                let hold = match r.outcome {
+                    Outcome::Skipped(hold) => hold,
+                    _ => AUDIT_UNAVAILABLE,
+                };
                 let _ = writeln!(
                     text,
-                    "[{}]   held back {} {}: {hold} ({})",
+                    "[{}]   held back {} {}: {} ({})",
                     at_of(&r.cluster),
                     r.action,
                     short_name(&r.target),
+                    hold,
                     r.detail.as_deref().unwrap_or_default()
                 );
-                continue;
-            }
-            Outcome::AuditUnavailable => {
-                summary.held_back += 1;
                 continue;
             }
         }
@@ -206,10 +206,10 @@ pub(super) fn tell_records(
     for (cluster, n) in waiting {
         let _ = writeln!(
             text,
-            "[{}]   not replacing {}: they wait on capacity, and a replacement would wait the \
-             same way",
+            "[{}]   not replacing {}: {} on capacity, and a replacement would wait the same way",
             at_of(&cluster),
-            plural(n, "stuck task", "stuck tasks")
+            plural(n, "stuck task", "stuck tasks"),
+            if n == 1 { "it waits" } else { "they wait" }
         );
     }
 }
