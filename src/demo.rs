@@ -1,7 +1,15 @@
 //! The demo: a scenario on the simulated account in accelerated virtual time, narrated pass by
 //! pass, ending with a summary. Also the built-in policy the simulated scenarios run under.
+//!
+//! The controller writes its audit records to memory; after each pass the demo copies that
+//! pass's records to the trail it was given (`--audit-log`) and narrates them, so narration,
+//! summary and trail are the same records. (The copy comes after the pass's calls, not before
+//! them: the write-ahead rule of [`crate::audit`] matters for a real account, not this one.)
 
-use std::collections::{BTreeMap, BTreeSet};
+mod compare;
+mod tell;
+
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
@@ -10,20 +18,21 @@ use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::audit::{AuditSink, Outcome};
-use crate::capacity::CapacityFinding;
-use crate::causes::RootCause;
+use crate::audit::{AuditRecord, AuditSink};
 use crate::cli::DemoArgs;
 use crate::cli::output;
 use crate::cloud::read_only::ReadOnly;
 use crate::cloud::sim::{SimAccount, build_scenario, scenario_names};
 use crate::cloud::{Cloud, sim};
-use crate::controller::{Controller, ControllerSettings, PassReport, since};
-use crate::decision::Action;
-use crate::domain::short_name;
+use crate::controller::{Controller, ControllerSettings, PassReport};
+use crate::diagnose::Condition;
 use crate::domain::{DesiredStatus, HealthStatus, TaskStatus};
 use crate::history::REPLACES_TAG;
 use crate::policy::{self, PolicyErrors, PolicySet};
+
+use compare::comparison;
+pub use compare::{Compared, Measure};
+use tell::{Story, clock, policy_line, summary_line, tell, tell_records};
 
 /// The scenario `demo` runs when none is named.
 pub const DEFAULT_SCENARIO: &str = "broken-launch-template";
@@ -66,33 +75,38 @@ pub fn scenario_policies() -> Result<PolicySet, PolicyErrors> {
     })
 }
 
-/// What a demo run found and did.
+/// What a demo run found and did. The action and held-back counts are those of the audit
+/// records the run wrote; the narration tells each of those records, so the two agree.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DemoSummary {
     pub stuck_found: usize,
+    /// Audit records `done`.
     pub actions_taken: usize,
+    /// Audit records `failed:…`.
+    pub actions_failed: usize,
+    /// Audit records `planned`.
     pub actions_planned: usize,
+    /// Audit records `skipped:…`.
     pub held_back: usize,
-    /// Stuck tasks whose service is back at its desired count of healthy RUNNING tasks, or
-    /// whose replacement (standalone) is RUNNING.
+    /// Action lines narrated (one per done, failed or planned record).
+    pub actions_narrated: usize,
+    /// Stuck tasks made good: a task stuck on the way up or unhealthy is RUNNING and healthy,
+    /// or stopped with its service back at its desired count of healthy RUNNING tasks, or
+    /// (standalone) replaced by a healthy one; a task hanging on the way down has stopped.
     pub recovered: usize,
-    /// Virtual time from start until no selected task was stuck or in replacement.
+    /// Virtual time from start until every stuck task found had recovered (and stayed so);
+    /// `None` unless all of them did.
     pub time_to_recovery: Option<Duration>,
     pub mutating_calls: u64,
-    /// The same scenario left alone for the same virtual time: tasks still on the way up.
-    pub stuck_without_controller: usize,
+    /// What the scenario is about, with the controller (at the end of the run) and without it
+    /// (the same scenario left alone for the horizon, or longer if the run took longer).
+    pub compared: Vec<Compared>,
 }
 
 /// `ecs-reconciler demo`.
 pub fn main(args: &DemoArgs) -> ExitCode {
     if args.list {
-        let mut list = String::new();
-        for name in scenario_names() {
-            if let Some((_, s)) = build_scenario(name, SystemTime::now()) {
-                let _ = writeln!(list, "{name:20} {}", s.description);
-            }
-        }
-        return output::emit(&list, ExitCode::SUCCESS);
+        return output::emit(&list(), ExitCode::SUCCESS);
     }
     let audit = match &args.audit_log {
         Some(path) => match AuditSink::file(path) {
@@ -122,8 +136,22 @@ pub fn main(args: &DemoArgs) -> ExitCode {
     }
 }
 
+/// `demo --list`: one scenario a line, the descriptions in one column.
+pub fn list() -> String {
+    let names = scenario_names();
+    let width = names.iter().map(|n| n.len()).max().unwrap_or(0);
+    let mut list = String::new();
+    for name in names {
+        if let Some((_, s)) = build_scenario(name, SystemTime::now()) {
+            let _ = writeln!(list, "{name:width$}  {}", s.description);
+        }
+    }
+    list
+}
+
 /// Runs a scenario for at most `horizon` of virtual time (stopping early once everything has
-/// recovered), narrating to `out`. Must run on a runtime with paused time.
+/// recovered), narrating to `out`; every audit record is also written to `audit`. Must run on
+/// a runtime with paused time.
 pub async fn run_demo(
     scenario: &str,
     dry_run: bool,
@@ -144,273 +172,132 @@ pub async fn run_demo(
         dry_run,
         ..ControllerSettings::default()
     };
-    let mut text = String::new();
-    let _ = writeln!(
-        text,
-        "ecs-reconciler demo — scenario {} ({}; simulated account, virtual time)\n  {}\n  policy \
-         demo-stuck-tasks: PROVISIONING 10m, PENDING 10m, ACTIVATING 5m, unhealthy 3m; \
-         replaceTask, nudgeCapacity (step 1, max 8, cooldown 5m), cordonLaunchTemplate \
-         (registration 10m, 2 failed instances), drainContainerInstance (15m); at most 50% of \
-         a service in flight; pause above 50% stuck\n",
+    let mut description = info.description.to_string();
+    for (name, id) in &info.launch_templates {
+        // The first mention names the id too, as every later line does.
+        description = description.replacen(name.as_str(), &format!("{name} ({id})"), 1);
+    }
+    let mut text = format!(
+        "ecs-reconciler demo — scenario {} ({}; simulated account, virtual time)\n  \
+         {description}\n",
         info.name,
         if dry_run { "dry run" } else { "enforce" },
-        info.description
     );
+    for policy in &policies.policies {
+        let _ = writeln!(text, "  {}", policy_line(policy));
+    }
+    text.push('\n');
     let _ = out.write_all(text.as_bytes());
+    let run = Run {
+        account: &account,
+        audit,
+        horizon,
+    };
     let mut summary = if dry_run {
         let cloud = ReadOnly::new(Arc::clone(&account));
-        narrate(cloud, &account, policies, settings, audit, horizon, out).await
+        run.narrate(cloud, policies, settings, out).await?
     } else {
-        narrate(
-            Arc::clone(&account),
-            &account,
-            policies,
-            settings,
-            audit,
-            horizon,
-            out,
-        )
-        .await
+        run.narrate(Arc::clone(&account), policies, settings, out)
+            .await?
     };
     if let Some((alone, _)) = build_scenario(scenario, start) {
-        let span = summary.time_to_recovery.unwrap_or(horizon).max(horizon);
+        let measures = Measure::all_of(info.about);
+        // Counted now: the account the controller ran on stops here.
+        let with: Vec<usize> = measures.iter().map(|m| m.count(&account)).collect();
+        let span = horizon.max(account.now().duration_since(start).unwrap_or_default());
         tokio::time::sleep(span).await;
-        summary.stuck_without_controller = alone
-            .cluster_names()
+        summary.compared = measures
             .iter()
-            .flat_map(|c| alone.tasks(c))
-            .filter(|t| t.desired_status == DesiredStatus::Running && t.last_status.is_way_up())
-            .count();
-        let _ = writeln!(
-            out,
-            "without the controller: after {} of virtual time the same account still has {} \
-             tasks on the way up (PROVISIONING, PENDING or ACTIVATING)",
-            crate::diagnose::short(span),
-            summary.stuck_without_controller
-        );
+            .zip(with)
+            .map(|(m, with)| Compared {
+                measure: *m,
+                with,
+                without: m.count(&alone),
+            })
+            .collect();
+        let _ = writeln!(out, "{}", comparison(span, &summary.compared, dry_run));
     }
     Ok(summary)
 }
 
-async fn narrate<C: Cloud>(
-    cloud: C,
-    account: &SimAccount,
-    policies: PolicySet,
-    settings: ControllerSettings,
+/// One demo run: the account, where its audit records go, and how long it may run.
+struct Run<'a> {
+    account: &'a SimAccount,
     audit: AuditSink,
     horizon: Duration,
-    out: &mut dyn std::io::Write,
-) -> DemoSummary {
-    let resync = settings.resync;
-    let controller = Arc::new(Controller::new(cloud, policies, settings, audit));
-    let shutdown = CancellationToken::new();
-    let start = account.now();
-    let started = tokio::time::Instant::now();
-    let mut summary = DemoSummary::default();
-    let mut stuck_seen: BTreeSet<String> = BTreeSet::new();
-    let mut held_seen: BTreeSet<(String, &'static str)> = BTreeSet::new();
-    // (target, outcome) already told: a dry run plans the same action every pass.
-    let mut told: BTreeSet<(String, String)> = BTreeSet::new();
-    let mut last_counts: BTreeMap<String, String> = BTreeMap::new();
-    loop {
-        let report = controller.pass(&shutdown).await;
-        let mut text = String::new();
-        tell(&mut text, &report, start, &mut last_counts, &mut stuck_seen);
-        for cluster in &report.clusters {
-            let at = clock(start, cluster.snapshot.observed_at);
-            for (action, outcome, detail) in &cluster.outcomes {
-                let key = (action.action.target().to_string(), outcome.to_string());
-                if !told.insert(key) {
-                    continue;
-                }
-                let what = match (&action.action, action.service.as_deref()) {
-                    (Action::StopServiceTask { .. }, Some(s)) => {
-                        format!(" (service {s} will start a replacement)")
-                    }
-                    (
-                        Action::ReplaceStandaloneTask { .. } | Action::FinishReplacement { .. },
-                        _,
-                    ) => " (standalone: re-run with the same settings)".into(),
-                    _ => String::new(),
-                };
-                let _ = writeln!(
-                    text,
-                    "[{at}]   {} {} → {outcome}{what}{}",
-                    action.action.name(),
-                    short_name(action.action.target()),
-                    detail
-                        .as_deref()
-                        .map(|d| format!(": {d}"))
-                        .unwrap_or_default()
-                );
-                match outcome {
-                    Outcome::Done => summary.actions_taken += 1,
-                    Outcome::Planned => summary.actions_planned += 1,
-                    _ => {}
-                }
-            }
-            let mut waiting_on_capacity = 0;
-            for held in &cluster.plan.held {
-                if !held_seen.insert((held.target.clone(), held.hold.name())) {
-                    continue;
-                }
-                summary.held_back += 1;
-                if held.hold.name() == "capacityCause" {
-                    waiting_on_capacity += 1;
-                    continue;
-                }
-                let _ = writeln!(
-                    text,
-                    "[{at}]   held back {} {}: {} ({})",
-                    held.action,
-                    short_name(&held.target),
-                    held.hold.name(),
-                    held.hold.detail()
-                );
-            }
-            if waiting_on_capacity > 0 {
-                let _ = writeln!(
-                    text,
-                    "[{at}]   not replacing {waiting_on_capacity} stuck tasks: they wait on \
-                     capacity, and a replacement would wait the same way"
-                );
-            }
-        }
-        let _ = out.write_all(text.as_bytes());
-        let elapsed = started.elapsed();
-        if summary.time_to_recovery.is_none() && !stuck_seen.is_empty() && settled(&report) {
-            summary.time_to_recovery = Some(elapsed);
-            let _ = writeln!(
-                out,
-                "[{}] every service is at its desired count of healthy RUNNING tasks; nothing stuck",
-                clock(start, account.now())
-            );
-            break;
-        }
-        if elapsed >= horizon {
-            break;
-        }
-        tokio::time::sleep(resync).await;
-    }
-    stuck_seen.retain(|k| !k.starts_with("capacity "));
-    summary.stuck_found = stuck_seen.len();
-    summary.recovered = recovered(account, &stuck_seen);
-    summary.mutating_calls = account.mutating_calls();
-    let mut text = String::new();
-    let acted = if summary.actions_planned > 0 {
-        format!(
-            "{} actions planned (dry run: none taken)",
-            summary.actions_planned
-        )
-    } else {
-        format!("{} actions taken", summary.actions_taken)
-    };
-    let _ = writeln!(
-        text,
-        "\nsummary: {} stuck tasks found, {acted}, {} held back, {} tasks recovered; {}",
-        summary.stuck_found,
-        summary.held_back,
-        summary.recovered,
-        match summary.time_to_recovery {
-            Some(d) => format!(
-                "recovered after {} of virtual time",
-                crate::diagnose::short(d)
-            ),
-            None => format!(
-                "not recovered after {} of virtual time",
-                crate::diagnose::short(started.elapsed())
-            ),
-        }
-    );
-    let _ = out.write_all(text.as_bytes());
-    summary
 }
 
-/// Prints state changes and newly stuck tasks of one pass.
-fn tell(
-    text: &mut String,
-    report: &PassReport,
-    start: SystemTime,
-    last_counts: &mut BTreeMap<String, String>,
-    stuck_seen: &mut BTreeSet<String>,
-) {
-    for cluster in &report.clusters {
-        let snap = &cluster.snapshot;
-        let at = clock(start, snap.observed_at);
-        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-        for t in snap
-            .tasks
-            .iter()
-            .filter(|t| t.desired_status == DesiredStatus::Running)
-        {
-            let label = if t.health == HealthStatus::Unhealthy {
-                "RUNNING (UNHEALTHY)".to_string()
-            } else {
-                t.last_status.to_string()
-            };
-            *counts.entry(label).or_default() += 1;
-        }
-        let line = counts
-            .iter()
-            .map(|(s, n)| format!("{n} {s}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        if last_counts.get(&snap.cluster_name) != Some(&line) {
-            let _ = writeln!(text, "[{at}] {}: {line}", snap.cluster_name);
-            last_counts.insert(snap.cluster_name.clone(), line);
-        }
-        for f in &cluster.plan.findings {
-            if stuck_seen.insert(f.task_arn.clone()) {
-                let _ = writeln!(text, "[{at}] {}: {}", short_name(&f.task_arn), f.reason);
+impl Run<'_> {
+    async fn narrate<C: Cloud>(
+        &self,
+        cloud: C,
+        policies: PolicySet,
+        settings: ControllerSettings,
+        out: &mut dyn std::io::Write,
+    ) -> Result<DemoSummary, String> {
+        let resync = settings.resync;
+        // The controller writes to memory; each pass's records are told from there and copied
+        // to the demo's own trail, so narration, summary and trail are the same records.
+        let trail = AuditSink::memory();
+        let controller = Arc::new(Controller::new(cloud, policies, settings, trail.clone()));
+        let shutdown = CancellationToken::new();
+        let start = self.account.now();
+        let started = tokio::time::Instant::now();
+        let mut summary = DemoSummary::default();
+        let mut story = Story::default();
+        loop {
+            let report = controller.pass(&shutdown).await;
+            let mut text = String::new();
+            tell(&mut text, &report, start, &mut story);
+            let new = self.copy_new(&trail, &mut story.records_told)?;
+            tell_records(&mut text, &new, &report, start, &mut summary);
+            let _ = out.write_all(story.name_templates(&text).as_bytes());
+            let elapsed = started.elapsed();
+            summary.note_recovery(recovered(self.account, &story.stuck), &story, elapsed);
+            if !story.stuck.is_empty() && settled(&report) {
+                let _ = writeln!(
+                    out,
+                    "[{}] every service is at its desired count of healthy RUNNING tasks; \
+                     nothing stuck",
+                    clock(start, self.account.now())
+                );
+                break;
             }
-        }
-        for c in &cluster.plan.capacity {
-            if stuck_seen.insert(format!(
-                "capacity {} {}",
-                c.capacity_provider,
-                c.cause.name()
-            )) {
-                let _ = writeln!(text, "[{at}] why: {}", c.reason);
+            if elapsed >= self.horizon {
+                break;
             }
-            tell_root_causes(text, &at, c, stuck_seen);
+            tokio::time::sleep(resync).await;
         }
-    }
-    for (cluster, e) in &report.errors {
-        let _ = writeln!(text, "cluster {cluster}: not reconciled: {e}");
+        summary.stuck_found = story.stuck.len();
+        summary.mutating_calls = self.account.mutating_calls();
+        let _ = out.write_all(summary_line(&summary, started.elapsed()).as_bytes());
+        Ok(summary)
     }
 }
 
-/// The root causes behind a capacity finding not told yet (a boot output may be read a pass
-/// after the finding), each with the boot lines it quotes.
-fn tell_root_causes(
-    text: &mut String,
-    at: &str,
-    finding: &CapacityFinding,
-    told: &mut BTreeSet<String>,
-) {
-    for cause in &finding.root_causes {
-        let key = format!(
-            "capacity {} root {}",
-            finding.capacity_provider,
-            serde_json::to_string(cause).unwrap_or_default()
-        );
-        if !told.insert(key) {
-            continue;
+impl Run<'_> {
+    /// The records `trail` got since the first `told`, copied to the demo's own trail.
+    fn copy_new(&self, trail: &AuditSink, told: &mut usize) -> Result<Vec<AuditRecord>, String> {
+        let new = trail.records().split_off(*told);
+        *told += new.len();
+        for record in &new {
+            self.audit
+                .record(record)
+                .map_err(|e| format!("cannot write the audit log (--audit-log): {e}"))?;
         }
-        let _ = writeln!(
-            text,
-            "[{at}]   root cause [{}]: {}",
-            cause.code().as_str(),
-            cause.phrase()
-        );
-        let instance = match cause {
-            RootCause::BootMountFailed { instance_id, .. }
-            | RootCause::BootScriptFailed { instance_id, .. }
-            | RootCause::BootAgentFailed { instance_id, .. } => instance_id.as_str(),
-            _ => "",
-        };
-        for line in cause.quote() {
-            let _ = writeln!(text, "[{at}]     {instance} | {line}");
+        Ok(new)
+    }
+}
+
+impl DemoSummary {
+    /// After a pass: `recovered` of the stuck tasks found so far are made good. Recovery
+    /// counts from the first pass since which all of them have been.
+    fn note_recovery(&mut self, recovered: usize, story: &Story, elapsed: Duration) {
+        self.recovered = recovered;
+        if story.stuck.is_empty() || recovered < story.stuck.len() {
+            self.time_to_recovery = None;
+        } else if self.time_to_recovery.is_none() {
+            self.time_to_recovery = Some(elapsed);
         }
     }
 }
@@ -439,13 +326,19 @@ fn settled(report: &PassReport) -> bool {
         })
 }
 
-/// How many of the stuck tasks were made good.
-fn recovered(account: &SimAccount, stuck: &BTreeSet<String>) -> usize {
+/// How many of the stuck tasks were made good (see [`DemoSummary::recovered`]).
+fn recovered(account: &SimAccount, stuck: &BTreeMap<String, Condition>) -> usize {
     let mut n = 0;
-    for arn in stuck {
+    for (arn, condition) in stuck {
+        let way_down = matches!(condition, Condition::InState(s) if !s.is_way_up());
         let Some(task) = account.task(arn) else {
+            n += usize::from(way_down);
             continue;
         };
+        if way_down {
+            n += usize::from(task.last_status == TaskStatus::Stopped);
+            continue;
+        }
         let cluster = sim::ids::parse_task_arn(arn)
             .map(|(c, _)| c.to_string())
             .unwrap_or_default();
@@ -478,9 +371,4 @@ fn recovered(account: &SimAccount, stuck: &BTreeSet<String>) -> usize {
         }
     }
     n
-}
-
-fn clock(start: SystemTime, t: SystemTime) -> String {
-    let s = since(start, t).as_secs();
-    format!("+{:02}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
 }

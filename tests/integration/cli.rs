@@ -241,10 +241,10 @@ fn demo_narrates_and_summarises() {
         "{story}"
     );
     assert!(
-        story.contains("summary: 4 stuck tasks found, 1 actions taken"),
+        story.contains("summary: 4 stuck tasks found, 1 action taken"),
         "{story}"
     );
-    assert!(story.contains("4 tasks recovered"), "{story}");
+    assert!(story.contains("all 4 recovered"), "{story}");
     assert!(story.contains("without the controller"), "{story}");
     let out = run(bin().args(["demo", "--list"]));
     assert!(text(&out.stdout).contains("outage"));

@@ -14,6 +14,7 @@ mod cli_output;
 mod config;
 mod contract_reads;
 mod controller_moto;
+mod demo;
 mod diagnose_plan;
 mod extremes;
 mod faults;

@@ -24,7 +24,7 @@ use super::behavior::TaskBehavior;
 use super::capacity::{GroupSpec, VCPU_LIMIT_EXCEEDED, VersionBehavior, VersionSpec};
 use super::world::{ServiceSpec, World};
 use crate::domain::{
-    Capacity, CapacityProviderStrategyItem, ContainerOverride, EnvVar, NetworkConfig,
+    Capacity, CapacityProviderStrategyItem, ContainerOverride, EnvVar, GroupLaunch, NetworkConfig,
     RunTaskRequest, TaskOverrides, TaskStatus,
 };
 
@@ -38,6 +38,40 @@ pub struct Scenario {
     pub description: &'static str,
     /// The clusters it sets up, sorted.
     pub clusters: Vec<String>,
+    /// What goes wrong in it: what the demo compares with and without the controller.
+    pub about: &'static [Concern],
+    /// The launch templates its groups launch from, as (name, id).
+    pub launch_templates: Vec<(String, String)>,
+}
+
+/// A kind of trouble a scenario is about, counted in an account's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Concern {
+    /// Tasks that should run and are still PROVISIONING, PENDING or ACTIVATING.
+    WayUp,
+    /// Tasks told to stop that hang in STOPPING, and the container instances with a
+    /// disconnected agent that are still ACTIVE (not drained).
+    StoppingHang,
+    /// Tasks that should run and are RUNNING but UNHEALTHY.
+    Unhealthy,
+    /// Tasks missing from services' desired counts of healthy RUNNING tasks.
+    Capacity,
+}
+
+/// What each scenario is about (see [`Concern`]).
+fn about(name: &str) -> &'static [Concern] {
+    match name {
+        "broken-launch-template"
+        | "capacity-short"
+        | "capacity-exhausted"
+        | "healthy-rollout"
+        | "task-too-large"
+        | "launch-failing" => &[Concern::Capacity],
+        "agent-disconnected" => &[Concern::StoppingHang],
+        "unhealthy" => &[Concern::Unhealthy],
+        "mixed" => &[Concern::WayUp, Concern::Unhealthy],
+        _ => &[Concern::WayUp],
+    }
 }
 
 const SCENARIOS: &[(&str, &str)] = &[
@@ -81,7 +115,8 @@ const SCENARIOS: &[(&str, &str)] = &[
          registered version-1 instances and service app (desiredCount 4); the agent of the \
          second instance disconnected 14.5 minutes before start and stays disconnected; an \
          app task on it stopped 13 minutes before start hangs in STOPPING, its replacement \
-         runs on the first instance",
+         runs on the first instance; the task stays in STOPPING while the agent is away, \
+         whatever the controller does; draining the instance takes it out of service",
     ),
     (
         "task-too-large",
@@ -199,10 +234,24 @@ fn finish(
         w.advance_to(start);
         w.cluster_names()
     });
+    let launch_templates = sim
+        .auto_scaling_group(GROUP)
+        .and_then(|g| match g.launch {
+            GroupLaunch::LaunchTemplate {
+                template_id,
+                template_name,
+                ..
+            } => Some((template_name, template_id)),
+            _ => None,
+        })
+        .into_iter()
+        .collect();
     let scenario = Scenario {
         name,
         description,
         clusters,
+        about: about(name),
+        launch_templates,
     };
     (sim, scenario)
 }
@@ -328,6 +377,8 @@ fn exempt(w: &mut World) {
 }
 
 const CAPACITY_CLUSTER: &str = "demo-capacity";
+/// The Auto Scaling group of the capacity scenarios.
+const GROUP: &str = "demo-asg";
 /// How long before the history began the instances that were already there were launched.
 const SETTLED: Duration = Duration::from_secs(3 * 24 * 3600);
 
@@ -343,11 +394,11 @@ fn capacity_cluster(w: &mut World) -> String {
 /// Group demo-asg of `template` (min 0, `$Latest`) behind capacity provider demo-cp.
 fn demo_group(w: &mut World, spec: GroupSpec) {
     w.add_group(spec.with_tag("team", "platform"));
-    w.add_capacity_provider(CAPACITY_CLUSTER, "demo-cp", Some("demo-asg"));
+    w.add_capacity_provider(CAPACITY_CLUSTER, "demo-cp", Some(GROUP));
 }
 
 fn group_spec(template: &str, desired: u32, max: u32) -> GroupSpec {
-    GroupSpec::new("demo-asg", CAPACITY_CLUSTER, template, desired)
+    GroupSpec::new(GROUP, CAPACITY_CLUSTER, template, desired)
         .with_bounds(0, max)
         .with_slots(2)
 }
