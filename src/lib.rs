@@ -45,5 +45,6 @@ pub mod investigate;
 pub mod logging;
 pub mod plan;
 pub mod policy;
+pub mod prose;
 pub mod reload;
 pub mod supervise;

@@ -37,6 +37,7 @@ use crate::domain::{
     TaskStatus,
 };
 use crate::policy::{CordonLaunchTemplate, Policy, PolicySet};
+use crate::prose::{agree, count};
 
 /// Judged without a policy setting, the registration rules default to these.
 pub const DEFAULT_RULES: CordonLaunchTemplate = CordonLaunchTemplate {
@@ -213,8 +214,9 @@ pub fn diagnose_capacity(
                 Cause::GroupMissing,
                 format!(
                     "capacity provider {provider_name}'s Auto Scaling group no longer exists \
-                     ({group_arn}); {} tasks wait",
-                    waiting_tasks.len()
+                     ({group_arn}); {} {}",
+                    count(waiting_tasks.len(), "task", "tasks"),
+                    agree(waiting_tasks.len(), "waits", "wait")
                 ),
                 Evidence::from([("autoScalingGroupArn".to_string(), group_arn.clone())]),
                 Vec::new(),
@@ -339,10 +341,13 @@ fn refine(
         && !matches!(finding.cause, Cause::Unknown)
     {
         let reason = format!(
-            "no instance fits: all {waiting} tasks waiting on {} are larger than every \
-                 instance type group {} launches (largest {instance_type}); a new instance \
-                 would not fit them either",
-            finding.capacity_provider, group.name
+            "no instance fits: {} waiting on {} {} larger than every instance type group {} \
+             launches (largest {instance_type}); a new instance would not fit {} either",
+            every(u32::try_from(waiting).unwrap_or(u32::MAX), "task", "tasks"),
+            finding.capacity_provider,
+            agree(waiting, "is", "are"),
+            group.name,
+            agree(waiting, "it", "them")
         );
         return Some((Cause::NoInstanceFits { instance_type }, reason));
     }
@@ -351,9 +356,11 @@ fn refine(
             || (matches!(finding.cause, Cause::CapacityOnItsWay { .. }) && !booting))
     {
         let reason = format!(
-            "launches failing: {waiting} tasks wait on {}; group {}'s most recent launch \
-                 failed, so a nudge would launch nothing",
-            finding.capacity_provider, group.name
+            "launches failing: {} on {}; group {}'s most recent launch failed, so a nudge \
+             would launch nothing",
+            waiting_on(waiting),
+            finding.capacity_provider,
+            group.name
         );
         return Some((Cause::LaunchFailing { failure }, reason));
     }
@@ -508,10 +515,10 @@ fn judge_group(
                 None => "no version's instances registered".into(),
             };
             let reason = format!(
-                "launch template {template_id} version {version} is broken: {} instances \
-                 launched from it have been in service over {} without registering with the \
-                 cluster; {good}",
-                failed.len(),
+                "launch template {template_id} version {version} is broken: {} launched from \
+                 it {} been in service over {} without registering with the cluster; {good}",
+                count(failed.len(), "instance", "instances"),
+                agree(failed.len(), "has", "have"),
                 short(rules.registration_timeout)
             );
             return (
@@ -532,9 +539,9 @@ fn judge_group(
             _ => "a launch configuration",
         };
         let reason = format!(
-            "{} instances of group {} never registered, but the group uses {why}: cordoning is \
+            "{} of group {} never registered, but the group uses {why}: cordoning is \
              supported for launch templates only",
-            failed_all.len(),
+            count(failed_all.len(), "instance", "instances"),
             group.name
         );
         return (
@@ -555,9 +562,9 @@ fn judge_group(
     let launched = u32::try_from(launched).unwrap_or(u32::MAX);
     if !booting_all.is_empty() || launched < group.desired_capacity {
         let reason = format!(
-            "capacity on its way: {} instances of group {} still booting (inside the {} \
+            "capacity on its way: {} of group {} still booting (inside the {} \
              registration timeout), {launched} of {} launched; waiting",
-            booting_all.len(),
+            count(booting_all.len(), "instance", "instances"),
             group.name,
             short(rules.registration_timeout),
             group.desired_capacity
@@ -573,9 +580,9 @@ fn judge_group(
     }
     if !failed_all.is_empty() {
         let reason = format!(
-            "{} instances of group {} never registered, too few or mixed with working ones to \
+            "{} of group {} never registered, too few or mixed with working ones to \
              call their version broken",
-            failed_all.len(),
+            count(failed_all.len(), "instance", "instances"),
             group.name
         );
         return (Cause::Unknown, reason, evidence, never_registered);
@@ -587,9 +594,14 @@ fn judge_group(
         .map_or(group.max_size, |n| n.max_desired.min(group.max_size));
     if group.desired_capacity < ceiling {
         let reason = format!(
-            "capacity short: {waiting} tasks wait on {}; all {launched} instances of group {} \
-             are registered and connected, desired {} below the ceiling {ceiling}",
-            provider.name, group.name, group.desired_capacity
+            "capacity short: {} on {}; {} of group {} {} registered and connected, \
+             desired {} below the ceiling {ceiling}",
+            waiting_on(waiting),
+            provider.name,
+            every(launched, "instance", "instances"),
+            group.name,
+            agree(usize::try_from(launched).unwrap_or(usize::MAX), "is", "are"),
+            group.desired_capacity
         );
         (
             Cause::CapacityShort {
@@ -602,9 +614,13 @@ fn judge_group(
         )
     } else {
         let reason = format!(
-            "capacity exhausted: {waiting} tasks wait on {}; group {} is at its ceiling \
+            "capacity exhausted: {} on {}; group {} is at its ceiling \
              (desired {}, max {}, policy ceiling {ceiling}); nothing the controller may do",
-            provider.name, group.name, group.desired_capacity, group.max_size
+            waiting_on(waiting),
+            provider.name,
+            group.name,
+            group.desired_capacity,
+            group.max_size
         );
         (
             Cause::CapacityExhausted {
@@ -645,4 +661,19 @@ fn unregistered(
             }
         })
         .collect()
+}
+
+/// "1 task waits", "3 tasks wait".
+fn waiting_on(waiting: usize) -> String {
+    format!(
+        "{} {}",
+        count(waiting, "task", "tasks"),
+        agree(waiting, "waits", "wait")
+    )
+}
+
+/// "all 3 instances", "the 1 instance".
+fn every(n: u32, one: &str, many: &str) -> String {
+    let n = usize::try_from(n).unwrap_or(usize::MAX);
+    format!("{} {}", agree(n, "the", "all"), count(n, one, many))
 }

@@ -694,3 +694,34 @@ fn a_capacity_action_shares_its_findings_evidence() {
         "one evidence map, not a copy"
     );
 }
+
+#[test]
+fn a_reason_counting_one_instance_or_task_says_it_in_the_singular() {
+    let snap = capacity_snapshot(
+        Some(
+            GroupBuilder::new(2, 10, 2)
+                .instance("i-good", 1, 60)
+                .instance("i-new1", 2, 3),
+        ),
+        vec![container_instance("i-good", true)],
+        1,
+    );
+    let plan = run(&snap, &capacity_policy());
+    let reason = &plan.capacity[0].reason;
+    assert!(
+        reason.contains("1 instance of group web-asg still booting"),
+        "{reason}"
+    );
+    let one = capacity_snapshot(
+        Some(GroupBuilder::new(1, 10, 1).instance("i-1", 1, 60)),
+        vec![container_instance("i-1", true)],
+        1,
+    );
+    let short = run(&one, &capacity_policy());
+    let reason = &short.capacity[0].reason;
+    assert!(
+        reason
+            .contains("1 task waits on web-asg-cp; the 1 instance of group web-asg is registered"),
+        "{reason}"
+    );
+}
