@@ -3,7 +3,7 @@
 //! one way everywhere.
 
 /// "1 task", "2 tasks", "0 tasks".
-pub fn count(n: usize, one: &str, many: &str) -> String {
+pub fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 

@@ -37,7 +37,7 @@ use crate::domain::{
     TaskStatus,
 };
 use crate::policy::{CordonLaunchTemplate, Policy, PolicySet};
-use crate::prose::{agree, count};
+use crate::prose::{agree, plural};
 
 /// Judged without a policy setting, the registration rules default to these.
 pub const DEFAULT_RULES: CordonLaunchTemplate = CordonLaunchTemplate {
@@ -215,7 +215,7 @@ pub fn diagnose_capacity(
                 format!(
                     "capacity provider {provider_name}'s Auto Scaling group no longer exists \
                      ({group_arn}); {} {}",
-                    count(waiting_tasks.len(), "task", "tasks"),
+                    plural(waiting_tasks.len(), "task", "tasks"),
                     agree(waiting_tasks.len(), "waits", "wait")
                 ),
                 Evidence::from([("autoScalingGroupArn".to_string(), group_arn.clone())]),
@@ -517,7 +517,7 @@ fn judge_group(
             let reason = format!(
                 "launch template {template_id} version {version} is broken: {} launched from \
                  it {} been in service over {} without registering with the cluster; {good}",
-                count(failed.len(), "instance", "instances"),
+                plural(failed.len(), "instance", "instances"),
                 agree(failed.len(), "has", "have"),
                 short(rules.registration_timeout)
             );
@@ -541,7 +541,7 @@ fn judge_group(
         let reason = format!(
             "{} of group {} never registered, but the group uses {why}: cordoning is \
              supported for launch templates only",
-            count(failed_all.len(), "instance", "instances"),
+            plural(failed_all.len(), "instance", "instances"),
             group.name
         );
         return (
@@ -564,7 +564,7 @@ fn judge_group(
         let reason = format!(
             "capacity on its way: {} of group {} still booting (inside the {} \
              registration timeout), {launched} of {} launched; waiting",
-            count(booting_all.len(), "instance", "instances"),
+            plural(booting_all.len(), "instance", "instances"),
             group.name,
             short(rules.registration_timeout),
             group.desired_capacity
@@ -582,7 +582,7 @@ fn judge_group(
         let reason = format!(
             "{} of group {} never registered, too few or mixed with working ones to \
              call their version broken",
-            count(failed_all.len(), "instance", "instances"),
+            plural(failed_all.len(), "instance", "instances"),
             group.name
         );
         return (Cause::Unknown, reason, evidence, never_registered);
@@ -667,7 +667,7 @@ fn unregistered(
 fn waiting_on(waiting: usize) -> String {
     format!(
         "{} {}",
-        count(waiting, "task", "tasks"),
+        plural(waiting, "task", "tasks"),
         agree(waiting, "waits", "wait")
     )
 }
@@ -675,5 +675,5 @@ fn waiting_on(waiting: usize) -> String {
 /// "all 3 instances", "the 1 instance".
 fn every(n: u32, one: &str, many: &str) -> String {
     let n = usize::try_from(n).unwrap_or(usize::MAX);
-    format!("{} {}", agree(n, "the", "all"), count(n, one, many))
+    format!("{} {}", agree(n, "the", "all"), plural(n, one, many))
 }

@@ -7,7 +7,7 @@ use crate::cloud::sim::SimAccount;
 use crate::cloud::sim::scenario::Concern;
 use crate::domain::{DesiredStatus, HealthStatus, TaskStatus};
 
-use super::tell::plural;
+use crate::prose::plural;
 
 /// One measure of what a scenario is about, with and without the controller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,6 +14,7 @@ use crate::diagnose::Condition;
 use crate::domain::short_name;
 use crate::domain::{DesiredStatus, GroupLaunch, HealthStatus, TaskStatus};
 use crate::policy::Policy;
+use crate::prose::plural;
 
 use super::DemoSummary;
 
@@ -108,11 +109,6 @@ pub(super) fn policy_line(p: &Policy) -> String {
         g.max_in_flight_per_service.0,
         g.pause_when_stuck_above.0
     )
-}
-
-/// "1 task", "2 tasks".
-pub(super) fn plural(n: usize, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// The summary: what was stuck, what the audit trail recorded, what recovered.
