@@ -7,7 +7,6 @@ use std::time::{Duration, SystemTime};
 
 use crate::audit::{AUDIT_UNAVAILABLE, AuditRecord, Outcome};
 use crate::capacity::CapacityFinding;
-use crate::causes::RootCause;
 use crate::controller::{PassReport, since};
 use crate::decision::ActionKind;
 use crate::diagnose::Condition;
@@ -317,11 +316,7 @@ fn tell_root_causes(
     told: &mut BTreeSet<String>,
 ) {
     for cause in &finding.root_causes {
-        let key = format!(
-            "capacity {} root {}",
-            finding.capacity_provider,
-            serde_json::to_string(cause).unwrap_or_default()
-        );
+        let key = format!("capacity {} root {cause:?}", finding.capacity_provider);
         if !told.insert(key) {
             continue;
         }
@@ -331,12 +326,7 @@ fn tell_root_causes(
             cause.code().as_str(),
             cause.phrase()
         );
-        let instance = match cause {
-            RootCause::BootMountFailed { instance_id, .. }
-            | RootCause::BootScriptFailed { instance_id, .. }
-            | RootCause::BootAgentFailed { instance_id, .. } => instance_id.as_str(),
-            _ => "",
-        };
+        let instance = cause.instance_id().unwrap_or_default();
         for line in cause.quote() {
             let _ = writeln!(text, "[{at}]     {instance} | {line}");
         }
