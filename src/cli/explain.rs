@@ -119,17 +119,26 @@ pub fn cluster_holding<'a>(
     }
 }
 
-/// The causal chain for the task with id `task_id` in a dry-run reconcile of its cluster.
+/// The reconcile of the task's cluster, when it holds the task; the error is one line.
+pub fn holding_task(report: ClusterReport, id: &str) -> Result<ClusterReport, String> {
+    if find_task(&report, id).is_some() {
+        Ok(report)
+    } else {
+        Err(not_found_in_cluster(id, &report.cluster))
+    }
+}
+
+fn not_found_in_cluster(task_id: &str, cluster: &str) -> String {
+    format!("task {task_id}: not found in cluster {cluster}; ECS keeps stopped tasks for about an hour")
+}
+
+/// The causal chain for the task with id `task_id` in a dry-run reconcile of its cluster
+/// (one line saying it is not there, if it is not: see [`holding_task`]).
 pub fn explain(task_id: &str, report: &ClusterReport) -> String {
     let mut out = String::new();
     let snap = &report.snapshot;
     let Some(task) = find_task(report, task_id) else {
-        let _ = writeln!(
-            out,
-            "task {task_id}: not found in cluster {} (ECS keeps stopped tasks for about an \
-             hour)",
-            snap.cluster_name
-        );
+        let _ = writeln!(out, "{}", not_found_in_cluster(task_id, &report.cluster));
         return out;
     };
     let task_arn = task.arn.as_str();
