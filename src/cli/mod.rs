@@ -542,7 +542,7 @@ async fn drive<C: Cloud>(
     info!(
         policies = policies.policies.len(),
         policy_set = %policies.fingerprint,
-        mode = mode_name(if controller_settings.dry_run {
+        mode = %mode_name(if controller_settings.dry_run {
             PolicyMode::Audit
         } else {
             PolicyMode::Enforce

@@ -17,6 +17,7 @@ mod controller_moto;
 mod diagnose_plan;
 mod extremes;
 mod faults;
+mod first_hour;
 mod investigate;
 mod pacing;
 mod policy_files;
