@@ -7,7 +7,12 @@ use std::ffi::OsStr;
 use std::fs::File;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::provider::error::CredentialsError;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider, future};
+use ecs_reconciler::cloud::aws::{AwsCloud, AwsSettings};
 use ecs_reconciler::cloud::sim::scenario_names;
 use ecs_reconciler::logging::{filter_directives, use_colour};
 use serde_json::Value;
@@ -350,4 +355,62 @@ fn help_describes_output_and_lists_the_scenarios_for_sim() {
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
     assert!(err.lines().next().unwrap_or_default().contains("--sim"), "{err}");
+}
+
+/// A credentials provider that answers with `answer`, or never (`None`).
+#[derive(Debug)]
+struct Answers(Option<fn() -> CredentialsError>);
+
+impl ProvideCredentials for Answers {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        match self.0 {
+            Some(answer) => future::ProvideCredentials::ready(Err(answer())),
+            None => future::ProvideCredentials::new(std::future::pending()),
+        }
+    }
+}
+
+#[tokio::test]
+async fn each_kind_of_credentials_failure_is_one_line_in_its_own_words() {
+    fn not_loaded() -> CredentialsError {
+        CredentialsError::not_loaded("no profile")
+    }
+    fn invalid() -> CredentialsError {
+        CredentialsError::invalid_configuration("profile `p` has no\nsource")
+    }
+    fn failed() -> CredentialsError {
+        CredentialsError::provider_error(std::io::Error::other("STS answered\n503"))
+    }
+    let settings = AwsSettings {
+        credentials_timeout: Duration::from_millis(200),
+        ..AwsSettings::default()
+    };
+    let cases: [(Option<fn() -> CredentialsError>, &[&str]); 4] = [
+        (Some(not_loaded), &["(none found)"]),
+        (
+            Some(invalid),
+            &["(invalid AWS configuration: profile `p` has no source)"],
+        ),
+        (Some(failed), &["(a provider failed: ", "STS answered 503)"]),
+        (None, &["(no provider answered within 200ms)"]),
+    ];
+    for (answer, words) in cases {
+        let config = SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("eu-west-1"))
+            .credentials_provider(SharedCredentialsProvider::new(Answers(answer)))
+            .build();
+        let cloud = AwsCloud::from_conf(&config, &settings).unwrap();
+        let line = cloud.check_credentials().await.unwrap_err().to_string();
+        assert!(line.starts_with("no usable AWS credentials ("), "{line}");
+        for word in words {
+            assert!(line.contains(word), "{word}: {line}");
+        }
+        assert!(line.contains("AWS_PROFILE"), "{line}");
+        assert!(!line.contains('\n'), "one line: {line}");
+        assert_no_sdk_noise(&line);
+    }
 }

@@ -117,12 +117,19 @@ impl AwsSetupError {
                 humantime::format_duration(t.timeout_duration())
             ),
             CredentialsError::InvalidConfiguration(_) => {
-                format!("invalid AWS configuration: {}", one_line(err))
+                format!("invalid AWS configuration: {}", what_went_wrong(err))
             }
-            _ => format!("a provider failed: {}", one_line(err)),
+            _ => format!("a provider failed: {}", what_went_wrong(err)),
         };
         AwsSetupError::NoCredentials(why)
     }
+}
+
+/// The sources of a credentials error, its own words being only the kind of failure (which the
+/// setup error says already); the error itself when it has none.
+fn what_went_wrong(err: &CredentialsError) -> String {
+    use std::error::Error as _;
+    err.source().map_or_else(|| one_line(err), one_line)
 }
 
 /// An error and its sources, by their `Display`, on one line (some SDK messages span lines).
