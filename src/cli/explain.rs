@@ -129,7 +129,9 @@ pub fn holding_task(report: ClusterReport, id: &str) -> Result<ClusterReport, St
 }
 
 fn not_found_in_cluster(task_id: &str, cluster: &str) -> String {
-    format!("task {task_id}: not found in cluster {cluster}; ECS keeps stopped tasks for about an hour")
+    format!(
+        "task {task_id}: not found in cluster {cluster}; ECS keeps stopped tasks for about an hour"
+    )
 }
 
 /// The causal chain for the task with id `task_id` in a dry-run reconcile of its cluster

@@ -113,7 +113,10 @@ fn plan_exits_2_when_actions_are_planned_and_0_when_none() {
         .arg(examples()));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
     let err = text(&out.stderr);
-    assert!(err.contains("prod-web") && err.contains("demo-web"), "{err}");
+    assert!(
+        err.contains("prod-web") && err.contains("demo-web"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -50,16 +50,20 @@ fn assert_no_sdk_noise(line: &str) {
 
 #[test]
 fn without_a_region_plan_run_and_explain_say_so_in_one_line_with_the_sim_hint() {
-    let commands: [&[&str]; 3] = [
-        &["plan"],
-        &["run", "--once"],
-        &["explain", "0123abcd"],
-    ];
+    let commands: [&[&str]; 3] = [&["plan"], &["run", "--once"], &["explain", "0123abcd"]];
     for args in commands {
         let out = run(bin().args(args).arg("--policies").arg(examples()));
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
         let line = one_error_line(&out);
-        assert!(line.starts_with("error: no AWS Region configured"), "{line}");
+        assert!(
+            line.starts_with("error: no AWS Region configured"),
+            "{line}"
+        );
         assert!(
             line.contains("AWS_REGION") && line.contains("AWS_PROFILE"),
             "{line}"
@@ -78,13 +82,23 @@ fn with_a_region_but_no_credentials_the_line_names_credentials_and_how_to_set_th
             .arg("--policies")
             .arg(examples())
             .env("AWS_REGION", "us-east-1"));
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
         let line = one_error_line(&out);
         assert!(
             line.starts_with("error: no usable AWS credentials (none found)"),
             "{line}"
         );
-        for how in ["AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "--sim"] {
+        for how in [
+            "AWS_PROFILE",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "--sim",
+        ] {
             assert!(line.contains(how), "{how} missing: {line}");
         }
         assert_no_sdk_noise(&line);
@@ -143,7 +157,12 @@ fn sim_with_policies_for_other_clusters_names_the_scenarios_and_the_policies_clu
     ];
     for args in commands {
         let out = run(bin().args(args).arg("--policies").arg(examples()));
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out.stdout));
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            text(&out.stdout)
+        );
         let line = one_error_line(&out);
         // The scenario's cluster, and what the shipped policies select.
         for name in [
@@ -218,8 +237,14 @@ fn the_table_the_json_and_the_audit_trail_use_the_same_mode_word() {
         let trail = tempfile::tempdir().unwrap();
         let audit = trail.path().join("audit.jsonl");
         let mut c = bin();
-        c.args(["run", "--once", "--sim", "stuck-provisioning", "--audit-log"])
-            .arg(&audit);
+        c.args([
+            "run",
+            "--once",
+            "--sim",
+            "stuck-provisioning",
+            "--audit-log",
+        ])
+        .arg(&audit);
         if let Some(dir) = policies {
             c.arg("--policies").arg(dir);
         }
@@ -243,7 +268,10 @@ fn the_table_the_json_and_the_audit_trail_use_the_same_mode_word() {
         let rows = table_rows(&text(&table.stdout), "planned actions");
         let mode_column = rows[0].iter().position(|c| c == "mode").unwrap();
         assert!(rows.len() > 1, "{}", text(&table.stdout));
-        assert!(rows[1..].iter().all(|r| r[mode_column] == "dry-run"), "{rows:?}");
+        assert!(
+            rows[1..].iter().all(|r| r[mode_column] == "dry-run"),
+            "{rows:?}"
+        );
         let json = run(bin()
             .args(["plan", "--sim", "stuck-provisioning", "--output", "json"])
             .arg("--policies")
@@ -251,7 +279,10 @@ fn the_table_the_json_and_the_audit_trail_use_the_same_mode_word() {
         let json: Value = serde_json::from_slice(&json.stdout).unwrap();
         let actions = json["clusters"][0]["actions"].as_array().unwrap();
         assert!(!actions.is_empty());
-        assert!(actions.iter().all(|a| a["mode"] == "dry-run"), "{actions:?}");
+        assert!(
+            actions.iter().all(|a| a["mode"] == "dry-run"),
+            "{actions:?}"
+        );
     }
 }
 
@@ -274,17 +305,24 @@ fn the_action_and_hold_tables_call_their_column_target_and_counts_agree_in_numbe
         "{table}"
     );
     assert!(
-        held[1].iter().any(|c| c.starts_with("1 task of the service")),
+        held[1]
+            .iter()
+            .any(|c| c.starts_with("1 task of the service")),
         "{held:?}"
     );
     let out = run(bin().args(["plan", "--sim", "stuck-provisioning"]));
     assert!(
-        text(&out.stdout).ends_with("1 cluster, 2 stuck tasks, 2 actions planned, 0 held back, 0 errors\n"),
+        text(&out.stdout)
+            .ends_with("1 cluster, 2 stuck tasks, 2 actions planned, 0 held back, 0 errors\n"),
         "{}",
         text(&out.stdout)
     );
     let out = run(bin().arg("validate").arg(policy.path()));
-    assert!(text(&out.stdout).contains(": 1 policy valid"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains(": 1 policy valid"),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 #[test]
@@ -292,7 +330,13 @@ fn logs_written_to_a_file_carry_no_colour() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("log.txt");
     let out = bin()
-        .args(["run", "--once", "--sim", "stuck-provisioning", "--audit-log"])
+        .args([
+            "run",
+            "--once",
+            "--sim",
+            "stuck-provisioning",
+            "--audit-log",
+        ])
         .arg(dir.path().join("audit.jsonl"))
         .stderr(Stdio::from(File::create(&log).unwrap()))
         .status()
@@ -308,7 +352,10 @@ fn colour_only_on_a_terminal_and_never_with_no_color() {
     assert!(use_colour(true, None));
     assert!(!use_colour(false, None));
     for value in ["", "1", "false"] {
-        assert!(!use_colour(true, Some(OsStr::new(value))), "NO_COLOR={value:?}");
+        assert!(
+            !use_colour(true, Some(OsStr::new(value))),
+            "NO_COLOR={value:?}"
+        );
     }
 }
 
@@ -316,7 +363,15 @@ fn colour_only_on_a_terminal_and_never_with_no_color() {
 fn api_budget_rates_are_logged_to_two_decimals() {
     let dir = tempfile::tempdir().unwrap();
     let out = run(bin()
-        .args(["--log-format", "json", "run", "--sim", "mixed", "--sim-for", "3m"])
+        .args([
+            "--log-format",
+            "json",
+            "run",
+            "--sim",
+            "mixed",
+            "--sim-for",
+            "3m",
+        ])
         .arg("--audit-log")
         .arg(dir.path().join("audit.jsonl")));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -325,9 +380,7 @@ fn api_budget_rates_are_logged_to_two_decimals() {
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter(|l| l["fields"]["message"] == "API budget")
-        .flat_map(|l| {
-            ["budget_per_sec", "observed_per_sec"].map(|k| l["fields"][k].to_string())
-        })
+        .flat_map(|l| ["budget_per_sec", "observed_per_sec"].map(|k| l["fields"][k].to_string()))
         .collect();
     assert!(!rates.is_empty(), "no API budget line: {err}");
     for rate in &rates {
@@ -354,7 +407,10 @@ fn help_describes_output_and_lists_the_scenarios_for_sim() {
     let out = run(bin().args(["plan", "--sim", "nope"]));
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
-    assert!(err.lines().next().unwrap_or_default().contains("--sim"), "{err}");
+    assert!(
+        err.lines().next().unwrap_or_default().contains("--sim"),
+        "{err}"
+    );
 }
 
 /// A credentials provider that answers with `answer`, or never (`None`).

@@ -137,7 +137,11 @@ fn one_line(err: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut next = Some(err);
     while let Some(e) = next {
-        let text = e.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+        let text = e
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
         // A wrapper often repeats its source's message.
         if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
             parts.push(text);
