@@ -413,9 +413,12 @@ fn help_describes_output_and_lists_the_scenarios_for_sim() {
     );
 }
 
-/// A credentials provider that answers with `answer`, or never (`None`).
+/// How a test's credentials provider fails.
+type Failure = fn() -> CredentialsError;
+
+/// A credentials provider that fails so, or never answers (`None`).
 #[derive(Debug)]
-struct Answers(Option<fn() -> CredentialsError>);
+struct Answers(Option<Failure>);
 
 impl ProvideCredentials for Answers {
     fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
@@ -444,7 +447,7 @@ async fn each_kind_of_credentials_failure_is_one_line_in_its_own_words() {
         credentials_timeout: Duration::from_millis(200),
         ..AwsSettings::default()
     };
-    let cases: [(Option<fn() -> CredentialsError>, &[&str]); 4] = [
+    let cases: [(Option<Failure>, &[&str]); 4] = [
         (Some(not_loaded), &["(none found)"]),
         (
             Some(invalid),
@@ -468,5 +471,14 @@ async fn each_kind_of_credentials_failure_is_one_line_in_its_own_words() {
         assert!(line.contains("AWS_PROFILE"), "{line}");
         assert!(!line.contains('\n'), "one line: {line}");
         assert_no_sdk_noise(&line);
+    }
+}
+
+#[test]
+fn the_json_of_a_mode_is_its_audit_trail_name() {
+    use ecs_reconciler::audit::mode_name;
+    use ecs_reconciler::policy::PolicyMode;
+    for mode in [PolicyMode::Enforce, PolicyMode::Audit] {
+        assert_eq!(serde_json::to_value(mode).unwrap(), mode_name(mode));
     }
 }
