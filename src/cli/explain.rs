@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::audit::mode_name;
+use crate::cli::output::plural;
 use crate::capacity::CapacityFinding;
 use crate::causes::{Clues, Reading, RootCause, userdata};
 use crate::controller::ClusterReport;
@@ -301,7 +302,8 @@ fn describe_group(
     }
     for (version, instances) in by_version {
         let v = version.map_or("unknown".to_string(), |v| v.to_string());
-        let _ = writeln!(out, "  → version {v}: {} instances", instances.len());
+        let count = plural(instances.len(), "instance", "instances");
+        let _ = writeln!(out, "  → version {v}: {count}");
         for line in instances {
             let _ = writeln!(out, "      {line}");
         }

@@ -324,7 +324,7 @@ fn explain_follows_a_stuck_task_to_the_broken_launch_template_version() {
         "stuck in PROVISIONING for 15m, limit 10m",
         "→ capacity provider demo-cp",
         "→ Auto Scaling group demo-asg: desired 3, min 0, max 10",
-        "→ version 1: 1 instances",
+        "→ version 1: 1 instance",
         "registered, agent connected",
         "→ version 2: 2 instances",
         "never registered",
