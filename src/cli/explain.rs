@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::audit::mode_name;
-use crate::cli::output::plural;
 use crate::capacity::CapacityFinding;
 use crate::causes::{Clues, Reading, RootCause, userdata};
+use crate::cli::output::plural;
 use crate::controller::ClusterReport;
 use crate::diagnose::short;
 use crate::domain::short_name;

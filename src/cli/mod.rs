@@ -383,7 +383,7 @@ fn log_budget(budget: &ApiBudget) {
 
 /// A rate to two decimals, for the log (`0.17`, not `0.16666666666666666`); still a number
 /// in the JSON log.
-pub fn hundredths(rate: f64) -> f64 {
+fn hundredths(rate: f64) -> f64 {
     (rate * 100.0).round() / 100.0
 }
 
@@ -395,27 +395,56 @@ fn audit_sink(path: Option<&Path>) -> Result<AuditSink, String> {
     }
 }
 
+/// A scenario's simulated account, with its built-in policies.
+struct SimInputs {
+    account: Arc<SimAccount>,
+    builtin: PolicySet,
+    /// The clusters the scenario sets up.
+    clusters: Vec<String>,
+}
+
 /// The simulated account of a scenario, with its built-in policies.
-fn sim_account(name: &str) -> Result<(Arc<SimAccount>, PolicySet), String> {
-    let Some((account, _)) = build_scenario(name, SystemTime::now()) else {
+fn sim_account(name: &str) -> Result<SimInputs, String> {
+    let Some((account, scenario)) = build_scenario(name, SystemTime::now()) else {
         return Err(format!(
             "unknown scenario {name}; known: {}",
             scenario_names().join(", ")
         ));
     };
-    let policies = crate::demo::scenario_policies().map_err(|e| e.to_string())?;
-    Ok((Arc::new(account), policies))
+    let builtin = crate::demo::scenario_policies().map_err(|e| e.to_string())?;
+    Ok(SimInputs {
+        account: Arc::new(account),
+        builtin,
+        clusters: scenario.clusters,
+    })
+}
+
+impl SimInputs {
+    /// The policies of a `--sim` command: those in `dir` (`--policies`), which must select
+    /// one of the scenario's clusters, or else the scenario's own. Errors are printed (one line
+    /// for the scope); the exit code is returned.
+    fn policies(
+        self,
+        scenario: &str,
+        dir: Option<&Path>,
+    ) -> Result<(Arc<SimAccount>, PolicySet), ExitCode> {
+        let Some(dir) = dir else {
+            return Ok((self.account, self.builtin));
+        };
+        let set = load_policies(dir).ok_or(ExitCode::from(1))?;
+        sim_scope(scenario, &self.clusters, &set, dir).map_err(|e| startup_error(&e))?;
+        Ok((self.account, set))
+    }
 }
 
 /// With `--sim` and `--policies`: policies that select none of the scenario's clusters are an
 /// error, one line naming the clusters the scenario has and those the policies select.
-async fn check_sim_scope(
+fn sim_scope(
     scenario: &str,
-    account: &SimAccount,
+    clusters: &[String],
     policies: &PolicySet,
     dir: &Path,
 ) -> Result<(), String> {
-    let clusters = account.list_clusters().await.map_err(|e| e.to_string())?;
     if clusters
         .iter()
         .any(|c| policies.for_cluster(c).next().is_some())
@@ -457,26 +486,17 @@ async fn run(args: RunArgs, settings: Settings) -> ExitCode {
         }
     };
     if let Some(name) = &args.sim {
-        let (account, builtin) = match sim_account(name) {
+        let sim = match sim_account(name) {
+            Ok(sim) => sim,
+            Err(e) => return startup_error(&e),
+        };
+        let (account, policies) = match sim.policies(name, args.policy.policies.as_deref()) {
             Ok(a) => a,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(1);
-            }
+            Err(code) => return code,
         };
         // The simulated account is paced like the real one, in virtual time.
         account.set_budget(Some(Arc::clone(&budget)));
         account.set_fault(args.sim_fault);
-        let policies = match args.policy.policies.as_deref() {
-            Some(dir) => match load_policies(dir) {
-                Some(p) => match check_sim_scope(name, &account, &p, dir).await {
-                    Ok(()) => p,
-                    Err(e) => return startup_error(&e),
-                },
-                None => return ExitCode::from(1),
-            },
-            None => builtin,
-        };
         // The scenario's built-in policies have no directory to watch.
         let reload_dir = args.policy.policies.clone();
         // A dry run on the simulator is read-only by construction too (docs/design.md §4).
@@ -690,17 +710,8 @@ async fn read_only_inputs(
         ExitCode::from(1)
     };
     if let Some(name) = sim {
-        let (account, builtin) = sim_account(name).map_err(|e| fail(&e))?;
-        let policies = match policy.policies.as_deref() {
-            Some(dir) => {
-                let set = load_policies(dir).ok_or(ExitCode::from(1))?;
-                check_sim_scope(name, &account, &set, dir)
-                    .await
-                    .map_err(|e| fail(&e))?;
-                set
-            }
-            None => builtin,
-        };
+        let sim = sim_account(name).map_err(|e| fail(&e))?;
+        let (account, policies) = sim.policies(name, policy.policies.as_deref())?;
         let after = match sim_after.as_deref().map(humantime::parse_duration) {
             Some(Ok(d)) => d,
             Some(Err(e)) => return Err(fail(&format!("--sim-after: {e}"))),
