@@ -34,7 +34,7 @@ pub const AUDIT_UNAVAILABLE: &str = "auditUnavailable";
 /// What became of an action.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Decided, not performed (dry run or an audit-mode policy).
+    /// Decided, not performed (a dry run, or a policy in `mode: dry-run`).
     Planned,
     /// The intent, written before the action's first mutating call; the outcome record of the
     /// same attempt follows the calls.
@@ -69,7 +69,8 @@ impl std::fmt::Display for Outcome {
     }
 }
 
-/// `dry-run` or `enforce`, as the audit trail spells it.
+/// `dry-run` or `enforce`: the one spelling of the mode, in the audit trail, `plan`'s table and
+/// JSON, the `starting` log line and the policy file (which still reads `audit` as `dry-run`).
 pub fn mode_name(mode: PolicyMode) -> &'static str {
     match mode {
         PolicyMode::Enforce => "enforce",

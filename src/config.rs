@@ -88,7 +88,9 @@ pub struct Settings {
     /// Where the audit trail goes; standard output when absent.
     pub audit_log: Option<PathBuf>,
     pub log_format: LogFormat,
-    /// A tracing filter, e.g. `info` or `ecs_reconciler=debug`. RUST_LOG wins when set.
+    /// A tracing filter, e.g. `info` or `ecs_reconciler=debug`. RUST_LOG wins when set. The
+    /// AWS SDK's own targets log errors only unless this names them (`aws_config=debug`):
+    /// [`crate::logging::filter_directives`].
     pub log_level: String,
     /// How long a shutdown may take before the process exits anyway.
     #[serde(with = "humantime_serde")]

@@ -335,18 +335,19 @@ impl Hold {
             Hold::Exempt { tag } => format!("task carries exclusion tag {tag}"),
             Hold::NotAllowed { missing } => format!("policy does not allow {missing}"),
             Hold::MaxActionsPerHour { used, limit } => {
-                format!("{used} actions in the last hour, limit {limit}")
+                format!("{} in the last hour, limit {limit}", count(*used, "action"))
             }
-            Hold::MaxInFlightPerService { in_flight, limit } => {
-                format!("{in_flight} tasks of the service already being replaced, limit {limit}")
-            }
+            Hold::MaxInFlightPerService { in_flight, limit } => format!(
+                "{} of the service already being replaced, limit {limit}",
+                count(*in_flight, "task")
+            ),
             Hold::PauseWhenStuckAbove {
                 stuck,
                 governed,
                 threshold,
             } => format!(
-                "{stuck} of {governed} tasks stuck, above {threshold}%: likely a wider outage, \
-                 paused"
+                "{stuck} of {} stuck, above {threshold}%: likely a wider outage, paused",
+                count(*governed, "task")
             ),
             Hold::IncompleteObservation { gaps } => {
                 format!("observation incomplete: {}", gaps.join("; "))
@@ -370,6 +371,15 @@ impl Hold {
             }
             Hold::CapacityExhausted => "at the group's ceiling: no capacity action allowed".into(),
         }
+    }
+}
+
+/// `1 task`, `2 tasks`: a count and its noun (plural with `s`) for the details above.
+fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
     }
 }
 

@@ -8,10 +8,15 @@
 //! come); [`flush`] waits, for a bounded time, until what was queued has been written, and the
 //! [`LogGuard`] the process keeps does that when it ends.
 //!
+//! Also what the log shows: [`filter_directives`] keeps the AWS SDK's own warnings (IMDS
+//! probes, credential chains) out unless asked for, and [`use_colour`] says when lines carry
+//! ANSI colour.
+//!
 //! Written here rather than taken from `tracing-appender`: its non-blocking writer does not count
 //! write errors, and its guard prints to standard output (the audit trail) when its queue is
 //! still full at exit.
 
+use std::ffi::OsStr;
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
@@ -191,4 +196,34 @@ pub fn dropped_lines() -> u64 {
 /// Waits at most `timeout` for the process's log to be written out. False if it was not.
 pub fn flush(timeout: Duration) -> bool {
     INSTALLED.get().is_none_or(|w| w.flush(timeout))
+}
+
+/// The AWS SDK's log targets (prefixes). Their warnings are the SDK's own probing (IMDS on a
+/// machine that is not an instance, each provider of the credentials chain): the setup error
+/// says what is missing in one line instead.
+const SDK_TARGETS: [&str; 5] = [
+    "aws_config",
+    "aws_credential_types",
+    "aws_runtime",
+    "aws_sdk",
+    "aws_smithy",
+];
+
+/// The filter for a configured `log_level` (used when `RUST_LOG` is not set): that level,
+/// with the SDK's targets at `error` unless the level names them itself.
+pub fn filter_directives(log_level: &str) -> String {
+    let mut directives = vec![log_level.to_string()];
+    directives.extend(
+        SDK_TARGETS
+            .iter()
+            .filter(|target| !log_level.contains(*target))
+            .map(|target| format!("{target}=error")),
+    );
+    directives.join(",")
+}
+
+/// Whether log lines carry ANSI colour: only on a terminal, and never when `NO_COLOR` is set
+/// (to any value, the empty one included).
+pub fn use_colour(stderr_is_terminal: bool, no_color: Option<&OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none()
 }

@@ -12,6 +12,7 @@ use std::fmt::Write as _;
 use crate::audit::mode_name;
 use crate::capacity::CapacityFinding;
 use crate::causes::{Clues, Reading, RootCause, userdata};
+use crate::cli::output::plural;
 use crate::controller::ClusterReport;
 use crate::diagnose::short;
 use crate::domain::short_name;
@@ -119,17 +120,28 @@ pub fn cluster_holding<'a>(
     }
 }
 
-/// The causal chain for the task with id `task_id` in a dry-run reconcile of its cluster.
+/// The reconcile of the task's cluster, when it holds the task; the error is one line.
+pub fn holding_task(report: ClusterReport, id: &str) -> Result<ClusterReport, String> {
+    if find_task(&report, id).is_some() {
+        Ok(report)
+    } else {
+        Err(not_found_in_cluster(id, &report.cluster))
+    }
+}
+
+fn not_found_in_cluster(task_id: &str, cluster: &str) -> String {
+    format!(
+        "task {task_id}: not found in cluster {cluster}; ECS keeps stopped tasks for about an hour"
+    )
+}
+
+/// The causal chain for the task with id `task_id` in a dry-run reconcile of its cluster
+/// (one line saying it is not there, if it is not: see [`holding_task`]).
 pub fn explain(task_id: &str, report: &ClusterReport) -> String {
     let mut out = String::new();
     let snap = &report.snapshot;
     let Some(task) = find_task(report, task_id) else {
-        let _ = writeln!(
-            out,
-            "task {task_id}: not found in cluster {} (ECS keeps stopped tasks for about an \
-             hour)",
-            snap.cluster_name
-        );
+        let _ = writeln!(out, "{}", not_found_in_cluster(task_id, &report.cluster));
         return out;
     };
     let task_arn = task.arn.as_str();
@@ -290,7 +302,8 @@ fn describe_group(
     }
     for (version, instances) in by_version {
         let v = version.map_or("unknown".to_string(), |v| v.to_string());
-        let _ = writeln!(out, "  → version {v}: {} instances", instances.len());
+        let count = plural(instances.len(), "instance", "instances");
+        let _ = writeln!(out, "  → version {v}: {count}");
         for line in instances {
             let _ = writeln!(out, "      {line}");
         }

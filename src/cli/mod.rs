@@ -10,11 +10,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use clap::builder::PossibleValuesParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::audit::AuditSink;
+use crate::audit::{AuditSink, mode_name};
 use crate::cloud::Cloud;
 use crate::cloud::aws::{AwsCloud, AwsSettings};
 use crate::cloud::budget::ApiBudget;
@@ -22,8 +23,8 @@ use crate::cloud::read_only::ReadOnly;
 use crate::cloud::sim::{SimAccount, SimFault, build_scenario, scenario_names};
 use crate::config::{self, FlagOverrides, LogFormat, Settings};
 use crate::controller::{Controller, ControllerSettings};
-use crate::logging::LogGuard;
-use crate::policy::{self, PolicySet};
+use crate::logging::{self, LogGuard};
+use crate::policy::{self, PolicyMode, PolicySet};
 use crate::reload::PolicyWatcher;
 use crate::supervise::{self, Supervisor};
 
@@ -81,7 +82,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub audit_log: Option<PathBuf>,
     /// Run against the simulated account with this scenario instead of AWS.
-    #[arg(long, value_name = "SCENARIO")]
+    #[arg(long, value_name = "SCENARIO", value_parser = scenario_parser())]
     pub sim: Option<String>,
     /// How often every cluster is reconciled (e.g. 30s; 1s to 24h).
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
@@ -106,7 +107,9 @@ pub struct RunArgs {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum OutputFormat {
+    /// Markdown-shaped tables, for people (and pull requests).
     Table,
+    /// One JSON document, for machines.
     Json,
 }
 
@@ -114,10 +117,11 @@ pub enum OutputFormat {
 pub struct PlanArgs {
     #[command(flatten)]
     pub policy: PolicyArgs,
+    /// How to print the pass: tables for people, or one JSON document.
     #[arg(long, value_enum, default_value = "table")]
     pub output: OutputFormat,
     /// Plan against the simulated account with this scenario instead of AWS.
-    #[arg(long, value_name = "SCENARIO")]
+    #[arg(long, value_name = "SCENARIO", value_parser = scenario_parser())]
     pub sim: Option<String>,
     /// With --sim: let this much virtual time pass before planning (e.g. 15m; at most 24h).
     #[arg(long, value_name = "DURATION", requires = "sim", value_parser = duration_text)]
@@ -133,7 +137,7 @@ pub struct ExplainArgs {
     #[command(flatten)]
     pub policy: PolicyArgs,
     /// Explain against the simulated account with this scenario instead of AWS.
-    #[arg(long, value_name = "SCENARIO")]
+    #[arg(long, value_name = "SCENARIO", value_parser = scenario_parser())]
     pub sim: Option<String>,
     /// With --sim: let this much virtual time pass first (e.g. 15m; at most 24h).
     #[arg(long, value_name = "DURATION", requires = "sim", value_parser = duration_text)]
@@ -163,6 +167,11 @@ pub struct DemoArgs {
     /// Also append the audit trail (JSON lines) to FILE.
     #[arg(long, value_name = "FILE")]
     pub audit_log: Option<PathBuf>,
+}
+
+/// `--sim` takes a scenario's name, and its help lists them.
+fn scenario_parser() -> PossibleValuesParser {
+    PossibleValuesParser::new(scenario_names().iter().copied())
 }
 
 /// The longest virtual time `--sim-for` and `--sim-after` take: a simulated day covers every
@@ -277,13 +286,19 @@ fn flags_of(cli: &Cli) -> FlagOverrides {
 /// Logs to standard error through [`crate::logging`], so that logging never blocks or panics;
 /// the guard flushes the log when the process ends.
 fn init_tracing(settings: &Settings) -> LogGuard {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&settings.log_level))
+        .or_else(|_| EnvFilter::try_new(logging::filter_directives(&settings.log_level)))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let (writer, guard) = crate::logging::install_stderr();
+    let colour = logging::use_colour(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
+    let (writer, guard) = logging::install_stderr();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(writer)
         // The writer never fails; a formatting error must not be printed to stderr either.
         .log_internal_errors(false);
@@ -298,9 +313,9 @@ fn validate(dir: &Path) -> ExitCode {
     match policy::load_dir_identified(dir) {
         Ok(set) => output::emit(
             &format!(
-                "{}: {} policies valid (policy set {})\n",
+                "{}: {} valid (policy set {})\n",
                 dir.display(),
-                set.policies.len(),
+                output::plural(set.policies.len(), "policy", "policies"),
                 set.fingerprint
             ),
             ExitCode::SUCCESS,
@@ -333,6 +348,19 @@ fn aws_settings(settings: &Settings) -> AwsSettings {
     }
 }
 
+/// The AWS account of the environment; the error, one line, says what is missing, how to set
+/// it, and that `--sim` needs no AWS at all.
+async fn aws_cloud(settings: &Settings, budget: Arc<ApiBudget>) -> Result<AwsCloud, String> {
+    AwsCloud::from_env(&aws_settings(settings), budget)
+        .await
+        .map_err(|e| {
+            format!(
+                "{e}; or run without AWS on the simulated account with --sim SCENARIO \
+                 (`ecs-reconciler demo --list` names the scenarios)"
+            )
+        })
+}
+
 /// The process's one API budget, from `[pacing]` (already validated with the settings).
 fn api_budget(settings: &Settings) -> Result<Arc<ApiBudget>, String> {
     ApiBudget::new(&settings.pacing)
@@ -346,11 +374,17 @@ fn log_budget(budget: &ApiBudget) {
         info!(
             category = %c.category,
             calls = c.calls,
-            budget_per_sec = c.budget_per_sec,
-            observed_per_sec = c.observed_per_sec,
+            budget_per_sec = hundredths(c.budget_per_sec),
+            observed_per_sec = hundredths(c.observed_per_sec),
             "API budget"
         );
     }
+}
+
+/// A rate to two decimals, for the log (`0.17`, not `0.16666666666666666`); still a number
+/// in the JSON log.
+fn hundredths(rate: f64) -> f64 {
+    (rate * 100.0).round() / 100.0
 }
 
 fn audit_sink(path: Option<&Path>) -> Result<AuditSink, String> {
@@ -361,16 +395,79 @@ fn audit_sink(path: Option<&Path>) -> Result<AuditSink, String> {
     }
 }
 
+/// A scenario's simulated account, with its built-in policies.
+struct SimInputs {
+    account: Arc<SimAccount>,
+    builtin: PolicySet,
+    /// The clusters the scenario sets up.
+    clusters: Vec<String>,
+}
+
 /// The simulated account of a scenario, with its built-in policies.
-fn sim_account(name: &str) -> Result<(Arc<SimAccount>, PolicySet), String> {
-    let Some((account, _)) = build_scenario(name, SystemTime::now()) else {
+fn sim_account(name: &str) -> Result<SimInputs, String> {
+    let Some((account, scenario)) = build_scenario(name, SystemTime::now()) else {
         return Err(format!(
             "unknown scenario {name}; known: {}",
             scenario_names().join(", ")
         ));
     };
-    let policies = crate::demo::scenario_policies().map_err(|e| e.to_string())?;
-    Ok((Arc::new(account), policies))
+    let builtin = crate::demo::scenario_policies().map_err(|e| e.to_string())?;
+    Ok(SimInputs {
+        account: Arc::new(account),
+        builtin,
+        clusters: scenario.clusters,
+    })
+}
+
+impl SimInputs {
+    /// The policies of a `--sim` command: those in `dir` (`--policies`), which must select
+    /// one of the scenario's clusters, or else the scenario's own. Errors are printed (one line
+    /// for the scope); the exit code is returned.
+    fn policies(
+        self,
+        scenario: &str,
+        dir: Option<&Path>,
+    ) -> Result<(Arc<SimAccount>, PolicySet), ExitCode> {
+        let Some(dir) = dir else {
+            return Ok((self.account, self.builtin));
+        };
+        let set = load_policies(dir).ok_or(ExitCode::from(1))?;
+        sim_scope(scenario, &self.clusters, &set, dir).map_err(|e| startup_error(&e))?;
+        Ok((self.account, set))
+    }
+}
+
+/// With `--sim` and `--policies`: policies that select none of the scenario's clusters are an
+/// error, one line naming the clusters the scenario has and those the policies select.
+fn sim_scope(
+    scenario: &str,
+    clusters: &[String],
+    policies: &PolicySet,
+    dir: &Path,
+) -> Result<(), String> {
+    if clusters
+        .iter()
+        .any(|c| policies.for_cluster(c).next().is_some())
+    {
+        return Ok(());
+    }
+    let mut selected: Vec<&str> = policies
+        .policies
+        .iter()
+        .flat_map(|p| p.target.cluster_patterns.iter().map(String::as_str))
+        .collect();
+    selected.sort_unstable();
+    selected.dedup();
+    let word = |n: usize| if n == 1 { "cluster" } else { "clusters" };
+    Err(format!(
+        "the policies in {} select {} {}; scenario {scenario} has {} {}, which no policy \
+         selects (without --policies, --sim uses the scenario's own policy)",
+        dir.display(),
+        word(selected.len()),
+        selected.join(", "),
+        word(clusters.len()),
+        clusters.join(", ")
+    ))
 }
 
 async fn run(args: RunArgs, settings: Settings) -> ExitCode {
@@ -389,23 +486,17 @@ async fn run(args: RunArgs, settings: Settings) -> ExitCode {
         }
     };
     if let Some(name) = &args.sim {
-        let (account, builtin) = match sim_account(name) {
+        let sim = match sim_account(name) {
+            Ok(sim) => sim,
+            Err(e) => return startup_error(&e),
+        };
+        let (account, policies) = match sim.policies(name, args.policy.policies.as_deref()) {
             Ok(a) => a,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(1);
-            }
+            Err(code) => return code,
         };
         // The simulated account is paced like the real one, in virtual time.
         account.set_budget(Some(Arc::clone(&budget)));
         account.set_fault(args.sim_fault);
-        let policies = match args.policy.policies.as_deref() {
-            Some(dir) => match load_policies(dir) {
-                Some(p) => p,
-                None => return ExitCode::from(1),
-            },
-            None => builtin,
-        };
         // The scenario's built-in policies have no directory to watch.
         let reload_dir = args.policy.policies.clone();
         // A dry run on the simulator is read-only by construction too (docs/design.md §4).
@@ -430,12 +521,9 @@ async fn run(args: RunArgs, settings: Settings) -> ExitCode {
     let Some(policies) = load_policies(&settings.policies) else {
         return ExitCode::from(1);
     };
-    let aws = match AwsCloud::from_env(&aws_settings(&settings), Arc::clone(&budget)).await {
+    let aws = match aws_cloud(&settings, Arc::clone(&budget)).await {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(1);
-        }
+        Err(e) => return startup_error(&e),
     };
     let reload_dir = Some(settings.policies.clone());
     if settings.dry_run {
@@ -474,7 +562,11 @@ async fn drive<C: Cloud>(
     info!(
         policies = policies.policies.len(),
         policy_set = %policies.fingerprint,
-        dry_run = controller_settings.dry_run,
+        mode = %mode_name(if controller_settings.dry_run {
+            PolicyMode::Audit
+        } else {
+            PolicyMode::Enforce
+        }),
         refuses_writes = cloud.refuses_writes(),
         root_cause_reads = controller_settings.root_cause_reads,
         "starting"
@@ -530,7 +622,7 @@ async fn drive<C: Cloud>(
     info!(tasks = ?tasks.running(), "supervising");
     let ending = tasks.wait(stop_requests, settings.shutdown_timeout).await;
     log_budget(budget);
-    let dropped = crate::logging::dropped_lines();
+    let dropped = logging::dropped_lines();
     if dropped > 0 {
         warn!(dropped, "log lines could not be written and were dropped");
     }
@@ -618,11 +710,8 @@ async fn read_only_inputs(
         ExitCode::from(1)
     };
     if let Some(name) = sim {
-        let (account, builtin) = sim_account(name).map_err(|e| fail(&e))?;
-        let policies = match policy.policies.as_deref() {
-            Some(dir) => load_policies(dir).ok_or(ExitCode::from(1))?,
-            None => builtin,
-        };
+        let sim = sim_account(name).map_err(|e| fail(&e))?;
+        let (account, policies) = sim.policies(name, policy.policies.as_deref())?;
         let after = match sim_after.as_deref().map(humantime::parse_duration) {
             Some(Ok(d)) => d,
             Some(Err(e)) => return Err(fail(&format!("--sim-after: {e}"))),
@@ -632,9 +721,7 @@ async fn read_only_inputs(
     }
     let policies = load_policies(&settings.policies).ok_or(ExitCode::from(1))?;
     let budget = api_budget(settings).map_err(|e| fail(&e))?;
-    let aws = AwsCloud::from_env(&aws_settings(settings), budget)
-        .await
-        .map_err(|e| fail(&e))?;
+    let aws = aws_cloud(settings, budget).await.map_err(|e| fail(&e))?;
     Ok(ReadOnlyInputs::Aws(aws, policies))
 }
 
@@ -728,10 +815,11 @@ async fn explain_once<C: Cloud>(
     loop {
         let done = tokio::time::Instant::now() >= deadline;
         match name {
-            explain::TaskName::InCluster { cluster, .. } => {
+            explain::TaskName::InCluster { cluster, id } => {
                 let report = controller.reconcile_cluster(cluster, &shutdown).await;
                 if done || report.is_err() {
-                    return report.map_err(|e| format!("cluster {cluster}: {e}"));
+                    let report = report.map_err(|e| format!("cluster {cluster}: {e}"))?;
+                    return explain::holding_task(report, id);
                 }
             }
             explain::TaskName::Bare { id } => {

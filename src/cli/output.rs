@@ -112,10 +112,10 @@ pub fn plan_table(report: &PassReport) -> String {
     for cluster in &report.clusters {
         let snap = &cluster.snapshot;
         out.push_str(&format!(
-            "cluster {} — observed {}, {} tasks, {}\n",
+            "cluster {} — observed {}, {}, {}\n",
             snap.cluster_name,
             rfc3339(snap.observed_at),
-            snap.tasks.len(),
+            plural(snap.tasks.len(), "task", "tasks"),
             if snap.is_complete() {
                 "complete".to_string()
             } else {
@@ -138,7 +138,7 @@ pub fn plan_table(report: &PassReport) -> String {
         }
         out.push_str(&format!("\nstuck tasks\n{findings}\n"));
         if !plan.actions.is_empty() {
-            let mut actions = table(&["action", "task", "mode", "policy", "why", "root cause"]);
+            let mut actions = table(&["action", "target", "mode", "policy", "why", "root cause"]);
             for a in &plan.actions {
                 actions.add_row(vec![
                     a.action.name().to_string(),
@@ -152,7 +152,7 @@ pub fn plan_table(report: &PassReport) -> String {
             out.push_str(&format!("\nplanned actions\n{actions}\n"));
         }
         if !plan.held.is_empty() {
-            let mut held = table(&["action", "task", "held by", "detail", "root cause"]);
+            let mut held = table(&["action", "target", "held by", "detail", "root cause"]);
             for h in &plan.held {
                 held.add_row(vec![
                     h.action.to_string(),
@@ -172,12 +172,18 @@ pub fn plan_table(report: &PassReport) -> String {
     let findings: usize = report.clusters.iter().map(|c| c.plan.findings.len()).sum();
     let held: usize = report.clusters.iter().map(|c| c.plan.held.len()).sum();
     out.push_str(&format!(
-        "{} clusters, {findings} stuck tasks, {} actions planned, {held} held back, {} errors\n",
-        report.clusters.len(),
-        report.action_count(),
-        report.errors.len()
+        "{}, {}, {} planned, {held} held back, {}\n",
+        plural(report.clusters.len(), "cluster", "clusters"),
+        plural(findings, "stuck task", "stuck tasks"),
+        plural(report.action_count(), "action", "actions"),
+        plural(report.errors.len(), "error", "errors"),
     ));
     out
+}
+
+/// `1 cluster`, `2 clusters`, `0 clusters`.
+pub fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// The root causes behind an action or hold on `target` (a group, or a task waiting on one),

@@ -279,22 +279,50 @@ pub struct Metadata {
     pub description: Option<String>,
 }
 
-/// Whether a policy acts, or only plans and records.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+/// Whether a policy acts, or only plans and records: the words of the audit trail and `plan`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Plan and act.
     #[default]
     Enforce,
     /// Plan and record only.
-    Audit,
+    #[serde(rename = "dry-run")]
+    DryRun,
+}
+
+/// By hand, so that `audit`, the earlier spelling of `dry-run`, is still read while an error
+/// names only the current words.
+impl<'de> Deserialize<'de> for Mode {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(ModeVisitor)
+    }
+}
+
+/// Reads [`Mode`] in the scalar itself, so an error points at the value.
+struct ModeVisitor;
+
+impl Visitor<'_> for ModeVisitor {
+    type Value = Mode;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("`enforce` or `dry-run`")
+    }
+
+    fn visit_str<E: de::Error>(self, word: &str) -> Result<Mode, E> {
+        match word {
+            "enforce" => Ok(Mode::Enforce),
+            "dry-run" | "audit" => Ok(Mode::DryRun),
+            other => Err(E::unknown_variant(other, &["enforce", "dry-run"])),
+        }
+    }
 }
 
 /// `spec`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Spec {
-    /// `enforce` (default) or `audit`.
+    /// `enforce` (default) or `dry-run` (`audit` is read as `dry-run`).
     #[serde(default)]
     pub mode: Mode,
     pub target: Located<TargetDoc>,

@@ -68,7 +68,7 @@ pub mod ranges {
     /// failed instance; a threshold above 100 would never be met by a real rollout.
     pub const MIN_FAILED_INSTANCES: CountRange = CountRange { min: 1, max: 100 };
     /// `guardrails.maxActionsPerHour`: 0 would hold every action forever under a guardrail's
-    /// name (`mode: audit` is how to record without acting); above 1,000 an hour it guards
+    /// name (`mode: dry-run` is how to record without acting); above 1,000 an hour it guards
     /// nothing.
     pub const MAX_ACTIONS_PER_HOUR: CountRange = CountRange { min: 1, max: 1000 };
 
@@ -96,12 +96,15 @@ pub struct Origin {
     pub line: usize,
 }
 
-/// Whether a policy acts, or only plans and records.
+/// Whether a policy acts, or only plans and records. Written `enforce` or `dry-run`
+/// everywhere (`plan`, its JSON, the audit trail: [`crate::audit::mode_name`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PolicyMode {
     #[default]
     Enforce,
+    /// Plan and record only (a policy's `mode: dry-run`, or a dry run of the controller).
+    #[serde(rename = "dry-run")]
     Audit,
 }
 

@@ -401,7 +401,7 @@ pub(crate) fn validate(
         },
         mode: match d.spec.mode {
             Mode::Enforce => PolicyMode::Enforce,
-            Mode::Audit => PolicyMode::Audit,
+            Mode::DryRun => PolicyMode::Audit,
         },
         target: Target {
             cluster_patterns: t.clusters.value.iter().map(|p| p.value.clone()).collect(),

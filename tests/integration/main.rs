@@ -18,6 +18,7 @@ mod demo;
 mod diagnose_plan;
 mod extremes;
 mod faults;
+mod first_hour;
 mod investigate;
 mod pacing;
 mod policy_files;

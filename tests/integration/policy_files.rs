@@ -309,10 +309,10 @@ const ERROR_CASES: &[(&str, &str, &str, usize, &str, &str)] = &[
     (
         "unknown mode",
         "  mode: enforce\n",
-        "  mode: dry-run\n",
+        "  mode: act\n",
         6,
         "spec.mode",
-        "expected one of enforce, audit",
+        "expected one of enforce, dry-run",
     ),
     (
         "nudge step zero",

@@ -416,10 +416,10 @@ fn stderr_whose_reader_goes_away_does_not_stop_reconciling_or_sigterm() {
 
 #[test]
 fn stderr_that_nobody_reads_does_not_block_the_run() {
-    // 2 virtual hours log far more than a pipe holds (64 KiB).
+    // 3 virtual hours log far more than a pipe holds (64 KiB), without colour codes too.
     let dir = tempfile::tempdir().unwrap();
     let probe = dir.path().join("probe.log");
-    let (mut c, audit) = sim_run(dir.path(), "2h");
+    let (mut c, audit) = sim_run(dir.path(), "3h");
     let mut child = c
         .stderr(std::fs::File::create(&probe).unwrap())
         .spawn()
@@ -430,7 +430,7 @@ fn stderr_that_nobody_reads_does_not_block_the_run() {
     let expected = audit_lines(&audit);
 
     let dir = tempfile::tempdir().unwrap();
-    let (mut c, audit) = sim_run(dir.path(), "2h");
+    let (mut c, audit) = sim_run(dir.path(), "3h");
     let mut child = c.stderr(Stdio::piped()).spawn().unwrap();
     // Kept open, never read.
     let unread = child.stderr.take();

@@ -41,6 +41,7 @@ use std::time::Duration;
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
+use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_autoscaling::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ecs::config::ProvideCredentials;
 use aws_smithy_runtime_api::http::Response as HttpResponse;
@@ -88,13 +89,66 @@ impl Default for AwsSettings {
     }
 }
 
-/// Why the adapter could not be set up.
+/// How to give the process credentials, for the setup error.
+const HOW_TO_SET_CREDENTIALS: &str = "set AWS_PROFILE to a profile in ~/.aws/config, or \
+     AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run with an instance or task role";
+
+/// Why the adapter could not be set up: one line that says what is missing and how to set it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AwsSetupError {
-    #[error("no AWS Region configured: set AWS_REGION, or a region in the AWS_PROFILE profile")]
+    #[error(
+        "no AWS Region configured: set AWS_REGION, or AWS_PROFILE to a profile with a region \
+         in ~/.aws/config"
+    )]
     NoRegion,
-    #[error("no usable AWS credentials: {0}")]
+    /// What went wrong (no provider had any, one failed, none answered in time), one line.
+    #[error("no usable AWS credentials ({0}): {HOW_TO_SET_CREDENTIALS}")]
     NoCredentials(String),
+}
+
+impl AwsSetupError {
+    /// The setup error of a credentials provider's answer: the kind of failure picks the
+    /// words; the SDK's own messages are kept (their `Display` only, never their `Debug`).
+    fn of_credentials(err: &CredentialsError) -> AwsSetupError {
+        let why = match err {
+            CredentialsError::CredentialsNotLoaded(_) => "none found".to_string(),
+            CredentialsError::ProviderTimedOut(t) => format!(
+                "no provider answered within {}",
+                humantime::format_duration(t.timeout_duration())
+            ),
+            CredentialsError::InvalidConfiguration(_) => {
+                format!("invalid AWS configuration: {}", what_went_wrong(err))
+            }
+            _ => format!("a provider failed: {}", what_went_wrong(err)),
+        };
+        AwsSetupError::NoCredentials(why)
+    }
+}
+
+/// The sources of a credentials error, its own words being only the kind of failure (which the
+/// setup error says already); the error itself when it has none.
+fn what_went_wrong(err: &CredentialsError) -> String {
+    use std::error::Error as _;
+    err.source().map_or_else(|| one_line(err), one_line)
+}
+
+/// An error and its sources, by their `Display`, on one line (some SDK messages span lines).
+fn one_line(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let text = e
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        // A wrapper often repeats its source's message.
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
 }
 
 /// The [`Cloud`] of a real AWS account (or an emulator of one), through the AWS SDK.
@@ -196,12 +250,10 @@ impl AwsCloud {
         .await
         {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(err)) => Err(AwsSetupError::NoCredentials(
-                aws_sdk_ecs::error::DisplayErrorContext(&err).to_string(),
-            )),
+            Ok(Err(err)) => Err(AwsSetupError::of_credentials(&err)),
             Err(_) => Err(AwsSetupError::NoCredentials(format!(
-                "no credentials provider answered within {:?}",
-                self.credentials_timeout
+                "no provider answered within {}",
+                humantime::format_duration(self.credentials_timeout)
             ))),
         }
     }
