@@ -21,6 +21,7 @@ use crate::diagnose::{Condition, Evidence, rfc3339, short};
 use crate::domain::{ClusterSnapshot, RunTaskRequest};
 use crate::history::History;
 use crate::policy::{PolicyMode, PolicySet};
+use crate::prose::plural;
 
 /// What kind of step an action is, as the audit trail names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -335,11 +336,14 @@ impl Hold {
             Hold::Exempt { tag } => format!("task carries exclusion tag {tag}"),
             Hold::NotAllowed { missing } => format!("policy does not allow {missing}"),
             Hold::MaxActionsPerHour { used, limit } => {
-                format!("{} in the last hour, limit {limit}", count(*used, "action"))
+                format!(
+                    "{} in the last hour, limit {limit}",
+                    plural(*used, "action", "actions")
+                )
             }
             Hold::MaxInFlightPerService { in_flight, limit } => format!(
                 "{} of the service already being replaced, limit {limit}",
-                count(*in_flight, "task")
+                plural(*in_flight, "task", "tasks")
             ),
             Hold::PauseWhenStuckAbove {
                 stuck,
@@ -347,7 +351,7 @@ impl Hold {
                 threshold,
             } => format!(
                 "{stuck} of {} stuck, above {threshold}%: likely a wider outage, paused",
-                count(*governed, "task")
+                plural(*governed, "task", "tasks")
             ),
             Hold::IncompleteObservation { gaps } => {
                 format!("observation incomplete: {}", gaps.join("; "))
@@ -374,16 +378,7 @@ impl Hold {
     }
 }
 
-/// `1 task`, `2 tasks`: a count and its noun (plural with `s`) for the details above.
-fn count(n: usize, noun: &str) -> String {
-    if n == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{n} {noun}s")
-    }
-}
-
-/// A step the controller takes (or, in audit mode, records that it would take).
+/// A step the controller takes (or, in dry-run mode, records that it would take).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PlannedAction {

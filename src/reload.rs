@@ -45,6 +45,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::policy::{PolicyError, PolicyErrors, PolicySet, load_dir_identified};
+use crate::prose::plural;
 
 /// How long the directory must be quiet after a change before it is loaded again.
 pub const DEBOUNCE: Duration = Duration::from_millis(500);
@@ -134,9 +135,9 @@ impl PolicyWatcher {
                         info!(
                             policy_set = %set.fingerprint,
                             trigger,
-                            "policy set {} unchanged ({} policies)",
+                            "policy set {} unchanged ({})",
                             set.fingerprint,
-                            set.policies.len()
+                            plural(set.policies.len(), "policy", "policies")
                         );
                     }
                     return Ok(set);
@@ -148,9 +149,9 @@ impl PolicyWatcher {
                     policy_set = %set.fingerprint,
                     policies = set.policies.len(),
                     trigger,
-                    "policy set {} loaded ({} policies)",
+                    "policy set {} loaded ({})",
                     set.fingerprint,
-                    set.policies.len()
+                    plural(set.policies.len(), "policy", "policies")
                 );
                 self.current.send_replace(set.clone());
                 Ok(set)

@@ -12,11 +12,11 @@ use std::fmt::Write as _;
 use crate::audit::mode_name;
 use crate::capacity::CapacityFinding;
 use crate::causes::{Clues, Reading, RootCause, userdata};
-use crate::cli::output::plural;
 use crate::controller::ClusterReport;
 use crate::diagnose::short;
 use crate::domain::short_name;
 use crate::domain::{AutoScalingGroup, GroupLaunch, Task};
+use crate::prose::plural;
 
 /// How the command line named a task.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -348,12 +348,7 @@ fn describe_cause(out: &mut String, cause: &RootCause, indent: &str) {
         cause.code().as_str(),
         cause.phrase()
     );
-    let instance = match cause {
-        RootCause::BootMountFailed { instance_id, .. }
-        | RootCause::BootScriptFailed { instance_id, .. }
-        | RootCause::BootAgentFailed { instance_id, .. } => instance_id.as_str(),
-        _ => "",
-    };
+    let instance = cause.instance_id().unwrap_or_default();
     for line in cause.quote() {
         let _ = writeln!(out, "{indent}  {instance} | {line}");
     }

@@ -315,7 +315,7 @@ fn validate(dir: &Path) -> ExitCode {
             &format!(
                 "{}: {} valid (policy set {})\n",
                 dir.display(),
-                output::plural(set.policies.len(), "policy", "policies"),
+                crate::prose::plural(set.policies.len(), "policy", "policies"),
                 set.fingerprint
             ),
             ExitCode::SUCCESS,

@@ -15,6 +15,7 @@ use crate::controller::PassReport;
 use crate::diagnose::{rfc3339, short};
 use crate::domain::short_name;
 use crate::plan::Plan;
+use crate::prose::plural;
 
 /// Standard output did not take a command's answer.
 #[derive(Debug, thiserror::Error)]
@@ -179,11 +180,6 @@ pub fn plan_table(report: &PassReport) -> String {
         plural(report.errors.len(), "error", "errors"),
     ));
     out
-}
-
-/// `1 cluster`, `2 clusters`, `0 clusters`.
-pub fn plural(n: usize, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// The root causes behind an action or hold on `target` (a group, or a task waiting on one),

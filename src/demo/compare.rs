@@ -127,7 +127,7 @@ fn missing(service: &crate::domain::Service, tasks: &[crate::domain::Task]) -> u
 /// against 0 with it".
 pub(super) fn comparison(span: Duration, compared: &[Compared], dry_run: bool) -> String {
     let with = if dry_run {
-        "with it in a dry run"
+        "with it in dry-run mode"
     } else {
         "with it"
     };

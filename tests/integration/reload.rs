@@ -192,7 +192,7 @@ async fn reload_applies_valid_changes_and_keeps_the_last_good_set_on_errors() {
     );
     assert!(
         logs.text()
-            .contains(&format!("policy set {second} loaded (1 policies)")),
+            .contains(&format!("policy set {second} loaded (1 policy)")),
         "{}",
         logs.text()
     );
