@@ -20,6 +20,7 @@ mod extremes;
 mod faults;
 mod first_hour;
 mod investigate;
+mod json_outputs;
 mod pacing;
 mod policy_files;
 mod policy_loading;
