@@ -9,8 +9,8 @@ use std::process::ExitCode;
 
 use comfy_table::{Table, presets};
 
-use crate::audit::mode_name;
 use super::json::{ClusterError, ClusterOutput, FindingOutput, HeldOutput, PlanOutput};
+use crate::audit::mode_name;
 use crate::controller::{ClusterReport, PassReport};
 use crate::diagnose::{rfc3339, short};
 use crate::domain::short_name;

@@ -48,13 +48,22 @@ fn records_in(file: &Path) -> Vec<Value> {
 }
 
 fn outcomes(records: &[Value]) -> Vec<&str> {
-    records.iter().filter_map(|r| r["outcome"].as_str()).collect()
+    records
+        .iter()
+        .filter_map(|r| r["outcome"].as_str())
+        .collect()
 }
 
 #[test]
 fn plan_json_validates_against_the_plan_schema() {
     let out = bin()
-        .args(["plan", "--sim", "broken-launch-template", "--output", "json"])
+        .args([
+            "plan",
+            "--sim",
+            "broken-launch-template",
+            "--output",
+            "json",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
@@ -68,10 +77,34 @@ fn plan_json_validates_against_the_plan_schema() {
 }
 
 #[test]
+fn the_plan_json_of_every_scenario_validates() {
+    let v = validator("plan");
+    for scenario in ecs_reconciler::cloud::sim::scenario_names() {
+        let out = bin()
+            .args(["plan", "--sim", scenario, "--output", "json"])
+            .output()
+            .unwrap();
+        assert!(
+            matches!(out.status.code(), Some(0 | 2)),
+            "{scenario}: {}",
+            text(&out.stderr)
+        );
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_valid(&v, &doc);
+    }
+}
+
+#[test]
 fn a_broken_plan_document_does_not_validate() {
     let v = validator("plan");
     let out = bin()
-        .args(["plan", "--sim", "broken-launch-template", "--output", "json"])
+        .args([
+            "plan",
+            "--sim",
+            "broken-launch-template",
+            "--output",
+            "json",
+        ])
         .output()
         .unwrap();
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -91,7 +124,10 @@ fn every_audit_record_of_a_run_validates_against_the_audit_schema() {
     let v = validator("audit");
     let records = audit_records(&[]);
     let seen = outcomes(&records);
-    assert!(seen.contains(&"started") && seen.contains(&"done"), "{seen:?}");
+    assert!(
+        seen.contains(&"started") && seen.contains(&"done"),
+        "{seen:?}"
+    );
     for record in &records {
         assert_valid(&v, record);
     }
@@ -109,12 +145,15 @@ fn every_audit_record_of_a_dry_run_validates_against_the_audit_schema() {
     }
 }
 
+/// A way to break a record, in place.
+type Breaks = fn(&mut serde_json::Map<String, Value>);
+
 #[test]
 fn a_broken_audit_record_does_not_validate() {
     let v = validator("audit");
     let record = audit_records(&["--dry-run"]).remove(0);
     assert_valid(&v, &record);
-    let broken: [(&str, fn(&mut serde_json::Map<String, Value>)); 5] = [
+    let broken: [(&str, Breaks); 5] = [
         ("time is a string", |r| {
             r.insert("time".into(), 1_700_000_000.into());
         }),
@@ -155,5 +194,8 @@ fn schema_of_an_unknown_output_names_the_valid_ones() {
     let stderr = text(&out.stderr);
     let first = stderr.lines().next().unwrap_or_default();
     assert!(first.contains("--of"), "{stderr}");
-    assert!(stderr.contains("[possible values: policy, plan, audit]"), "{stderr}");
+    assert!(
+        stderr.contains("[possible values: policy, plan, audit]"),
+        "{stderr}"
+    );
 }
