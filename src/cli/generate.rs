@@ -4,6 +4,7 @@
 //! `man --dir DIR` writes one page per command into DIR.
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -40,11 +41,10 @@ pub fn completions(args: &CompletionsArgs) -> ExitCode {
 
 /// `man [--dir DIR]`: the top page on standard output, or every page into DIR.
 pub fn man(args: &ManArgs) -> ExitCode {
-    let result = match &args.dir {
-        None => return output::emit(&top_page(), ExitCode::SUCCESS),
-        Some(dir) => write_pages(dir),
+    let Some(dir) = &args.dir else {
+        return output::emit(&top_page(), ExitCode::SUCCESS);
     };
-    match result {
+    match write_pages(dir) {
         Ok(written) => {
             let list: String = written
                 .iter()
@@ -54,10 +54,7 @@ pub fn man(args: &ManArgs) -> ExitCode {
         }
         Err(e) => {
             // Not eprintln!: it panics when standard error is gone too.
-            let _ = std::io::Write::write_all(
-                &mut std::io::stderr(),
-                format!("error: {e}\n").as_bytes(),
-            );
+            let _ = writeln!(std::io::stderr(), "error: {e}");
             ExitCode::from(1)
         }
     }
