@@ -406,7 +406,7 @@ impl<C: Cloud> Controller<C> {
         }
     }
 
-    /// One action under the write-ahead rule: in audit mode only recorded as planned;
+    /// One action under the write-ahead rule: in dry-run mode only recorded as planned;
     /// otherwise its intent is written first (nothing is called if that fails: the action is
     /// held as `skipped:auditUnavailable`), then the calls are made, then the outcome is
     /// written with the intent's attempt id.

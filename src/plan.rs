@@ -44,7 +44,7 @@ pub struct Plan {
     pub held: Vec<HeldAction>,
 }
 
-/// Plans one cluster. `dry_run` turns every action into an audit-mode one.
+/// Plans one cluster. `dry_run` turns every action into a dry-run one.
 pub fn plan(
     snapshot: &ClusterSnapshot,
     diagnosis: Diagnosis,

@@ -3,6 +3,7 @@
 //! do), 1 error, 2 `plan` found actions.
 
 pub mod explain;
+pub mod generate;
 pub mod json;
 pub(crate) mod output;
 
@@ -61,6 +62,10 @@ pub enum Command {
     Schema(SchemaArgs),
     /// Run a scenario on the simulated account in accelerated virtual time and narrate it.
     Demo(DemoArgs),
+    /// Print the completion script for a shell (bash, zsh, fish, elvish, powershell).
+    Completions(generate::CompletionsArgs),
+    /// Print the man page (roff), or write one page per command into a directory.
+    Man(generate::ManArgs),
 }
 
 #[derive(Debug, Args)]
@@ -201,13 +206,14 @@ fn duration_text(text: &str) -> Result<String, String> {
     Ok(text.to_string())
 }
 
-/// `schema` and `validate DIR` need nothing from the configuration: a broken
+/// `schema`, `validate DIR`, `completions` and `man` need nothing from the configuration: a broken
 /// ecs-reconciler.toml in the working directory must not stop them. A file named with
 /// `--config` is still checked: whoever named it wants to hear that it is broken.
 fn needs_configuration(cli: &Cli) -> bool {
     match &cli.command {
         Command::Schema(_) => cli.config.is_some(),
         Command::Validate(args) => cli.config.is_some() || args.dir.is_none(),
+        Command::Completions(_) | Command::Man(_) => cli.config.is_some(),
         _ => true,
     }
 }
@@ -248,6 +254,8 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS,
         ),
         Command::Demo(args) => crate::demo::main(&args),
+        Command::Completions(args) => generate::completions(&args),
+        Command::Man(args) => generate::man(&args),
         Command::Run(args) => runtime(args.sim.is_some()).block_on(run(args, settings)),
         Command::Plan(args) => runtime(args.sim.is_some()).block_on(plan(args, settings)),
         Command::Explain(args) => {
@@ -289,6 +297,7 @@ fn flags_of(cli: &Cli) -> FlagOverrides {
         Command::Explain(a) => flags.policies = a.policy.policies.clone(),
         Command::Validate(a) => flags.policies = a.policy.policies.clone(),
         Command::Schema(_) | Command::Demo(_) => {}
+        Command::Completions(_) | Command::Man(_) => {}
     }
     flags
 }

@@ -19,6 +19,7 @@ mod diagnose_plan;
 mod extremes;
 mod faults;
 mod first_hour;
+mod generate;
 mod investigate;
 mod json_outputs;
 mod pacing;
