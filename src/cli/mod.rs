@@ -72,7 +72,7 @@ pub enum Command {
 pub struct SchemaArgs {
     /// Whose JSON Schema to print: a policy document, what `plan --output json` writes, or one
     /// line of the audit trail.
-    #[arg(long, value_enum, default_value_t = json::SchemaOf::Policy)]
+    #[arg(long, value_enum, value_name = "OUTPUT", default_value_t = json::SchemaOf::Policy)]
     pub of: json::SchemaOf,
 }
 
