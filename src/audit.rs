@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::Serialize;
 
 use crate::diagnose::{Evidence, rfc3339};
@@ -56,6 +57,22 @@ impl Serialize for Outcome {
     }
 }
 
+/// The outcome is written as one string: `planned`, `started`, `done`, `skipped:GUARDRAIL` or
+/// `failed:CATEGORY`.
+impl JsonSchema for Outcome {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Outcome".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "What became of the action: planned, started, done, skipped:GUARDRAIL or failed:CATEGORY.",
+            "type": "string",
+            "pattern": "^(planned|started|done|skipped:\\S+|failed:\\S+)$"
+        })
+    }
+}
+
 impl std::fmt::Display for Outcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -79,12 +96,15 @@ pub fn mode_name(mode: PolicyMode) -> &'static str {
 }
 
 /// One line of the audit trail.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(title = "AuditRecord", deny_unknown_fields)]
 pub struct AuditRecord {
     /// RFC 3339, on the clock of the account observed.
+    #[schemars(extend("format" = "date-time"))]
     pub time: String,
     /// `dry-run` or `enforce`.
+    #[schemars(with = "String", extend("enum" = ["dry-run", "enforce"]))]
     pub mode: &'static str,
     /// The policy set the decision was made under (content hash).
     pub policy_set: String,
@@ -102,6 +122,7 @@ pub struct AuditRecord {
     pub reason: String,
     /// The finding's evidence, shared with the plan (serialized as the map itself).
     #[serde(serialize_with = "crate::diagnose::serialize_shared")]
+    #[schemars(with = "Evidence")]
     pub evidence: Arc<Evidence>,
     pub outcome: Outcome,
     /// Pairs an intent (`started`) with its outcome: `<process id>-<sequence>`, unique per

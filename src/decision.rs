@@ -14,6 +14,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::causes::CauseCode;
@@ -24,7 +25,7 @@ use crate::policy::{PolicyMode, PolicySet};
 use crate::prose::plural;
 
 /// What kind of step an action is, as the audit trail names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum ActionKind {
     StopTask,
@@ -60,7 +61,7 @@ impl fmt::Display for ActionKind {
 }
 
 /// A mutating step the controller may take.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", tag = "kind")]
 pub enum Action {
     /// StopTask on a service task; the service scheduler starts its replacement.
@@ -74,6 +75,7 @@ pub enum Action {
     ReplaceStandaloneTask {
         task_arn: String,
         stop_reason: String,
+        #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
         run: Box<RunTaskRequest>,
     },
     /// RunTask for a standalone task the controller already stopped whose replacement never
@@ -81,6 +83,7 @@ pub enum Action {
     #[serde(rename_all = "camelCase")]
     FinishReplacement {
         task_arn: String,
+        #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
         run: Box<RunTaskRequest>,
     },
     /// Record the cordon on the group (tag), pin the group to a known-good version, and
@@ -379,7 +382,7 @@ impl Hold {
 }
 
 /// A step the controller takes (or, in dry-run mode, records that it would take).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PlannedAction {
     pub policy: String,
@@ -394,6 +397,7 @@ pub struct PlannedAction {
     pub reason: String,
     /// Shared with the finding and the audit records: one map, never copied.
     #[serde(serialize_with = "crate::diagnose::serialize_shared")]
+    #[schemars(with = "Evidence")]
     pub evidence: Arc<Evidence>,
 }
 

@@ -32,11 +32,11 @@ pub fn serialize_shared<S: serde::Serializer>(
 }
 
 /// What a task is stuck in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Condition {
     /// Stayed in a lifecycle state (on the way up or down) past the limit.
-    InState(TaskStatus),
+    InState(#[schemars(with = "String")] TaskStatus),
     /// RUNNING but reporting UNHEALTHY past the limit.
     Unhealthy,
 }

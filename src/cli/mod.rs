@@ -4,6 +4,7 @@
 
 pub mod explain;
 pub mod generate;
+pub mod json;
 pub(crate) mod output;
 
 use std::path::{Path, PathBuf};
@@ -56,14 +57,23 @@ pub enum Command {
     /// Print the causal chain behind one task: task → capacity provider → Auto Scaling group
     /// → launch template versions → instances, the diagnosis, and what the policies would do.
     Explain(ExplainArgs),
-    /// Print the JSON Schema of the policy file format.
-    Schema,
+    /// Print the JSON Schema of the policy file format, of `plan --output json`, or of an
+    /// audit record: the contract of each.
+    Schema(SchemaArgs),
     /// Run a scenario on the simulated account in accelerated virtual time and narrate it.
     Demo(DemoArgs),
     /// Print the completion script for a shell (bash, zsh, fish, elvish, powershell).
     Completions(generate::CompletionsArgs),
     /// Print the man page (roff), or write one page per command into a directory.
     Man(generate::ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// Whose JSON Schema to print: a policy document, what `plan --output json` writes, or one
+    /// line of the audit trail.
+    #[arg(long, value_enum, value_name = "OUTPUT", default_value_t = json::SchemaOf::Policy)]
+    pub of: json::SchemaOf,
 }
 
 #[derive(Debug, Args)]
@@ -201,7 +211,7 @@ fn duration_text(text: &str) -> Result<String, String> {
 /// `--config` is still checked: whoever named it wants to hear that it is broken.
 fn needs_configuration(cli: &Cli) -> bool {
     match &cli.command {
-        Command::Schema => cli.config.is_some(),
+        Command::Schema(_) => cli.config.is_some(),
         Command::Validate(args) => cli.config.is_some() || args.dir.is_none(),
         Command::Completions(_) | Command::Man(_) => cli.config.is_some(),
         _ => true,
@@ -236,10 +246,10 @@ pub fn main() -> ExitCode {
     let _logs = init_tracing(&settings);
     match cli.command {
         Command::Validate(args) => validate(args.dir.as_deref().unwrap_or(&settings.policies)),
-        Command::Schema => output::emit(
+        Command::Schema(args) => output::emit(
             &format!(
                 "{}\n",
-                serde_json::to_string_pretty(&policy::json_schema()).unwrap_or_default()
+                serde_json::to_string_pretty(&json::schema(args.of)).unwrap_or_default()
             ),
             ExitCode::SUCCESS,
         ),
@@ -286,7 +296,7 @@ fn flags_of(cli: &Cli) -> FlagOverrides {
         Command::Plan(a) => flags.policies = a.policy.policies.clone(),
         Command::Explain(a) => flags.policies = a.policy.policies.clone(),
         Command::Validate(a) => flags.policies = a.policy.policies.clone(),
-        Command::Schema | Command::Demo(_) => {}
+        Command::Schema(_) | Command::Demo(_) => {}
         Command::Completions(_) | Command::Man(_) => {}
     }
     flags

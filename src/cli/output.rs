@@ -8,10 +8,10 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 use comfy_table::{Table, presets};
-use serde_json::json;
 
+use super::json::{ClusterError, ClusterOutput, FindingOutput, HeldOutput, PlanOutput};
 use crate::audit::mode_name;
-use crate::controller::PassReport;
+use crate::controller::{ClusterReport, PassReport};
 use crate::diagnose::{rfc3339, short};
 use crate::domain::short_name;
 use crate::plan::Plan;
@@ -206,47 +206,60 @@ pub fn root_cause_phrase(plan: &Plan, target: &str) -> String {
     }
 }
 
-/// The pass as one JSON document.
+/// The pass as one JSON document: a [`PlanOutput`], whose schema is `schema --of plan`.
 pub fn plan_json(report: &PassReport) -> String {
-    let clusters: Vec<_> = report
-        .clusters
-        .iter()
-        .map(|c| {
-            json!({
-                "cluster": c.cluster,
-                "observedAt": rfc3339(c.snapshot.observed_at),
-                "tasks": c.snapshot.tasks.len(),
-                "complete": c.snapshot.is_complete(),
-                "gaps": c.snapshot.gaps,
-                "findings": c.plan.findings.iter().map(|f| json!({
-                    "task": f.task_arn,
-                    "service": f.service,
-                    "policy": f.policy,
-                    "reason": f.reason,
-                    "elapsed": short(f.elapsed),
-                    "limit": short(f.limit),
-                    "evidence": *f.evidence,
-                })).collect::<Vec<_>>(),
-                "capacity": c.plan.capacity,
-                "actions": c.plan.actions,
-                "held": c.plan.held.iter().map(|h| json!({
-                    "action": h.action,
-                    "task": h.target,
-                    "policy": h.policy,
-                    "guardrail": h.hold.name(),
-                    "detail": h.hold.detail(),
-                    "reason": h.reason,
-                })).collect::<Vec<_>>(),
+    let output = PlanOutput {
+        clusters: report.clusters.iter().map(cluster_output).collect(),
+        errors: report
+            .errors
+            .iter()
+            .map(|(cluster, e)| ClusterError {
+                cluster: cluster.clone(),
+                error: e.to_string(),
+                category: e.category,
             })
-        })
-        .collect();
-    let errors: Vec<_> = report
-        .errors
-        .iter()
-        .map(|(cluster, e)| json!({"cluster": cluster, "error": e.to_string(), "category": e.category}))
-        .collect();
-    serde_json::to_string_pretty(&json!({ "clusters": clusters, "errors": errors }))
-        .unwrap_or_default()
+            .collect(),
+    };
+    serde_json::to_string_pretty(&output).unwrap_or_default()
+}
+
+fn cluster_output(c: &ClusterReport) -> ClusterOutput<'_> {
+    ClusterOutput {
+        cluster: &c.cluster,
+        observed_at: rfc3339(c.snapshot.observed_at),
+        tasks: c.snapshot.tasks.len(),
+        complete: c.snapshot.is_complete(),
+        gaps: &c.snapshot.gaps,
+        findings: c
+            .plan
+            .findings
+            .iter()
+            .map(|f| FindingOutput {
+                task: &f.task_arn,
+                service: f.service.as_deref(),
+                policy: &f.policy,
+                reason: &f.reason,
+                elapsed: short(f.elapsed),
+                limit: short(f.limit),
+                evidence: &f.evidence,
+            })
+            .collect(),
+        capacity: &c.plan.capacity,
+        actions: &c.plan.actions,
+        held: c
+            .plan
+            .held
+            .iter()
+            .map(|h| HeldOutput {
+                action: h.action,
+                task: &h.target,
+                policy: &h.policy,
+                guardrail: h.hold.name(),
+                detail: h.hold.detail(),
+                reason: &h.reason,
+            })
+            .collect(),
+    }
 }
 
 fn table(header: &[&str]) -> Table {

@@ -98,7 +98,7 @@ pub struct Origin {
 
 /// Whether a policy acts, or only plans and records. Written `enforce` or `dry-run`
 /// everywhere (`plan`, its JSON, the audit trail: [`crate::audit::mode_name`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PolicyMode {
     #[default]

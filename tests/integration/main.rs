@@ -21,6 +21,7 @@ mod faults;
 mod first_hour;
 mod generate;
 mod investigate;
+mod json_outputs;
 mod pacing;
 mod policy_files;
 mod policy_loading;
