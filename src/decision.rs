@@ -75,7 +75,6 @@ pub enum Action {
     ReplaceStandaloneTask {
         task_arn: String,
         stop_reason: String,
-        #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
         run: Box<RunTaskRequest>,
     },
     /// RunTask for a standalone task the controller already stopped whose replacement never
@@ -83,7 +82,6 @@ pub enum Action {
     #[serde(rename_all = "camelCase")]
     FinishReplacement {
         task_arn: String,
-        #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
         run: Box<RunTaskRequest>,
     },
     /// Record the cordon on the group (tag), pin the group to a known-good version, and

@@ -36,7 +36,7 @@ pub fn serialize_shared<S: serde::Serializer>(
 #[serde(rename_all = "camelCase")]
 pub enum Condition {
     /// Stayed in a lifecycle state (on the way up or down) past the limit.
-    InState(#[schemars(with = "String")] TaskStatus),
+    InState(TaskStatus),
     /// RUNNING but reporting UNHEALTHY past the limit.
     Unhealthy,
 }

@@ -13,7 +13,19 @@ use serde::{Deserialize, Serialize};
 pub type Tags = BTreeMap<String, String>;
 
 /// The `lastStatus` of an ECS task, in lifecycle order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum TaskStatus {
     Provisioning,
@@ -113,7 +125,7 @@ pub struct TaskTimestamps {
 }
 
 /// One entry of a capacity provider strategy.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CapacityProviderStrategyItem {
     pub capacity_provider: String,
     pub weight: i32,
@@ -121,7 +133,7 @@ pub struct CapacityProviderStrategyItem {
 }
 
 /// Where a task gets its compute: a launch type, or a capacity provider strategy.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Capacity {
     /// `EC2`, `FARGATE` or `EXTERNAL`.
@@ -132,7 +144,9 @@ pub enum Capacity {
 }
 
 /// The awsvpc network configuration of a task.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct NetworkConfig {
     pub subnets: Vec<String>,
     pub security_groups: Vec<String>,
@@ -140,14 +154,16 @@ pub struct NetworkConfig {
 }
 
 /// A key/value pair of a container environment override.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct EnvVar {
     pub name: String,
     pub value: String,
 }
 
 /// The overrides of one container, as RunTask takes them.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct ContainerOverride {
     pub name: String,
     pub command: Option<Vec<String>>,
@@ -158,7 +174,9 @@ pub struct ContainerOverride {
 }
 
 /// The overrides a task was started with, so a replacement can be started the same way.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct TaskOverrides {
     pub containers: Vec<ContainerOverride>,
     pub cpu: Option<String>,
@@ -415,7 +433,7 @@ pub struct InstanceTypeSize {
 }
 
 /// Everything RunTask needs to start a replacement for a standalone task.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RunTaskRequest {
     pub task_definition: String,
     pub overrides: TaskOverrides,

@@ -46,7 +46,7 @@ pub const DEFAULT_RULES: CordonLaunchTemplate = CordonLaunchTemplate {
 };
 
 /// What keeps the tasks of one capacity provider waiting.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", tag = "kind")]
 pub enum Cause {
     /// The capacity provider's Auto Scaling group was deleted.
@@ -115,7 +115,7 @@ impl Cause {
 }
 
 /// The capacity diagnosis of one provider whose tasks wait.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CapacityFinding {
     pub cluster: String,
@@ -145,7 +145,7 @@ pub struct CapacityFinding {
 }
 
 /// Instances of one launch template version that never registered, oldest first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Unregistered {
     /// The launch template, when the group launches from one.

@@ -40,7 +40,9 @@ pub const PROVISIONING_QUOTA: usize = 500;
 /// The stable code of every cause the controller can name: the capacity chain's causes and
 /// the root causes behind them. Codes never change once released; `docs/causes.md` has an
 /// entry for each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum CauseCode {
     // The capacity chain (capacity::Cause).
@@ -109,7 +111,7 @@ impl CauseCode {
 }
 
 /// A kind of file system a UserData mounts or a boot output shows failing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum FileSystem {
     FsxLustre,
@@ -141,7 +143,7 @@ impl FileSystem {
 }
 
 /// What a failed launch in the scaling activities says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum LaunchFailure {
     /// The account's vCPU limit for the instance family.
@@ -155,7 +157,7 @@ pub enum LaunchFailure {
 
 /// A root cause, with the facts it rests on. Prose for people is made from these fields
 /// ([`RootCause::phrase`]); nothing parses it back.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", tag = "code")]
 pub enum RootCause {
     /// The boot output shows a file system mount that failed or timed out.

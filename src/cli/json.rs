@@ -58,7 +58,6 @@ pub struct ClusterOutput<'a> {
     pub gaps: &'a [String],
     pub findings: Vec<FindingOutput<'a>>,
     /// Why tasks wait in PROVISIONING, per capacity provider (a capacity finding each).
-    #[schemars(with = "Vec<serde_json::Map<String, serde_json::Value>>")]
     pub capacity: &'a [CapacityFinding],
     pub actions: &'a [PlannedAction],
     pub held: Vec<HeldOutput<'a>>,

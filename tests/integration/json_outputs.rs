@@ -114,6 +114,25 @@ fn a_broken_plan_document_does_not_validate() {
     let mut wrong_mode = doc.clone();
     wrong_mode["clusters"][0]["actions"][0]["mode"] = "audit".into();
     assert!(!v.is_valid(&wrong_mode), "mode is dry-run or enforce");
+    let mut wrong_cause = doc.clone();
+    let cause = &mut wrong_cause["clusters"][0]["capacity"][0]["cause"]["kind"];
+    assert!(
+        cause.is_string(),
+        "the seed story has a capacity cause: {doc}"
+    );
+    *cause = "gremlins".into();
+    assert!(
+        !v.is_valid(&wrong_cause),
+        "a capacity cause is one of the known kinds"
+    );
+    let mut wrong_root = doc.clone();
+    let code = &mut wrong_root["clusters"][0]["capacity"][0]["rootCauses"][0]["code"];
+    assert!(code.is_string(), "the seed story has a root cause: {doc}");
+    *code = "bootGremlins".into();
+    assert!(
+        !v.is_valid(&wrong_root),
+        "a root cause code is one of the catalogue's"
+    );
     let mut missing = doc;
     missing.as_object_mut().unwrap().remove("errors");
     assert!(!v.is_valid(&missing), "errors is required");
