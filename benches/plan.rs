@@ -90,6 +90,7 @@ fn cluster(c: usize) -> ClusterSnapshot {
             network: None,
             overrides: TaskOverrides::default(),
             container_instance_arn: None,
+            version: 1,
         };
         match t % 100 {
             0 => {

@@ -44,6 +44,7 @@ use crate::investigate;
 use crate::plan::{Plan, plan_with_capacity};
 use crate::policy::{PolicyMode, PolicySet};
 use crate::supervise::panic_message;
+use crate::telemetry::{Silent, Telemetry, Trigger};
 
 /// How the loop runs.
 #[derive(Debug, Clone)]
@@ -141,6 +142,7 @@ pub struct Controller<C> {
     /// thing in the next reconcile.
     unwritten: Mutex<Vec<AuditRecord>>,
     memory: Mutex<HashMap<String, ClusterMemory>>,
+    telemetry: Arc<dyn Telemetry>,
 }
 
 /// Within one reconcile: closed after a failed audit write, so no further action starts
@@ -173,7 +175,18 @@ impl<C: Cloud> Controller<C> {
             attempts: AtomicU64::new(0),
             unwritten: Mutex::new(Vec::new()),
             memory: Mutex::new(HashMap::new()),
+            telemetry: Arc::new(Silent),
         }
+    }
+
+    /// Tells `telemetry` what the loop does.
+    pub fn with_telemetry(mut self, telemetry: Arc<dyn Telemetry>) -> Self {
+        self.telemetry = telemetry;
+        self
+    }
+
+    pub fn telemetry(&self) -> &Arc<dyn Telemetry> {
+        &self.telemetry
     }
 
     pub fn cloud(&self) -> &C {
@@ -273,10 +286,11 @@ impl<C: Cloud> Controller<C> {
                     let observed = shutdown
                         .run_until_cancelled(async {
                             let permit = limit.acquire_owned().await;
-                            (permit, this.cloud.observe_cluster(&cluster).await)
+                            let started = Instant::now();
+                            (permit, started, this.cloud.observe_cluster(&cluster).await)
                         })
                         .await;
-                    let Some((_permit, snapshot)) = observed else {
+                    let Some((_permit, started, snapshot)) = observed else {
                         return (cluster, None);
                     };
                     let result = match snapshot {
@@ -285,6 +299,12 @@ impl<C: Cloud> Controller<C> {
                         }
                         Err(e) => Err(e),
                     };
+                    this.telemetry.reconciled(
+                        &cluster,
+                        Trigger::Resync,
+                        result.as_ref(),
+                        started.elapsed(),
+                    );
                     (cluster, Some(result))
                 }
                 .instrument(span),
@@ -439,7 +459,7 @@ impl<C: Cloud> Controller<C> {
             Some(intended_calls(&planned.action)),
             Some(attempt.clone()),
         );
-        if let Err(e) = self.audit.record(&intent) {
+        if let Err(e) = self.write_audit(&intent) {
             trail.close();
             self.audit_ok.store(false, Ordering::Relaxed);
             let detail = format!("the intent record could not be written ({e}); nothing was done");
@@ -449,7 +469,7 @@ impl<C: Cloud> Controller<C> {
                 Some(attempt),
             );
             // Closes the attempt in case the intent reached the trail after all.
-            let _ = self.audit.record(&held);
+            let _ = self.write_audit(&held);
             self.hold_for_audit(&held);
             return (Outcome::AuditUnavailable, Some(detail));
         }
@@ -710,7 +730,7 @@ impl<C: Cloud> Controller<C> {
         } else {
             warn!(action = %action, target = %target, reason = %planned.reason, outcome = %outcome, detail = ?record.detail, "action");
         }
-        if let Err(e) = self.audit.record(&record) {
+        if let Err(e) = self.write_audit(&record) {
             trail.close();
             self.audit_ok.store(false, Ordering::Relaxed);
             error!(
@@ -734,7 +754,7 @@ impl<C: Cloud> Controller<C> {
         let pending = std::mem::take(&mut *self.lock_unwritten());
         let mut rest = pending.into_iter();
         for record in rest.by_ref() {
-            if let Err(e) = self.audit.record(&record) {
+            if let Err(e) = self.write_audit(&record) {
                 warn!(error = %e, attempt = ?record.attempt, "the audit trail still cannot be written");
                 trail.close();
                 self.audit_ok.store(false, Ordering::Relaxed);
@@ -813,7 +833,7 @@ impl<C: Cloud> Controller<C> {
     /// Writes a record that stands for no call (planned, skipped); on failure logs it whole
     /// and closes the trail for the rest of the reconcile. Whether it was written.
     fn write(&self, record: &AuditRecord, trail: &mut TrailGate) -> bool {
-        match self.audit.record(record) {
+        match self.write_audit(record) {
             Ok(()) => {
                 self.audit_ok.store(true, Ordering::Relaxed);
                 true
@@ -825,6 +845,13 @@ impl<C: Cloud> Controller<C> {
                 false
             }
         }
+    }
+
+    /// Writes one audit record and, once it is written, tells the telemetry.
+    fn write_audit(&self, record: &AuditRecord) -> std::io::Result<()> {
+        self.audit.record(record)?;
+        self.telemetry.recorded(record);
+        Ok(())
     }
 
     /// Whether the last audit record was written (for readiness). False from a failed write
@@ -842,6 +869,7 @@ impl<C: Cloud> Controller<C> {
         let mut next_scope_refresh = Instant::now();
         let mut scope: Vec<String> = Vec::new();
         while !shutdown.is_cancelled() {
+            self.telemetry.loop_progressed();
             let now = Instant::now();
             if now >= next_scope_refresh {
                 match self.clusters_in_scope().await {

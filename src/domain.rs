@@ -211,6 +211,11 @@ pub struct Task {
     pub network: Option<NetworkConfig>,
     pub overrides: TaskOverrides,
     pub container_instance_arn: Option<String>,
+    /// ECS's `version` of the task: it grows with every change ECS makes to the task, in
+    /// DescribeTasks and in the task's state change events alike, so an older picture never
+    /// overwrites a newer one (0 when unknown).
+    #[serde(default)]
+    pub version: u64,
 }
 
 impl Task {

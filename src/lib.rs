@@ -21,6 +21,8 @@
 //! - [`cloud`]: the one narrow trait the controller calls, with the AWS SDK adapter, the
 //!   simulated account and the read-only (dry-run) decorator.
 //! - [`controller`]: the loop: observe → diagnose → plan → act per cluster, requeue, shutdown.
+//! - [`events`]: what EventBridge says changed, typed, for the controller's cached clusters.
+//! - [`telemetry`]: what the controller tells its watchers (metrics, recordings).
 //! - [`audit`]: the JSON-lines audit trail.
 //! - [`reload`]: hot policy reload (file watch and SIGHUP) that keeps the last good set.
 //! - [`supervise`]: `run`'s named tasks; a task that dies ends the process, non-zero, saying
@@ -40,6 +42,7 @@ pub mod decision;
 pub mod demo;
 pub mod diagnose;
 pub mod domain;
+pub mod events;
 pub mod history;
 pub mod investigate;
 pub mod logging;
@@ -48,3 +51,4 @@ pub mod policy;
 pub mod prose;
 pub mod reload;
 pub mod supervise;
+pub mod telemetry;

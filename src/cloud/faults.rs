@@ -22,7 +22,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::cloud::budget::ApiBudget;
-use crate::cloud::{Cloud, CloudError, ErrorCategory};
+use crate::cloud::{Cloud, CloudError, ErrorCategory, GroupRead, TaskReads};
 use crate::domain::{
     ClusterSnapshot, InstanceTypeSize, LaunchTemplateVersion, RunTaskRequest, ScalingActivity, Tags,
 };
@@ -32,6 +32,8 @@ use crate::domain::{
 pub enum Method {
     ListClusters,
     ObserveCluster,
+    DescribeTasks,
+    ObserveGroup,
     StopTask,
     RunTask,
     SetDesiredCapacity,
@@ -52,6 +54,8 @@ impl Method {
         match self {
             Method::ListClusters => "ListClusters",
             Method::ObserveCluster => "ListTasks",
+            Method::DescribeTasks => "DescribeTasks",
+            Method::ObserveGroup => "DescribeAutoScalingGroups",
             Method::StopTask => "StopTask",
             Method::RunTask => "RunTask",
             Method::ConsoleOutput => "GetConsoleOutput",
@@ -249,6 +253,20 @@ impl<C: Cloud> Cloud for Faulty<C> {
             }
             Some(Fault::Fail { .. }) | None => fresh,
         })
+    }
+
+    async fn describe_tasks(
+        &self,
+        cluster: &str,
+        task_arns: &[String],
+    ) -> Result<TaskReads, CloudError> {
+        self.fail_only(Method::DescribeTasks)?;
+        self.inner.describe_tasks(cluster, task_arns).await
+    }
+
+    async fn observe_group(&self, group: &str) -> Result<GroupRead, CloudError> {
+        self.fail_only(Method::ObserveGroup)?;
+        self.inner.observe_group(group).await
     }
 
     async fn console_output(&self, instance_id: &str) -> Result<Option<Vec<u8>>, CloudError> {

@@ -19,7 +19,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    ClusterSnapshot, InstanceTypeSize, LaunchTemplateVersion, RunTaskRequest, ScalingActivity, Tags,
+    AutoScalingGroup, ClusterSnapshot, InstanceTypeSize, LaunchTemplateVersion, RunTaskRequest,
+    ScalingActivity, Tags, Task,
 };
 
 /// What kind of failure a cloud call met; decides retry and how the audit trail names it.
@@ -85,9 +86,32 @@ impl CloudError {
     }
 }
 
+/// What a targeted DescribeTasks found ([`Cloud::describe_tasks`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaskReads {
+    /// The tasks ECS described, as [`Cloud::observe_cluster`] would report them.
+    pub tasks: Vec<Task>,
+    /// ARNs ECS no longer knows (`failures[]` reason MISSING): gone for good.
+    pub missing: Vec<String>,
+    /// What could not be read: a batch that failed with a retryable category, or a
+    /// `failures[]` entry other than MISSING. Those tasks keep their last known picture.
+    pub gaps: Vec<String>,
+}
+
+/// What a read of one Auto Scaling group's capacity chain found ([`Cloud::observe_group`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GroupRead {
+    /// The group with its launch template and instances, as [`Cloud::observe_cluster`] would
+    /// report it; `None` when the group does not exist.
+    pub group: Option<AutoScalingGroup>,
+    /// Parts that could not be read (launch templates unresolved, launch times unknown).
+    pub gaps: Vec<String>,
+}
+
 /// The calls the controller makes, in domain terms.
 ///
-/// Reads: [`Cloud::list_clusters`], [`Cloud::observe_cluster`], and the root-cause reads
+/// Reads: [`Cloud::list_clusters`], [`Cloud::observe_cluster`], the targeted reads of a cached
+/// cluster ([`Cloud::describe_tasks`], [`Cloud::observe_group`]), and the root-cause reads
 /// ([`Cloud::console_output`], [`Cloud::launch_template_version`],
 /// [`Cloud::scaling_activities`], [`Cloud::instance_type`]). Everything else mutates.
 pub trait Cloud: Send + Sync + 'static {
@@ -101,6 +125,25 @@ pub trait Cloud: Send + Sync + 'static {
         &self,
         cluster: &str,
     ) -> impl Future<Output = Result<ClusterSnapshot, CloudError>> + Send;
+
+    /// DescribeTasks on these tasks of `cluster` (name or ARN), at most 100 ARNs a call, with
+    /// their tags: the read a task deadline or an event asks for, instead of a whole
+    /// observation. A cluster that does not exist is `NotFound`; a non-retryable failure fails
+    /// the read; retryable failures and `failures[]` entries other than MISSING are gaps.
+    fn describe_tasks(
+        &self,
+        cluster: &str,
+        task_arns: &[String],
+    ) -> impl Future<Output = Result<TaskReads, CloudError>> + Send;
+
+    /// The capacity chain of one Auto Scaling group (by name): DescribeAutoScalingGroups, its
+    /// launch template versions resolved, its instances' launch times, as
+    /// [`Cloud::observe_cluster`] reads them for a cluster's providers. Failures of the
+    /// template and instance reads are gaps; a failed DescribeAutoScalingGroups is an error.
+    fn observe_group(
+        &self,
+        group: &str,
+    ) -> impl Future<Output = Result<GroupRead, CloudError>> + Send;
 
     /// GetConsoleOutput of an EC2 instance (with `Latest=true` where the instance supports
     /// it), decoded from base64. `None` when EC2 has no output for it yet. The bytes are as the
@@ -200,6 +243,21 @@ impl<C: Cloud> Cloud for Arc<C> {
         cluster: &str,
     ) -> impl Future<Output = Result<ClusterSnapshot, CloudError>> + Send {
         (**self).observe_cluster(cluster)
+    }
+
+    fn describe_tasks(
+        &self,
+        cluster: &str,
+        task_arns: &[String],
+    ) -> impl Future<Output = Result<TaskReads, CloudError>> + Send {
+        (**self).describe_tasks(cluster, task_arns)
+    }
+
+    fn observe_group(
+        &self,
+        group: &str,
+    ) -> impl Future<Output = Result<GroupRead, CloudError>> + Send {
+        (**self).observe_group(group)
     }
 
     fn console_output(

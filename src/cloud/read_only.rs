@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{Cloud, CloudError, ErrorCategory};
+use super::{Cloud, CloudError, ErrorCategory, GroupRead, TaskReads};
 use crate::domain::{
     ClusterSnapshot, InstanceTypeSize, LaunchTemplateVersion, RunTaskRequest, ScalingActivity, Tags,
 };
@@ -51,6 +51,18 @@ impl<C: Cloud> Cloud for ReadOnly<C> {
 
     async fn observe_cluster(&self, cluster: &str) -> Result<ClusterSnapshot, CloudError> {
         self.inner.observe_cluster(cluster).await
+    }
+
+    async fn describe_tasks(
+        &self,
+        cluster: &str,
+        task_arns: &[String],
+    ) -> Result<TaskReads, CloudError> {
+        self.inner.describe_tasks(cluster, task_arns).await
+    }
+
+    async fn observe_group(&self, group: &str) -> Result<GroupRead, CloudError> {
+        self.inner.observe_group(group).await
     }
 
     async fn console_output(&self, instance_id: &str) -> Result<Option<Vec<u8>>, CloudError> {

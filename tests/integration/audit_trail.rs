@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ecs_reconciler::audit::{AuditError, AuditRecord, AuditSink, Outcome};
 use ecs_reconciler::cloud::sim::{SimAccount, build_scenario};
-use ecs_reconciler::cloud::{Cloud, CloudError};
+use ecs_reconciler::cloud::{Cloud, CloudError, GroupRead, TaskReads};
 use ecs_reconciler::controller::{Controller, ControllerSettings, PassReport};
 use ecs_reconciler::demo::scenario_policies;
 use ecs_reconciler::domain::{
@@ -283,6 +283,18 @@ impl<C: Cloud> Cloud for WriteAhead<C> {
 
     async fn observe_cluster(&self, cluster: &str) -> Result<ClusterSnapshot, CloudError> {
         self.inner.observe_cluster(cluster).await
+    }
+
+    async fn describe_tasks(
+        &self,
+        cluster: &str,
+        task_arns: &[String],
+    ) -> Result<TaskReads, CloudError> {
+        self.inner.describe_tasks(cluster, task_arns).await
+    }
+
+    async fn observe_group(&self, group: &str) -> Result<GroupRead, CloudError> {
+        self.inner.observe_group(group).await
     }
 
     async fn console_output(&self, instance_id: &str) -> Result<Option<Vec<u8>>, CloudError> {

@@ -14,7 +14,7 @@ use ecs_reconciler::capacity::tags::nudge_tag;
 use ecs_reconciler::capacity::{CapacityFinding, Cause, plan_capacity};
 use ecs_reconciler::causes::Clues;
 use ecs_reconciler::cloud::sim::{SimAccount, build_scenario, scenario_names};
-use ecs_reconciler::cloud::{Cloud, CloudError};
+use ecs_reconciler::cloud::{Cloud, CloudError, GroupRead, TaskReads};
 use ecs_reconciler::controller::{Controller, ControllerSettings};
 use ecs_reconciler::decision::{Action, ActionKind, Budgets};
 use ecs_reconciler::demo::scenario_policies;
@@ -838,6 +838,18 @@ impl Cloud for Recording {
 
     async fn observe_cluster(&self, cluster: &str) -> Result<ClusterSnapshot, CloudError> {
         self.sim.observe_cluster(cluster).await
+    }
+
+    async fn describe_tasks(
+        &self,
+        cluster: &str,
+        task_arns: &[String],
+    ) -> Result<TaskReads, CloudError> {
+        self.sim.describe_tasks(cluster, task_arns).await
+    }
+
+    async fn observe_group(&self, group: &str) -> Result<GroupRead, CloudError> {
+        self.sim.observe_group(group).await
     }
 
     async fn console_output(&self, instance_id: &str) -> Result<Option<Vec<u8>>, CloudError> {

@@ -641,6 +641,7 @@ fn task(service: Option<&str>, tags: &[(&str, &str)]) -> Task {
         network: None,
         overrides: TaskOverrides::default(),
         container_instance_arn: None,
+        version: 1,
     }
 }
 

@@ -42,6 +42,7 @@ use aws_sdk_ecs::types as ecs;
 
 use super::errors;
 use super::pacing::Pacer;
+use crate::cloud::{CloudError, GroupRead};
 use crate::domain::{AutoScalingGroup, CapacityProvider, GroupInstance, GroupLaunch, Tags};
 
 /// The capacity providers AWS manages itself: no Auto Scaling group, nothing to describe.
@@ -92,27 +93,56 @@ pub(super) async fn observe(clients: &Clients<'_>, provider_names: &[String]) ->
         return chain;
     }
     let described = groups(clients.autoscaling, pacer, &wanted, &mut chain.gaps).await;
+    chain.groups = complete(clients, &described, &mut chain.gaps).await;
+    chain
+}
+
+/// The capacity chain of one group, by name: a failed DescribeAutoScalingGroups is an error,
+/// the template and instance reads after it are gaps.
+pub(super) async fn observe_group(
+    clients: &Clients<'_>,
+    name: &str,
+) -> Result<GroupRead, CloudError> {
+    let batch = [name.to_string()];
+    let described = describe_groups(clients.autoscaling, clients.pacer, &batch).await?;
+    let mut gaps = Vec::new();
+    let mut groups = complete(clients, &described, &mut gaps).await;
+    Ok(GroupRead {
+        group: groups.pop(),
+        gaps,
+    })
+}
+
+/// Resolves the described groups' launch template versions and their instances' launch times,
+/// and converts them.
+async fn complete(
+    clients: &Clients<'_>,
+    described: &[asg::AutoScalingGroup],
+    gaps: &mut Vec<String>,
+) -> Vec<AutoScalingGroup> {
+    let pacer = clients.pacer;
     let (templates, launches) = tokio::join!(
-        resolve_templates(clients.ec2, pacer, &described),
-        launches(clients.ec2, pacer, &described),
+        resolve_templates(clients.ec2, pacer, described),
+        launches(clients.ec2, pacer, described),
     );
     let (templates, launches) = (
         templates.unwrap_or_else(|gap| {
-            chain.gaps.push(gap);
+            gaps.push(gap);
             BTreeMap::new()
         }),
         launches.unwrap_or_else(|gap| {
-            chain.gaps.push(gap);
+            gaps.push(gap);
             BTreeMap::new()
         }),
     );
-    for group in &described {
+    let mut out = Vec::new();
+    for group in described {
         match convert_group(group, &templates, &launches) {
-            Ok(group) => chain.groups.push(group),
-            Err(why) => chain.gaps.push(why),
+            Ok(group) => out.push(group),
+            Err(why) => gaps.push(why),
         }
     }
-    chain
+    out
 }
 
 /// The group name in an Auto Scaling group ARN
@@ -212,24 +242,7 @@ async fn groups(
     let names: Vec<String> = wanted.keys().cloned().collect();
     let mut found = Vec::new();
     for batch in names.chunks(GROUP_BATCH) {
-        const OP: &str = "DescribeAutoScalingGroups";
-        let result = pacer
-            .pages(OP, |token| async move {
-                let page = autoscaling
-                    .describe_auto_scaling_groups()
-                    .set_auto_scaling_group_names(Some(batch.to_vec()))
-                    .max_records(GROUP_BATCH as i32)
-                    .set_next_token(token)
-                    .send()
-                    .await
-                    .map_err(|e| errors::from_sdk(OP, e))?;
-                Ok((
-                    page.auto_scaling_groups().to_vec(),
-                    page.next_token().map(str::to_string),
-                ))
-            })
-            .await;
-        match result {
+        match describe_groups(autoscaling, pacer, batch).await {
             Ok(groups) => found.extend(groups.into_iter().filter(|g| {
                 let arn_named = g
                     .auto_scaling_group_name()
@@ -250,6 +263,31 @@ async fn groups(
         }
     }
     found
+}
+
+/// DescribeAutoScalingGroups for up to [`GROUP_BATCH`] names, every page.
+async fn describe_groups(
+    autoscaling: &aws_sdk_autoscaling::Client,
+    pacer: &Pacer,
+    batch: &[String],
+) -> Result<Vec<asg::AutoScalingGroup>, CloudError> {
+    const OP: &str = "DescribeAutoScalingGroups";
+    pacer
+        .pages(OP, |token| async move {
+            let page = autoscaling
+                .describe_auto_scaling_groups()
+                .set_auto_scaling_group_names(Some(batch.to_vec()))
+                .max_records(GROUP_BATCH as i32)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| errors::from_sdk(OP, e))?;
+            Ok((
+                page.auto_scaling_groups().to_vec(),
+                page.next_token().map(str::to_string),
+            ))
+        })
+        .await
 }
 
 /// A launch template's version numbers, from DescribeLaunchTemplates.

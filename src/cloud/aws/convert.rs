@@ -93,6 +93,7 @@ pub(crate) fn task(t: &ecs::Task, cluster_arn: &str) -> Result<Task, String> {
         network: network(t.attachments()),
         overrides: t.overrides().map(overrides).unwrap_or_default(),
         container_instance_arn: non_empty(t.container_instance_arn()),
+        version: t.version().try_into().unwrap_or(0),
         arn,
     })
 }

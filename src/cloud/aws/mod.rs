@@ -50,7 +50,7 @@ pub use errors::error_category;
 pub use reads::decode_console_output;
 
 use crate::cloud::budget::ApiBudget;
-use crate::cloud::{Cloud, CloudError, ErrorCategory};
+use crate::cloud::{Cloud, CloudError, ErrorCategory, GroupRead, TaskReads};
 use crate::domain::{
     ClusterSnapshot, InstanceTypeSize, LaunchTemplateVersion, RunTaskRequest, ScalingActivity, Tags,
 };
@@ -266,6 +266,15 @@ impl AwsCloud {
 }
 
 impl AwsCloud {
+    fn clients(&self) -> capacity::Clients<'_> {
+        capacity::Clients {
+            ecs: &self.ecs,
+            autoscaling: &self.autoscaling,
+            ec2: &self.ec2,
+            pacer: &self.pacer,
+        }
+    }
+
     fn readers(&self) -> confirm::Readers<'_> {
         confirm::Readers {
             ecs: &self.ecs,
@@ -347,13 +356,25 @@ impl Cloud for AwsCloud {
     }
 
     async fn observe_cluster(&self, cluster: &str) -> Result<ClusterSnapshot, CloudError> {
-        let clients = capacity::Clients {
-            ecs: &self.ecs,
-            autoscaling: &self.autoscaling,
-            ec2: &self.ec2,
-            pacer: &self.pacer,
-        };
-        observe::observe_cluster(&clients, cluster).await
+        observe::observe_cluster(&self.clients(), cluster).await
+    }
+
+    async fn describe_tasks(
+        &self,
+        cluster: &str,
+        task_arns: &[String],
+    ) -> Result<TaskReads, CloudError> {
+        let described =
+            observe::describe(&self.ecs, &self.ec2, &self.pacer, cluster, task_arns).await?;
+        Ok(TaskReads {
+            tasks: described.part.items,
+            missing: described.missing,
+            gaps: described.part.gaps,
+        })
+    }
+
+    async fn observe_group(&self, group: &str) -> Result<GroupRead, CloudError> {
+        capacity::observe_group(&self.clients(), group).await
     }
 
     async fn console_output(&self, instance_id: &str) -> Result<Option<Vec<u8>>, CloudError> {

@@ -46,9 +46,9 @@ const DESCRIBE_SERVICES_BATCH: usize = 10;
 const MISSING: &str = "MISSING";
 
 /// What one part of the observation found, and what it could not read.
-struct Part<T> {
-    items: Vec<T>,
-    gaps: Vec<String>,
+pub(super) struct Part<T> {
+    pub items: Vec<T>,
+    pub gaps: Vec<String>,
 }
 
 impl<T> Default for Part<T> {
@@ -246,20 +246,41 @@ async fn tasks(
     pacer: &Pacer,
     cluster_arn: &str,
 ) -> Result<Part<Task>, CloudError> {
-    const DESCRIBE: &str = "DescribeTasks";
     let mut arns = list_tasks(ecs, pacer, cluster_arn, EcsDesiredStatus::Running).await?;
     let stopped = list_tasks(ecs, pacer, cluster_arn, EcsDesiredStatus::Stopped).await?;
     // A task stopped between the two lists shows up in both: describe it once.
     let mut seen: BTreeSet<String> = arns.iter().cloned().collect();
     arns.extend(stopped.into_iter().filter(|arn| seen.insert(arn.clone())));
 
+    let described = describe(ecs, ec2, pacer, cluster_arn, &arns).await?;
+    Ok(described.part)
+}
+
+/// Tasks as DescribeTasks reports them, and the ARNs ECS no longer knows.
+pub(super) struct Described {
+    pub part: Part<Task>,
+    pub missing: Vec<String>,
+}
+
+/// DescribeTasks on `arns` (100 a call), then the security groups of the standalone awsvpc
+/// tasks from their interfaces. A batch that fails retryably is a gap; any other failure fails
+/// the whole read.
+pub(super) async fn describe(
+    ecs: &Client,
+    ec2: &aws_sdk_ec2::Client,
+    pacer: &Pacer,
+    cluster: &str,
+    arns: &[String],
+) -> Result<Described, CloudError> {
+    const DESCRIBE: &str = "DescribeTasks";
     let mut part = Part::default();
+    let mut missing = Vec::new();
     // (index in part.items, interface id) of the tasks whose security groups to look up.
     let mut lookups: Vec<(usize, String)> = Vec::new();
     for batch in arns.chunks(DESCRIBE_BATCH) {
         let send = Box::pin(
             ecs.describe_tasks()
-                .cluster(cluster_arn)
+                .cluster(cluster)
                 .set_tasks(Some(batch.to_vec()))
                 .include(TaskField::Tags)
                 .send(),
@@ -273,8 +294,15 @@ async fn tasks(
             Ok(output) => {
                 part.gaps
                     .extend(failure_gaps("DescribeTasks", output.failures()));
+                missing.extend(
+                    output
+                        .failures()
+                        .iter()
+                        .filter(|f| f.reason() == Some(MISSING))
+                        .filter_map(|f| f.arn().map(str::to_string)),
+                );
                 for t in output.tasks() {
-                    match convert::task(t, cluster_arn) {
+                    match convert::task(t, cluster) {
                         Ok(task) => {
                             if let Some(eni) = needs_security_groups(&task, t) {
                                 lookups.push((part.items.len(), eni));
@@ -304,7 +332,7 @@ async fn tasks(
         }
         part.gaps.extend(found.gaps);
     }
-    Ok(part)
+    Ok(Described { part, missing })
 }
 
 /// The interface whose security groups `task` needs, if any: only a standalone task can be

@@ -63,7 +63,7 @@ pub use scenario::{Scenario, build_scale, build_scenario, scenario_names};
 pub use world::{REPLACEMENT_DELAY, STOPPED_RETENTION, ServiceSpec};
 
 use super::budget::ApiBudget;
-use super::{Cloud, CloudError, ErrorCategory};
+use super::{Cloud, CloudError, ErrorCategory, GroupRead, TaskReads};
 use crate::domain::{
     AutoScalingGroup, CapacityProvider, ClusterSnapshot, ContainerInstance, DesiredStatus,
     InstanceTypeSize, LaunchTemplateVersion, RunTaskRequest, ScalingActivity, Service, Tags, Task,
@@ -524,6 +524,26 @@ impl Cloud for SimAccount {
         self.read(|inner| {
             let Inner { world, calls, .. } = inner;
             observe::observe(world, calls, cluster, world.now())
+        })
+        .await
+    }
+
+    async fn describe_tasks(
+        &self,
+        cluster: &str,
+        task_arns: &[String],
+    ) -> Result<TaskReads, CloudError> {
+        self.read(|inner| {
+            let Inner { world, calls, .. } = inner;
+            observe::describe_tasks(world, calls, cluster, task_arns)
+        })
+        .await
+    }
+
+    async fn observe_group(&self, group: &str) -> Result<GroupRead, CloudError> {
+        self.read(|inner| {
+            let Inner { world, calls, .. } = inner;
+            observe::observe_group(world, calls, group)
         })
         .await
     }

@@ -17,7 +17,7 @@ use std::time::SystemTime;
 
 use super::calls::{Calls, pages};
 use super::world::{ClusterState, World};
-use crate::cloud::{CloudError, ErrorCategory};
+use crate::cloud::{CloudError, ErrorCategory, GroupRead, TaskReads};
 use crate::domain::{ClusterSnapshot, DesiredStatus, Task};
 
 /// A task as the adapter reports it. DescribeTasks never reports an awsvpc task's security
@@ -126,4 +126,70 @@ fn observe_capacity(
         .iter()
         .filter_map(|n| world.auto_scaling_group(n, templates_read))
         .collect();
+}
+
+/// DescribeTasks on `arns` of `cluster`, 100 a call, as the adapter makes it: a batch whose
+/// call fails retryably is a gap, any other failure fails the read; unknown ARNs are missing.
+pub(crate) fn describe_tasks(
+    world: &World,
+    calls: &mut Calls,
+    cluster: &str,
+    arns: &[String],
+) -> Result<TaskReads, CloudError> {
+    const OP: &str = "DescribeTasks";
+    let Some(c) = world.cluster(cluster) else {
+        calls.call(OP)?;
+        return Err(CloudError::new(
+            ErrorCategory::NotFound,
+            OP,
+            format!("ClusterNotFoundException: cluster {cluster} not found"),
+        ));
+    };
+    let mut reads = TaskReads::default();
+    for batch in arns.chunks(100) {
+        if let Err(e) = calls.call(OP) {
+            if !e.category.is_retryable() {
+                return Err(e);
+            }
+            reads
+                .gaps
+                .push(format!("{} tasks not described: {e}", batch.len()));
+            continue;
+        }
+        for arn in batch {
+            match c.tasks().find(|t| &t.arn == arn) {
+                Some(task) => reads.tasks.push(as_described(task.clone())),
+                None => reads.missing.push(arn.clone()),
+            }
+        }
+    }
+    let enis = reads
+        .tasks
+        .iter()
+        .filter(|t| t.service_name().is_none() && t.network.is_some())
+        .filter(|t| t.timestamps.connectivity_at.is_some())
+        .count();
+    if enis > 0 {
+        calls.call_pages("DescribeNetworkInterfaces", pages(enis, 200, 0))?;
+    }
+    Ok(reads)
+}
+
+/// The capacity chain of one group by name, as the adapter reads it.
+pub(crate) fn observe_group(
+    world: &World,
+    calls: &mut Calls,
+    name: &str,
+) -> Result<GroupRead, CloudError> {
+    calls.call("DescribeAutoScalingGroups")?;
+    let mut read = GroupRead::default();
+    let mut templates_read = false;
+    if world.group_uses_template(name) {
+        match calls.call("DescribeLaunchTemplates") {
+            Ok(()) => templates_read = true,
+            Err(e) => read.gaps.push(format!("launch templates: {e}")),
+        }
+    }
+    read.group = world.auto_scaling_group(name, templates_read);
+    Ok(read)
 }

@@ -67,6 +67,7 @@ impl TaskBuilder {
             }),
             overrides: TaskOverrides::default(),
             container_instance_arn: None,
+            version: 1,
         })
     }
 

@@ -140,6 +140,7 @@ impl World {
             network: launch.network,
             overrides: launch.overrides,
             container_instance_arn: None,
+            version: 1,
         };
         if let Some(after) = behavior.stop_on_its_own_after {
             self.schedule(
