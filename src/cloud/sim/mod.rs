@@ -511,6 +511,13 @@ impl SimAccount {
     }
 }
 
+/// The cluster a name or ARN names: ECS takes either wherever it takes a cluster.
+fn cluster_name(cluster: &str) -> &str {
+    cluster
+        .rsplit_once(":cluster/")
+        .map_or(cluster, |(_, name)| name)
+}
+
 fn cluster_not_found(operation: &str, cluster: &str) -> CloudError {
     CloudError::new(
         ErrorCategory::NotFound,
@@ -532,6 +539,7 @@ impl Cloud for SimAccount {
     }
 
     async fn observe_cluster(&self, cluster: &str) -> Result<ClusterSnapshot, CloudError> {
+        let cluster = cluster_name(cluster);
         // Read first and struck with the lock released, so a panic poisons nothing.
         let fault = self.lock().fault;
         if let Some(fault) = fault {
@@ -549,6 +557,7 @@ impl Cloud for SimAccount {
         cluster: &str,
         task_arns: &[String],
     ) -> Result<TaskReads, CloudError> {
+        let cluster = cluster_name(cluster);
         self.read(|inner| {
             let Inner { world, calls, .. } = inner;
             observe::describe_tasks(world, calls, cluster, task_arns)
@@ -620,6 +629,7 @@ impl Cloud for SimAccount {
         task_arn: &str,
         reason: &str,
     ) -> Result<(), CloudError> {
+        let cluster = cluster_name(cluster);
         self.mutate("StopTask", |inner| {
             stop_task(inner, cluster, task_arn, reason)
         })
@@ -631,6 +641,7 @@ impl Cloud for SimAccount {
         cluster: &str,
         request: &RunTaskRequest,
     ) -> Result<String, CloudError> {
+        let cluster = cluster_name(cluster);
         self.mutate("RunTask", |inner| run_task(inner, cluster, request))
             .await
     }
@@ -647,10 +658,7 @@ impl Cloud for SimAccount {
         }
         self.mutate(OP, |inner| {
             inner.calls.call(OP)?;
-            let refusal = inner
-                .world
-                .set_desired_capacity(group, desired)
-                .err();
+            let refusal = inner.world.set_desired_capacity(group, desired).err();
             confirmed(inner, OP, refusal, Confirm::Group(group))
         })
         .await
@@ -682,10 +690,7 @@ impl Cloud for SimAccount {
         }
         self.mutate(OP, |inner| {
             inner.calls.call(OP)?;
-            let refusal = inner
-                .world
-                .tag_group(group, tags)
-                .err();
+            let refusal = inner.world.tag_group(group, tags).err();
             confirmed(inner, OP, refusal, Confirm::Group(group))
         })
         .await
@@ -707,6 +712,7 @@ impl Cloud for SimAccount {
         container_instance_arn: &str,
     ) -> Result<(), CloudError> {
         const OP: &str = "UpdateContainerInstancesState";
+        let cluster = cluster_name(cluster);
         self.mutate(OP, |inner| {
             inner.calls.call(OP)?;
             inner

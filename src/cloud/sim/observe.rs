@@ -277,7 +277,11 @@ fn capacity(world: &World, calls: &mut Calls, c: &ClusterState) -> Chain {
 /// As the adapter: the described groups' `$Latest`/`$Default` versions resolved by
 /// DescribeLaunchTemplates and their instances' launches read by DescribeInstances; a failure
 /// of either is a gap, and what it would have told is unknown.
-fn complete(calls: &mut Calls, mut described: Vec<AutoScalingGroup>, part: &mut Part<AutoScalingGroup>) {
+fn complete(
+    calls: &mut Calls,
+    mut described: Vec<AutoScalingGroup>,
+    part: &mut Part<AutoScalingGroup>,
+) {
     let templates: BTreeSet<&str> = described
         .iter()
         .filter_map(|g| match &g.launch {
@@ -422,7 +426,8 @@ pub(crate) fn observe_group(
     name: &str,
 ) -> Result<GroupRead, CloudError> {
     calls.call("DescribeAutoScalingGroups")?;
-    let described: Vec<AutoScalingGroup> = world.auto_scaling_group(name, true).into_iter().collect();
+    let described: Vec<AutoScalingGroup> =
+        world.auto_scaling_group(name, true).into_iter().collect();
     let mut part = Part::default();
     complete(calls, described, &mut part);
     Ok(GroupRead {

@@ -55,7 +55,7 @@ use std::collections::BTreeMap;
 
 use ecs_reconciler::cloud::{Cloud, CloudError, ErrorCategory};
 use ecs_reconciler::domain::{
-    Capacity, DesiredStatus, GroupLaunch, RunTaskRequest, TaskOverrides, Tags,
+    Capacity, DesiredStatus, GroupLaunch, RunTaskRequest, Tags, TaskOverrides,
 };
 
 /// One Auto Scaling group of a seeded cluster, behind its own capacity provider `cp-NAME`.
@@ -73,6 +73,9 @@ pub struct GroupShape {
 pub struct Shape {
     pub services: usize,
     pub tasks: usize,
+    /// Running standalone FARGATE tasks of the awsvpc task definition `batch`, in one subnet
+    /// with one security group (after the `tasks`).
+    pub awsvpc_tasks: usize,
     pub container_instances: usize,
     pub groups: Vec<GroupShape>,
 }
@@ -80,7 +83,10 @@ pub struct Shape {
 /// What was seeded.
 #[derive(Debug, Clone, Default)]
 pub struct Seeded {
+    /// The `tasks`, then the `awsvpc_tasks`.
     pub task_arns: Vec<String>,
+    /// The security group of the awsvpc tasks.
+    pub security_group: String,
     pub container_instance_arns: Vec<String>,
     /// Group name → (launch template id, instance ids).
     pub groups: BTreeMap<String, (String, Vec<String>)>,
@@ -95,6 +101,9 @@ pub trait Account {
     async fn fail(&self, operation: &str, category: ErrorCategory);
     /// Calls answer again.
     async fn clear_faults(&self);
+    /// Lets what the account does by itself happen (a stopped task going through its way
+    /// down): a minute of the simulator's clock; moto changes at once.
+    async fn settle(&self);
     /// The calls made since the last [`Account::reset_calls`] (or the seed), per operation.
     fn calls(&self) -> BTreeMap<String, u64>;
     fn reset_calls(&self);
@@ -182,7 +191,7 @@ pub async fn observe_costs_one_call_per_page_and_batch(a: impl Account) {
         services: 12,
         tasks: 105,
         container_instances: 3,
-        groups: Vec::new(),
+        ..Shape::default()
     };
     a.seed("c", shape).await;
     let snapshot = a.cloud().observe_cluster("c").await.unwrap();
@@ -213,7 +222,7 @@ pub async fn failed_parts_are_gaps_when_retryable_and_fail_otherwise(a: impl Acc
         services: 12,
         tasks: 3,
         container_instances: 2,
-        groups: Vec::new(),
+        ..Shape::default()
     };
     a.seed("c", shape).await;
     let cases: [(&str, &[&str]); 5] = [
@@ -265,7 +274,7 @@ pub async fn a_failed_snapshot_still_made_every_parts_calls(a: impl Account) {
         services: 1,
         tasks: 1,
         container_instances: 1,
-        groups: Vec::new(),
+        ..Shape::default()
     };
     a.seed("c", shape).await;
     a.fail("ListTasks", ErrorCategory::Denied).await;
@@ -316,7 +325,11 @@ pub async fn a_missing_cluster_is_not_found_everywhere(a: impl Account) {
         .drain_container_instance("ghost", instance)
         .await
         .unwrap_err();
-    assert_error(&err, ErrorCategory::NotFound, "UpdateContainerInstancesState");
+    assert_error(
+        &err,
+        ErrorCategory::NotFound,
+        "UpdateContainerInstancesState",
+    );
     // One call each, no confirming read: ECS names the cluster it does not know.
     assert_eq!(
         a.calls(),
@@ -333,6 +346,96 @@ pub async fn a_missing_cluster_is_not_found_everywhere(a: impl Account) {
     let reads = cloud.describe_tasks("ghost", &[]).await.unwrap();
     assert_eq!(reads, Default::default());
     assert!(a.calls().is_empty(), "{:?}", a.calls());
+}
+
+/// The security groups of standalone awsvpc tasks come from EC2, 200 interfaces a call; that
+/// lookup failing, even denied, is a gap and the tasks keep none. A STOPPED task is not looked
+/// up.
+pub async fn security_groups_are_one_lookup_and_a_gap_when_it_fails(a: impl Account) {
+    let seeded = a
+        .seed(
+            "net",
+            Shape {
+                tasks: 1,
+                awsvpc_tasks: 2,
+                ..Shape::default()
+            },
+        )
+        .await;
+    let awsvpc = &seeded.task_arns[1..];
+    let snapshot = a.cloud().observe_cluster("net").await.unwrap();
+    assert!(snapshot.gaps.is_empty(), "{:?}", snapshot.gaps);
+    for task in snapshot.tasks.iter().filter(|t| awsvpc.contains(&t.arn)) {
+        let network = task.network.as_ref().expect("awsvpc");
+        assert_eq!(network.security_groups, [seeded.security_group.as_str()]);
+    }
+    assert_eq!(a.calls()["DescribeNetworkInterfaces"], 1, "{:?}", a.calls());
+
+    a.reset_calls();
+    let reads = a.cloud().describe_tasks("net", awsvpc).await.unwrap();
+    assert_eq!(reads.tasks.len(), 2);
+    assert_eq!(
+        a.calls(),
+        counts(&[("DescribeTasks", 1), ("DescribeNetworkInterfaces", 1)])
+    );
+
+    a.fail("DescribeNetworkInterfaces", ErrorCategory::Denied)
+        .await;
+    let expected = ["security groups of 2 network interfaces not read: \
+                     DescribeNetworkInterfaces failed (denied): AccessDeniedException"];
+    let snapshot = a.cloud().observe_cluster("net").await.unwrap();
+    assert_eq!(shapes(&snapshot.gaps), expected);
+    assert_eq!(snapshot.tasks.len(), 3);
+    let reads = a.cloud().describe_tasks("net", awsvpc).await.unwrap();
+    assert_eq!(shapes(&reads.gaps), expected);
+    for task in snapshot.tasks.iter().chain(&reads.tasks) {
+        let groups = task.network.as_ref().map(|n| n.security_groups.len());
+        assert!(matches!(groups, None | Some(0)), "{task:?}");
+    }
+
+    // Stopped, a task's interface is not looked up (it is gone).
+    a.clear_faults().await;
+    a.cloud()
+        .stop_task("net", &awsvpc[0], "done")
+        .await
+        .unwrap();
+    a.settle().await;
+    a.reset_calls();
+    let reads = a.cloud().describe_tasks("net", &awsvpc[..1]).await.unwrap();
+    assert_eq!(reads.tasks.len(), 1);
+    let network = reads.tasks[0].network.as_ref().expect("awsvpc");
+    assert!(network.security_groups.is_empty(), "{network:?}");
+    assert_eq!(a.calls(), counts(&[("DescribeTasks", 1)]));
+}
+
+/// ECS takes a cluster's ARN wherever it takes its name.
+pub async fn a_cluster_arn_names_the_cluster(a: impl Account) {
+    let seeded = a
+        .seed(
+            "by-arn",
+            Shape {
+                tasks: 1,
+                ..Shape::default()
+            },
+        )
+        .await;
+    let snapshot = a.cloud().observe_cluster("by-arn").await.unwrap();
+    let arn = snapshot.cluster_arn.clone();
+    assert!(arn.ends_with(":cluster/by-arn"), "{arn}");
+    let by_arn = a.cloud().observe_cluster(&arn).await.unwrap();
+    assert_eq!(by_arn.cluster_name, "by-arn");
+    assert_eq!(by_arn.tasks.len(), 1);
+    let reads = a
+        .cloud()
+        .describe_tasks(&arn, &seeded.task_arns)
+        .await
+        .unwrap();
+    assert_eq!(reads.tasks.len(), 1, "{reads:?}");
+    a.cloud()
+        .stop_task(&arn, &seeded.task_arns[0], "by ARN")
+        .await
+        .unwrap();
+    a.cloud().run_task(&arn, &fargate_request()).await.unwrap();
 }
 
 // ---- describe_tasks ----
@@ -353,7 +456,11 @@ pub async fn describe_tasks_reads_a_hundred_at_a_time(a: impl Account) {
     arns.push(unknown.clone());
     arns.push(bare_id);
     let reads = a.cloud().describe_tasks("c", &arns).await.unwrap();
-    assert_eq!(reads.tasks.len(), 106, "105 by ARN, one of them again by id");
+    assert_eq!(
+        reads.tasks.len(),
+        106,
+        "105 by ARN, one of them again by id"
+    );
     assert_eq!(reads.tasks[105].arn, seeded.task_arns[0]);
     assert_eq!(reads.missing, [unknown]);
     assert!(reads.gaps.is_empty(), "{:?}", reads.gaps);
@@ -431,7 +538,9 @@ pub async fn capacity_failures_are_gaps(a: impl Account) {
     a.seed("cap", shape).await;
     let observe = || async {
         let mut snapshot = a.cloud().observe_cluster("cap").await.unwrap();
-        snapshot.auto_scaling_groups.sort_by(|a, b| a.name.cmp(&b.name));
+        snapshot
+            .auto_scaling_groups
+            .sort_by(|a, b| a.name.cmp(&b.name));
         snapshot
     };
 
@@ -440,8 +549,10 @@ pub async fn capacity_failures_are_gaps(a: impl Account) {
     let snapshot = observe().await;
     assert_eq!(
         shapes(&snapshot.gaps),
-        ["2 capacity providers not described: DescribeCapacityProviders failed (denied): \
-          AccessDeniedException"]
+        [
+            "2 capacity providers not described: DescribeCapacityProviders failed (denied): \
+          AccessDeniedException"
+        ]
     );
     assert!(snapshot.capacity_providers.is_empty() && snapshot.auto_scaling_groups.is_empty());
 
@@ -451,8 +562,10 @@ pub async fn capacity_failures_are_gaps(a: impl Account) {
     let snapshot = observe().await;
     assert_eq!(
         shapes(&snapshot.gaps),
-        ["2 Auto Scaling groups not described: DescribeAutoScalingGroups failed (throttled): \
-          ThrottlingException"]
+        [
+            "2 Auto Scaling groups not described: DescribeAutoScalingGroups failed (throttled): \
+          ThrottlingException"
+        ]
     );
     assert_eq!(snapshot.capacity_providers.len(), 2);
     assert!(snapshot.auto_scaling_groups.is_empty());
@@ -463,8 +576,10 @@ pub async fn capacity_failures_are_gaps(a: impl Account) {
     let snapshot = observe().await;
     assert_eq!(
         shapes(&snapshot.gaps),
-        ["launch template versions of 1 templates not resolved: DescribeLaunchTemplates failed \
-          (transient): ServiceUnavailable"]
+        [
+            "launch template versions of 1 templates not resolved: DescribeLaunchTemplates failed \
+          (transient): ServiceUnavailable"
+        ]
     );
     let groups = &snapshot.auto_scaling_groups;
     assert_eq!(resolved(&groups[0].launch), None, "$Latest unresolved");
@@ -475,8 +590,10 @@ pub async fn capacity_failures_are_gaps(a: impl Account) {
     let snapshot = observe().await;
     assert_eq!(
         shapes(&snapshot.gaps),
-        ["launch details of 3 instances not read: DescribeInstances failed (throttled): \
-          ThrottlingException"]
+        [
+            "launch details of 3 instances not read: DescribeInstances failed (throttled): \
+          ThrottlingException"
+        ]
     );
     let groups = &snapshot.auto_scaling_groups;
     for instance in groups.iter().flat_map(|g| &g.instances) {
@@ -501,7 +618,11 @@ pub async fn observe_group_reads_one_groups_chain(a: impl Account) {
     let group = read.group.expect("the group");
     assert_eq!(group.name, "g-latest");
     assert_eq!(resolved(&group.launch), Some(1));
-    let mut ids: Vec<String> = group.instances.iter().map(|i| i.instance_id.clone()).collect();
+    let mut ids: Vec<String> = group
+        .instances
+        .iter()
+        .map(|i| i.instance_id.clone())
+        .collect();
     ids.sort();
     let mut seeded_ids = seeded.groups["g-latest"].1.clone();
     seeded_ids.sort();
@@ -534,8 +655,10 @@ pub async fn observe_group_reads_one_groups_chain(a: impl Account) {
     let read = a.cloud().observe_group("g-latest").await.unwrap();
     assert_eq!(
         shapes(&read.gaps),
-        ["launch details of 2 instances not read: DescribeInstances failed (throttled): \
-          ThrottlingException"]
+        [
+            "launch details of 2 instances not read: DescribeInstances failed (throttled): \
+          ThrottlingException"
+        ]
     );
     assert!(read.group.is_some());
     a.fail("DescribeAutoScalingGroups", ErrorCategory::Throttled)
@@ -596,9 +719,17 @@ pub async fn writes_do_what_they_say_in_one_call(a: impl Account) {
     assert_eq!(stopped.desired_status, DesiredStatus::Stopped);
     assert_eq!(stopped.stopped_reason.as_deref(), Some("contract: stop"));
     assert_eq!(reads.tasks[1].arn, new_task);
-    let group = cloud.observe_group("g-latest").await.unwrap().group.unwrap();
+    let group = cloud
+        .observe_group("g-latest")
+        .await
+        .unwrap()
+        .group
+        .unwrap();
     assert_eq!(group.desired_capacity, 3);
-    assert_eq!(group.tags.get("ecs-reconciler:k").map(String::as_str), Some("v"));
+    assert_eq!(
+        group.tags.get("ecs-reconciler:k").map(String::as_str),
+        Some("v")
+    );
     assert!(
         matches!(&group.launch, GroupLaunch::LaunchTemplate { version, .. } if version == "1"),
         "{:?}",
@@ -711,7 +842,10 @@ pub async fn denied_writes_are_denied_after_one_call(a: impl Account) {
         a.fail(op, ErrorCategory::Denied).await;
     }
     let results: [(&str, Result<(), CloudError>); 7] = [
-        ("StopTask", cloud.stop_task("w", &seeded.task_arns[0], "x").await),
+        (
+            "StopTask",
+            cloud.stop_task("w", &seeded.task_arns[0], "x").await,
+        ),
         (
             "RunTask",
             cloud.run_task("w", &fargate_request()).await.map(|_| ()),
@@ -789,6 +923,8 @@ macro_rules! contract_bodies {
             a_failed_snapshot_still_made_every_parts_calls,
             a_missing_cluster_is_not_found_everywhere,
             describe_tasks_reads_a_hundred_at_a_time,
+            security_groups_are_one_lookup_and_a_gap_when_it_fails,
+            a_cluster_arn_names_the_cluster,
             capacity_chain_costs_one_call_per_kind,
             capacity_failures_are_gaps,
             observe_group_reads_one_groups_chain,

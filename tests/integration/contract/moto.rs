@@ -8,8 +8,8 @@ use std::sync::Mutex;
 use aws_sdk_autoscaling::types::LaunchTemplateSpecification;
 use aws_sdk_ec2::types::RequestLaunchTemplateData;
 use aws_sdk_ecs::types::{
-    AutoScalingGroupProvider, ContainerDefinition, LaunchType, ManagedScaling,
-    ManagedScalingStatus,
+    AutoScalingGroupProvider, AwsVpcConfiguration, ContainerDefinition, LaunchType, ManagedScaling,
+    ManagedScalingStatus, NetworkConfiguration, NetworkMode,
 };
 use ecs_reconciler::cloud::ErrorCategory;
 use ecs_reconciler::cloud::aws::{AwsCloud, AwsSettings};
@@ -43,6 +43,21 @@ impl MotoContract {
             .container_definitions(
                 ContainerDefinition::builder()
                     .name("web")
+                    .image("public.ecr.aws/nginx/nginx:latest")
+                    .memory(128)
+                    .cpu(64)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        moto.ecs()
+            .register_task_definition()
+            .family("batch")
+            .network_mode(NetworkMode::Awsvpc)
+            .container_definitions(
+                ContainerDefinition::builder()
+                    .name("worker")
                     .image("public.ecr.aws/nginx/nginx:latest")
                     .memory(128)
                     .cpu(64)
@@ -195,6 +210,35 @@ impl Account for MotoContract {
             );
             left -= count;
         }
+        if shape.awsvpc_tasks > 0 {
+            let (subnet, group) = self.moto.default_network().await;
+            let vpc = AwsVpcConfiguration::builder()
+                .subnets(subnet)
+                .security_groups(&group)
+                .build()
+                .unwrap();
+            let output = ecs
+                .run_task()
+                .cluster(cluster)
+                .task_definition("batch")
+                .launch_type(LaunchType::Fargate)
+                .network_configuration(
+                    NetworkConfiguration::builder()
+                        .awsvpc_configuration(vpc)
+                        .build(),
+                )
+                .count(shape.awsvpc_tasks as i32)
+                .send()
+                .await
+                .unwrap();
+            seeded.task_arns.extend(
+                output
+                    .tasks()
+                    .iter()
+                    .filter_map(|t| t.task_arn().map(str::to_string)),
+            );
+            seeded.security_group = group;
+        }
         for _ in 0..shape.container_instances {
             let instance_id = self.moto.launch_ec2_instance().await;
             let registered = ecs
@@ -223,6 +267,8 @@ impl Account for MotoContract {
     async fn clear_faults(&self) {
         self.moto.harness("/_harness/fault/clear", json!({})).await;
     }
+
+    async fn settle(&self) {}
 
     fn calls(&self) -> BTreeMap<String, u64> {
         let baseline = self.baseline.lock().unwrap();

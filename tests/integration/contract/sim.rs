@@ -4,12 +4,16 @@ use std::collections::BTreeMap;
 use std::time::{Duration, UNIX_EPOCH};
 
 use ecs_reconciler::cloud::ErrorCategory;
+use ecs_reconciler::cloud::sim::ServiceSpec;
 use ecs_reconciler::cloud::sim::{
     GroupSpec, LaunchSpec, SimAccount, TaskBehavior, TemplateVersion, VersionSpec,
 };
-use ecs_reconciler::cloud::sim::ServiceSpec;
+
+use ecs_reconciler::domain::{NetworkConfig, RunTaskRequest};
 
 use super::{Account, Seeded, Shape, fargate_request};
+
+const SECURITY_GROUP: &str = "sg-0123456789abcdef0";
 
 struct SimContract {
     sim: SimAccount,
@@ -49,13 +53,30 @@ impl Account for SimContract {
             let arn = sim.start_task(cluster, &fargate_request(), TaskBehavior::healthy());
             seeded.task_arns.push(arn);
         }
+        if shape.awsvpc_tasks > 0 {
+            seeded.security_group = SECURITY_GROUP.to_string();
+        }
+        for _ in 0..shape.awsvpc_tasks {
+            let request = RunTaskRequest {
+                task_definition: "batch".into(),
+                network: Some(NetworkConfig {
+                    subnets: vec!["subnet-0123456789abcdef0".into()],
+                    security_groups: vec![SECURITY_GROUP.into()],
+                    assign_public_ip: Some(false),
+                }),
+                ..fargate_request()
+            };
+            let arn = sim.start_task(cluster, &request, TaskBehavior::healthy());
+            seeded.task_arns.push(arn);
+        }
         for n in 0..shape.container_instances {
             let arn = sim.add_container_instance(cluster, &format!("i-{n:017x}"));
             seeded.container_instance_arns.push(arn);
         }
         let mut groups = Vec::new();
         for group in &shape.groups {
-            let template = sim.add_launch_template(&format!("lt-{}", group.name), VersionSpec::default());
+            let template =
+                sim.add_launch_template(&format!("lt-{}", group.name), VersionSpec::default());
             let mut spec = GroupSpec::new(group.name, cluster, &template, group.instances)
                 .with_launch(LaunchSpec::Template {
                     template_id: template.clone(),
@@ -76,7 +97,9 @@ impl Account for SimContract {
                 .into_iter()
                 .map(|i| i.instance_id)
                 .collect();
-            seeded.groups.insert(name.to_string(), (template, instances));
+            seeded
+                .groups
+                .insert(name.to_string(), (template, instances));
         }
         sim.reset_calls();
         seeded
@@ -88,6 +111,10 @@ impl Account for SimContract {
 
     async fn clear_faults(&self) {
         self.sim.clear_faults();
+    }
+
+    async fn settle(&self) {
+        tokio::time::advance(Duration::from_secs(60)).await;
     }
 
     fn calls(&self) -> BTreeMap<String, u64> {
