@@ -50,7 +50,9 @@
 //! such a task after a restart from them; on AWS that replacement would be held
 //! `cannotReplicate`, since nothing that survives the process records the security groups.
 //!
-//! Known limits (the simulator only, or neither): moto's RunTask cannot be refused for
+//! Known limits (the simulator only, or neither): the simulator does not model task
+//! definitions, so a RunTask of an unknown one starts a task there (ECS: `ClientException`,
+//! `Invalid`); moto's RunTask cannot be refused for
 //! capacity, and its DescribeTasks never answers a `failures[]` entry other than MISSING; the
 //! security group lookups of awsvpc tasks are covered by `aws_adapter` and `sim_account`, not
 //! here; the SDK's own retries (standard mode) are not modelled by the simulator, which answers
@@ -160,7 +162,8 @@ fn fargate_request() -> RunTaskRequest {
     }
 }
 
-/// An ARN of `cluster`'s tasks (made from a seeded one) that ECS does not know.
+/// An ARN of the cluster's tasks (or container instances), made from a seeded one, that ECS
+/// does not know.
 fn unknown_task_arn(known: &str) -> String {
     let (prefix, _) = known.rsplit_once('/').expect("a task ARN");
     format!("{prefix}/0123456789abcdef0123456789abcdef")
@@ -802,6 +805,16 @@ pub async fn refused_writes_are_confirmed_by_one_read(a: impl Account) {
     let err = cloud.stop_task("w", &unknown_task, "x").await.unwrap_err();
     assert_error(&err, ErrorCategory::NotFound, "StopTask");
     assert_eq!(a.calls(), counts(&[("StopTask", 1), ("DescribeTasks", 1)]));
+
+    // ECS names an unknown container instance in failures[] (MISSING): no read needed.
+    a.reset_calls();
+    let unknown_instance = unknown_task_arn(&seeded.container_instance_arns[0]);
+    let err = cloud
+        .drain_container_instance("w", &unknown_instance)
+        .await
+        .unwrap_err();
+    assert_error(&err, ErrorCategory::NotFound, "UpdateContainerInstancesState");
+    assert_eq!(a.calls(), counts(&[("UpdateContainerInstancesState", 1)]));
 
     let group_cases: [(&str, ErrorCategory); 2] = [
         ("no-such-group", ErrorCategory::NotFound),
