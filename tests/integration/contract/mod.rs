@@ -788,6 +788,27 @@ pub async fn writes_do_what_they_say_in_one_call(a: impl Account) {
     assert!(a.calls().is_empty(), "{:?}", a.calls());
 }
 
+/// RunTask with a client token already used starts no second task: ECS answers the first.
+pub async fn run_task_is_idempotent_by_client_token(a: impl Account) {
+    a.seed("idem", Shape::default()).await;
+    let request = RunTaskRequest {
+        client_token: "contract-token-1".into(),
+        ..fargate_request()
+    };
+    let first = a.cloud().run_task("idem", &request).await.unwrap();
+    let again = a.cloud().run_task("idem", &request).await.unwrap();
+    assert_eq!(first, again);
+    let other = RunTaskRequest {
+        client_token: "contract-token-2".into(),
+        ..fargate_request()
+    };
+    let second = a.cloud().run_task("idem", &other).await.unwrap();
+    assert_ne!(first, second);
+    assert_eq!(a.calls(), counts(&[("RunTask", 3)]));
+    let snapshot = a.cloud().observe_cluster("idem").await.unwrap();
+    assert_eq!(snapshot.tasks.len(), 2, "{:?}", snapshot.tasks);
+}
+
 /// What ECS or Auto Scaling refuse with a broad code is `NotFound` only once one read confirms
 /// the subject is absent, and `Invalid` when it exists: two calls each.
 pub async fn refused_writes_are_confirmed_by_one_read(a: impl Account) {
@@ -813,7 +834,11 @@ pub async fn refused_writes_are_confirmed_by_one_read(a: impl Account) {
         .drain_container_instance("w", &unknown_instance)
         .await
         .unwrap_err();
-    assert_error(&err, ErrorCategory::NotFound, "UpdateContainerInstancesState");
+    assert_error(
+        &err,
+        ErrorCategory::NotFound,
+        "UpdateContainerInstancesState",
+    );
     assert_eq!(a.calls(), counts(&[("UpdateContainerInstancesState", 1)]));
 
     let group_cases: [(&str, ErrorCategory); 2] = [
@@ -984,6 +1009,7 @@ macro_rules! contract_bodies {
             providers_are_described_ten_at_a_time,
             observe_group_reads_one_groups_chain,
             writes_do_what_they_say_in_one_call,
+            run_task_is_idempotent_by_client_token,
             refused_writes_are_confirmed_by_one_read,
             denied_writes_are_denied_after_one_call,
             no_scaling_activity_is_confirmed_by_one_read,
