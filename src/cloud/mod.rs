@@ -128,8 +128,9 @@ pub trait Cloud: Send + Sync + 'static {
 
     /// DescribeTasks on these tasks of `cluster` (name or ARN), at most 100 ARNs a call, with
     /// their tags: the read a task deadline or an event asks for, instead of a whole
-    /// observation. A cluster that does not exist is `NotFound`; a non-retryable failure fails
-    /// the read; retryable failures and `failures[]` entries other than MISSING are gaps.
+    /// observation. A cluster that does not exist is `NotFound` (no ARNs: no call, and no
+    /// answer about the cluster); a non-retryable failure fails the read; retryable failures
+    /// and `failures[]` entries other than MISSING are gaps. ECS takes a bare task id too.
     fn describe_tasks(
         &self,
         cluster: &str,

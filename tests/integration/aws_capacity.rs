@@ -455,7 +455,8 @@ async fn groups_are_described_a_hundred_at_a_time() {
             ..
         }
     )));
-    assert_eq!(count(&cloud, "DescribeCapacityProviders"), 2);
+    // 10 names a call: ECS answers at most 10 providers a page.
+    assert_eq!(count(&cloud, "DescribeCapacityProviders"), 11);
     assert_eq!(count(&cloud, "DescribeAutoScalingGroups"), 2);
     // One template, resolved once; no instances, nothing to ask EC2 about them.
     assert_eq!(count(&cloud, "DescribeLaunchTemplates"), 1);

@@ -12,6 +12,7 @@ mod causes;
 mod cli;
 mod cli_output;
 mod config;
+mod contract;
 mod contract_reads;
 mod controller_moto;
 mod demo;

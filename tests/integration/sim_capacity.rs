@@ -382,8 +382,11 @@ async fn capacity_calls_refuse_what_aws_refuses() {
         .await
         .unwrap_err();
     assert_eq!(err.category, ErrorCategory::NotFound);
-    let err = sim.tag_group("nope", &Tags::new()).await.unwrap_err();
+    let tags = Tags::from([("k".to_string(), "v".to_string())]);
+    let err = sim.tag_group("nope", &tags).await.unwrap_err();
     assert_eq!(err.category, ErrorCategory::NotFound);
+    // No tags, as on AWS through the adapter: nothing sent, nothing refused.
+    sim.tag_group("nope", &Tags::new()).await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
@@ -506,8 +509,8 @@ async fn capacity_calls_are_counted_and_can_fail() {
     let snapshot = sim.observe_cluster("c").await.unwrap();
     assert_eq!(snapshot.auto_scaling_groups.len(), 51);
     let calls = sim.calls();
-    assert_eq!(calls["DescribeCapacityProviders"], 1);
-    assert_eq!(calls["DescribeAutoScalingGroups"], 2);
+    assert_eq!(calls["DescribeCapacityProviders"], 6, "10 a call");
+    assert_eq!(calls["DescribeAutoScalingGroups"], 1, "100 names a call");
     assert_eq!(calls["DescribeLaunchTemplates"], 1);
     assert_eq!(sim.mutating_calls(), 0);
 
@@ -583,7 +586,7 @@ async fn capacity_calls_are_counted_and_can_fail() {
     let snapshot = sim.observe_cluster("c").await.unwrap();
     assert!(!snapshot.is_complete());
     assert!(
-        snapshot.gaps[0].starts_with("auto scaling groups"),
+        snapshot.gaps[0].starts_with("51 Auto Scaling groups not described: "),
         "{:?}",
         snapshot.gaps
     );
@@ -592,7 +595,7 @@ async fn capacity_calls_are_counted_and_can_fail() {
     sim.fail_next("DescribeLaunchTemplates", ErrorCategory::Transient, 1);
     let snapshot = sim.observe_cluster("c").await.unwrap();
     assert!(
-        snapshot.gaps[0].starts_with("launch templates"),
+        snapshot.gaps[0].starts_with("launch template versions of 1 templates not resolved: "),
         "{:?}",
         snapshot.gaps
     );
@@ -606,7 +609,7 @@ async fn capacity_calls_are_counted_and_can_fail() {
     sim.deny("DescribeCapacityProviders");
     let snapshot = sim.observe_cluster("c").await.unwrap();
     assert!(snapshot.capacity_providers.is_empty() && snapshot.auto_scaling_groups.is_empty());
-    assert!(snapshot.gaps[0].starts_with("capacity providers"));
+    assert!(snapshot.gaps[0].starts_with("10 capacity providers not described: "));
 }
 
 // ---- scenarios ----

@@ -40,6 +40,7 @@ Harness-only endpoints (not AWS APIs), all `POST` with a JSON body; `account` (d
   "UpdateAutoScalingGroup") answer `status` (default 400) with error `code` (default
   AccessDeniedException), in the protocol's error format (JSON for ECS, EC2's query XML for
   EC2, the wrapped query XML `ErrorResponse` for Auto Scaling).
+- `/_harness/fault/clear` {}: forgets every fault injected for that account.
 
 Isolation: a request whose access key id is `MOTOACCT` followed by 12 digits is served by the
 account with those digits as its id, so tests sharing one server each get their own empty
@@ -651,6 +652,14 @@ def _harness_fault(body: dict) -> dict:
     return {}
 
 
+def _harness_fault_clear(body: dict) -> dict:
+    """Forgets every fault injected for the account: its calls answer again."""
+    account = body.get("account", DEFAULT_ACCOUNT_ID)
+    for key in [key for key in FAULTS if key[0] == account]:
+        del FAULTS[key]
+    return {}
+
+
 HARNESS = {
     "/_harness/ecs/task": _harness_task,
     "/_harness/ecs/ghost-task": _harness_ghost,
@@ -662,6 +671,7 @@ HARNESS = {
     "/_harness/ec2/console-output": _harness_console_output,
     "/_harness/autoscaling/activity": _harness_activity,
     "/_harness/fault": _harness_fault,
+    "/_harness/fault/clear": _harness_fault_clear,
 }
 
 ACCESS_KEY = re.compile(r"Credential=([^/]+)/")

@@ -5,7 +5,9 @@
 //! 1. ECS DescribeCapacityProviders **with the cluster's provider names** (from DescribeClusters;
 //!    never without names, which would list every provider of the account). FARGATE and
 //!    FARGATE_SPOT are AWS-managed, have no group and are not described. A provider ECS reports
-//!    MISSING is absent.
+//!    MISSING is absent. The action takes up to 100 names but answers at most 10 providers a
+//!    page (ECS API reference: `maxResults` is 1 to 10, and 10 when not set), so the names go
+//!    10 a call: one page each, and the cost does not hide in pages.
 //! 2. Auto Scaling DescribeAutoScalingGroups for the providers' groups, by name (parsed from the
 //!    group ARN), 100 names a call, pages of 100. A group that no longer exists (or was replaced
 //!    by a new group of the same name, with another ARN) is absent: the provider stays, without
@@ -24,7 +26,7 @@
 //! Scaling does not report launch times at all: those come from EC2 only.
 //!
 //! Cost for P described providers, G groups, T templates to resolve and I instances:
-//! ceil(P/100) DescribeCapacityProviders, ceil(G/100) DescribeAutoScalingGroups, ceil(T/200)
+//! ceil(P/10) DescribeCapacityProviders, ceil(G/100) DescribeAutoScalingGroups, ceil(T/200)
 //! DescribeLaunchTemplates and ceil(I/200) DescribeInstances (one page each at these sizes).
 //!
 //! Failures never fail the snapshot: a failed call (denied, throttled after the SDK's retries,
@@ -47,8 +49,8 @@ use crate::domain::{AutoScalingGroup, CapacityProvider, GroupInstance, GroupLaun
 
 /// The capacity providers AWS manages itself: no Auto Scaling group, nothing to describe.
 const AWS_MANAGED_PROVIDERS: [&str; 2] = ["FARGATE", "FARGATE_SPOT"];
-/// DescribeCapacityProviders takes up to 100 names.
-const PROVIDER_BATCH: usize = 100;
+/// DescribeCapacityProviders answers at most 10 providers a page (it takes up to 100 names).
+const PROVIDER_BATCH: usize = 10;
 /// DescribeAutoScalingGroups takes up to 100 names and returns up to 100 groups a page.
 const GROUP_BATCH: usize = 100;
 /// Values of one EC2 filter per call (the figure EC2's filtering documentation gives).

@@ -1,11 +1,15 @@
 //! Call accounting and fault injection: which AWS operations the real adapter would have made,
 //! and which of them the scenario makes fail.
 //!
+//! An injected failure reads as the adapter's would: its message starts with the error code
+//! AWS answers for that category (`ThrottlingException: ...`, `AccessDeniedException: ...`),
+//! as `errors::from_sdk` words them.
+//!
 //! Besides the counts, the calls made since the last [`Calls::take_paced`] are kept in order
 //! (with the throttled ones), so the account can take their tokens from an attached
 //! [`ApiBudget`](crate::cloud::budget::ApiBudget) once its lock is released.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use crate::cloud::{CloudError, ErrorCategory};
 
@@ -29,7 +33,8 @@ pub const MUTATING_OPERATIONS: &[&str] = &[
 pub(crate) struct Calls {
     counts: BTreeMap<String, u64>,
     armed: HashMap<String, VecDeque<ErrorCategory>>,
-    denied: BTreeSet<String>,
+    /// Operations every call of which fails, with the category.
+    always: BTreeMap<String, ErrorCategory>,
     /// Calls made since the last [`Calls::take_paced`], in order (one per page).
     unpaced: Vec<String>,
     /// Calls answered Throttled since the last [`Calls::take_paced`].
@@ -49,27 +54,17 @@ impl Calls {
     pub(crate) fn call(&mut self, operation: &str) -> Result<(), CloudError> {
         *self.counts.entry(operation.to_string()).or_default() += 1;
         self.unpaced.push(operation.to_string());
-        if self.denied.contains(operation) {
-            return Err(CloudError::new(
-                ErrorCategory::Denied,
-                operation,
-                format!(
-                    "AccessDeniedException: not authorized to perform {}:{operation}",
-                    service_of(operation)
-                ),
-            ));
+        let injected = match self.always.get(operation) {
+            Some(category) => Some(*category),
+            None => self.armed.get_mut(operation).and_then(VecDeque::pop_front),
+        };
+        let Some(category) = injected else {
+            return Ok(());
+        };
+        if category == ErrorCategory::Throttled {
+            self.throttled.push(operation.to_string());
         }
-        if let Some(category) = self.armed.get_mut(operation).and_then(VecDeque::pop_front) {
-            if category == ErrorCategory::Throttled {
-                self.throttled.push(operation.to_string());
-            }
-            return Err(CloudError::new(
-                category,
-                operation,
-                format!("injected {category} failure"),
-            ));
-        }
-        Ok(())
+        Err(injected_error(operation, category))
     }
 
     /// Records `pages` calls of `operation`, stopping at the first that fails.
@@ -83,7 +78,17 @@ impl Calls {
     }
 
     pub(crate) fn deny(&mut self, operation: &str) {
-        self.denied.insert(operation.to_string());
+        self.fail_always(operation, ErrorCategory::Denied);
+    }
+
+    pub(crate) fn fail_always(&mut self, operation: &str, category: ErrorCategory) {
+        self.always.insert(operation.to_string(), category);
+    }
+
+    /// Forgets every armed and permanent failure.
+    pub(crate) fn clear_faults(&mut self) {
+        self.armed.clear();
+        self.always.clear();
     }
 
     pub(crate) fn counts(&self) -> BTreeMap<String, u64> {
@@ -116,6 +121,21 @@ pub(crate) fn pages(n: usize, per_page: usize, min: u64) -> u64 {
     (n.div_ceil(per_page) as u64).max(min)
 }
 
+/// The error an injected failure of `category` answers, as the adapter words AWS's.
+fn injected_error(operation: &str, category: ErrorCategory) -> CloudError {
+    let message = match category {
+        ErrorCategory::Denied => format!(
+            "AccessDeniedException: not authorized to perform {}:{operation}",
+            service_of(operation)
+        ),
+        ErrorCategory::Throttled => "ThrottlingException: Rate exceeded".to_string(),
+        ErrorCategory::Transient => "ServiceUnavailable: injected failure".to_string(),
+        ErrorCategory::Invalid => "InvalidParameterException: injected failure".to_string(),
+        ErrorCategory::NotFound => "ResourceNotFoundException: injected failure".to_string(),
+    };
+    CloudError::new(category, operation, message)
+}
+
 /// The IAM service prefix of an operation the simulated account counts.
 fn service_of(operation: &str) -> &'static str {
     match operation {
@@ -123,8 +143,10 @@ fn service_of(operation: &str) -> &'static str {
         | "DescribeLaunchTemplates"
         | "DescribeLaunchTemplateVersions"
         | "DescribeInstanceTypes"
-        | "DescribeNetworkInterfaces" => "ec2",
+        | "DescribeNetworkInterfaces"
+        | "DescribeInstances" => "ec2",
         "DescribeAutoScalingGroups"
+        | "DescribeAutoScalingInstances"
         | "DescribeScalingActivities"
         | "SetDesiredCapacity"
         | "UpdateAutoScalingGroup"

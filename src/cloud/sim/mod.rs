@@ -170,8 +170,12 @@ impl SimAccount {
             let out = f(&mut inner);
             (out, inner.calls.take_paced())
         };
-        // `paced.calls` is the one call whose token was taken above.
+        // The first of `paced.calls` is the call whose token was taken above; any after it are
+        // the reads that confirm a refusal, paced as reads.
         if let Some(budget) = budget {
+            for operation in paced.calls.iter().skip(1) {
+                budget.acquire(operation).await;
+            }
             for operation in &paced.throttled {
                 budget.throttled(operation);
             }
@@ -493,6 +497,25 @@ impl SimAccount {
     pub fn deny(&self, operation: &str) {
         self.lock().calls.deny(operation);
     }
+
+    /// Every call of `operation` fails with `category`, without effect, until
+    /// [`SimAccount::clear_faults`].
+    pub fn fail_always(&self, operation: &str, category: ErrorCategory) {
+        self.lock().calls.fail_always(operation, category);
+    }
+
+    /// Calls answer again: every failure armed by `fail_next`, `fail_always` or `deny` is
+    /// forgotten.
+    pub fn clear_faults(&self) {
+        self.lock().calls.clear_faults();
+    }
+}
+
+/// The cluster a name or ARN names: ECS takes either wherever it takes a cluster.
+fn cluster_name(cluster: &str) -> &str {
+    cluster
+        .rsplit_once(":cluster/")
+        .map_or(cluster, |(_, name)| name)
 }
 
 fn cluster_not_found(operation: &str, cluster: &str) -> CloudError {
@@ -516,6 +539,7 @@ impl Cloud for SimAccount {
     }
 
     async fn observe_cluster(&self, cluster: &str) -> Result<ClusterSnapshot, CloudError> {
+        let cluster = cluster_name(cluster);
         // Read first and struck with the lock released, so a panic poisons nothing.
         let fault = self.lock().fault;
         if let Some(fault) = fault {
@@ -533,6 +557,7 @@ impl Cloud for SimAccount {
         cluster: &str,
         task_arns: &[String],
     ) -> Result<TaskReads, CloudError> {
+        let cluster = cluster_name(cluster);
         self.read(|inner| {
             let Inner { world, calls, .. } = inner;
             observe::describe_tasks(world, calls, cluster, task_arns)
@@ -577,15 +602,7 @@ impl Cloud for SimAccount {
     }
 
     async fn scaling_activities(&self, group: &str) -> Result<Vec<ScalingActivity>, CloudError> {
-        const OP: &str = "DescribeScalingActivities";
-        self.read(|inner| {
-            inner.calls.call(OP)?;
-            inner
-                .world
-                .scaling_activities(group)
-                .map_err(|r| refused(OP, r))
-        })
-        .await
+        self.read(|inner| scaling_activities(inner, group)).await
     }
 
     async fn instance_type(&self, instance_type: &str) -> Result<InstanceTypeSize, CloudError> {
@@ -612,6 +629,7 @@ impl Cloud for SimAccount {
         task_arn: &str,
         reason: &str,
     ) -> Result<(), CloudError> {
+        let cluster = cluster_name(cluster);
         self.mutate("StopTask", |inner| {
             stop_task(inner, cluster, task_arn, reason)
         })
@@ -623,18 +641,25 @@ impl Cloud for SimAccount {
         cluster: &str,
         request: &RunTaskRequest,
     ) -> Result<String, CloudError> {
+        let cluster = cluster_name(cluster);
         self.mutate("RunTask", |inner| run_task(inner, cluster, request))
             .await
     }
 
     async fn set_desired_capacity(&self, group: &str, desired: u32) -> Result<(), CloudError> {
         const OP: &str = "SetDesiredCapacity";
+        // The adapter refuses, before any call, what Auto Scaling's integer cannot hold.
+        if i32::try_from(desired).is_err() {
+            return Err(CloudError::new(
+                ErrorCategory::Invalid,
+                OP,
+                format!("desired capacity {desired} is too large"),
+            ));
+        }
         self.mutate(OP, |inner| {
             inner.calls.call(OP)?;
-            inner
-                .world
-                .set_desired_capacity(group, desired)
-                .map_err(|r| refused(OP, r))
+            let refusal = inner.world.set_desired_capacity(group, desired).err();
+            confirmed(inner, OP, refusal, Confirm::Group(group))
         })
         .await
     }
@@ -648,22 +673,25 @@ impl Cloud for SimAccount {
         const OP: &str = "UpdateAutoScalingGroup";
         self.mutate(OP, |inner| {
             inner.calls.call(OP)?;
-            inner
+            let refusal = inner
                 .world
                 .pin_template_version(group, template_id, version)
-                .map_err(|r| refused(OP, r))
+                .err();
+            confirmed(inner, OP, refusal, Confirm::Group(group))
         })
         .await
     }
 
     async fn tag_group(&self, group: &str, tags: &Tags) -> Result<(), CloudError> {
         const OP: &str = "CreateOrUpdateTags";
+        // As the adapter: no tags, nothing to send.
+        if tags.is_empty() {
+            return Ok(());
+        }
         self.mutate(OP, |inner| {
             inner.calls.call(OP)?;
-            inner
-                .world
-                .tag_group(group, tags)
-                .map_err(|r| refused(OP, r))
+            let refusal = inner.world.tag_group(group, tags).err();
+            confirmed(inner, OP, refusal, Confirm::Group(group))
         })
         .await
     }
@@ -672,10 +700,8 @@ impl Cloud for SimAccount {
         const OP: &str = "TerminateInstanceInAutoScalingGroup";
         self.mutate(OP, |inner| {
             inner.calls.call(OP)?;
-            inner
-                .world
-                .terminate_instance(instance_id)
-                .map_err(|r| refused(OP, r))
+            let refusal = inner.world.terminate_instance(instance_id).err();
+            confirmed(inner, OP, refusal, Confirm::GroupInstance(instance_id))
         })
         .await
     }
@@ -686,6 +712,7 @@ impl Cloud for SimAccount {
         container_instance_arn: &str,
     ) -> Result<(), CloudError> {
         const OP: &str = "UpdateContainerInstancesState";
+        let cluster = cluster_name(cluster);
         self.mutate(OP, |inner| {
             inner.calls.call(OP)?;
             inner
@@ -717,11 +744,14 @@ fn stop_task(
         };
         match id {
             Some(id) if inner.world.stop_task(cluster, id, reason) => Ok(()),
-            _ => Err(CloudError::new(
-                ErrorCategory::NotFound,
-                "StopTask",
-                format!("InvalidParameterException: the referenced task was not found: {task_arn}"),
-            )),
+            _ => {
+                let refusal = (
+                    ErrorCategory::NotFound,
+                    "InvalidParameterException: The referenced task was not found.".to_string(),
+                );
+                let subject = Confirm::Task { cluster, task_arn };
+                confirmed(inner, "StopTask", Some(refusal), subject)
+            }
         }
     }
 }
@@ -756,4 +786,80 @@ fn run_task(
 
 fn refused(operation: &str, (category, message): (ErrorCategory, String)) -> CloudError {
     CloudError::new(category, operation, message)
+}
+
+/// What a refused call was about, for the read the adapter makes to confirm it does not exist.
+#[derive(Clone, Copy)]
+enum Confirm<'a> {
+    Group(&'a str),
+    GroupInstance(&'a str),
+    Task { cluster: &'a str, task_arn: &'a str },
+}
+
+impl Confirm<'_> {
+    fn operation(self) -> &'static str {
+        match self {
+            Confirm::Group(_) => "DescribeAutoScalingGroups",
+            Confirm::GroupInstance(_) => "DescribeAutoScalingInstances",
+            Confirm::Task { .. } => "DescribeTasks",
+        }
+    }
+
+    fn absent(self) -> String {
+        match self {
+            Confirm::Group(name) => format!("DescribeAutoScalingGroups has no group {name}"),
+            Confirm::GroupInstance(id) => {
+                format!("DescribeAutoScalingInstances has no instance {id}")
+            }
+            Confirm::Task { cluster, task_arn } => {
+                format!("DescribeTasks reports task {task_arn} MISSING in cluster {cluster}")
+            }
+        }
+    }
+}
+
+/// A refusal of the world as the adapter reports it. AWS answers these with a code too broad
+/// to say "not found" (Auto Scaling's `ValidationError`, StopTask's
+/// `InvalidParameterException`), so the adapter makes one confirming read
+/// (`src/cloud/aws/confirm.rs`): `NotFound` only when that read says the subject is absent;
+/// when the read fails, the refusal stays `Invalid`.
+fn confirmed(
+    inner: &mut Inner,
+    operation: &str,
+    refusal: Option<(ErrorCategory, String)>,
+    subject: Confirm<'_>,
+) -> Result<(), CloudError> {
+    let Some((category, message)) = refusal else {
+        return Ok(());
+    };
+    let mut err = CloudError::new(category, operation, message);
+    match inner.calls.call(subject.operation()) {
+        Ok(()) if category == ErrorCategory::NotFound => {
+            err.message = format!("{}; {}", err.message, subject.absent());
+        }
+        Ok(()) => {}
+        Err(_) => err.category = ErrorCategory::Invalid,
+    }
+    Err(err)
+}
+
+/// DescribeScalingActivities, and, as the adapter, DescribeAutoScalingGroups when the answer is
+/// empty (Auto Scaling answers an unknown group with no activities): `NotFound` only when that
+/// read says the group does not exist.
+fn scaling_activities(inner: &mut Inner, group: &str) -> Result<Vec<ScalingActivity>, CloudError> {
+    const OP: &str = "DescribeScalingActivities";
+    inner.calls.call(OP)?;
+    let activities = inner.world.scaling_activities(group).ok();
+    if activities.as_ref().is_some_and(|a| !a.is_empty()) {
+        return Ok(activities.unwrap_or_default());
+    }
+    let confirmed = inner.calls.call("DescribeAutoScalingGroups").is_ok();
+    match activities {
+        None if confirmed => Err(CloudError::new(
+            ErrorCategory::NotFound,
+            OP,
+            format!("no Auto Scaling group {group}"),
+        )),
+        _ => Ok(Vec::new()),
+    }
 }

@@ -10,6 +10,7 @@
 pub(crate) mod moto;
 mod sim;
 
+use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use ecs_reconciler::cloud::{Cloud, ErrorCategory};
@@ -40,6 +41,12 @@ pub trait ReadsAccount {
     /// status message.
     async fn seed(&self, seed: &Seed<'_>) -> Seeded;
     fn cloud(&self) -> &Self::C;
+    /// The calls the cloud made since the seed, per operation.
+    fn calls(&self) -> BTreeMap<String, u64>;
+}
+
+fn counts(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+    pairs.iter().map(|(op, n)| (op.to_string(), *n)).collect()
 }
 
 /// `#!/bin/bash` + `echo ECS_CLUSTER=web >> /etc/ecs/ecs.config`, base64.
@@ -70,6 +77,7 @@ pub async fn console_output_is_the_instances(a: impl ReadsAccount) {
     let seeded = a.seed(&seed()).await;
     let output = a.cloud().console_output(&seeded.instance_id).await.unwrap();
     assert_eq!(output.as_deref(), Some(BOOT_OUTPUT));
+    assert_eq!(a.calls(), counts(&[("GetConsoleOutput", 1)]));
 }
 
 /// An instance that has written nothing yet has no output (`None`: read again later), not an
@@ -94,6 +102,7 @@ pub async fn console_output_of_an_unknown_instance_is_not_found(a: impl ReadsAcc
         .unwrap_err();
     assert_eq!(err.category, ErrorCategory::NotFound, "{err}");
     assert_eq!(err.operation, "GetConsoleOutput");
+    assert_eq!(a.calls(), counts(&[("GetConsoleOutput", 1)]));
 }
 
 pub async fn launch_template_version_is_as_seeded(a: impl ReadsAccount) {
@@ -133,6 +142,7 @@ pub async fn unknown_launch_template_version_is_not_found(a: impl ReadsAccount) 
         .unwrap_err();
     assert_eq!(err.category, ErrorCategory::NotFound, "{err}");
     assert_eq!(err.operation, "DescribeLaunchTemplateVersions");
+    assert_eq!(a.calls(), counts(&[("DescribeLaunchTemplateVersions", 2)]));
 }
 
 pub async fn scaling_activities_are_newest_first_with_the_failure(a: impl ReadsAccount) {
@@ -169,6 +179,14 @@ pub async fn scaling_activities_of_an_unknown_group_are_not_found(a: impl ReadsA
         .await
         .unwrap_err();
     assert_eq!(err.category, ErrorCategory::NotFound, "{err}");
+    // No activity is confirmed by one read of the group.
+    assert_eq!(
+        a.calls(),
+        counts(&[
+            ("DescribeScalingActivities", 1),
+            ("DescribeAutoScalingGroups", 1)
+        ])
+    );
 }
 
 pub async fn instance_type_size_is_documented(a: impl ReadsAccount) {
@@ -182,4 +200,5 @@ pub async fn unknown_instance_type_is_not_found(a: impl ReadsAccount) {
     let err = a.cloud().instance_type("m5.colossal").await.unwrap_err();
     assert_eq!(err.category, ErrorCategory::NotFound, "{err}");
     assert_eq!(err.operation, "DescribeInstanceTypes");
+    assert_eq!(a.calls(), counts(&[("DescribeInstanceTypes", 1)]));
 }

@@ -132,6 +132,11 @@ impl ReadsAccount for MotoAccount {
     fn cloud(&self) -> &AwsCloud {
         &self.cloud
     }
+
+    /// The adapter's calls (the seed arranges with raw clients, which are not counted).
+    fn calls(&self) -> std::collections::BTreeMap<String, u64> {
+        self.cloud.calls()
+    }
 }
 
 macro_rules! on_moto {

@@ -69,6 +69,10 @@ impl ReadsAccount for SimReads {
     fn cloud(&self) -> &SimAccount {
         &self.sim
     }
+
+    fn calls(&self) -> std::collections::BTreeMap<String, u64> {
+        self.sim.calls()
+    }
 }
 
 macro_rules! contract {

@@ -654,7 +654,7 @@ impl World {
         } else {
             Err((
                 ErrorCategory::NotFound,
-                format!("MISSING: container instance {arn} not found"),
+                format!("ECS did not drain the instance: {arn}: MISSING"),
             ))
         }
     }
@@ -714,16 +714,6 @@ impl World {
                 })
                 .collect(),
             tags: g.tags.clone(),
-        })
-    }
-
-    /// Whether the group launches from a launch template (alone or in a mixed instances
-    /// policy), so reading it takes DescribeLaunchTemplates.
-    pub(crate) fn group_uses_template(&self, name: &str) -> bool {
-        self.groups.get(name).is_some_and(|g| match &g.launch {
-            LaunchSpec::Template { .. } => true,
-            LaunchSpec::MixedInstancesPolicy { template_id } => template_id.is_some(),
-            LaunchSpec::LaunchConfiguration { .. } => false,
         })
     }
 
@@ -983,17 +973,6 @@ impl super::ClusterState {
                 managed_scaling: false,
             })
             .collect()
-    }
-
-    /// The names of the groups behind the cluster's capacity providers (deleted ones too).
-    pub(crate) fn provider_group_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = Vec::new();
-        for (name, _) in self.providers.iter().filter_map(|p| p.group.as_ref()) {
-            if !names.contains(name) {
-                names.push(name.clone());
-            }
-        }
-        names
     }
 }
 
