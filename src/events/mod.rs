@@ -12,6 +12,8 @@
 //! [`Disposition`], never left on the queue to poison it.
 
 pub mod envelope;
+pub mod parse;
+pub mod pump;
 
 use std::fmt;
 use std::future::Future;
