@@ -129,7 +129,8 @@ pub enum Disposition {
     /// About a cluster (or group) no policy selects.
     OutOfScope,
     /// A task or container instance event whose version is older than (or the same as) the
-    /// cached picture.
+    /// cached picture; or a redelivery of an event the pump applied moments ago (same
+    /// envelope `id`), which is deleted without being applied again.
     Stale,
     /// About a task the cache has not seen: it is described before it is acted on.
     UnknownTask,
