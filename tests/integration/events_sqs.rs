@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use aws_sdk_sqs::types::QueueAttributeName;
 use ecs_reconciler::cloud::ErrorCategory;
+use ecs_reconciler::cloud::aws::AwsSettings;
 use ecs_reconciler::cloud::aws::sqs::SqsQueue;
 use ecs_reconciler::config::{self, EventsFlags, FlagOverrides};
 use ecs_reconciler::events::pump::{Pump, PumpCounts};
@@ -119,6 +120,7 @@ fn publish(moto: &Moto, queue_arn: &str, events: &[Value]) -> Value {
 #[derive(Default)]
 struct RecordingSink {
     events: Mutex<Vec<Event>>,
+    degraded: Mutex<Vec<bool>>,
     panic_on_apply: bool,
 }
 
@@ -129,15 +131,23 @@ impl EventSink for RecordingSink {
         Disposition::Applied
     }
 
-    fn set_degraded(&self, _degraded: bool) {}
+    fn set_degraded(&self, degraded: bool) {
+        self.degraded.lock().unwrap().push(degraded);
+    }
 }
 
-/// Counts dispositions, so a test can wait for the n-th.
-struct Disposed(watch::Sender<u64>);
+/// Counts dispositions, so a test can wait for the n-th; tells whether events are degraded.
+struct Disposed(watch::Sender<u64>, Option<watch::Sender<bool>>);
 
 impl Telemetry for Disposed {
     fn event(&self, _disposition: Disposition, _lag: Option<Duration>) {
         self.0.send_modify(|n| *n += 1);
+    }
+
+    fn events_degraded(&self, degraded: bool) {
+        if let Some(tx) = &self.1 {
+            tx.send_replace(degraded);
+        }
     }
 }
 
@@ -148,7 +158,7 @@ async fn pump_until(queue: SqsQueue, sink: &Arc<RecordingSink>, n: u64) -> Arc<P
     let pump = Pump::new(
         queue,
         Arc::clone(sink) as Arc<dyn EventSink>,
-        Arc::new(Disposed(tx)),
+        Arc::new(Disposed(tx, None)),
     );
     let counts = pump.counts();
     let shutdown = CancellationToken::new();
@@ -267,6 +277,142 @@ async fn a_message_not_applied_stays_on_the_queue_and_comes_back_after_the_visib
     assert_eq!(counts.of(Disposition::Applied), 1);
     assert_eq!(sink.events.lock().unwrap().len(), 1);
     assert_eq!(messages_left(&moto, &url).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_receive_backs_off_degrades_and_loses_nothing() {
+    let moto = Moto::new();
+    let (url, _) = create_queue(&moto, "throttled", 30).await;
+    sqs(&moto)
+        .send_message()
+        .queue_url(&url)
+        .message_body(fixture_json("task-state-change-stopped.json").to_string())
+        .send()
+        .await
+        .unwrap();
+    moto.inject_fault("ReceiveMessage", "ThrottlingException", 400)
+        .await;
+    // One attempt per call: the SDK's own retries would only make the test slower.
+    let settings = AwsSettings {
+        max_attempts: 1,
+        ..moto.settings()
+    };
+    let queue = SqsQueue::from_conf(&moto.sdk_config(), &settings, &url);
+    let (disposed_tx, mut disposed) = watch::channel(0);
+    let (degraded_tx, mut degraded) = watch::channel(false);
+    let sink = Arc::new(RecordingSink::default());
+    let pump = Pump::new(
+        queue,
+        Arc::clone(&sink) as Arc<dyn EventSink>,
+        Arc::new(Disposed(disposed_tx, Some(degraded_tx))),
+    );
+    let counts = pump.counts();
+    let shutdown = CancellationToken::new();
+    let handle = tokio::spawn(pump.run(shutdown.clone()));
+    let within = Duration::from_secs(30);
+    tokio::time::timeout(within, degraded.wait_for(|d| *d))
+        .await
+        .expect("degraded once the receive fails")
+        .unwrap();
+    assert_eq!(messages_left(&moto, &url).await, 1, "nothing lost");
+    moto.harness(
+        "/_harness/fault/clear",
+        json!({"operation": "ReceiveMessage"}),
+    )
+    .await;
+    tokio::time::timeout(within, disposed.wait_for(|n| *n >= 1))
+        .await
+        .expect("applied once the queue answers again")
+        .unwrap();
+    shutdown.cancel();
+    handle.await.unwrap();
+    assert!(counts.failed_receives() >= 1);
+    assert_eq!(counts.of(Disposition::Applied), 1);
+    assert_eq!(*sink.degraded.lock().unwrap(), [true, false]);
+    assert_eq!(messages_left(&moto, &url).await, 0);
+}
+
+#[test]
+fn the_events_section_of_the_configuration_file_is_read_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ecs-reconciler.toml");
+    std::fs::write(
+        &file,
+        "[events]\nqueue_url = \"https://sqs.eu-west-1.amazonaws.com/123456789012/ev\"\nresync = \"15m\"\n",
+    )
+    .unwrap();
+    let s = config::load_with_env_prefix(Some(&file), &FlagOverrides::default(), "EVENTS_CFG_A_")
+        .unwrap();
+    assert_eq!(
+        s.events.queue_url.as_deref(),
+        Some("https://sqs.eu-west-1.amazonaws.com/123456789012/ev")
+    );
+    assert_eq!(s.events.resync, Duration::from_secs(900));
+    // The flag wins over the file.
+    let flag = "https://sqs.eu-west-1.amazonaws.com/123456789012/other";
+    let flags = FlagOverrides {
+        events: Some(EventsFlags {
+            queue_url: Some(flag.into()),
+        }),
+        ..FlagOverrides::default()
+    };
+    let s = config::load_with_env_prefix(Some(&file), &flags, "EVENTS_CFG_B_").unwrap();
+    assert_eq!(s.events.queue_url.as_deref(), Some(flag));
+    // Out of range, and a key that does not exist, each named with the file.
+    std::fs::write(&file, "[events]\nresync = \"10s\"\n").unwrap();
+    let err = config::load_with_env_prefix(Some(&file), &FlagOverrides::default(), "EVENTS_CFG_C_")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with(
+            "invalid configuration: events.resync: must be at least 1m, got 10s (from "
+        ),
+        "{err}"
+    );
+    std::fs::write(&file, "[events]\nqueue = \"x\"\n").unwrap();
+    let err = config::load_with_env_prefix(Some(&file), &FlagOverrides::default(), "EVENTS_CFG_D_")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("events.queue") && err.contains("queue_url"),
+        "{err}"
+    );
+    // Without [events], no queue and the ten-minute safety net.
+    let s = config::load_with_env_prefix(None, &FlagOverrides::default(), "EVENTS_CFG_E_").unwrap();
+    assert_eq!(s.events.queue_url, None);
+    assert_eq!(s.events.resync, Duration::from_secs(600));
+}
+
+#[test]
+fn the_queue_policy_lets_exactly_the_controllers_rules_send() {
+    let text = std::fs::read_to_string(root().join("deploy/events/queue-policy.json")).unwrap();
+    let policy: Value = serde_json::from_str(&text).unwrap();
+    let statements = policy["Statement"].as_array().unwrap();
+    assert_eq!(statements.len(), 1);
+    let s = &statements[0];
+    assert_eq!(s["Effect"], "Allow");
+    assert_eq!(s["Principal"], json!({"Service": "events.amazonaws.com"}));
+    assert_eq!(s["Action"], "sqs:SendMessage");
+    let source = s["Condition"]["ArnLike"]["aws:SourceArn"].as_str().unwrap();
+    let prefix = source.strip_suffix('*').unwrap();
+    assert!(prefix.ends_with(":rule/ecs-reconciler-"), "{source}");
+    // The rules tests/moto/eventbridge.py makes (and deploy/ names) fall under it.
+    let patterns: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("deploy/events/patterns.json")).unwrap(),
+    )
+    .unwrap();
+    let rules: Vec<_> = patterns
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| !k.starts_with('_'))
+        .map(|k| format!("ecs-reconciler-{k}"))
+        .collect();
+    assert_eq!(rules.len(), 4);
+    assert!(
+        rules.iter().all(|r| r.len() <= 64),
+        "EventBridge rule names: 64 characters"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

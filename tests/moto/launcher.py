@@ -39,7 +39,9 @@ Harness-only endpoints (not AWS APIs), all `POST` with a JSON body; `account` (d
   the ECS, EC2, Auto Scaling or SQS operation (e.g. "StopTask", "DescribeNetworkInterfaces",
   "UpdateAutoScalingGroup") answer `status` (default 400) with error `code` (default
   AccessDeniedException), in the protocol's error format (JSON for ECS, EC2's query XML for
-  EC2, the wrapped query XML `ErrorResponse` for Auto Scaling).
+  EC2, the wrapped query XML `ErrorResponse` for Auto Scaling, SQS's JSON with
+  `x-amzn-query-error`).
+- `/_harness/fault/clear` {operation}: ends that fault (a throttled queue that answers again).
 
 Isolation: a request whose access key id is `MOTOACCT` followed by 12 digits is served by the
 account with those digits as its id, so tests sharing one server each get their own empty
@@ -652,6 +654,12 @@ def _harness_fault(body: dict) -> dict:
     return {}
 
 
+def _harness_clear_fault(body: dict) -> dict:
+    """Ends a fault set with /_harness/fault: the operation answers as moto does again."""
+    FAULTS.pop((body.get("account", DEFAULT_ACCOUNT_ID), body["operation"]), None)
+    return {}
+
+
 HARNESS = {
     "/_harness/ecs/task": _harness_task,
     "/_harness/ecs/ghost-task": _harness_ghost,
@@ -663,6 +671,7 @@ HARNESS = {
     "/_harness/ec2/console-output": _harness_console_output,
     "/_harness/autoscaling/activity": _harness_activity,
     "/_harness/fault": _harness_fault,
+    "/_harness/fault/clear": _harness_clear_fault,
 }
 
 ACCESS_KEY = re.compile(r"Credential=([^/]+)/")
