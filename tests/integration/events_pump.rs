@@ -383,3 +383,43 @@ async fn an_event_id_is_remembered_for_ten_minutes_then_applied_again() {
         run.handle.await.unwrap();
     }
 }
+
+/// A source that answers "nothing" at once, every time (no long poll).
+struct Impatient(Mutex<u32>);
+
+impl EventSource for Impatient {
+    async fn receive(&self) -> Result<Vec<Message>, CloudError> {
+        *self.0.lock().unwrap() += 1;
+        Ok(Vec::new())
+    }
+
+    async fn delete(&self, _receipts: &[String]) -> Result<Vec<String>, CloudError> {
+        panic!("nothing to delete")
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_source_that_answers_empty_at_once_does_not_make_the_pump_spin() {
+    let source = Arc::new(Impatient(Mutex::new(0)));
+    struct Handle(Arc<Impatient>);
+    impl EventSource for Handle {
+        async fn receive(&self) -> Result<Vec<Message>, CloudError> {
+            self.0.receive().await
+        }
+        async fn delete(&self, r: &[String]) -> Result<Vec<String>, CloudError> {
+            self.0.delete(r).await
+        }
+    }
+    let shutdown = CancellationToken::new();
+    let pump = Pump::new(
+        Handle(Arc::clone(&source)),
+        Arc::new(RecordingSink::default()),
+        Arc::new(RecordingTelemetry::default()),
+    );
+    let handle = tokio::spawn(pump.run(shutdown.clone()));
+    tokio::time::sleep(Duration::from_millis(10_500)).await;
+    shutdown.cancel();
+    handle.await.unwrap();
+    // One receive a second at most: at 0, 1, ... 10 s.
+    assert_eq!(*source.0.lock().unwrap(), 11);
+}
