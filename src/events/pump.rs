@@ -11,7 +11,7 @@
 //! - a recently applied event id (kept in a small window, as node-termination-handler does)
 //!   is not applied again: the redelivery is deleted and counted `stale`;
 //! - an event that never arrives is repaired by the controller's periodic resync, which is
-//!   why the events only speed decisions up and never decide anything alone (docs/design.md §3).
+//!   why the events only speed decisions up and never decide anything alone.
 //!
 //! A failed receive (throttling included) backs off exponentially, 1 s up to 30 s, and puts the
 //! controller back on the resync cadence without events ([`EventSink::set_degraded`]); nothing
