@@ -36,11 +36,13 @@ Harness-only endpoints (not AWS APIs), all `POST` with a JSON body; `account` (d
   startTime (epoch seconds)}: adds a scaling activity to a group, for
   DescribeScalingActivities.
 - `/_harness/fault` {operation, code?, status?, message?}: from now on, that account's calls to
-  the ECS, EC2 or Auto Scaling operation (e.g. "StopTask", "DescribeNetworkInterfaces",
+  the ECS, EC2, Auto Scaling or SQS operation (e.g. "StopTask", "DescribeNetworkInterfaces",
   "UpdateAutoScalingGroup") answer `status` (default 400) with error `code` (default
   AccessDeniedException), in the protocol's error format (JSON for ECS, EC2's query XML for
-  EC2, the wrapped query XML `ErrorResponse` for Auto Scaling).
-- `/_harness/fault/clear` {}: forgets every fault injected for that account.
+  EC2, the wrapped query XML `ErrorResponse` for Auto Scaling, SQS's JSON with
+  `x-amzn-query-error`).
+- `/_harness/fault/clear` {operation?}: ends that operation's fault (a throttled queue that
+  answers again), or, without `operation`, every fault injected for that account.
 
 Isolation: a request whose access key id is `MOTOACCT` followed by 12 digits is served by the
 account with those digits as its id, so tests sharing one server each get their own empty
@@ -83,6 +85,7 @@ from moto.moto_server.werkzeug_app import (
 )
 
 ECS_TARGET_PREFIX = "AmazonEC2ContainerServiceV20141113."
+SQS_TARGET_PREFIX = "AmazonSQS."
 TIMESTAMPS = {
     "createdAt": "created_at",
     "pullStartedAt": "pull_started_at",
@@ -653,10 +656,14 @@ def _harness_fault(body: dict) -> dict:
 
 
 def _harness_fault_clear(body: dict) -> dict:
-    """Forgets every fault injected for the account: its calls answer again."""
+    """Ends the fault of `operation` set with /_harness/fault, or every fault of the account
+    when no operation is named: those calls answer as moto does again."""
     account = body.get("account", DEFAULT_ACCOUNT_ID)
-    for key in [key for key in FAULTS if key[0] == account]:
-        del FAULTS[key]
+    if "operation" in body:
+        FAULTS.pop((account, body["operation"]), None)
+    else:
+        for key in [key for key in FAULTS if key[0] == account]:
+            del FAULTS[key]
     return {}
 
 
@@ -721,6 +728,21 @@ def _query_error(start_response: Any, fault: dict) -> list[bytes]:
     return [data]
 
 
+# --- Gap: moto's SQS never refuses a caller -------------------------------------------------
+# moto enforces no IAM by default, so a role that may not read the queue cannot be shown. A
+# harness fault on an SQS operation (e.g. "GetQueueAttributes") answers it as SQS's JSON
+# protocol does: `__type` and the query-compatible `x-amzn-query-error` header.
+
+
+def _sqs_fault(start_response: Any, fault: dict) -> list[bytes]:
+    return _reply(
+        start_response,
+        fault["status"],
+        {"__type": f"com.amazonaws.sqs#{fault['code']}", "message": fault["message"]},
+        [("x-amzn-query-error", f"{fault['code']};Sender")],
+    )
+
+
 def harness_app(inner: Any) -> Any:
     def app(environ: dict, start_response: Any) -> Any:
         path = environ.get("PATH_INFO", "")
@@ -744,6 +766,10 @@ def harness_app(inner: Any) -> Any:
                         {"__type": fault["code"], "message": fault["message"]},
                         [("x-amzn-ErrorType", fault["code"])],
                     )
+            elif target.startswith(SQS_TARGET_PREFIX):
+                fault = FAULTS.get((account, target[len(SQS_TARGET_PREFIX):]))
+                if fault:
+                    return _sqs_fault(start_response, fault)
             elif not target:
                 fault = FAULTS.get((account, _query_action(environ) or ""))
                 if fault:
