@@ -129,10 +129,11 @@ impl ClusterCache {
         self.resync_gaps = snapshot.gaps.clone();
         self.snapshot = Arc::new(snapshot);
         self.last_resync = read_at;
-        self.to_describe.clear();
         self.refresh_groups = false;
         self.rediagnose = false;
         self.reindex();
+        let index = &self.index;
+        self.to_describe.retain(|arn| !index.contains_key(arn));
     }
 
     /// Merges a targeted read into the picture: described tasks replace older pictures of
@@ -196,11 +197,12 @@ impl ClusterCache {
         } else if task.network.is_none() {
             task.network = cached.network.clone();
         }
-        match Arc::get_mut(&mut self.snapshot) {
-            Some(snapshot) if self.aside.is_empty() => upsert(snapshot, &mut self.index, task),
-            _ => {
-                self.aside.insert(task.arn.clone(), task);
-            }
+        if Arc::get_mut(&mut self.snapshot).is_some() {
+            self.merge_aside();
+            let snapshot = Arc::make_mut(&mut self.snapshot);
+            upsert(snapshot, &mut self.index, task);
+        } else {
+            self.aside.insert(task.arn.clone(), task);
         }
         Merge::Applied
     }

@@ -306,11 +306,12 @@ impl<C: Cloud> Controller<C> {
         self.events_healthy.load(Ordering::Relaxed)
     }
 
-    /// The cached picture of a cluster, if it was observed.
+    /// The cached picture of a cluster with every event applied, if it was observed.
     pub fn cached(&self, cluster: &str) -> Option<Arc<ClusterSnapshot>> {
-        self.lock_cache()
-            .get(cluster)
-            .map(|c| Arc::clone(c.snapshot()))
+        let mut cache = self.lock_cache();
+        let entry = cache.get_mut(cluster)?;
+        entry.merge_aside();
+        Some(Arc::clone(entry.snapshot()))
     }
 
     /// When the cluster's key is due next, if it is scheduled.
