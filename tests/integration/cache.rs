@@ -217,3 +217,46 @@ async fn the_resync_runs_at_the_event_cadence_and_falls_back_to_30s_when_degrade
     token.cancel();
     handle.await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_service_action_or_a_group_activity_reads_the_clusters_capacity_chain_again() {
+    use ecs_reconciler::cloud::sim::build_scenario;
+    use ecs_reconciler::demo::scenario_policies;
+    use ecs_reconciler::events::GroupActivityKind;
+    let sim = Arc::new(build_scenario("capacity-short", start()).unwrap().0);
+    let c = controller(
+        Arc::clone(&sim),
+        scenario_policies().unwrap(),
+        ControllerSettings {
+            resync: Duration::from_secs(600),
+            ..event_settings()
+        },
+        Arc::default(),
+    );
+    c.pass(&CancellationToken::new()).await;
+    let cached = c.cached("demo-capacity").expect("observed");
+    let group = cached.auto_scaling_groups[0].name.clone();
+    let activity = |group_name: &str| Event::GroupActivity {
+        group_name: group_name.to_string(),
+        kind: GroupActivityKind::LaunchUnsuccessful,
+        message: None,
+    };
+    assert_eq!(c.apply(activity("someone-elses-asg"), sim.now()), Disposition::OutOfScope);
+    assert_eq!(c.apply(activity(&group), sim.now()), Disposition::Applied);
+    let action = Event::ServiceAction {
+        cluster_arn: cached.cluster_arn.clone(),
+        service_arn: cached.services[0].arn.clone(),
+        event_name: "SERVICE_TASK_PLACEMENT_FAILURE".into(),
+        reason: None,
+    };
+    assert_eq!(c.apply(action, sim.now()), Disposition::Applied);
+    sim.reset_calls();
+    run_for(&c, Duration::from_secs(5)).await;
+    assert_eq!(sim.call_count("ListTasks"), 0, "no resync: {:?}", sim.calls());
+    assert_eq!(
+        sim.call_count("DescribeAutoScalingGroups"),
+        1,
+        "both events, one read of the group: {:?}",
+        sim.calls()
+    );
+}
