@@ -63,6 +63,9 @@ pub struct ClusterCache {
     pub refresh_groups: bool,
     /// An event changed the picture in a way only diagnosis can judge (an agent went away).
     pub rediagnose: bool,
+    /// The earliest future moment a disconnected agent reaches the drain limit (plus the
+    /// slack): a fresh diagnosis is due then.
+    pub next_drain: Option<SystemTime>,
     /// When the next full observation is due.
     pub next_resync: Instant,
     /// When the health-watched tasks are read next (event mode only).
@@ -87,6 +90,7 @@ impl ClusterCache {
             sighted: Vec::new(),
             refresh_groups: false,
             rediagnose: false,
+            next_drain: None,
             next_resync,
             next_health: next_resync,
             last_resync: read_at,

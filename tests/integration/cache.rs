@@ -241,7 +241,10 @@ async fn a_service_action_or_a_group_activity_reads_the_clusters_capacity_chain_
         kind: GroupActivityKind::LaunchUnsuccessful,
         message: None,
     };
-    assert_eq!(c.apply(activity("someone-elses-asg"), sim.now()), Disposition::OutOfScope);
+    assert_eq!(
+        c.apply(activity("someone-elses-asg"), sim.now()),
+        Disposition::OutOfScope
+    );
     assert_eq!(c.apply(activity(&group), sim.now()), Disposition::Applied);
     let action = Event::ServiceAction {
         cluster_arn: cached.cluster_arn.clone(),
@@ -252,7 +255,12 @@ async fn a_service_action_or_a_group_activity_reads_the_clusters_capacity_chain_
     assert_eq!(c.apply(action, sim.now()), Disposition::Applied);
     sim.reset_calls();
     run_for(&c, Duration::from_secs(5)).await;
-    assert_eq!(sim.call_count("ListTasks"), 0, "no resync: {:?}", sim.calls());
+    assert_eq!(
+        sim.call_count("ListTasks"),
+        0,
+        "no resync: {:?}",
+        sim.calls()
+    );
     assert_eq!(
         sim.call_count("DescribeAutoScalingGroups"),
         1,

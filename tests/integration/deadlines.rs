@@ -179,7 +179,12 @@ async fn in_event_mode_an_unhealthy_task_is_found_by_the_health_reads_within_the
     // RUNNING and HEALTHY at the first resync; UNHEALTHY about 40 s later.
     tokio::time::advance(Duration::from_secs(30)).await;
     run_for(&c, Duration::from_secs(480)).await;
-    assert_eq!(sim.call_count("DescribeClusters"), 1, "one resync: {:?}", sim.calls());
+    assert_eq!(
+        sim.call_count("DescribeClusters"),
+        1,
+        "one resync: {:?}",
+        sim.calls()
+    );
     let records = c.audit().records();
     let stop = records
         .iter()
@@ -196,4 +201,61 @@ async fn in_event_mode_an_unhealthy_task_is_found_by_the_health_reads_within_the
     // Health reads are DescribeTasks of the watched tasks only: one task, one call each.
     // The resync, the health read that saw it, the read at its deadline.
     assert_eq!(sim.call_count("DescribeTasks"), 3, "{:?}", sim.calls());
+}
+
+#[tokio::test(start_paused = true)]
+async fn in_event_mode_an_agent_that_stays_away_is_drained_at_its_limit() {
+    use ecs_reconciler::events::{Event, InstanceChange};
+    let sim = Arc::new(SimAccount::new(start()));
+    let cluster_arn = sim.add_cluster("prod-web");
+    let instance = sim.add_container_instance("prod-web", "i-0abc");
+    sim.add_service("prod-web", service("web", 1));
+    let drains = crate::support::fixtures::policy(
+        "{PROVISIONING: 2m}",
+        "{drainContainerInstance: {agentDisconnected: 3m}}",
+        "{maxActionsPerHour: 100, maxInFlightPerService: 100%, pauseWhenStuckAbove: 100%}",
+    );
+    let c = controller(Arc::clone(&sim), drains, slow_resync(), Arc::default());
+    c.set_degraded(false);
+    tokio::time::advance(Duration::from_secs(30)).await;
+    c.pass(&tokio_util::sync::CancellationToken::new()).await;
+    sim.set_agent_connected("prod-web", &instance, false);
+    let gone_at = sim.now();
+    let change = InstanceChange {
+        cluster_arn,
+        container_instance_arn: instance.clone(),
+        ec2_instance_id: Some("i-0abc".into()),
+        version: 2,
+        agent_connected: false,
+        status: "ACTIVE".into(),
+    };
+    assert_eq!(
+        c.apply(Event::ContainerInstance(change), gone_at),
+        ecs_reconciler::events::Disposition::Applied
+    );
+    run_for(&c, Duration::from_secs(240)).await;
+    assert_eq!(
+        sim.call_count("UpdateContainerInstancesState"),
+        1,
+        "{:?}",
+        sim.calls()
+    );
+    assert_eq!(
+        sim.call_count("DescribeClusters"),
+        1,
+        "no resync: {:?}",
+        sim.calls()
+    );
+    let records = c.audit().records();
+    let drain = records
+        .iter()
+        .find(|r| r.outcome == Outcome::Done && r.target == instance)
+        .expect("drained");
+    let late = parse_time(&drain.time)
+        .duration_since(gone_at + Duration::from_secs(180))
+        .expect("not before the limit");
+    assert!(
+        late <= Duration::from_secs(2),
+        "drained {late:?} after the limit"
+    );
 }
