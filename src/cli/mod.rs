@@ -625,6 +625,7 @@ async fn drive<C: Cloud>(
         concurrency: settings.concurrency,
         dry_run: settings.dry_run,
         root_cause_reads: settings.root_cause_reads,
+        ..ControllerSettings::default()
     };
     info!(
         policies = policies.policies.len(),
