@@ -24,6 +24,7 @@
 //! | `pacing.overrides.*.burst`        | 1 ..= 1000                                     |
 //! | `events.queue_url`                | absent, or an SQS queue URL `https://HOST/ACCOUNT/NAME` (12-digit account) |
 //! | `events.resync`                   | 1m ..= 24h (the resync cadence while events arrive) |
+//! | `events.health_interval`          | 10s ..= 1h (health reads while events arrive)  |
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -85,6 +86,10 @@ pub struct EventsSettings {
     /// the safety net that repairs a lost event.
     #[serde(with = "humantime_serde")]
     pub resync: Duration,
+    /// How often, while events arrive, the healthy RUNNING tasks under an `unhealthy` limit
+    /// are described again (task health is not in the events).
+    #[serde(with = "humantime_serde")]
+    pub health_interval: Duration,
 }
 
 impl Default for EventsSettings {
@@ -92,6 +97,7 @@ impl Default for EventsSettings {
         EventsSettings {
             queue_url: None,
             resync: Duration::from_secs(600),
+            health_interval: Duration::from_secs(300),
         }
     }
 }
@@ -182,6 +188,11 @@ pub const OVERRIDE_BURST: (u32, u32) = (1, 1000);
 /// beyond a day a lost event is never repaired in practice.
 pub const EVENTS_RESYNC: (Duration, Duration) =
     (Duration::from_secs(60), Duration::from_secs(24 * 3600));
+
+/// `events.health_interval`: below 10 s the health reads cost more than the resync they stand
+/// in for; beyond an hour an UNHEALTHY task waits too long.
+pub const HEALTH_INTERVAL: (Duration, Duration) =
+    (Duration::from_secs(10), Duration::from_secs(3600));
 
 /// The levels a `log_level` directive may name.
 const LOG_LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
@@ -444,6 +455,10 @@ pub fn violations(s: &Settings) -> Vec<Violation> {
         s.events.queue_url.as_deref().and_then(queue_url_problem),
     );
     key("events.resync", duration_in(s.events.resync, EVENTS_RESYNC));
+    key(
+        "events.health_interval",
+        duration_in(s.events.health_interval, HEALTH_INTERVAL),
+    );
     let order = [
         (
             "aws.attempt_timeout",

@@ -26,8 +26,8 @@ use crate::cloud::read_only::ReadOnly;
 use crate::cloud::sim::{SimAccount, SimFault, build_scenario, scenario_names};
 use crate::config::{self, FlagOverrides, LogFormat, Settings};
 use crate::controller::{Controller, ControllerSettings};
+use crate::events::EventSink;
 use crate::events::pump::Pump;
-use crate::events::{Disposition, EventSink};
 use crate::logging::{self, LogGuard};
 use crate::policy::{self, PolicyMode, PolicySet};
 use crate::reload::PolicyWatcher;
@@ -592,19 +592,6 @@ struct DriveInputs {
     events: Option<SqsQueue>,
 }
 
-/// Until the controller applies events to its cache (it implements [`EventSink`] on the
-/// queue branch), events are received, read, counted and deleted, and the controller keeps
-/// its resync cadence: a resync repairs whatever an event said, so nothing is lost.
-struct ResyncCadence;
-
-impl EventSink for ResyncCadence {
-    fn apply(&self, _event: crate::events::Event, _received_at: SystemTime) -> Disposition {
-        Disposition::Applied
-    }
-
-    fn set_degraded(&self, _degraded: bool) {}
-}
-
 /// Runs the controller until shutdown (or one pass with `--once`). With `reload_dir`, the
 /// policies are reloaded from it on file changes and SIGHUP while the loop runs.
 async fn drive<C: Cloud>(
@@ -625,7 +612,8 @@ async fn drive<C: Cloud>(
         concurrency: settings.concurrency,
         dry_run: settings.dry_run,
         root_cause_reads: settings.root_cause_reads,
-        ..ControllerSettings::default()
+        event_resync: settings.events.resync,
+        health_interval: settings.events.health_interval,
     };
     info!(
         policies = policies.policies.len(),
@@ -684,9 +672,7 @@ async fn drive<C: Cloud>(
         tasks.adopt("policy reload", Arc::new(watcher).start(shutdown.clone()));
     }
     if let Some(queue) = events {
-        // HOOK(queue): the sink is `Arc::clone(&controller)` once Controller implements
-        // EventSink, and ControllerSettings.event_resync = settings.events.resync.
-        let sink: Arc<dyn EventSink> = Arc::new(ResyncCadence);
+        let sink: Arc<dyn EventSink> = Arc::clone(&controller) as Arc<dyn EventSink>;
         let pump = Pump::new(queue, sink, Arc::clone(controller.telemetry()));
         tasks.spawn("event pump", pump.run(shutdown.clone()));
     }
