@@ -32,5 +32,6 @@ mod scenarios_capacity;
 mod shared_budget;
 mod sim_account;
 mod sim_capacity;
+mod sim_events;
 mod sim_reads;
 mod supervision;

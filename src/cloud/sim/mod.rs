@@ -42,6 +42,7 @@ pub mod boot;
 pub mod calls;
 pub mod capacity;
 pub mod clock;
+pub mod events;
 pub mod fault;
 pub mod ids;
 pub mod observe;
@@ -58,6 +59,7 @@ pub use capacity::{
     ExistingInstance, GroupSpec, LaunchSpec, TemplateVersion, UserData, VersionBehavior,
     VersionSpec,
 };
+pub use events::{QueueCounts, QueueFaults, SimQueue};
 pub use fault::SimFault;
 pub use scenario::{Scenario, build_scale, build_scenario, scenario_names};
 pub use world::{REPLACEMENT_DELAY, STOPPED_RETENTION, ServiceSpec};
@@ -80,6 +82,8 @@ use world::World;
 pub struct SimAccount {
     clock: VirtualClock,
     inner: Mutex<Inner>,
+    /// Woken after a mutating call, so a waiting [`SimQueue`] sees its events at once.
+    changed: tokio::sync::Notify,
 }
 
 struct Inner {
@@ -108,6 +112,7 @@ impl SimAccount {
                 budget: None,
                 fault: None,
             }),
+            changed: tokio::sync::Notify::new(),
         }
     }
 
@@ -170,6 +175,7 @@ impl SimAccount {
             let out = f(&mut inner);
             (out, inner.calls.take_paced())
         };
+        self.changed.notify_waiters();
         // `paced.calls` is the one call whose token was taken above.
         if let Some(budget) = budget {
             for operation in &paced.throttled {
@@ -298,6 +304,7 @@ impl SimAccount {
             .current()
             .world
             .change_container_instance(cluster, arn, f);
+        self.changed.notify_waiters();
         assert!(
             changed,
             "cluster {cluster:?} has no container instance {arn:?}"

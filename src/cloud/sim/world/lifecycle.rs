@@ -21,6 +21,12 @@ pub(super) struct Event {
     kind: EventKind,
 }
 
+impl Event {
+    pub(super) fn at(&self) -> SystemTime {
+        self.at
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum EventKind {
     /// A step of one task, valid only while the task's generation is unchanged.
@@ -153,6 +159,7 @@ impl World {
                 },
             );
         }
+        self.outbox.task(&task, now);
         let c = &mut self.clusters[ci];
         c.by_id.insert(id, key);
         c.tasks.insert(
@@ -243,6 +250,8 @@ impl World {
             TaskStatus::Provisioning | TaskStatus::Deactivating | TaskStatus::Stopping => {}
         }
         t.task.last_status = status;
+        t.task.version += 1;
+        self.outbox.task(&t.task, now);
         let held = if status == TaskStatus::Stopped {
             t.task.container_instance_arn.clone()
         } else {
@@ -295,6 +304,8 @@ impl World {
         t.task.stopped_reason = Some(reason.to_string());
         t.task.stop_code = Some(stop_code.to_string());
         t.task.timestamps.stopping_at = Some(now);
+        t.task.version += 1;
+        self.outbox.task(&t.task, now);
         t.generation += 1;
         let current = t.task.last_status;
         let service = t.task.service_name().map(str::to_string);
@@ -367,14 +378,20 @@ impl World {
                         };
                         self.enter(cluster, key, next);
                     }
+                    // Neither is a state change, so neither is told (ECS's events carry no
+                    // health), but both are changes of the task.
                     Step::PullStart => {
-                        if t.task.last_status == TaskStatus::Pending {
-                            t.task.timestamps.pull_started_at.get_or_insert(self.now);
+                        if t.task.last_status == TaskStatus::Pending
+                            && t.task.timestamps.pull_started_at.is_none()
+                        {
+                            t.task.timestamps.pull_started_at = Some(self.now);
+                            t.task.version += 1;
                         }
                     }
                     Step::Unhealthy => {
                         if t.task.last_status == TaskStatus::Running {
                             t.task.health = HealthStatus::Unhealthy;
+                            t.task.version += 1;
                         }
                     }
                     Step::StopOnItsOwn => {
