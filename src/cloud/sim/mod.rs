@@ -268,6 +268,17 @@ impl SimAccount {
             .run_task(cluster, request, Some(behavior))
     }
 
+    /// Makes the task `task_arn` fail `after` from now (its essential container exits) and
+    /// the replacement its service launches at once behave as `replacement` (scenario setup;
+    /// a standalone task is not replaced). Panics on an unknown task.
+    pub fn fail_task_after(&self, task_arn: &str, after: Duration, replacement: TaskBehavior) {
+        let (cluster, id) = ids::parse_task_arn(task_arn).expect("a task ARN");
+        let mut inner = self.current();
+        let at = inner.world.now() + after;
+        let planted = inner.world.fail_task_at(cluster, id, at, replacement);
+        assert!(planted, "no task {task_arn:?}");
+    }
+
     /// Registers an ACTIVE container instance with a connected agent; returns its ARN.
     pub fn add_container_instance(&self, cluster: &str, ec2_instance_id: &str) -> String {
         self.current()

@@ -213,6 +213,8 @@ pub(crate) struct World {
     groups: BTreeMap<String, capacity::GroupState>,
     /// The events of the changes, once a queue listens (`events`).
     outbox: Outbox,
+    /// What the replacements of tasks failed by `fail_task_at` do, by failure.
+    replacements: Vec<TaskBehavior>,
 }
 
 impl World {
@@ -227,6 +229,7 @@ impl World {
             templates: BTreeMap::new(),
             groups: BTreeMap::new(),
             outbox: Outbox::default(),
+            replacements: Vec::new(),
         }
     }
 

@@ -40,6 +40,13 @@ enum EventKind {
     Launch { cluster: usize, service: String },
     /// A STOPPED task is forgotten.
     Expire { cluster: usize, key: u64 },
+    /// A running task's essential container exits; its replacement does what
+    /// `World::replacements[replacement]` says.
+    Fail {
+        cluster: usize,
+        key: u64,
+        replacement: usize,
+    },
     /// An Auto Scaling group tries again launches that failed.
     Retry { group: String },
     /// A step of an Auto Scaling group instance.
@@ -336,6 +343,58 @@ impl World {
         }
     }
 
+    /// Makes the task `id` of `cluster` fail at `at` (its essential container exits) and its
+    /// replacement, launched at once by the service scheduler, behave as `replacement`;
+    /// `false` if the cluster holds no such task.
+    pub(crate) fn fail_task_at(
+        &mut self,
+        cluster: &str,
+        id: &str,
+        at: SystemTime,
+        replacement: TaskBehavior,
+    ) -> bool {
+        let Some(&ci) = self.cluster_index.get(cluster) else {
+            return false;
+        };
+        let Some(&key) = self.clusters[ci].by_id.get(id) else {
+            return false;
+        };
+        self.replacements.push(replacement);
+        let replacement = self.replacements.len() - 1;
+        let kind = EventKind::Fail {
+            cluster: ci,
+            key,
+            replacement,
+        };
+        self.schedule(at, kind);
+        true
+    }
+
+    /// A failure planted by `fail_task_at` strikes (a task already on its way down is left
+    /// alone).
+    fn fail(&mut self, ci: usize, key: u64, replacement: usize) {
+        let Some(t) = self.clusters[ci].tasks.get(&key) else {
+            return;
+        };
+        if t.task.desired_status != DesiredStatus::Running {
+            return;
+        }
+        let service = t.task.service_name().map(str::to_string);
+        let reason = (
+            "Essential container in task exited",
+            "EssentialContainerExited",
+        );
+        self.stop(ci, key, reason, service.is_none());
+        let Some(service) = service else {
+            return;
+        };
+        let behavior = std::mem::take(&mut self.replacements[replacement]);
+        if let Some(state) = self.clusters[ci].services.get_mut(&service) {
+            state.spec.launch_behaviors.push_front(behavior);
+        }
+        self.launch_service_task(ci, &service);
+    }
+
     /// StopTask on the task with id `id`; `false` if the cluster holds no such task.
     pub(crate) fn stop_task(&mut self, cluster: &str, id: &str, reason: &str) -> bool {
         let Some(&ci) = self.cluster_index.get(cluster) else {
@@ -414,6 +473,11 @@ impl World {
                 instance,
                 step,
             } => self.instance_step(&group, &instance, step),
+            EventKind::Fail {
+                cluster,
+                key,
+                replacement,
+            } => self.fail(cluster, key, replacement),
             EventKind::Expire { cluster, key } => {
                 let c = &mut self.clusters[cluster];
                 if let Some(t) = c.tasks.remove(&key) {

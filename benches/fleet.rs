@@ -1,0 +1,475 @@
+//! Fleet run (issue 9, item 7): the real controller over a large simulated account, resync-only
+//! and event-driven side by side, paced by the API budget at its defaults (half the documented
+//! rates), in paused (virtual) tokio time.
+//!
+//! The account: 100,000 tasks over 20 clusters, one of them holding 40,000, in services of
+//! 250. 1% of the tasks fail at random moments over one hour (seeded): each one's essential
+//! container exits and the replacement its service launches hangs in PROVISIONING, PENDING or
+//! ACTIVATING. The controller runs long enough after the hour for every limit to pass.
+//!
+//! For each mode it prints: the detection delay beyond the limit (p50, p99, max; from the
+//! moment the task's clock says it crossed its limit to the first audit record about it), how
+//! many planted tasks were found, read calls per minute per category in the steady state (after
+//! the first pass) as a share of the budget, actions taken, and the resync pass time.
+//! Asserts nothing.
+//!
+//! ```sh
+//! cargo test --bench fleet               # smoke: 2,000 tasks over 4 clusters, 15 virtual minutes
+//! cargo test --bench fleet -- --full     # the full fleet, debug build
+//! cargo bench --bench fleet              # the full fleet, release build
+//! ```
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant as WallInstant, SystemTime, UNIX_EPOCH};
+
+use ecs_reconciler::audit::{AuditRecord, AuditSink, Outcome};
+use ecs_reconciler::cloud::CloudError;
+use ecs_reconciler::cloud::budget::{ApiBudget, Category, CategoryReport, PacingSettings};
+use ecs_reconciler::cloud::sim::{ServiceSpec, SimAccount, TaskBehavior};
+use ecs_reconciler::controller::{ClusterReport, Controller, ControllerSettings};
+use ecs_reconciler::domain::TaskStatus;
+use ecs_reconciler::policy::{self, PolicySet};
+use ecs_reconciler::telemetry::{Telemetry, Trigger};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// The bench's policy: the demo's limits, and a guardrail loose enough that every stuck task
+/// is acted on (the run measures detection, not the guardrail).
+const POLICY: &str = r#"
+apiVersion: ecs-reconciler/v1
+kind: RemediationPolicy
+metadata:
+  name: fleet
+spec:
+  mode: enforce
+  target:
+    clusters: ["fleet-*"]
+  stuck:
+    PROVISIONING: 10m
+    PENDING: 10m
+    ACTIVATING: 5m
+  remediate:
+    replaceTask: {}
+  guardrails:
+    maxActionsPerHour: 1000
+    maxInFlightPerService: 50%
+    pauseWhenStuckAbove: 50%
+"#;
+
+/// The limits of [`POLICY`], by state.
+fn limit(status: TaskStatus) -> Option<Duration> {
+    match status {
+        TaskStatus::Provisioning | TaskStatus::Pending => Some(Duration::from_secs(600)),
+        TaskStatus::Activating => Some(Duration::from_secs(300)),
+        _ => None,
+    }
+}
+
+const HANGS: [TaskStatus; 3] = [
+    TaskStatus::Provisioning,
+    TaskStatus::Pending,
+    TaskStatus::Activating,
+];
+
+/// The size of a fleet run.
+#[derive(Debug, Clone)]
+struct Fleet {
+    /// Tasks per cluster.
+    clusters: Vec<usize>,
+    per_service: usize,
+    /// Share of the tasks that fail and whose replacement hangs.
+    stuck_share: f64,
+    /// The failures fall at random moments within this time from the start.
+    failures_over: Duration,
+    /// How long the controller runs.
+    run_for: Duration,
+    /// Reads before this are the first pass; the steady state is after.
+    warmup: Duration,
+    seed: u64,
+}
+
+impl Fleet {
+    fn full() -> Self {
+        let mut clusters = vec![40_000];
+        // 60,000 over the other 19: 3,157 or 3,158 each.
+        for i in 0..19 {
+            clusters.push(60_000 / 19 + usize::from(i < 60_000 % 19));
+        }
+        Fleet {
+            clusters,
+            per_service: 250,
+            stuck_share: 0.01,
+            failures_over: Duration::from_secs(3600),
+            run_for: Duration::from_secs(3600 + 20 * 60),
+            warmup: Duration::from_secs(10 * 60),
+            seed: 9,
+        }
+    }
+
+    fn smoke() -> Self {
+        Fleet {
+            clusters: vec![800, 400, 400, 400],
+            per_service: 100,
+            stuck_share: 0.01,
+            failures_over: Duration::from_secs(5 * 60),
+            run_for: Duration::from_secs(17 * 60),
+            warmup: Duration::from_secs(2 * 60),
+            seed: 9,
+        }
+    }
+
+    fn tasks(&self) -> usize {
+        self.clusters.iter().sum()
+    }
+}
+
+/// Resync-only, or driven by the simulated account's events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Resync,
+    Events,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Resync => "resync",
+            Mode::Events => "events",
+        }
+    }
+}
+
+/// What one mode measured.
+#[derive(Debug, Clone, Default)]
+struct Figures {
+    planted: usize,
+    /// Detection delay beyond the limit of each planted task found, sorted.
+    delays: Vec<Duration>,
+    /// Steady-state calls per category, with the budget per second.
+    steady: Vec<(Category, u64, f64)>,
+    steady_minutes: f64,
+    actions_done: usize,
+    /// Time each resync reconcile of a cluster took, and the time between two resyncs of the
+    /// largest cluster (when a task there is looked at again).
+    resync_took: Vec<Duration>,
+    resync_interval: Vec<Duration>,
+    reconciles: HashMap<Trigger, usize>,
+    wall: Duration,
+}
+
+/// Listens to the controller: the first audit record about each task, actions done, and the
+/// time of every reconcile.
+struct Recorder {
+    began: Instant,
+    largest: String,
+    state: Mutex<Recorded>,
+}
+
+#[derive(Default)]
+struct Recorded {
+    /// Task ARN -> the delay beyond its limit at its first record.
+    first_record: HashMap<String, Duration>,
+    done: usize,
+    resync_took: Vec<Duration>,
+    largest_resyncs: Vec<Instant>,
+    reconciles: HashMap<Trigger, usize>,
+}
+
+impl Recorder {
+    fn new(largest: &str) -> Self {
+        Recorder {
+            began: Instant::now(),
+            largest: largest.to_string(),
+            state: Mutex::new(Recorded::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Recorded> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// How long after its limit the task of `record` is recorded, by its evidence (the clock the
+/// diagnosis started, and the state), at virtual time `now`.
+fn beyond_limit(record: &AuditRecord, now: SystemTime) -> Option<Duration> {
+    let status = TaskStatus::parse(record.evidence.get("lastStatus")?)?;
+    let since = humantime::parse_rfc3339(record.evidence.get("clockStartedAt")?).ok()?;
+    let deadline = since + limit(status)?;
+    Some(now.duration_since(deadline).unwrap_or(Duration::ZERO))
+}
+
+impl Telemetry for Recorder {
+    fn reconciled(
+        &self,
+        cluster: &str,
+        trigger: Trigger,
+        _result: Result<&ClusterReport, &CloudError>,
+        took: Duration,
+    ) {
+        let mut state = self.lock();
+        *state.reconciles.entry(trigger).or_default() += 1;
+        if trigger == Trigger::Resync {
+            state.resync_took.push(took);
+            if cluster == self.largest {
+                state.largest_resyncs.push(Instant::now());
+            }
+        }
+    }
+
+    fn recorded(&self, record: &AuditRecord) {
+        let now = start() + self.began.elapsed();
+        let mut state = self.lock();
+        if record.outcome == Outcome::Done {
+            state.done += 1;
+        }
+        if !state.first_record.contains_key(&record.target)
+            && let Some(delay) = beyond_limit(record, now)
+        {
+            state.first_record.insert(record.target.clone(), delay);
+        }
+    }
+}
+
+fn start() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_900_000_000)
+}
+
+/// SplitMix64, for the planted failures.
+struct Seeded(u64);
+
+impl Seeded {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut x = self.0;
+        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        x ^ (x >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+fn cluster_name(i: usize) -> String {
+    format!("fleet-{i:02}")
+}
+
+/// The account, with its failures planted; how many were planted.
+fn build(fleet: &Fleet) -> (Arc<SimAccount>, usize) {
+    let sim = Arc::new(SimAccount::new(start()));
+    for (c, &tasks) in fleet.clusters.iter().enumerate() {
+        let cluster = cluster_name(c);
+        sim.add_cluster(&cluster);
+        for i in 0..10 {
+            sim.add_container_instance(&cluster, &format!("i-{c:02}{i:015x}"));
+        }
+        for s in 0..tasks.div_ceil(fleet.per_service) {
+            let count = fleet.per_service.min(tasks - s * fleet.per_service);
+            sim.add_service(
+                &cluster,
+                ServiceSpec::new(&format!("svc-{s:03}"), count as u32),
+            );
+        }
+    }
+    let mut rng = Seeded(fleet.seed);
+    let mut arns: Vec<String> = fleet
+        .clusters
+        .iter()
+        .enumerate()
+        .flat_map(|(c, _)| sim.tasks(&cluster_name(c)).into_iter().map(|t| t.arn))
+        .collect();
+    let stuck = (fleet.tasks() as f64 * fleet.stuck_share).round() as usize;
+    let over = fleet.failures_over.as_millis() as u64;
+    for n in 0..stuck {
+        // A partial Fisher-Yates draw: distinct tasks.
+        let pick = n + rng.below((arns.len() - n) as u64) as usize;
+        arns.swap(n, pick);
+        let after = Duration::from_millis(rng.below(over));
+        let hang = HANGS[rng.below(HANGS.len() as u64) as usize];
+        sim.fail_task_after(&arns[n], after, TaskBehavior::hangs_in(hang));
+    }
+    (sim, stuck)
+}
+
+fn policies() -> PolicySet {
+    let policies = policy::parse_str(std::path::Path::new("<fleet bench policy>"), POLICY)
+        .expect("the bench policy is valid");
+    PolicySet {
+        policies,
+        fingerprint: "fleet-bench".into(),
+    }
+}
+
+/// Runs one mode over a fresh account in its own paused runtime.
+fn run_mode(fleet: &Fleet, mode: Mode) -> Option<Figures> {
+    let wall = WallInstant::now();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .expect("a tokio runtime");
+    let mut figures = runtime.block_on(run_controller(fleet.clone(), mode))?;
+    figures.wall = wall.elapsed();
+    Some(figures)
+}
+
+async fn run_controller(fleet: Fleet, mode: Mode) -> Option<Figures> {
+    let (sim, planted) = build(&fleet);
+    let budget = Arc::new(ApiBudget::new(&PacingSettings::default()).expect("defaults"));
+    sim.set_budget(Some(Arc::clone(&budget)));
+    let recorder = Arc::new(Recorder::new(&cluster_name(0)));
+    let settings = ControllerSettings {
+        resync: Duration::from_secs(30),
+        concurrency: 4,
+        dry_run: false,
+        root_cause_reads: true,
+    };
+    let controller = Controller::new(Arc::clone(&sim), policies(), settings, AuditSink::memory())
+        .with_telemetry(Arc::clone(&recorder) as Arc<dyn Telemetry>);
+    let controller = Arc::new(controller);
+    let token = CancellationToken::new();
+    let looping = match mode {
+        Mode::Resync => tokio::spawn(Arc::clone(&controller).run(token.clone())),
+        Mode::Events => return None,
+    };
+    tokio::time::sleep(fleet.warmup).await;
+    let first_pass = budget.report();
+    tokio::time::sleep(fleet.run_for - fleet.warmup).await;
+    let end = budget.report();
+    token.cancel();
+    let _ = looping.await;
+
+    let recorded = recorder.lock();
+    let mut delays: Vec<Duration> = recorded.first_record.values().copied().collect();
+    delays.sort();
+    let steady = steady_calls(&first_pass, &end);
+    let resync_interval = recorded
+        .largest_resyncs
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .collect();
+    Some(Figures {
+        planted,
+        delays,
+        steady,
+        steady_minutes: (fleet.run_for - fleet.warmup).as_secs_f64() / 60.0,
+        actions_done: recorded.done,
+        resync_took: recorded.resync_took.clone(),
+        resync_interval,
+        reconciles: recorded.reconciles.clone(),
+        wall: Duration::ZERO,
+    })
+}
+
+/// Calls per category between the two reports, with the budget per second at the end.
+fn steady_calls(before: &[CategoryReport], after: &[CategoryReport]) -> Vec<(Category, u64, f64)> {
+    after
+        .iter()
+        .map(|a| {
+            let earlier = before
+                .iter()
+                .find(|b| b.category == a.category)
+                .map_or(0, |b| b.calls);
+            (a.category, a.calls - earlier, a.budget_per_sec)
+        })
+        .filter(|(_, calls, _)| *calls > 0)
+        .collect()
+}
+
+fn percentile(sorted: &[Duration], p: usize) -> Option<Duration> {
+    let last = sorted.len().checked_sub(1)?;
+    Some(sorted[last * p / 100])
+}
+
+fn secs(d: Option<Duration>) -> String {
+    d.map_or("-".to_string(), |d| format!("{:.1}s", d.as_secs_f64()))
+}
+
+fn table(fleet: &Fleet, modes: &[(Mode, Option<Figures>)]) -> String {
+    let mut out = format!(
+        "fleet run: {} tasks over {} clusters (largest {}), {:.0}% failing over {:?} with \
+         hanging replacements; controller for {:?} of virtual time, default half budget\n",
+        fleet.tasks(),
+        fleet.clusters.len(),
+        fleet.clusters.iter().max().unwrap_or(&0),
+        fleet.stuck_share * 100.0,
+        fleet.failures_over,
+        fleet.run_for,
+    );
+    for (mode, figures) in modes {
+        let Some(f) = figures else {
+            out.push_str(&format!("\n[{}] not run\n", mode.name()));
+            continue;
+        };
+        out.push_str(&format!(
+            "\n[{}] detection beyond the limit: p50 {}  p99 {}  max {}  ({} of {} planted found)\n",
+            mode.name(),
+            secs(percentile(&f.delays, 50)),
+            secs(percentile(&f.delays, 99)),
+            secs(f.delays.last().copied()),
+            f.delays.len(),
+            f.planted,
+        ));
+        out.push_str(&format!(
+            "  actions done: {}; reconciles: {}\n",
+            f.actions_done,
+            reconciles(f)
+        ));
+        if !f.resync_took.is_empty() {
+            let mut took = f.resync_took.clone();
+            took.sort();
+            let mut interval = f.resync_interval.clone();
+            interval.sort();
+            out.push_str(&format!(
+                "  resync pass: a cluster's reconcile p50 {}, max {}; the largest cluster \
+                 looked at again every {} (max {})\n",
+                secs(percentile(&took, 50)),
+                secs(took.last().copied()),
+                secs(percentile(&interval, 50)),
+                secs(interval.last().copied()),
+            ));
+        }
+        out.push_str(&format!(
+            "  steady state ({:.0} min) {:<24} {:>10} {:>10} {:>10}\n",
+            f.steady_minutes, "category", "calls/min", "budget/min", "share"
+        ));
+        for (category, calls, per_sec) in &f.steady {
+            let per_min = *calls as f64 / f.steady_minutes.max(1.0 / 60.0);
+            let budget_min = per_sec * 60.0;
+            out.push_str(&format!(
+                "  {:<39} {:>10.1} {:>10.0} {:>9.1}%\n",
+                category.key(),
+                per_min,
+                budget_min,
+                100.0 * per_min / budget_min.max(f64::MIN_POSITIVE),
+            ));
+        }
+        out.push_str(&format!("  wall-clock {:.2?}\n", f.wall));
+    }
+    out
+}
+
+fn reconciles(f: &Figures) -> String {
+    let mut parts: Vec<String> = Trigger::ALL
+        .iter()
+        .filter_map(|t| f.reconciles.get(t).map(|n| format!("{} {n}", t.as_str())))
+        .collect();
+    if parts.is_empty() {
+        parts.push("none".to_string());
+    }
+    parts.join(", ")
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    // `cargo bench` passes --bench; `cargo test --benches` passes nothing: a smoke run.
+    let full = args.iter().any(|a| a == "--full" || a == "--bench");
+    let fleet = if full { Fleet::full() } else { Fleet::smoke() };
+    let modes: Vec<(Mode, Option<Figures>)> = [Mode::Resync, Mode::Events]
+        .into_iter()
+        .map(|mode| (mode, run_mode(&fleet, mode)))
+        .collect();
+    print!("{}", table(&fleet, &modes));
+}
