@@ -19,7 +19,7 @@
 //! cargo bench --bench fleet              # the full fleet, release build
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant as WallInstant, SystemTime, UNIX_EPOCH};
 
@@ -150,6 +150,7 @@ struct Figures {
     steady: Vec<(Category, u64, f64)>,
     steady_minutes: f64,
     actions_done: usize,
+    outcomes: BTreeMap<String, usize>,
     /// Time each resync reconcile of a cluster took, and the time between two resyncs of the
     /// largest cluster (when a task there is looked at again).
     resync_took: Vec<Duration>,
@@ -171,6 +172,8 @@ struct Recorded {
     /// Task ARN -> the delay beyond its limit at its first record.
     first_record: HashMap<String, Duration>,
     done: usize,
+    /// Records of task actions by outcome (`done`, `skipped:maxActionsPerHour`, ...).
+    outcomes: BTreeMap<String, usize>,
     resync_took: Vec<Duration>,
     largest_resyncs: Vec<Instant>,
     reconciles: HashMap<Trigger, usize>,
@@ -222,6 +225,12 @@ impl Telemetry for Recorder {
         let mut state = self.lock();
         if record.outcome == Outcome::Done {
             state.done += 1;
+        }
+        if record.outcome != Outcome::Started {
+            *state
+                .outcomes
+                .entry(record.outcome.to_string())
+                .or_default() += 1;
         }
         if !state.first_record.contains_key(&record.target)
             && let Some(delay) = beyond_limit(record, now)
@@ -356,6 +365,7 @@ async fn run_controller(fleet: Fleet, mode: Mode) -> Option<Figures> {
         steady,
         steady_minutes: (fleet.run_for - fleet.warmup).as_secs_f64() / 60.0,
         actions_done: recorded.done,
+        outcomes: recorded.outcomes.clone(),
         resync_took: recorded.resync_took.clone(),
         resync_interval,
         reconciles: recorded.reconciles.clone(),
@@ -412,9 +422,11 @@ fn table(fleet: &Fleet, modes: &[(Mode, Option<Figures>)]) -> String {
             f.delays.len(),
             f.planted,
         ));
+        let outcomes: Vec<String> = f.outcomes.iter().map(|(o, n)| format!("{o} {n}")).collect();
         out.push_str(&format!(
-            "  actions done: {}; reconciles: {}\n",
+            "  actions done: {} (records: {}); reconciles: {}\n",
             f.actions_done,
+            outcomes.join(", "),
             reconciles(f)
         ));
         if !f.resync_took.is_empty() {

@@ -13,7 +13,8 @@
 //! The queue behaves as SQS with long polling: a receive returns up to [`RECEIVE_MAX`]
 //! messages, waiting (on the virtual clock) up to [`RECEIVE_WAIT`] for the first; a delivery
 //! not deleted by its receipt comes back after [`VISIBILITY_TIMEOUT`]. Its [`QueueFaults`]
-//! delay, duplicate, reorder and drop events, deterministically for a seed.
+//! delay, duplicate, reorder (a random further delay within a window) and drop events,
+//! deterministically for a seed.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
@@ -261,9 +262,10 @@ pub struct QueueFaults {
     pub delay: Duration,
     /// The chance (0 to 1) that an event is delivered twice (as two messages).
     pub duplicate: f64,
-    /// Each receive shuffles the first this many visible messages before taking up to
-    /// [`RECEIVE_MAX`] of them (0 or 1: oldest first).
-    pub reorder_window: usize,
+    /// Each message (a duplicate too) turns visible after a further random part of this
+    /// window, so the events of one window arrive shuffled, and a copy may arrive after newer
+    /// events (zero: in order).
+    pub reorder_window: Duration,
     /// The chance (0 to 1) that an event is never delivered.
     pub drop: f64,
     /// Seeds every random choice above: the same seed and changes give the same deliveries.
@@ -275,7 +277,7 @@ impl Default for QueueFaults {
         QueueFaults {
             delay: Duration::ZERO,
             duplicate: 0.0,
-            reorder_window: 0,
+            reorder_window: Duration::ZERO,
             drop: 0.0,
             seed: 0,
         }
@@ -410,24 +412,22 @@ impl QueueState {
         let body = serde_json::to_string(envelope).unwrap_or_default();
         for _ in 0..copies {
             self.next_message += 1;
+            let shuffle = self.rng.within(self.faults.reorder_window);
             self.messages.push(Stored {
                 id: format!("sim-message-{}", self.next_message),
                 body: body.clone(),
-                visible_at: at + self.faults.delay,
+                visible_at: at + self.faults.delay + shuffle,
                 receipt: None,
             });
         }
     }
 
-    /// Up to [`RECEIVE_MAX`] visible messages (the first window shuffled), now invisible.
+    /// Up to [`RECEIVE_MAX`] visible messages, the earliest visible first, now invisible.
     fn deliver(&mut self, now: SystemTime) -> Vec<Message> {
         let mut visible: Vec<usize> = (0..self.messages.len())
             .filter(|&i| self.messages[i].visible_at <= now)
             .collect();
-        let window = self.faults.reorder_window.min(visible.len());
-        if window > 1 {
-            self.rng.shuffle(&mut visible[..window]);
-        }
+        visible.sort_by_key(|&i| self.messages[i].visible_at);
         visible.truncate(RECEIVE_MAX);
         let mut out = Vec::with_capacity(visible.len());
         for i in visible {
@@ -510,10 +510,12 @@ impl SplitMix {
         ((self.next() >> 11) as f64 / (1u64 << 53) as f64) < p
     }
 
-    fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            let j = (self.next() % (i as u64 + 1)) as usize;
-            items.swap(i, j);
+    /// A uniform random part of `window` (to the millisecond); draws nothing for zero.
+    fn within(&mut self, window: Duration) -> Duration {
+        let millis = window.as_millis() as u64;
+        if millis == 0 {
+            return Duration::ZERO;
         }
+        Duration::from_millis(self.next() % millis)
     }
 }
