@@ -22,6 +22,8 @@
 //! | `pacing.window`                   | 1s ..= 1h                                      |
 //! | `pacing.overrides.*.per_second`   | above 0, at most 1000                          |
 //! | `pacing.overrides.*.burst`        | 1 ..= 1000                                     |
+//! | `events.queue_url`                | absent, or an SQS queue URL `https://HOST/ACCOUNT/NAME` (12-digit account) |
+//! | `events.resync`                   | 1m ..= 24h (the resync cadence while events arrive) |
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -72,6 +74,28 @@ impl Default for AwsClientSettings {
     }
 }
 
+/// The EventBridge events read through SQS (`[events]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsSettings {
+    /// The queue EventBridge's rules fill (`deploy/events/`); absent: no events, every
+    /// cluster is listed and described every `resync`.
+    pub queue_url: Option<String>,
+    /// How often every cluster is still listed and described in full while events arrive:
+    /// the safety net that repairs a lost event.
+    #[serde(with = "humantime_serde")]
+    pub resync: Duration,
+}
+
+impl Default for EventsSettings {
+    fn default() -> Self {
+        EventsSettings {
+            queue_url: None,
+            resync: Duration::from_secs(600),
+        }
+    }
+}
+
 /// Every setting, after all sources are merged.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -101,6 +125,8 @@ pub struct Settings {
     /// Whether diagnosis reads boot output, launch template versions, scaling activities and
     /// instance types to find root causes (`docs/causes.md`); `false` makes none of those calls.
     pub root_cause_reads: bool,
+    /// EventBridge events through SQS (`[events]`).
+    pub events: EventsSettings,
 }
 
 impl Default for Settings {
@@ -117,6 +143,7 @@ impl Default for Settings {
             aws: AwsClientSettings::default(),
             pacing: PacingSettings::default(),
             root_cause_reads: true,
+            events: EventsSettings::default(),
         }
     }
 }
@@ -151,6 +178,11 @@ pub const MAX_OVERRIDE_PER_SECOND: f64 = 1000.0;
 /// `pacing.overrides.*.burst`.
 pub const OVERRIDE_BURST: (u32, u32) = (1, 1000);
 
+/// `events.resync`: below a minute the safety net costs as much as resync without events;
+/// beyond a day a lost event is never repaired in practice.
+pub const EVENTS_RESYNC: (Duration, Duration) =
+    (Duration::from_secs(60), Duration::from_secs(24 * 3600));
+
 /// The levels a `log_level` directive may name.
 const LOG_LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
 
@@ -172,6 +204,24 @@ pub struct FlagOverrides {
     pub audit_log: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
+    /// `--events-queue URL`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events: Option<EventsFlags>,
+}
+
+/// The flags of `[events]`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct EventsFlags {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_url: Option<String>,
+}
+
+/// The flag that sets a key, when its name is not the key's (`--events-queue`).
+fn flag_of(key: &str) -> String {
+    match key {
+        "events.queue_url" => "--events-queue".to_string(),
+        _ => format!("--{}", key.replace('_', "-")),
+    }
 }
 
 /// Where a configured value came from.
@@ -389,6 +439,11 @@ pub fn violations(s: &Settings) -> Vec<Violation> {
     );
     key("aws.max_attempts", count_in(aws.max_attempts, MAX_ATTEMPTS));
     pacing_violations(&s.pacing, &mut key);
+    key(
+        "events.queue_url",
+        s.events.queue_url.as_deref().and_then(queue_url_problem),
+    );
+    key("events.resync", duration_in(s.events.resync, EVENTS_RESYNC));
     let order = [
         (
             "aws.attempt_timeout",
@@ -444,6 +499,48 @@ fn pacing_violations(p: &PacingSettings, key: &mut impl FnMut(&str, Option<Probl
             &format!("pacing.overrides.{category}.burst"),
             count_in(rate.burst, OVERRIDE_BURST),
         );
+    }
+}
+
+/// What an SQS queue URL looks like: `https://sqs.REGION.amazonaws.com/ACCOUNT/NAME` on AWS
+/// (any host for an emulator, `http` too), a 12-digit account, a queue name of 1 to 80 letters,
+/// digits, `-` and `_` (with `.fifo` after it for a FIFO queue).
+pub const QUEUE_URL_FORM: &str =
+    "an SQS queue URL like https://sqs.us-east-1.amazonaws.com/123456789012/NAME";
+
+/// Why `url` is not an SQS queue URL, if it is not.
+pub fn queue_url_problem(url: &str) -> Option<Problem> {
+    let bad = || {
+        Some(Problem::OutOfRange {
+            valid: QUEUE_URL_FORM,
+            got: format!("{url:?}"),
+        })
+    };
+    let Some(rest) = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+    else {
+        return bad();
+    };
+    let parts: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
+    let [host, account, name] = parts.as_slice() else {
+        return bad();
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'));
+    let account_ok = account.len() == 12 && account.chars().all(|c| c.is_ascii_digit());
+    let base = name.strip_suffix(".fifo").unwrap_or(name);
+    let name_ok = (1..=80).contains(&name.len())
+        && !base.is_empty()
+        && base
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'));
+    if host_ok && account_ok && name_ok {
+        None
+    } else {
+        bad()
     }
 }
 
@@ -532,7 +629,7 @@ impl Locator<'_> {
     fn origin_of(&self, metadata: &Metadata, key: &str) -> Option<Origin> {
         match (metadata.name.as_ref(), &metadata.source) {
             (DEFAULTS_NAME, _) => Some(Origin::BuiltInDefault),
-            (FLAGS_NAME, _) => Some(Origin::Flag(format!("--{}", key.replace('_', "-")))),
+            (FLAGS_NAME, _) => Some(Origin::Flag(flag_of(key))),
             (_, Some(Source::File(path))) => Some(Origin::File(absolute(path))),
             (name, _) if name.contains("environment variable") => Some(Origin::EnvVar(format!(
                 "{}{}",

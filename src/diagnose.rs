@@ -145,6 +145,17 @@ impl Sightings {
         }
     }
 
+    /// Records that the task was seen in `condition` at `at` (an event's sighting, between
+    /// observations); an earlier sighting is kept. [`Sightings::record`] forgets it once a
+    /// snapshot shows the task out of the condition.
+    pub fn saw(&mut self, task_arn: &str, condition: Condition, at: SystemTime) {
+        let seen = self
+            .first_seen
+            .entry((task_arn.to_string(), condition.sighting_key()))
+            .or_insert(at);
+        *seen = (*seen).min(at);
+    }
+
     /// When the container instance was first seen with its agent disconnected, if it was.
     pub fn first_disconnected(&self, container_instance_arn: &str) -> Option<SystemTime> {
         self.first_seen
@@ -232,18 +243,7 @@ fn diagnose_task(
     sightings: &Sightings,
     now: SystemTime,
 ) -> Option<Finding> {
-    let (condition, limit) = match (task.desired_status, task.last_status) {
-        (DesiredStatus::Running, status) if status.is_way_up() => {
-            (Condition::InState(status), policy.stuck.limit_for(status)?)
-        }
-        (DesiredStatus::Running, TaskStatus::Running) if task.health == HealthStatus::Unhealthy => {
-            (Condition::Unhealthy, policy.stuck.unhealthy?)
-        }
-        (DesiredStatus::Stopped, status) if status.is_way_down() => {
-            (Condition::InState(status), policy.stuck.limit_for(status)?)
-        }
-        _ => return None,
-    };
+    let (condition, limit) = watched_condition(task, policy)?;
     let (since, clock) = clock_start(task, condition, sightings)?;
     let elapsed = now.duration_since(since).unwrap_or(Duration::ZERO);
     if elapsed <= limit {
@@ -306,12 +306,41 @@ fn diagnose_task(
     })
 }
 
+/// The condition the policy watches the task in right now, with the policy's limit for it;
+/// `None` when the task is in no watched state (or the policy sets no limit for it). Diagnosis
+/// and the task deadlines (`src/deadline.rs`) share this rule.
+pub fn watched_condition(task: &Task, policy: &Policy) -> Option<(Condition, Duration)> {
+    match (task.desired_status, task.last_status) {
+        (DesiredStatus::Running, status) if status.is_way_up() => {
+            Some((Condition::InState(status), policy.stuck.limit_for(status)?))
+        }
+        (DesiredStatus::Running, TaskStatus::Running) if task.health == HealthStatus::Unhealthy => {
+            Some((Condition::Unhealthy, policy.stuck.unhealthy?))
+        }
+        (DesiredStatus::Stopped, status) if status.is_way_down() => {
+            Some((Condition::InState(status), policy.stuck.limit_for(status)?))
+        }
+        _ => None,
+    }
+}
+
 /// When the task entered the condition, and which fact says so. `None` when there is no
 /// evidence at all (not even a sighting): then the task is not judged yet.
 fn clock_start(
     task: &Task,
     condition: Condition,
     sightings: &Sightings,
+) -> Option<(SystemTime, &'static str)> {
+    entry_time(task, condition, sightings.first_seen(&task.arn, condition))
+}
+
+/// When the task entered the condition: the documented timestamp (docs/design.md §2), or else
+/// `first_seen`, the controller's first sighting of it there. Diagnosis and the task deadlines
+/// share this rule.
+pub fn entry_time(
+    task: &Task,
+    condition: Condition,
+    first_seen: Option<SystemTime>,
 ) -> Option<(SystemTime, &'static str)> {
     let ts = &task.timestamps;
     let documented: Option<(SystemTime, &'static str)> = match condition {
@@ -330,11 +359,7 @@ fn clock_start(
         }
         _ => None,
     };
-    documented.or_else(|| {
-        sightings
-            .first_seen(&task.arn, condition)
-            .map(|t| (t, "firstSeenByController"))
-    })
+    documented.or_else(|| first_seen.map(|t| (t, "firstSeenByController")))
 }
 
 fn latest(candidates: &[(Option<SystemTime>, &'static str)]) -> Option<(SystemTime, &'static str)> {

@@ -32,12 +32,14 @@
 //! - [`config`], [`cli`], [`demo`]: the shell.
 
 pub mod audit;
+pub mod cache;
 pub mod capacity;
 pub mod causes;
 pub mod cli;
 pub mod cloud;
 pub mod config;
 pub mod controller;
+pub mod deadline;
 pub mod decision;
 pub mod demo;
 pub mod diagnose;
@@ -49,6 +51,7 @@ pub mod logging;
 pub mod plan;
 pub mod policy;
 pub mod prose;
+pub mod queue;
 pub mod reload;
 pub mod supervise;
 pub mod telemetry;

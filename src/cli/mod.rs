@@ -19,12 +19,15 @@ use tracing::{error, info, warn};
 
 use crate::audit::{AuditSink, mode_name};
 use crate::cloud::Cloud;
+use crate::cloud::aws::sqs::SqsQueue;
 use crate::cloud::aws::{AwsCloud, AwsSettings};
 use crate::cloud::budget::ApiBudget;
 use crate::cloud::read_only::ReadOnly;
 use crate::cloud::sim::{SimAccount, SimFault, build_scenario, scenario_names};
 use crate::config::{self, FlagOverrides, LogFormat, Settings};
 use crate::controller::{Controller, ControllerSettings};
+use crate::events::pump::Pump;
+use crate::events::{Disposition, EventSink};
 use crate::logging::{self, LogGuard};
 use crate::policy::{self, PolicyMode, PolicySet};
 use crate::reload::PolicyWatcher;
@@ -115,6 +118,11 @@ pub struct RunArgs {
         value_parser = duration_text
     )]
     pub sim_for: String,
+    /// Read EventBridge events from this SQS queue (deploy/events/ has the rules), so stuck
+    /// tasks are seen as they change instead of at the next resync. Wins over
+    /// `[events] queue_url`.
+    #[arg(long, value_name = "URL", conflicts_with = "sim")]
+    pub events_queue: Option<String>,
     /// Test-only: make the simulated account strike a fault in every observation.
     #[arg(long, value_name = "FAULT", requires = "sim", hide = true)]
     pub sim_fault: Option<SimFault>,
@@ -292,6 +300,9 @@ fn flags_of(cli: &Cli) -> FlagOverrides {
             flags.concurrency = a.concurrency;
             flags.dry_run = a.dry_run.then_some(true);
             flags.audit_log = a.audit_log.clone();
+            flags.events = a.events_queue.clone().map(|url| config::EventsFlags {
+                queue_url: Some(url),
+            });
         }
         Command::Plan(a) => flags.policies = a.policy.policies.clone(),
         Command::Explain(a) => flags.policies = a.policy.policies.clone(),
@@ -519,22 +530,17 @@ async fn run(args: RunArgs, settings: Settings) -> ExitCode {
         // The scenario's built-in policies have no directory to watch.
         let reload_dir = args.policy.policies.clone();
         // A dry run on the simulator is read-only by construction too (docs/design.md §4).
+        let inputs = DriveInputs {
+            policies,
+            reload_dir,
+            audit,
+            // The simulated account's events are its own, in process.
+            events: None,
+        };
         return if settings.dry_run {
-            drive(
-                ReadOnly::new(account),
-                policies,
-                reload_dir,
-                audit,
-                &budget,
-                &args,
-                &settings,
-            )
-            .await
+            drive(ReadOnly::new(account), inputs, &budget, &args, &settings).await
         } else {
-            drive(
-                account, policies, reload_dir, audit, &budget, &args, &settings,
-            )
-            .await
+            drive(account, inputs, &budget, &args, &settings).await
         };
     }
     let Some(policies) = load_policies(&settings.policies) else {
@@ -544,39 +550,82 @@ async fn run(args: RunArgs, settings: Settings) -> ExitCode {
         Ok(c) => c,
         Err(e) => return startup_error(&e),
     };
+    let events = match event_queue(&settings, &args).await {
+        Ok(q) => q,
+        Err(e) => return startup_error(&e),
+    };
     let reload_dir = Some(settings.policies.clone());
+    let inputs = DriveInputs {
+        policies,
+        reload_dir,
+        audit,
+        events,
+    };
     if settings.dry_run {
-        drive(
-            ReadOnly::new(aws),
-            policies,
-            reload_dir,
-            audit,
-            &budget,
-            &args,
-            &settings,
-        )
-        .await
+        drive(ReadOnly::new(aws), inputs, &budget, &args, &settings).await
     } else {
-        drive(aws, policies, reload_dir, audit, &budget, &args, &settings).await
+        drive(aws, inputs, &budget, &args, &settings).await
     }
+}
+
+/// The event queue of `[events] queue_url` (or `--events-queue`), checked once: a missing
+/// queue or one the role may not read is a one-line error. None without a queue, and with
+/// `--once` (one pass needs no events).
+async fn event_queue(settings: &Settings, args: &RunArgs) -> Result<Option<SqsQueue>, String> {
+    let Some(url) = settings.events.queue_url.as_deref() else {
+        return Ok(None);
+    };
+    if args.once {
+        return Ok(None);
+    }
+    let queue = SqsQueue::from_env(&aws_settings(settings), url).await;
+    let arn = queue.check().await.map_err(|e| e.to_string())?;
+    info!(queue = %url, arn = %arn, "reading events");
+    Ok(Some(queue))
+}
+
+/// What `drive` runs besides the cloud.
+struct DriveInputs {
+    policies: PolicySet,
+    reload_dir: Option<PathBuf>,
+    audit: AuditSink,
+    events: Option<SqsQueue>,
+}
+
+/// Until the controller applies events to its cache (it implements [`EventSink`] on the
+/// queue branch), events are received, read, counted and deleted, and the controller keeps
+/// its resync cadence: a resync repairs whatever an event said, so nothing is lost.
+struct ResyncCadence;
+
+impl EventSink for ResyncCadence {
+    fn apply(&self, _event: crate::events::Event, _received_at: SystemTime) -> Disposition {
+        Disposition::Applied
+    }
+
+    fn set_degraded(&self, _degraded: bool) {}
 }
 
 /// Runs the controller until shutdown (or one pass with `--once`). With `reload_dir`, the
 /// policies are reloaded from it on file changes and SIGHUP while the loop runs.
 async fn drive<C: Cloud>(
     cloud: C,
-    policies: PolicySet,
-    reload_dir: Option<PathBuf>,
-    audit: AuditSink,
+    inputs: DriveInputs,
     budget: &ApiBudget,
     args: &RunArgs,
     settings: &Settings,
 ) -> ExitCode {
+    let DriveInputs {
+        policies,
+        reload_dir,
+        audit,
+        events,
+    } = inputs;
     let controller_settings = ControllerSettings {
         resync: settings.resync,
         concurrency: settings.concurrency,
         dry_run: settings.dry_run,
         root_cause_reads: settings.root_cause_reads,
+        ..ControllerSettings::default()
     };
     info!(
         policies = policies.policies.len(),
@@ -633,6 +682,13 @@ async fn drive<C: Cloud>(
         let watcher =
             PolicyWatcher::new(dir, initial).on_change(move |set| target.set_policies(set));
         tasks.adopt("policy reload", Arc::new(watcher).start(shutdown.clone()));
+    }
+    if let Some(queue) = events {
+        // HOOK(queue): the sink is `Arc::clone(&controller)` once Controller implements
+        // EventSink, and ControllerSettings.event_resync = settings.events.resync.
+        let sink: Arc<dyn EventSink> = Arc::new(ResyncCadence);
+        let pump = Pump::new(queue, sink, Arc::clone(controller.telemetry()));
+        tasks.spawn("event pump", pump.run(shutdown.clone()));
     }
     tasks.spawn(
         "controller loop",

@@ -121,9 +121,13 @@ pub struct ServiceActionDetail {
     pub cluster_arn: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<String>,
-    /// E.g. `RESOURCE:MEMORY`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    /// Why, for SERVICE_TASK_PLACEMENT_FAILURE: e.g. `["RESOURCE:MEMORY"]` (AWS sends an
+    /// array named `reasons`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+    /// The capacity providers the service tried, for a placement failure.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capacity_provider_arns: Vec<String>,
 }
 
 /// `detail` of the Auto Scaling launch events (Successful and Unsuccessful).

@@ -12,6 +12,8 @@
 //! [`Disposition`], never left on the queue to poison it.
 
 pub mod envelope;
+pub mod parse;
+pub mod pump;
 
 use std::fmt;
 use std::future::Future;
@@ -127,7 +129,8 @@ pub enum Disposition {
     /// About a cluster (or group) no policy selects.
     OutOfScope,
     /// A task or container instance event whose version is older than (or the same as) the
-    /// cached picture.
+    /// cached picture; or a redelivery of an event the pump applied moments ago (same
+    /// envelope `id`), which is deleted without being applied again.
     Stale,
     /// About a task the cache has not seen: it is described before it is acted on.
     UnknownTask,

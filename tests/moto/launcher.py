@@ -36,10 +36,12 @@ Harness-only endpoints (not AWS APIs), all `POST` with a JSON body; `account` (d
   startTime (epoch seconds)}: adds a scaling activity to a group, for
   DescribeScalingActivities.
 - `/_harness/fault` {operation, code?, status?, message?}: from now on, that account's calls to
-  the ECS, EC2 or Auto Scaling operation (e.g. "StopTask", "DescribeNetworkInterfaces",
+  the ECS, EC2, Auto Scaling or SQS operation (e.g. "StopTask", "DescribeNetworkInterfaces",
   "UpdateAutoScalingGroup") answer `status` (default 400) with error `code` (default
   AccessDeniedException), in the protocol's error format (JSON for ECS, EC2's query XML for
-  EC2, the wrapped query XML `ErrorResponse` for Auto Scaling).
+  EC2, the wrapped query XML `ErrorResponse` for Auto Scaling, SQS's JSON with
+  `x-amzn-query-error`).
+- `/_harness/fault/clear` {operation}: ends that fault (a throttled queue that answers again).
 
 Isolation: a request whose access key id is `MOTOACCT` followed by 12 digits is served by the
 account with those digits as its id, so tests sharing one server each get their own empty
@@ -82,6 +84,7 @@ from moto.moto_server.werkzeug_app import (
 )
 
 ECS_TARGET_PREFIX = "AmazonEC2ContainerServiceV20141113."
+SQS_TARGET_PREFIX = "AmazonSQS."
 TIMESTAMPS = {
     "createdAt": "created_at",
     "pullStartedAt": "pull_started_at",
@@ -651,6 +654,12 @@ def _harness_fault(body: dict) -> dict:
     return {}
 
 
+def _harness_clear_fault(body: dict) -> dict:
+    """Ends a fault set with /_harness/fault: the operation answers as moto does again."""
+    FAULTS.pop((body.get("account", DEFAULT_ACCOUNT_ID), body["operation"]), None)
+    return {}
+
+
 HARNESS = {
     "/_harness/ecs/task": _harness_task,
     "/_harness/ecs/ghost-task": _harness_ghost,
@@ -662,6 +671,7 @@ HARNESS = {
     "/_harness/ec2/console-output": _harness_console_output,
     "/_harness/autoscaling/activity": _harness_activity,
     "/_harness/fault": _harness_fault,
+    "/_harness/fault/clear": _harness_clear_fault,
 }
 
 ACCESS_KEY = re.compile(r"Credential=([^/]+)/")
@@ -711,6 +721,21 @@ def _query_error(start_response: Any, fault: dict) -> list[bytes]:
     return [data]
 
 
+# --- Gap: moto's SQS never refuses a caller -------------------------------------------------
+# moto enforces no IAM by default, so a role that may not read the queue cannot be shown. A
+# harness fault on an SQS operation (e.g. "GetQueueAttributes") answers it as SQS's JSON
+# protocol does: `__type` and the query-compatible `x-amzn-query-error` header.
+
+
+def _sqs_fault(start_response: Any, fault: dict) -> list[bytes]:
+    return _reply(
+        start_response,
+        fault["status"],
+        {"__type": f"com.amazonaws.sqs#{fault['code']}", "message": fault["message"]},
+        [("x-amzn-query-error", f"{fault['code']};Sender")],
+    )
+
+
 def harness_app(inner: Any) -> Any:
     def app(environ: dict, start_response: Any) -> Any:
         path = environ.get("PATH_INFO", "")
@@ -734,6 +759,10 @@ def harness_app(inner: Any) -> Any:
                         {"__type": fault["code"], "message": fault["message"]},
                         [("x-amzn-ErrorType", fault["code"])],
                     )
+            elif target.startswith(SQS_TARGET_PREFIX):
+                fault = FAULTS.get((account, target[len(SQS_TARGET_PREFIX):]))
+                if fault:
+                    return _sqs_fault(start_response, fault)
             elif not target:
                 fault = FAULTS.get((account, _query_action(environ) or ""))
                 if fault:

@@ -32,6 +32,7 @@ mod network;
 mod observe;
 mod pacing;
 mod reads;
+pub mod sqs;
 
 use std::collections::BTreeMap;
 use std::future::Future;

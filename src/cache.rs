@@ -1,0 +1,420 @@
+//! The cached picture of each cluster (informer-style): the last full observation, kept up to
+//! date by events and by targeted reads, with the deadlines of its watched tasks.
+//!
+//! Reconciles read the picture through an `Arc`: while one holds it, an event's change is kept
+//! aside and merged as soon as the picture is free again, so applying an event never copies a
+//! large cluster. An older `version` of a task or container instance never replaces a newer
+//! one, whichever way it arrives (event, describe, resync).
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+
+use crate::cloud::{GroupRead, TaskReads};
+use crate::deadline::Deadline;
+use crate::diagnose::Condition;
+use crate::domain::{AutoScalingGroup, ClusterSnapshot, ContainerInstance, Task};
+use crate::events::InstanceChange;
+
+/// How long past a deadline the cluster is woken: diagnosis finds a task stuck once its time in
+/// the condition is *past* the limit.
+pub const DEADLINE_SLACK: Duration = Duration::from_millis(1);
+
+/// What became of an event's change to a task or container instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Merge {
+    /// Newer than the picture: applied (or kept aside until the picture is free).
+    Applied,
+    /// Older than (or as old as) the picture: ignored.
+    Stale,
+    /// Not in the picture.
+    Unknown,
+}
+
+/// One cluster's cached picture.
+#[derive(Debug)]
+pub struct ClusterCache {
+    snapshot: Arc<ClusterSnapshot>,
+    /// The account's time at `origin.1`, from the last full observation: maps the runtime's
+    /// clock onto the account's. Taken when the observation *ended*, so the mapped clock runs
+    /// late, never early (docs/design.md §2).
+    origin: (SystemTime, Instant),
+    /// Task ARN → position in `snapshot.tasks`.
+    index: HashMap<String, usize>,
+    /// Changes made while a reconcile held the snapshot, merged when it is free.
+    aside: HashMap<String, Task>,
+    /// The gaps of the last full observation (targeted reads add theirs for one reconcile).
+    resync_gaps: Vec<String>,
+    /// The version of each container instance's last applied event.
+    instance_versions: HashMap<String, u64>,
+    deadlines: Deadlines,
+    /// Healthy RUNNING tasks whose policy has an `unhealthy` limit: re-read on the health
+    /// cadence in event mode.
+    pub health_watched: Vec<String>,
+    /// Tasks an event named that the picture did not hold: described before anything is
+    /// decided on them.
+    pub to_describe: BTreeSet<String>,
+    /// Sightings made by events (a task entering a condition that has no timestamp), for the
+    /// controller's record of first sightings.
+    pub sighted: Vec<(String, Condition, SystemTime)>,
+    /// An event asked for a look at the capacity chain (a service action, a group activity).
+    pub refresh_groups: bool,
+    /// An event changed the picture in a way only diagnosis can judge (an agent went away).
+    pub rediagnose: bool,
+    /// When the next full observation is due.
+    pub next_resync: Instant,
+    /// When the health-watched tasks are read next (event mode only).
+    pub next_health: Instant,
+    /// When the last full observation ended.
+    pub last_resync: Instant,
+}
+
+impl ClusterCache {
+    /// The picture of a full observation that ended at `read_at`.
+    pub fn new(snapshot: ClusterSnapshot, read_at: Instant, next_resync: Instant) -> Self {
+        let mut cache = ClusterCache {
+            origin: (snapshot.observed_at, read_at),
+            index: HashMap::new(),
+            aside: HashMap::new(),
+            resync_gaps: snapshot.gaps.clone(),
+            instance_versions: HashMap::new(),
+            snapshot: Arc::new(snapshot),
+            deadlines: Deadlines::default(),
+            health_watched: Vec::new(),
+            to_describe: BTreeSet::new(),
+            sighted: Vec::new(),
+            refresh_groups: false,
+            rediagnose: false,
+            next_resync,
+            next_health: next_resync,
+            last_resync: read_at,
+        };
+        cache.reindex();
+        cache
+    }
+
+    pub fn snapshot(&self) -> &Arc<ClusterSnapshot> {
+        &self.snapshot
+    }
+
+    pub fn cluster_arn(&self) -> &str {
+        &self.snapshot.cluster_arn
+    }
+
+    /// The account's time at `now` (runtime clock), as far as the last observation tells.
+    pub fn clock(&self, now: Instant) -> SystemTime {
+        self.origin.0 + now.saturating_duration_since(self.origin.1)
+    }
+
+    /// The runtime instant at which the account's clock reads `t` (now, if `t` is past).
+    pub fn instant_of(&self, t: SystemTime) -> Instant {
+        self.origin.1 + t.duration_since(self.origin.0).unwrap_or(Duration::ZERO)
+    }
+
+    /// Replaces the picture by a full observation that ended at `read_at`; a task (or the
+    /// change kept aside for it) whose version is newer than the observation's is kept.
+    pub fn replace(&mut self, mut snapshot: ClusterSnapshot, read_at: Instant) {
+        self.merge_aside();
+        for task in &mut snapshot.tasks {
+            if let Some(&i) = self.index.get(&task.arn) {
+                let cached = &self.snapshot.tasks[i];
+                if cached.version > task.version {
+                    *task = cached.clone();
+                }
+            }
+        }
+        self.origin = (snapshot.observed_at, read_at);
+        self.resync_gaps = snapshot.gaps.clone();
+        self.snapshot = Arc::new(snapshot);
+        self.last_resync = read_at;
+        self.refresh_groups = false;
+        self.rediagnose = false;
+        self.reindex();
+        let index = &self.index;
+        self.to_describe.retain(|arn| !index.contains_key(arn));
+    }
+
+    /// Merges a targeted read into the picture: described tasks replace older pictures of
+    /// themselves (or join it), missing ones are removed; `gaps` hold for this picture only.
+    /// The picture's `observed_at` becomes `now` (the account's clock).
+    pub fn merge_reads(
+        &mut self,
+        reads: TaskReads,
+        groups: Vec<GroupRead>,
+        now: SystemTime,
+        gaps: Vec<String>,
+    ) {
+        self.merge_aside();
+        for arn in reads.tasks.iter().map(|t| &t.arn) {
+            self.to_describe.remove(arn);
+        }
+        let snapshot = Arc::make_mut(&mut self.snapshot);
+        for task in reads.tasks {
+            upsert(snapshot, &mut self.index, task);
+        }
+        if !reads.missing.is_empty() {
+            let gone: std::collections::HashSet<&String> = reads.missing.iter().collect();
+            snapshot.tasks.retain(|t| !gone.contains(&t.arn));
+            for arn in &reads.missing {
+                self.to_describe.remove(arn);
+                self.deadlines.set(arn, None, now);
+            }
+        }
+        for read in groups {
+            if let Some(group) = read.group {
+                replace_group(&mut snapshot.auto_scaling_groups, group);
+            }
+            snapshot.gaps.extend(read.gaps);
+        }
+        snapshot.observed_at = now;
+        snapshot.gaps = self
+            .resync_gaps
+            .iter()
+            .cloned()
+            .chain(reads.gaps)
+            .chain(gaps)
+            .collect();
+        if !reads.missing.is_empty() {
+            self.reindex();
+        }
+    }
+
+    /// Applies an event's picture of a known task if it is newer: the cached tags, health and
+    /// security groups are kept (events carry none).
+    pub fn apply_task(&mut self, mut task: Task) -> Merge {
+        let Some(cached) = self.task(&task.arn) else {
+            return Merge::Unknown;
+        };
+        if task.version <= cached.version {
+            return Merge::Stale;
+        }
+        task.tags = cached.tags.clone();
+        task.health = cached.health;
+        if let (Some(net), Some(old)) = (task.network.as_mut(), cached.network.as_ref()) {
+            net.security_groups = old.security_groups.clone();
+        } else if task.network.is_none() {
+            task.network = cached.network.clone();
+        }
+        if Arc::get_mut(&mut self.snapshot).is_some() {
+            self.merge_aside();
+            let snapshot = Arc::make_mut(&mut self.snapshot);
+            upsert(snapshot, &mut self.index, task);
+        } else {
+            self.aside.insert(task.arn.clone(), task);
+        }
+        Merge::Applied
+    }
+
+    /// Applies a container instance event if it is newer than the last one applied: its
+    /// agent connection and status (an instance not in the picture joins it).
+    pub fn apply_instance(&mut self, change: &InstanceChange) -> Merge {
+        let arn = &change.container_instance_arn;
+        if self
+            .instance_versions
+            .get(arn)
+            .is_some_and(|v| change.version <= *v)
+        {
+            return Merge::Stale;
+        }
+        self.instance_versions.insert(arn.clone(), change.version);
+        let snapshot = Arc::make_mut(&mut self.snapshot);
+        match snapshot
+            .container_instances
+            .iter_mut()
+            .find(|ci| ci.arn == *arn)
+        {
+            Some(ci) => {
+                ci.agent_connected = change.agent_connected;
+                ci.status = change.status.clone();
+                if ci.ec2_instance_id.is_none() {
+                    ci.ec2_instance_id = change.ec2_instance_id.clone();
+                }
+                Merge::Applied
+            }
+            None => {
+                snapshot.container_instances.push(ContainerInstance {
+                    arn: arn.clone(),
+                    ec2_instance_id: change.ec2_instance_id.clone(),
+                    status: change.status.clone(),
+                    agent_connected: change.agent_connected,
+                    registered_at: None,
+                });
+                Merge::Unknown
+            }
+        }
+    }
+
+    /// The newest picture of a task: a change kept aside, or the snapshot's.
+    pub fn task(&self, arn: &str) -> Option<&Task> {
+        self.aside
+            .get(arn)
+            .or_else(|| self.index.get(arn).map(|&i| &self.snapshot.tasks[i]))
+    }
+
+    /// Whether one of the cluster's capacity providers uses the Auto Scaling group `name`.
+    pub fn uses_group(&self, name: &str) -> bool {
+        let suffix = format!("autoScalingGroupName/{name}");
+        self.snapshot
+            .auto_scaling_groups
+            .iter()
+            .any(|g| g.name == name)
+            || self.snapshot.capacity_providers.iter().any(|p| {
+                p.auto_scaling_group_arn
+                    .as_deref()
+                    .is_some_and(|a| a == name || a.ends_with(&suffix))
+            })
+    }
+
+    /// The names of the cluster's Auto Scaling groups.
+    pub fn group_names(&self) -> Vec<String> {
+        self.snapshot
+            .auto_scaling_groups
+            .iter()
+            .map(|g| g.name.clone())
+            .collect()
+    }
+
+    /// Merges the changes kept aside (copies the picture only if a reconcile still holds it).
+    pub fn merge_aside(&mut self) {
+        if self.aside.is_empty() {
+            return;
+        }
+        let snapshot = Arc::make_mut(&mut self.snapshot);
+        for (_, task) in self.aside.drain() {
+            let newer = self
+                .index
+                .get(&task.arn)
+                .is_none_or(|&i| snapshot.tasks[i].version < task.version);
+            if newer {
+                upsert(snapshot, &mut self.index, task);
+            }
+        }
+    }
+
+    fn reindex(&mut self) {
+        self.index = self
+            .snapshot
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.arn.clone(), i))
+            .collect();
+    }
+
+    pub fn deadlines(&self) -> &Deadlines {
+        &self.deadlines
+    }
+
+    pub fn deadlines_mut(&mut self) -> &mut Deadlines {
+        &mut self.deadlines
+    }
+}
+
+/// Puts `task` in the snapshot in place of its older picture, or adds it.
+fn upsert(snapshot: &mut ClusterSnapshot, index: &mut HashMap<String, usize>, task: Task) {
+    match index.get(&task.arn) {
+        Some(&i) => {
+            if snapshot.tasks[i].version <= task.version {
+                snapshot.tasks[i] = task;
+            }
+        }
+        None => {
+            index.insert(task.arn.clone(), snapshot.tasks.len());
+            snapshot.tasks.push(task);
+        }
+    }
+}
+
+fn replace_group(groups: &mut Vec<AutoScalingGroup>, group: AutoScalingGroup) {
+    match groups.iter_mut().find(|g| g.name == group.name) {
+        Some(g) => *g = group,
+        None => groups.push(group),
+    }
+}
+
+/// The deadlines of a cluster's watched tasks, and when each task is looked at next: at its
+/// deadline, or (once past it, stuck and handled or held) again after a retry interval.
+#[derive(Debug, Default)]
+pub struct Deadlines {
+    by_task: HashMap<String, (Deadline, SystemTime)>,
+    by_wake: BTreeSet<(SystemTime, String)>,
+}
+
+impl Deadlines {
+    /// Sets (or with `None` clears) the deadline of a task. One already past at `now` is
+    /// looked at again at `retry` instead.
+    pub fn set_with_retry(
+        &mut self,
+        arn: &str,
+        deadline: Option<Deadline>,
+        now: SystemTime,
+        retry: Duration,
+    ) {
+        if let Some((_, wake)) = self.by_task.remove(arn) {
+            self.by_wake.remove(&(wake, arn.to_string()));
+        }
+        let Some(deadline) = deadline else {
+            return;
+        };
+        let at = deadline.at() + DEADLINE_SLACK;
+        let wake = if at > now { at } else { now + retry };
+        self.by_task.insert(arn.to_string(), (deadline, wake));
+        self.by_wake.insert((wake, arn.to_string()));
+    }
+
+    /// Sets (or clears) a deadline; one already past is due right away.
+    pub fn set(&mut self, arn: &str, deadline: Option<Deadline>, now: SystemTime) {
+        self.set_with_retry(arn, deadline, now, Duration::ZERO);
+    }
+
+    pub fn get(&self, arn: &str) -> Option<&Deadline> {
+        self.by_task.get(arn).map(|(d, _)| d)
+    }
+
+    /// The tasks due by `now`, and the latest of their deadlines (plus the slack).
+    pub fn due(&self, now: SystemTime) -> (Vec<String>, Option<SystemTime>) {
+        let mut latest = None;
+        let arns = self
+            .by_wake
+            .iter()
+            .take_while(|(wake, _)| *wake <= now)
+            .map(|(_, arn)| {
+                if let Some((d, _)) = self.by_task.get(arn) {
+                    let at = d.at() + DEADLINE_SLACK;
+                    latest = Some(latest.map_or(at, |l: SystemTime| l.max(at)));
+                }
+                arn.clone()
+            })
+            .collect();
+        (arns, latest)
+    }
+
+    /// When the next task is due.
+    pub fn next_wake(&self) -> Option<SystemTime> {
+        self.by_wake.first().map(|(wake, _)| *wake)
+    }
+
+    /// Replaces every deadline.
+    pub fn rebuild<'a>(
+        &mut self,
+        all: impl IntoIterator<Item = (&'a str, Deadline)>,
+        now: SystemTime,
+        retry: Duration,
+    ) {
+        self.by_task.clear();
+        self.by_wake.clear();
+        for (arn, deadline) in all {
+            self.set_with_retry(arn, Some(deadline), now, retry);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_task.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_task.is_empty()
+    }
+}

@@ -1,0 +1,835 @@
+//! The controller: per cluster, observe → diagnose → investigate (the root-cause reads,
+//! `src/investigate.rs`) → plan → act, level-triggered and event-driven (list + watch +
+//! periodic resync, the way kube-runtime's controllers run).
+//!
+//! **The work queue** (`src/queue.rs`) holds each cluster with its own next run time.
+//! [`Controller::run`] spawns every due reconcile on its own, at most `concurrency` at once, so
+//! a slow cluster never holds up another; a cluster whose reconcile fails backs off on its own.
+//! On shutdown no new reconcile or action starts, a reconcile waiting for its permit or still
+//! reading is dropped, an action in flight completes all its calls, and the audit trail is
+//! flushed. A panicked reconcile ends the loop, naming its cluster (docs/design.md §4).
+//!
+//! **The cache** (`src/cache.rs`) keeps the last picture of each cluster, updated by events
+//! ([`crate::events::EventSink`], `events.rs`) and by targeted reads. Diagnosis and planning
+//! stay pure; their input is the cached picture, whose `observed_at` is the account's time of
+//! the read that produced it (never earlier than the deadline that woke it). What a run of a
+//! cluster's key reads depends on what fell due:
+//! - *resync*: the full list and describe (`observe_cluster`), the safety net, every `resync`
+//!   (30 s) while no event source is healthy, every `event_resync` (10 min) while one is;
+//! - *deadline*: DescribeTasks of only the tasks whose deadline (`src/deadline.rs`: entry time
+//!   plus the policy's limit) has come, 100 ARNs a call;
+//! - *event*: DescribeTasks of tasks an event named that the cache did not hold (their tags may
+//!   exempt them: nothing is decided on them before), the capacity chain of the cluster's
+//!   groups (`observe_group`) after a service action or a group activity, or just a fresh
+//!   diagnosis after a container instance changed.
+//!
+//! **UNHEALTHY in event mode.** Health is not in the events. While events are healthy, the
+//! RUNNING tasks that report HEALTHY and whose policy has an `unhealthy` limit are re-described
+//! every `health_interval` (default 5 min), 100 a call: ceil(H/100) DescribeTasks per cluster
+//! per interval for H such tasks (10,000 of them: 100 calls every 5 min, 0.33 a second). A task
+//! seen UNHEALTHY gets a deadline (first sighting plus the limit) and is re-read then, so one is
+//! acted on at most `health_interval` after its limit. A task whose health stays UNKNOWN (no
+//! health check, or one that fails before its first pass) is judged at the resync. Without
+//! events the resync every 30 s reads health anyway, and no health read is made.
+//!
+//! Tasks past their deadline (stuck, and acted on or held) are re-read every `resync` until
+//! they leave the condition.
+//!
+//! Acting is write-ahead (`act.rs`): an enforced action's intent record is written before its
+//! first mutating call and its outcome record (same attempt id) after the last. When the intent
+//! cannot be written, nothing is called: the action is held as `skipped:auditUnavailable`,
+//! logged at error level, and due again next pass. After any failed audit write, the rest of
+//! that reconcile starts no action; [`Controller::audit_available`] says whether the last
+//! write succeeded.
+//!
+//! The only state kept in memory is what can be rebuilt or safely forgotten: the cached
+//! pictures, when tasks were first seen in a state (forgetting it only delays action), a ledger
+//! of the actions this process took (covers stale reads; the same facts are on the tasks and the
+//! groups' tags, except for drains, which only the ledger counts against the budget), which
+//! audit records were already written (to keep the trail free of repeats), and outcome records
+//! that could not be written yet (also logged whole at error level).
+
+mod act;
+mod events;
+mod run;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::audit::{AuditRecord, AuditSink, Outcome};
+use crate::cache::ClusterCache;
+use crate::capacity::diagnose_capacity;
+use crate::causes::Clues;
+use crate::cloud::{Cloud, CloudError, TaskReads};
+use crate::deadline::{Deadline, deadlines, governing, health_watched};
+use crate::decision::PlannedAction;
+use crate::diagnose::{Condition, Sightings, diagnose};
+use crate::domain::ClusterSnapshot;
+use crate::history::{BUDGET_WINDOW, History, PastAction};
+use crate::investigate;
+use crate::plan::{Plan, plan_with_capacity};
+use crate::policy::{Policy, PolicySet};
+use crate::queue::WorkQueue;
+use crate::supervise::panic_message;
+use crate::telemetry::{Silent, Telemetry, Trigger};
+
+/// How the loop runs.
+#[derive(Debug, Clone)]
+pub struct ControllerSettings {
+    /// How often every cluster is fully observed while no event source is healthy.
+    pub resync: Duration,
+    /// How often every cluster is fully observed while an event source is healthy.
+    pub event_resync: Duration,
+    /// In event mode, how often the HEALTHY RUNNING tasks under an `unhealthy` limit are
+    /// re-described (events carry no health).
+    pub health_interval: Duration,
+    /// How many clusters are reconciled at once.
+    pub concurrency: usize,
+    /// Plan and record only; never mutate.
+    pub dry_run: bool,
+    /// Make the root-cause reads diagnosis asks for (`src/investigate.rs`).
+    pub root_cause_reads: bool,
+}
+
+impl Default for ControllerSettings {
+    fn default() -> Self {
+        ControllerSettings {
+            resync: Duration::from_secs(30),
+            event_resync: Duration::from_secs(600),
+            health_interval: Duration::from_secs(300),
+            concurrency: 4,
+            dry_run: false,
+            root_cause_reads: true,
+        }
+    }
+}
+
+/// What one cluster's reconcile produced.
+#[derive(Debug, Clone)]
+pub struct ClusterReport {
+    pub cluster: String,
+    /// The picture the reconcile judged: the cached snapshot, shared with the cache.
+    pub snapshot: Arc<ClusterSnapshot>,
+    pub plan: Plan,
+    /// What the root-cause reads have found for this cluster so far (this pass included).
+    pub clues: Arc<Clues>,
+    /// Each action with what became of it.
+    pub outcomes: Vec<(PlannedAction, Outcome, Option<String>)>,
+}
+
+impl ClusterReport {
+    /// Actions held as `skipped:auditUnavailable`: nothing was done because the audit trail
+    /// could not be written.
+    pub fn held_for_audit(&self) -> usize {
+        self.outcomes
+            .iter()
+            .filter(|(_, outcome, _)| *outcome == Outcome::AuditUnavailable)
+            .count()
+    }
+}
+
+/// The result of one pass over every cluster in scope.
+#[derive(Debug, Clone, Default)]
+pub struct PassReport {
+    pub clusters: Vec<ClusterReport>,
+    /// Clusters that could not be reconciled, with why.
+    pub errors: Vec<(String, CloudError)>,
+}
+
+impl PassReport {
+    /// Actions planned or performed in this pass.
+    pub fn action_count(&self) -> usize {
+        self.clusters.iter().map(|c| c.plan.actions.len()).sum()
+    }
+
+    /// Actions held in this pass because the audit trail could not be written.
+    pub fn held_for_audit(&self) -> usize {
+        self.clusters
+            .iter()
+            .map(ClusterReport::held_for_audit)
+            .sum()
+    }
+}
+
+#[derive(Default)]
+struct ClusterMemory {
+    sightings: Sightings,
+    ledger: Vec<PastAction>,
+    /// (target, action) → the outcome last written to the audit trail.
+    audited: HashMap<(String, String), String>,
+    /// What the root-cause reads found so far (a stuck instance's boot output does not
+    /// change, so it is read once).
+    clues: Arc<Clues>,
+}
+
+/// The reconciling controller over one cloud.
+pub struct Controller<C> {
+    cloud: C,
+    settings: ControllerSettings,
+    policies: RwLock<Arc<PolicySet>>,
+    audit: AuditSink,
+    /// Whether the last audit write succeeded.
+    audit_ok: AtomicBool,
+    /// Names this process in attempt ids, so attempts of two processes never share one.
+    process_id: String,
+    attempts: AtomicU64,
+    /// Numbers the reconciles, for their spans.
+    reconciles: AtomicU64,
+    /// Outcome records of performed calls that could not be written; written again first
+    /// thing in the next reconcile.
+    unwritten: Mutex<Vec<AuditRecord>>,
+    memory: Mutex<HashMap<String, ClusterMemory>>,
+    /// The cached picture of each cluster. Locked briefly (never across a read, never while
+    /// `memory` is wanted), so applying an event is quick.
+    cache: Mutex<HashMap<String, ClusterCache>>,
+    queue: Mutex<WorkQueue>,
+    /// Wakes the loop when an event scheduled a cluster.
+    wake: Notify,
+    /// Whether an event source is healthy (event mode): set by [`crate::events::EventSink`].
+    events_healthy: AtomicBool,
+    telemetry: Arc<dyn Telemetry>,
+}
+
+/// Within one reconcile: closed after a failed audit write, so no further action starts
+/// (nor record is tried) until the next reconcile.
+#[derive(Default)]
+struct TrailGate {
+    closed: bool,
+}
+
+impl TrailGate {
+    fn close(&mut self) {
+        self.closed = true;
+    }
+}
+
+/// What a run of a cluster's key reads.
+#[derive(Debug)]
+enum Work {
+    /// The full list and describe.
+    Resync,
+    /// Only what fell due.
+    Targeted(Targeted),
+}
+
+#[derive(Debug)]
+struct Targeted {
+    trigger: Trigger,
+    /// Tasks to describe: due deadlines, tasks events named, health-watched tasks.
+    arns: Vec<String>,
+    /// The latest deadline among them: the picture's "now" is never earlier.
+    floor: Option<SystemTime>,
+    /// Auto Scaling groups whose capacity chain is read again.
+    groups: Vec<String>,
+    /// Whether the health-watched tasks are among `arns`.
+    health: bool,
+}
+
+/// A picture ready to be judged: why it was made, and what it is.
+struct Prepared {
+    trigger: Trigger,
+    snapshot: Arc<ClusterSnapshot>,
+    sighted: Vec<(String, Condition, SystemTime)>,
+}
+
+impl<C: Cloud> Controller<C> {
+    pub fn new(
+        cloud: C,
+        policies: PolicySet,
+        settings: ControllerSettings,
+        audit: AuditSink,
+    ) -> Self {
+        Controller {
+            cloud,
+            settings,
+            policies: RwLock::new(Arc::new(policies)),
+            audit,
+            audit_ok: AtomicBool::new(true),
+            process_id: process_id(),
+            attempts: AtomicU64::new(0),
+            reconciles: AtomicU64::new(0),
+            unwritten: Mutex::new(Vec::new()),
+            memory: Mutex::new(HashMap::new()),
+            cache: Mutex::new(HashMap::new()),
+            queue: Mutex::new(WorkQueue::new()),
+            wake: Notify::new(),
+            events_healthy: AtomicBool::new(false),
+            telemetry: Arc::new(Silent),
+        }
+    }
+
+    /// Tells `telemetry` what the loop does.
+    pub fn with_telemetry(mut self, telemetry: Arc<dyn Telemetry>) -> Self {
+        self.telemetry = telemetry;
+        self
+    }
+
+    pub fn telemetry(&self) -> &Arc<dyn Telemetry> {
+        &self.telemetry
+    }
+
+    pub fn cloud(&self) -> &C {
+        &self.cloud
+    }
+
+    pub fn audit(&self) -> &AuditSink {
+        &self.audit
+    }
+
+    pub fn settings(&self) -> &ControllerSettings {
+        &self.settings
+    }
+
+    /// The policy set in force.
+    pub fn policies(&self) -> Arc<PolicySet> {
+        self.policies
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Puts a new, already validated policy set in force from the next reconcile on.
+    pub fn set_policies(&self, policies: PolicySet) {
+        *self.policies.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policies);
+    }
+
+    /// Whether an event source is healthy, so the resync runs at the event cadence.
+    pub fn events_healthy(&self) -> bool {
+        self.events_healthy.load(Ordering::Relaxed)
+    }
+
+    /// The cached picture of a cluster with every event applied, if it was observed.
+    pub fn cached(&self, cluster: &str) -> Option<Arc<ClusterSnapshot>> {
+        let mut cache = self.lock_cache();
+        let entry = cache.get_mut(cluster)?;
+        entry.merge_aside();
+        Some(Arc::clone(entry.snapshot()))
+    }
+
+    /// When the cluster's key is due next, if it is scheduled.
+    pub fn scheduled_at(&self, cluster: &str) -> Option<Instant> {
+        self.lock_queue().due_at(cluster)
+    }
+
+    fn lock_cache(&self) -> MutexGuard<'_, HashMap<String, ClusterCache>> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_queue(&self) -> MutexGuard<'_, WorkQueue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_memory(&self) -> MutexGuard<'_, HashMap<String, ClusterMemory>> {
+        self.memory.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The clusters the policies select: literal names as written (so a missing one is
+    /// reported), and, only when some pattern is a glob, the account's clusters that match.
+    pub async fn clusters_in_scope(&self) -> Result<Vec<String>, CloudError> {
+        let policies = self.policies();
+        let mut names = BTreeMap::new();
+        let mut has_glob = false;
+        for policy in &policies.policies {
+            for pattern in &policy.target.cluster_patterns {
+                if pattern.contains(['*', '?', '[', '{']) {
+                    has_glob = true;
+                } else {
+                    names.insert(pattern.clone(), ());
+                }
+            }
+        }
+        if has_glob {
+            for name in self.cloud.list_clusters().await? {
+                if policies.for_cluster(&name).next().is_some() {
+                    names.insert(name, ());
+                }
+            }
+        }
+        Ok(names.into_keys().collect())
+    }
+
+    /// One pass over every cluster in scope (a full observation of each), `concurrency` at a
+    /// time.
+    pub async fn pass(self: &Arc<Self>, shutdown: &CancellationToken) -> PassReport {
+        let clusters = match self.clusters_in_scope().await {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %e, "cannot list clusters in scope");
+                return PassReport {
+                    clusters: Vec::new(),
+                    errors: vec![("*".into(), e)],
+                };
+            }
+        };
+        let results = self.reconcile_many(clusters, shutdown).await;
+        let mut report = PassReport::default();
+        for (cluster, result) in results {
+            match result {
+                Ok(r) => report.clusters.push(r),
+                Err(e) => report.errors.push((cluster, e)),
+            }
+        }
+        report.clusters.sort_by(|a, b| a.cluster.cmp(&b.cluster));
+        report.errors.sort_by(|a, b| a.0.cmp(&b.0));
+        report
+    }
+
+    /// Fully observes and reconciles `clusters`, `concurrency` at a time. A reconcile that
+    /// panicked is re-raised here once the others have finished: that cluster's memory
+    /// (ledger, sightings) may be half-updated, so the loop must die and the process restart
+    /// to rebuild it from the account.
+    async fn reconcile_many(
+        self: &Arc<Self>,
+        clusters: Vec<String>,
+        shutdown: &CancellationToken,
+    ) -> Vec<(String, Result<ClusterReport, CloudError>)> {
+        let limit = Arc::new(Semaphore::new(permits(self.settings.concurrency)));
+        let mut set = JoinSet::new();
+        let mut cluster_of_task = HashMap::new();
+        for cluster in clusters {
+            let name = cluster.clone();
+            let task = set.spawn(Arc::clone(self).run_key(
+                cluster,
+                true,
+                false,
+                Arc::clone(&limit),
+                shutdown.clone(),
+            ));
+            cluster_of_task.insert(task.id(), name);
+        }
+        let mut out = Vec::new();
+        let mut panicked = None;
+        while let Some(joined) = set.join_next().await {
+            match joined {
+                Ok((cluster, Ran::Reconciled(result))) => out.push((cluster, result)),
+                Ok((cluster, _)) => debug!(cluster = %cluster, "shutting down: not reconciled"),
+                Err(e) if e.is_panic() => {
+                    let cluster = cluster_of_task.remove(&e.id()).unwrap_or_default();
+                    panicked.get_or_insert(panicked_message(&cluster, e));
+                }
+                // Nothing aborts these tasks.
+                Err(e) => warn!(error = %e, "a reconcile task was cancelled"),
+            }
+        }
+        if let Some(message) = panicked {
+            std::panic::resume_unwind(Box::new(message));
+        }
+        out
+    }
+
+    /// Observes, diagnoses, plans and acts on one cluster.
+    pub async fn reconcile_cluster(
+        &self,
+        cluster: &str,
+        shutdown: &CancellationToken,
+    ) -> Result<ClusterReport, CloudError> {
+        let prepared = self.resync(cluster).await?;
+        Ok(self.reconcile_prepared(cluster, prepared, shutdown).await)
+    }
+
+    /// One run of a cluster's key, in its span: waits for a permit, reads what fell due (a
+    /// shutdown drops both), then judges and acts on the picture (never cut short).
+    async fn run_key(
+        self: Arc<Self>,
+        cluster: String,
+        force_resync: bool,
+        retry: bool,
+        limit: Arc<Semaphore>,
+        shutdown: CancellationToken,
+    ) -> (String, Ran) {
+        let n = self.reconciles.fetch_add(1, Ordering::Relaxed) + 1;
+        let span = info_span!("reconcile", cluster = %cluster, reconcile = n);
+        async move {
+            let read = shutdown
+                .run_until_cancelled(async {
+                    let permit = limit.acquire_owned().await;
+                    let started = Instant::now();
+                    let work = if force_resync {
+                        Some(Work::Resync)
+                    } else {
+                        self.next_work(&cluster, started)
+                    };
+                    let prepared = match work {
+                        Some(work) => self.prepare(&cluster, work).await,
+                        None => Ok(None),
+                    };
+                    (permit, started, prepared)
+                })
+                .await;
+            let Some((_permit, started, prepared)) = read else {
+                return (cluster, Ran::Cancelled);
+            };
+            let (trigger, result) = match prepared {
+                Ok(None) => return (cluster, Ran::Idle),
+                Ok(Some(p)) => (
+                    p.trigger,
+                    Ok(self.reconcile_prepared(&cluster, p, &shutdown).await),
+                ),
+                Err((trigger, e)) => (trigger, Err(e)),
+            };
+            let trigger = if retry { Trigger::Retry } else { trigger };
+            self.telemetry
+                .reconciled(&cluster, trigger, result.as_ref(), started.elapsed());
+            (cluster, Ran::Reconciled(result))
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// What the cluster's key has to read now; `None` when nothing fell due (it was woken
+    /// early, for a time that has moved).
+    fn next_work(&self, cluster: &str, now: Instant) -> Option<Work> {
+        let events = self.events_healthy();
+        let mut cache = self.lock_cache();
+        let Some(entry) = cache.get_mut(cluster) else {
+            return Some(Work::Resync);
+        };
+        if now >= entry.next_resync {
+            return Some(Work::Resync);
+        }
+        let (mut arns, floor) = entry.deadlines().due(entry.clock(now));
+        let deadline = !arns.is_empty();
+        let health = events && now >= entry.next_health && !entry.health_watched.is_empty();
+        if health {
+            arns.extend(entry.health_watched.iter().cloned());
+        }
+        arns.extend(entry.to_describe.iter().cloned());
+        arns.sort_unstable();
+        arns.dedup();
+        let groups = if entry.refresh_groups {
+            entry.group_names()
+        } else {
+            Vec::new()
+        };
+        let event = !entry.to_describe.is_empty() || entry.refresh_groups || entry.rediagnose;
+        if arns.is_empty() && !event {
+            return None;
+        }
+        let trigger = if deadline || health {
+            Trigger::Deadline
+        } else {
+            Trigger::Event
+        };
+        Some(Work::Targeted(Targeted {
+            trigger,
+            arns,
+            floor,
+            groups,
+            health,
+        }))
+    }
+
+    /// Makes the reads of `work` and merges them into the cluster's cached picture.
+    async fn prepare(
+        &self,
+        cluster: &str,
+        work: Work,
+    ) -> Result<Option<Prepared>, (Trigger, CloudError)> {
+        match work {
+            Work::Resync => self
+                .resync(cluster)
+                .await
+                .map(Some)
+                .map_err(|e| (Trigger::Resync, e)),
+            Work::Targeted(t) => {
+                let trigger = t.trigger;
+                self.targeted(cluster, t)
+                    .await
+                    .map(Some)
+                    .map_err(|e| (trigger, e))
+            }
+        }
+    }
+
+    /// The full list and describe, replacing the cached picture.
+    async fn resync(&self, cluster: &str) -> Result<Prepared, CloudError> {
+        let snapshot = self.cloud.observe_cluster(cluster).await?;
+        let read_at = Instant::now();
+        let cadence = self.resync_cadence();
+        let mut cache = self.lock_cache();
+        let entry = match cache.entry(cluster.to_string()) {
+            std::collections::hash_map::Entry::Occupied(o) => {
+                let entry = o.into_mut();
+                entry.replace(snapshot, read_at);
+                entry
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(ClusterCache::new(snapshot, read_at, read_at + cadence))
+            }
+        };
+        entry.next_resync = read_at + cadence;
+        entry.next_health = read_at + self.settings.health_interval;
+        Ok(Prepared {
+            trigger: Trigger::Resync,
+            snapshot: Arc::clone(entry.snapshot()),
+            sighted: std::mem::take(&mut entry.sighted),
+        })
+    }
+
+    /// DescribeTasks of the tasks due (100 a call) and the capacity chains asked for, merged
+    /// into the cached picture.
+    async fn targeted(&self, cluster: &str, work: Targeted) -> Result<Prepared, CloudError> {
+        let reads = if work.arns.is_empty() {
+            TaskReads::default()
+        } else {
+            self.cloud.describe_tasks(cluster, &work.arns).await?
+        };
+        let mut groups = Vec::with_capacity(work.groups.len());
+        for group in &work.groups {
+            groups.push(self.cloud.observe_group(group).await?);
+        }
+        let read_at = Instant::now();
+        let mut cache = self.lock_cache();
+        let Some(entry) = cache.get_mut(cluster) else {
+            // Dropped from scope while reading.
+            return Err(CloudError::new(
+                crate::cloud::ErrorCategory::NotFound,
+                "DescribeTasks",
+                format!("cluster {cluster} is no longer in scope"),
+            ));
+        };
+        let clock = entry.clock(read_at);
+        let now = work.floor.map_or(clock, |floor| clock.max(floor));
+        entry.merge_reads(reads, groups, now, Vec::new());
+        if !work.groups.is_empty() {
+            entry.refresh_groups = false;
+        }
+        entry.rediagnose = false;
+        if work.health {
+            entry.next_health = read_at + self.settings.health_interval;
+        }
+        Ok(Prepared {
+            trigger: work.trigger,
+            snapshot: Arc::clone(entry.snapshot()),
+            sighted: std::mem::take(&mut entry.sighted),
+        })
+    }
+
+    /// The resync cadence in force: `event_resync` while events are healthy, else `resync`.
+    fn resync_cadence(&self) -> Duration {
+        if self.events_healthy() {
+            self.settings.event_resync
+        } else {
+            self.settings.resync
+        }
+    }
+
+    /// Judges and acts on a prepared picture, then works out the cluster's deadlines anew.
+    async fn reconcile_prepared(
+        &self,
+        cluster: &str,
+        prepared: Prepared,
+        shutdown: &CancellationToken,
+    ) -> ClusterReport {
+        let report = self
+            .reconcile_observed(
+                cluster,
+                Arc::clone(&prepared.snapshot),
+                prepared.sighted,
+                shutdown,
+            )
+            .await;
+        self.track(cluster, &prepared.snapshot);
+        report
+    }
+
+    /// Rebuilds the cluster's deadlines and health-watched tasks from the picture just judged.
+    /// Tasks an event changed meanwhile keep the deadline the event gave them.
+    fn track(&self, cluster: &str, snapshot: &ClusterSnapshot) {
+        let policies = self.policies();
+        let (due, health) = {
+            let memory = self.lock_memory();
+            let empty = Sightings::default();
+            let sightings = memory.get(cluster).map_or(&empty, |m| &m.sightings);
+            let due: Vec<(String, Deadline)> = deadlines(snapshot, &policies, sightings)
+                .into_iter()
+                .map(|(arn, d)| (arn.to_string(), d))
+                .collect();
+            (due, health_watched_tasks(snapshot, &policies))
+        };
+        let mut cache = self.lock_cache();
+        let Some(entry) = cache.get_mut(cluster) else {
+            return;
+        };
+        let now = snapshot.observed_at;
+        let changed: Vec<(String, Option<Deadline>)> = snapshot
+            .tasks
+            .iter()
+            .filter_map(|t| entry.task(&t.arn).filter(|c| c.version > t.version))
+            .map(|t| (t.arn.clone(), entry.deadlines().get(&t.arn).copied()))
+            .collect();
+        let deadlines = entry.deadlines_mut();
+        deadlines.rebuild(
+            due.iter().map(|(a, d)| (a.as_str(), *d)),
+            now,
+            self.settings.resync,
+        );
+        for (arn, deadline) in changed {
+            deadlines.set(&arn, deadline, now);
+        }
+        entry.health_watched = health;
+    }
+
+    /// When the cluster's key should run next: its next resync, its earliest deadline, or (in
+    /// event mode) its next health read.
+    fn next_run(&self, cluster: &str) -> Option<Instant> {
+        let events = self.events_healthy();
+        let cache = self.lock_cache();
+        let entry = cache.get(cluster)?;
+        let deadline = entry.deadlines().next_wake().map(|t| entry.instant_of(t));
+        let health = (events && !entry.health_watched.is_empty()).then_some(entry.next_health);
+        [Some(entry.next_resync), deadline, health]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Diagnose, investigate, plan and act on one cluster as observed. Once an action has
+    /// started, its calls run to the end: shutdown only stops the next action from starting.
+    async fn reconcile_observed(
+        &self,
+        cluster: &str,
+        snapshot: Arc<ClusterSnapshot>,
+        sighted: Vec<(String, Condition, SystemTime)>,
+        shutdown: &CancellationToken,
+    ) -> ClusterReport {
+        let policies = self.policies();
+        // The memory is not held across the reads: take what they need, read, re-lock, plan.
+        let (diagnosis, capacity, selection) = {
+            let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+            let mem = memory.entry(cluster.to_string()).or_default();
+            for (arn, condition, at) in sighted {
+                mem.sightings.saw(&arn, condition, at);
+            }
+            mem.sightings.record(&snapshot);
+            let now = snapshot.observed_at;
+            mem.ledger
+                .retain(|a| now.duration_since(a.at).unwrap_or(Duration::ZERO) < BUDGET_WINDOW);
+            let diagnosis = diagnose(&snapshot, &policies, &mem.sightings);
+            investigate::prepare(Arc::make_mut(&mut mem.clues), &snapshot);
+            let capacity = diagnose_capacity(&snapshot, &diagnosis, &policies, &mem.clues);
+            let selection = investigate::select(
+                &snapshot,
+                &capacity,
+                &policies,
+                &mem.clues,
+                self.settings.root_cause_reads,
+            );
+            (diagnosis, capacity, selection)
+        };
+        let found = investigate::read(&self.cloud, &selection.to_read).await;
+        let (plan, clues) = {
+            let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+            let mem = memory.entry(cluster.to_string()).or_default();
+            let learned = !selection.to_read.is_empty() || !selection.skipped.is_empty();
+            investigate::store(Arc::make_mut(&mut mem.clues), found, &selection.skipped);
+            // The capacity findings are made again only when this pass's reads added clues.
+            let capacity = if learned {
+                diagnose_capacity(&snapshot, &diagnosis, &policies, &mem.clues)
+            } else {
+                capacity
+            };
+            let history = History::rebuild(&snapshot, &mem.ledger);
+            let plan = plan_with_capacity(
+                &snapshot,
+                diagnosis,
+                capacity,
+                &policies,
+                &history,
+                &mem.sightings,
+                self.settings.dry_run,
+            );
+            (plan, Arc::clone(&mem.clues))
+        };
+        if !snapshot.gaps.is_empty() {
+            warn!(gaps = ?snapshot.gaps, "observation incomplete");
+        }
+        let mut trail = TrailGate::default();
+        self.write_unwritten(&mut trail);
+        for held in &plan.held {
+            info_span!("action", policy = %held.policy)
+                .in_scope(|| self.record_held(held, &snapshot, &policies.fingerprint, &mut trail));
+        }
+        let mut outcomes = Vec::new();
+        for action in &plan.actions {
+            if shutdown.is_cancelled() {
+                info!("shutting down: no further actions started");
+                break;
+            }
+            let (outcome, detail) = self
+                .perform(action, &snapshot, &policies.fingerprint, &mut trail)
+                .instrument(info_span!("action", policy = %action.policy))
+                .await;
+            outcomes.push((action.clone(), outcome, detail));
+        }
+        self.forget_gone_tasks(&snapshot);
+        ClusterReport {
+            cluster: cluster.to_string(),
+            snapshot,
+            plan,
+            clues,
+            outcomes,
+        }
+    }
+
+    /// Whether the last audit record was written (for readiness). False from a failed write
+    /// until the next record is written whole; while false, enforced actions are held as
+    /// `skipped:auditUnavailable` whenever their intent cannot be written.
+    pub fn audit_available(&self) -> bool {
+        self.audit_ok.load(Ordering::Relaxed)
+    }
+}
+
+/// What one run of a cluster's key came to.
+enum Ran {
+    Reconciled(Result<ClusterReport, CloudError>),
+    /// Woken early: nothing had fallen due.
+    Idle,
+    /// Shutdown came while it waited for its permit or read.
+    Cancelled,
+}
+
+/// The permits of `concurrency`: more permits than clusters change nothing, and tokio refuses
+/// more than MAX_PERMITS.
+fn permits(concurrency: usize) -> usize {
+    concurrency.clamp(1, Semaphore::MAX_PERMITS)
+}
+
+/// The loop's last words about a panicked reconcile.
+fn panicked_message(cluster: &str, e: tokio::task::JoinError) -> String {
+    let message = panic_message(e.into_panic());
+    format!("the reconcile of cluster {cluster} panicked: {message}")
+}
+
+/// The tasks whose health is re-read on the health cadence in event mode.
+fn health_watched_tasks(snapshot: &ClusterSnapshot, policies: &PolicySet) -> Vec<String> {
+    let in_cluster: Vec<&Policy> = policies.for_cluster(&snapshot.cluster_name).collect();
+    snapshot
+        .tasks
+        .iter()
+        .filter(|t| governing(&in_cluster, t).is_some_and(|p| health_watched(t, p)))
+        .map(|t| t.arn.clone())
+        .collect()
+}
+
+/// A random 8-hex-digit name for this controller instance (std's per-process random hash
+/// keys; no clock read, no extra dependency).
+fn process_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    format!("{:08x}", h.finish() as u32)
+}
+
+/// Seconds of `t` after `start`, for narration.
+pub fn since(start: SystemTime, t: SystemTime) -> Duration {
+    t.duration_since(start).unwrap_or(Duration::ZERO)
+}

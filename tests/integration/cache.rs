@@ -1,0 +1,219 @@
+//! The cached pictures and the events applied to them (the controller as an `EventSink`), on
+//! the simulated account in paused time: versions decide, an unknown task is described before
+//! anything is decided on it, and the resync cadence follows the event source's health.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ecs_reconciler::cloud::sim::{SimAccount, TaskBehavior};
+use ecs_reconciler::controller::ControllerSettings;
+use ecs_reconciler::domain::{HealthStatus, Task, TaskStatus};
+use ecs_reconciler::events::{Disposition, Event, EventSink, InstanceChange, TaskChange};
+use ecs_reconciler::telemetry::Trigger;
+use tokio_util::sync::CancellationToken;
+
+use crate::work_queue::{Reconciles, controller, run_for, service, start, two_minute_policy};
+
+/// What a task state change event says of `task`: no tags, health unknown, no security groups.
+fn event_of(mut task: Task, version: u64) -> Event {
+    task.tags.clear();
+    task.health = HealthStatus::Unknown;
+    if let Some(net) = task.network.as_mut() {
+        net.security_groups.clear();
+    }
+    task.version = version;
+    Event::Task(TaskChange {
+        task: Box::new(task),
+    })
+}
+
+fn event_settings() -> ControllerSettings {
+    ControllerSettings {
+        event_resync: Duration::from_secs(600),
+        ..ControllerSettings::default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_in_any_order_never_move_a_task_backwards() {
+    let sim = Arc::new(SimAccount::new(start()));
+    sim.add_cluster("prod-web");
+    sim.add_service("prod-web", service("web", 2).with_tag("team", "storefront"));
+    let c = controller(
+        Arc::clone(&sim),
+        two_minute_policy(),
+        event_settings(),
+        Arc::default(),
+    );
+    tokio::time::advance(Duration::from_secs(30)).await;
+    c.pass(&CancellationToken::new()).await;
+    let cached = c.cached("prod-web").expect("observed");
+    let task = cached.tasks[0].clone();
+    assert_eq!(task.last_status, TaskStatus::Running);
+    assert_eq!(
+        task.tags.get("team").map(String::as_str),
+        Some("storefront")
+    );
+    let mut newer = task.clone();
+    newer.last_status = TaskStatus::Deactivating;
+    newer.desired_status = ecs_reconciler::domain::DesiredStatus::Stopped;
+    let mut older = task.clone();
+    older.last_status = TaskStatus::Running;
+    let at = sim.now();
+    assert_eq!(
+        c.apply(event_of(newer, task.version + 2), at),
+        Disposition::Applied
+    );
+    assert_eq!(
+        c.apply(event_of(older, task.version + 1), at),
+        Disposition::Stale
+    );
+    assert_eq!(
+        c.apply(event_of(task.clone(), task.version + 2), at),
+        Disposition::Stale,
+        "a duplicate is stale too"
+    );
+    let cached = c.cached("prod-web").unwrap();
+    let now = cached.tasks.iter().find(|t| t.arn == task.arn).unwrap();
+    assert_eq!(now.last_status, TaskStatus::Deactivating);
+    assert_eq!(now.version, task.version + 2);
+    assert_eq!(now.tags, task.tags, "the cached tags are kept");
+    assert_eq!(now.health, task.health, "the cached health is kept");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unknown_task_is_described_before_anything_is_decided_on_it() {
+    let sim = Arc::new(SimAccount::new(start()));
+    sim.add_cluster("prod-web");
+    sim.add_service(
+        "prod-web",
+        service("web", 1).with_tag("ecs-reconciler/exempt", "true"),
+    );
+    let reconciles = Arc::new(Reconciles::default());
+    let c = controller(
+        Arc::clone(&sim),
+        two_minute_policy(),
+        ControllerSettings {
+            resync: Duration::from_secs(600),
+            ..event_settings()
+        },
+        Arc::clone(&reconciles),
+    );
+    tokio::time::advance(Duration::from_secs(30)).await;
+    c.pass(&CancellationToken::new()).await;
+    // A task the cache has not seen, past its limit: the event carries no tags.
+    sim.push_service_launch(
+        "prod-web",
+        "web",
+        TaskBehavior::hangs_in(TaskStatus::Provisioning),
+    );
+    sim.set_desired_count("prod-web", "web", 2);
+    tokio::time::advance(Duration::from_secs(180)).await;
+    let unseen = sim
+        .tasks("prod-web")
+        .into_iter()
+        .find(|t| t.last_status == TaskStatus::Provisioning)
+        .expect("the new task hangs");
+    assert_eq!(
+        c.apply(event_of(unseen.clone(), unseen.version), sim.now()),
+        Disposition::UnknownTask
+    );
+    let cached = c.cached("prod-web").unwrap();
+    assert!(
+        cached.tasks.iter().all(|t| t.arn != unseen.arn),
+        "the event's picture is not taken on trust"
+    );
+    sim.reset_calls();
+    run_for(&c, Duration::from_secs(5)).await;
+    assert_eq!(sim.call_count("DescribeTasks"), 1, "{:?}", sim.calls());
+    assert_eq!(
+        sim.call_count("ListTasks"),
+        0,
+        "no resync: {:?}",
+        sim.calls()
+    );
+    assert_eq!(sim.call_count("StopTask"), 0, "its tags exempt it");
+    assert_eq!(reconciles.count(Trigger::Event), 1);
+    let cached = c.cached("prod-web").unwrap();
+    let described = cached.tasks.iter().find(|t| t.arn == unseen.arn).unwrap();
+    assert_eq!(
+        described
+            .tags
+            .get("ecs-reconciler/exempt")
+            .map(String::as_str),
+        Some("true")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_about_clusters_out_of_scope_change_nothing() {
+    let sim = Arc::new(SimAccount::new(start()));
+    sim.add_cluster("prod-web");
+    sim.add_cluster("staging");
+    sim.add_service("staging", service("web", 1));
+    let c = controller(
+        Arc::clone(&sim),
+        two_minute_policy(),
+        event_settings(),
+        Arc::default(),
+    );
+    tokio::time::advance(Duration::from_secs(30)).await;
+    c.pass(&CancellationToken::new()).await;
+    let task = sim.tasks("staging").remove(0);
+    let version = task.version + 1;
+    assert_eq!(
+        c.apply(event_of(task, version), sim.now()),
+        Disposition::OutOfScope
+    );
+    let instance = InstanceChange {
+        cluster_arn: "arn:aws:ecs:us-east-1:123456789012:cluster/staging".into(),
+        container_instance_arn: "arn:aws:ecs:us-east-1:123456789012:container-instance/staging/x"
+            .into(),
+        ec2_instance_id: None,
+        version: 3,
+        agent_connected: false,
+        status: "ACTIVE".into(),
+    };
+    assert_eq!(
+        c.apply(Event::ContainerInstance(instance), sim.now()),
+        Disposition::OutOfScope
+    );
+    assert!(c.cached("staging").is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_resync_runs_at_the_event_cadence_and_falls_back_to_30s_when_degraded() {
+    let sim = Arc::new(SimAccount::new(start()));
+    sim.add_cluster("prod-web");
+    sim.add_service("prod-web", service("web", 2));
+    let reconciles = Arc::new(Reconciles::default());
+    let c = controller(
+        Arc::clone(&sim),
+        two_minute_policy(),
+        event_settings(),
+        Arc::clone(&reconciles),
+    );
+    c.set_degraded(false);
+    assert!(c.events_healthy());
+    let token = CancellationToken::new();
+    let handle = tokio::spawn(Arc::clone(&c).run(token.clone()));
+    tokio::time::sleep(Duration::from_secs(300)).await;
+    assert_eq!(
+        reconciles.count(Trigger::Resync),
+        1,
+        "events healthy: one resync in 5 minutes"
+    );
+    c.set_degraded(true);
+    tokio::time::sleep(Duration::from_secs(299)).await;
+    // The last resync was 5 minutes ago: one right away, then every 30 s.
+    assert_eq!(reconciles.count(Trigger::Resync), 1 + 10);
+    c.set_degraded(false);
+    tokio::time::sleep(Duration::from_secs(300)).await;
+    assert_eq!(
+        reconciles.count(Trigger::Resync),
+        11,
+        "events healthy again: the next resync is 10 minutes after the last"
+    );
+    token.cancel();
+    handle.await.unwrap();
+}

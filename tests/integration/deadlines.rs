@@ -1,0 +1,154 @@
+//! Task deadlines on the simulated account in paused time: a task that crosses its limit is
+//! acted on at its deadline, not at the next resync, and the deadline reads only the tasks
+//! that fell due.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use ecs_reconciler::audit::Outcome;
+use ecs_reconciler::cloud::sim::{SimAccount, TaskBehavior};
+use ecs_reconciler::controller::ControllerSettings;
+use ecs_reconciler::deadline::deadlines;
+use ecs_reconciler::diagnose::{Condition, Sightings};
+use ecs_reconciler::domain::TaskStatus;
+use ecs_reconciler::telemetry::Trigger;
+
+use crate::support::fixtures::{TaskBuilder, mins, now, snapshot, usual_policy};
+use crate::work_queue::{Reconciles, controller, run_for, service, start, two_minute_policy};
+
+/// Resync every 10 minutes, so only a deadline can explain an action within them.
+fn slow_resync() -> ControllerSettings {
+    ControllerSettings {
+        resync: Duration::from_secs(600),
+        event_resync: Duration::from_secs(600),
+        ..ControllerSettings::default()
+    }
+}
+
+fn parse_time(t: &str) -> SystemTime {
+    humantime::parse_rfc3339(t).expect("audit times are RFC 3339")
+}
+
+/// prod-web: `healthy` healthy tasks and one launched now that hangs in PROVISIONING.
+fn cluster_with_one_hanging(healthy: u32) -> Arc<SimAccount> {
+    let sim = Arc::new(SimAccount::new(start()));
+    sim.add_cluster("prod-web");
+    sim.add_service(
+        "prod-web",
+        service("web", healthy + 1)
+            .then_launch(1, TaskBehavior::hangs_in(TaskStatus::Provisioning)),
+    );
+    sim
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_past_its_limit_is_acted_on_at_its_deadline_not_at_the_next_resync() {
+    let sim = cluster_with_one_hanging(2);
+    let hanging = sim
+        .tasks("prod-web")
+        .into_iter()
+        .find(|t| t.last_status == TaskStatus::Provisioning)
+        .expect("one task hangs");
+    let created = hanging.timestamps.created_at.expect("createdAt");
+    let reconciles = Arc::new(Reconciles::default());
+    let c = controller(
+        Arc::clone(&sim),
+        two_minute_policy(),
+        slow_resync(),
+        Arc::clone(&reconciles),
+    );
+    run_for(&c, Duration::from_secs(300)).await;
+    let records = c.audit().records();
+    let stop = records
+        .iter()
+        .find(|r| r.outcome == Outcome::Done && r.target == hanging.arn)
+        .expect("the hanging task was stopped");
+    let late = parse_time(&stop.time)
+        .duration_since(created + Duration::from_secs(120))
+        .expect("never before the deadline");
+    assert!(
+        late <= Duration::from_secs(2),
+        "acted {late:?} after the deadline"
+    );
+    assert_eq!(
+        reconciles.count(Trigger::Resync),
+        1,
+        "only the first resync ran"
+    );
+    assert!(reconciles.count(Trigger::Deadline) >= 1);
+    assert_eq!(sim.call_count("StopTask"), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deadline_describes_only_the_tasks_that_fell_due() {
+    // 250 healthy tasks: a resync would page ListTasks and DescribeTasks three times each.
+    let sim = cluster_with_one_hanging(250);
+    let reconciles = Arc::new(Reconciles::default());
+    let c = controller(
+        Arc::clone(&sim),
+        two_minute_policy(),
+        slow_resync(),
+        Arc::clone(&reconciles),
+    );
+    // The healthy tasks are RUNNING after 30 s.
+    tokio::time::advance(Duration::from_secs(30)).await;
+    let token = tokio_util::sync::CancellationToken::new();
+    let first = c.pass(&token).await;
+    assert!(first.errors.is_empty(), "{:?}", first.errors);
+    assert_eq!(first.action_count(), 0, "nothing is stuck yet");
+    assert_eq!(
+        sim.call_count("DescribeTasks"),
+        3,
+        "the resync pages 100 at a time"
+    );
+    sim.reset_calls();
+    run_for(&c, Duration::from_secs(180)).await;
+    assert_eq!(
+        sim.call_count("ListTasks"),
+        0,
+        "no resync: {:?}",
+        sim.calls()
+    );
+    assert_eq!(
+        sim.call_count("DescribeTasks"),
+        1,
+        "one call for the one task due: {:?}",
+        sim.calls()
+    );
+    assert_eq!(sim.call_count("StopTask"), 1);
+    assert_eq!(reconciles.count(Trigger::Deadline), 1);
+}
+
+#[test]
+fn deadlines_follow_diagnosis_entry_rule_and_the_policy_limit() {
+    let policies = usual_policy();
+    let provisioning = TaskBuilder::service("web", "p")
+        .stuck_in(TaskStatus::Provisioning, 3)
+        .build();
+    let pending = TaskBuilder::service("web", "q")
+        .status(TaskStatus::Pending)
+        .timestamps(|t| *t = Default::default())
+        .build();
+    let running = TaskBuilder::service("web", "r").build();
+    let snap = snapshot(vec![provisioning, pending, running], &[("web", 3)]);
+    let mut sightings = Sightings::default();
+    let found = deadlines(&snap, &policies, &sightings);
+    assert_eq!(
+        found.len(),
+        1,
+        "PENDING without a timestamp has no clock yet: {found:?}"
+    );
+    assert_eq!(
+        found[0].1.condition,
+        Condition::InState(TaskStatus::Provisioning)
+    );
+    assert_eq!(found[0].1.at(), now() - mins(3) + mins(10));
+    sightings.record(&snap);
+    let found = deadlines(&snap, &policies, &sightings);
+    let pending = found.iter().find(|(arn, _)| arn.ends_with("/q")).unwrap();
+    assert_eq!(
+        pending.1.at(),
+        now() + mins(10),
+        "first sighting plus the limit"
+    );
+}
