@@ -26,9 +26,11 @@ use std::time::{Duration, Instant as WallInstant, SystemTime, UNIX_EPOCH};
 use ecs_reconciler::audit::{AuditRecord, AuditSink, Outcome};
 use ecs_reconciler::cloud::CloudError;
 use ecs_reconciler::cloud::budget::{ApiBudget, Category, CategoryReport, PacingSettings};
-use ecs_reconciler::cloud::sim::{ServiceSpec, SimAccount, TaskBehavior};
+use ecs_reconciler::cloud::sim::{QueueFaults, ServiceSpec, SimAccount, TaskBehavior};
 use ecs_reconciler::controller::{ClusterReport, Controller, ControllerSettings};
 use ecs_reconciler::domain::TaskStatus;
+use ecs_reconciler::events::pump::Pump;
+use ecs_reconciler::events::{Disposition, EventSink};
 use ecs_reconciler::policy::{self, PolicySet};
 use ecs_reconciler::telemetry::{Telemetry, Trigger};
 use tokio::time::Instant;
@@ -156,12 +158,15 @@ struct Figures {
     resync_took: Vec<Duration>,
     resync_interval: Vec<Duration>,
     reconciles: HashMap<Trigger, usize>,
+    events: BTreeMap<Disposition, u64>,
     wall: Duration,
 }
 
 /// Listens to the controller: the first audit record about each task, actions done, and the
 /// time of every reconcile.
 struct Recorder {
+    /// Virtual wall-clock time at `began`.
+    origin: SystemTime,
     began: Instant,
     largest: String,
     state: Mutex<Recorded>,
@@ -177,11 +182,14 @@ struct Recorded {
     resync_took: Vec<Duration>,
     largest_resyncs: Vec<Instant>,
     reconciles: HashMap<Trigger, usize>,
+    /// Queue messages by what became of them.
+    events: BTreeMap<Disposition, u64>,
 }
 
 impl Recorder {
-    fn new(largest: &str) -> Self {
+    fn new(largest: &str, origin: SystemTime) -> Self {
         Recorder {
+            origin,
             began: Instant::now(),
             largest: largest.to_string(),
             state: Mutex::new(Recorded::default()),
@@ -220,8 +228,12 @@ impl Telemetry for Recorder {
         }
     }
 
+    fn event(&self, disposition: Disposition, _lag: Option<Duration>) {
+        *self.lock().events.entry(disposition).or_default() += 1;
+    }
+
     fn recorded(&self, record: &AuditRecord) {
-        let now = start() + self.began.elapsed();
+        let now = self.origin + self.began.elapsed();
         let mut state = self.lock();
         if record.outcome == Outcome::Done {
             state.done += 1;
@@ -239,6 +251,9 @@ impl Telemetry for Recorder {
         }
     }
 }
+
+/// How long the account runs before the controller starts.
+const SETTLE: Duration = Duration::from_secs(30);
 
 fn start() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_900_000_000)
@@ -265,8 +280,8 @@ fn cluster_name(i: usize) -> String {
     format!("fleet-{i:02}")
 }
 
-/// The account, with its failures planted; how many were planted.
-fn build(fleet: &Fleet) -> (Arc<SimAccount>, usize) {
+/// The account: its clusters, container instances and services, every task launched now.
+fn build(fleet: &Fleet) -> Arc<SimAccount> {
     let sim = Arc::new(SimAccount::new(start()));
     for (c, &tasks) in fleet.clusters.iter().enumerate() {
         let cluster = cluster_name(c);
@@ -282,6 +297,11 @@ fn build(fleet: &Fleet) -> (Arc<SimAccount>, usize) {
             );
         }
     }
+    sim
+}
+
+/// Plants the failures, at random moments from now; how many.
+fn plant(sim: &SimAccount, fleet: &Fleet) -> usize {
     let mut rng = Seeded(fleet.seed);
     let mut arns: Vec<String> = fleet
         .clusters
@@ -299,7 +319,7 @@ fn build(fleet: &Fleet) -> (Arc<SimAccount>, usize) {
         let hang = HANGS[rng.below(HANGS.len() as u64) as usize];
         sim.fail_task_after(&arns[n], after, TaskBehavior::hangs_in(hang));
     }
-    (sim, stuck)
+    stuck
 }
 
 fn policies() -> PolicySet {
@@ -325,30 +345,34 @@ fn run_mode(fleet: &Fleet, mode: Mode) -> Option<Figures> {
 }
 
 async fn run_controller(fleet: Fleet, mode: Mode) -> Option<Figures> {
-    let (sim, planted) = build(&fleet);
+    let sim = build(&fleet);
+    // Every task is RUNNING before the controller starts (and before a queue listens).
+    tokio::time::sleep(SETTLE).await;
+    let planted = plant(&sim, &fleet);
     let budget = Arc::new(ApiBudget::new(&PacingSettings::default()).expect("defaults"));
     sim.set_budget(Some(Arc::clone(&budget)));
-    let recorder = Arc::new(Recorder::new(&cluster_name(0)));
-    let settings = ControllerSettings {
-        resync: Duration::from_secs(30),
-        concurrency: 4,
-        dry_run: false,
-        root_cause_reads: true,
-    };
+    let recorder = Arc::new(Recorder::new(&cluster_name(0), sim.now()));
+    // The defaults: resync every 30 s without events (10 min with), 4 clusters at once.
+    let settings = ControllerSettings::default();
     let controller = Controller::new(Arc::clone(&sim), policies(), settings, AuditSink::memory())
         .with_telemetry(Arc::clone(&recorder) as Arc<dyn Telemetry>);
     let controller = Arc::new(controller);
     let token = CancellationToken::new();
-    let looping = match mode {
-        Mode::Resync => tokio::spawn(Arc::clone(&controller).run(token.clone())),
-        Mode::Events => return None,
-    };
+    let mut running = vec![tokio::spawn(Arc::clone(&controller).run(token.clone()))];
+    if mode == Mode::Events {
+        let queue = sim.event_queue(QueueFaults::default());
+        let sink = Arc::clone(&controller) as Arc<dyn EventSink>;
+        let pump = Pump::new(queue, sink, Arc::clone(&recorder) as Arc<dyn Telemetry>);
+        running.push(tokio::spawn(pump.run(token.clone())));
+    }
     tokio::time::sleep(fleet.warmup).await;
     let first_pass = budget.report();
     tokio::time::sleep(fleet.run_for - fleet.warmup).await;
     let end = budget.report();
     token.cancel();
-    let _ = looping.await;
+    for task in running {
+        let _ = task.await;
+    }
 
     let recorded = recorder.lock();
     let mut delays: Vec<Duration> = recorded.first_record.values().copied().collect();
@@ -369,6 +393,7 @@ async fn run_controller(fleet: Fleet, mode: Mode) -> Option<Figures> {
         resync_took: recorded.resync_took.clone(),
         resync_interval,
         reconciles: recorded.reconciles.clone(),
+        events: recorded.events.clone(),
         wall: Duration::ZERO,
     })
 }
@@ -429,6 +454,10 @@ fn table(fleet: &Fleet, modes: &[(Mode, Option<Figures>)]) -> String {
             outcomes.join(", "),
             reconciles(f)
         ));
+        if !f.events.is_empty() {
+            let events: Vec<String> = f.events.iter().map(|(d, n)| format!("{d} {n}")).collect();
+            out.push_str(&format!("  queue messages: {}\n", events.join(", ")));
+        }
         if !f.resync_took.is_empty() {
             let mut took = f.resync_took.clone();
             took.sort();

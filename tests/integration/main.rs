@@ -34,6 +34,7 @@ mod read_only;
 mod reload;
 mod scenarios;
 mod scenarios_capacity;
+mod scenarios_events;
 mod shared_budget;
 mod sim_account;
 mod sim_capacity;

@@ -239,7 +239,9 @@ async fn launches_registrations_and_placement_failures_are_told() {
         (action.event_type.as_str(), action.event_name.as_str()),
         ("WARN", "SERVICE_TASK_PLACEMENT_FAILURE")
     );
-    assert_eq!(action.reason.as_deref(), Some("RESOURCE:MEMORY"));
+    assert_eq!(action.reasons, ["RESOURCE:MEMORY"]);
+    assert_eq!(action.capacity_provider_arns.len(), 1);
+    assert!(action.capacity_provider_arns[0].ends_with(":capacity-provider/cp"));
     assert_eq!(actions[0].resources, [service]);
 
     sim.fail_launches("asg", Some(VCPU_LIMIT_EXCEEDED));
@@ -510,4 +512,59 @@ async fn the_same_seed_gives_the_same_deliveries_and_another_seed_others() {
     let other = deliveries(faults(12), 20).await;
     assert_eq!(one, again);
     assert_ne!(one.0, other.0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_parser_reads_every_event_the_simulator_writes() {
+    use ecs_reconciler::events::Event;
+    use ecs_reconciler::events::parse::parse;
+
+    let sim = account();
+    let queue = sim.event_queue(QueueFaults::default());
+    let small = VersionSpec::new(VersionBehavior::good(Duration::from_secs(60)))
+        .with_instance_type("t3.micro");
+    let lt = sim.add_launch_template("lt", small);
+    sim.add_auto_scaling_group(GroupSpec::new("asg", "c", &lt, 1).with_slots(2));
+    sim.add_capacity_provider("c", "cp", Some("asg"));
+    tokio::time::advance(Duration::from_secs(600)).await;
+    sim.add_service(
+        "c",
+        ServiceSpec::new("big", 1)
+            .with_capacity(on("cp"))
+            .with_task_size(256, 4096),
+    );
+    let arn = sim.start_task("c", &run_request(), TaskBehavior::healthy());
+    let mut kinds = std::collections::HashSet::new();
+    loop {
+        let batch = queue.receive().await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        for m in &batch {
+            let parsed = parse(&m.body).unwrap_or_else(|r| panic!("{}: {}", r.why, m.body));
+            assert_eq!(parsed.event_id, envelope(m).id);
+            assert!(parsed.happened_at.is_some());
+            kinds.insert(std::mem::discriminant(&parsed.event));
+            // A task event reads back as the task DescribeTasks shows at that version.
+            if let Event::Task(change) = &parsed.event
+                && change.task.arn == arn
+                && change.task.last_status == TaskStatus::Running
+            {
+                let described = sim.task(&arn).unwrap();
+                assert_eq!(change.task.version, described.version);
+                assert_eq!(change.task.timestamps, described.timestamps);
+                assert_eq!(change.task.desired_status, described.desired_status);
+            }
+        }
+        let receipts: Vec<String> = batch.iter().map(|m| m.receipt.clone()).collect();
+        queue.delete(&receipts).await.unwrap();
+    }
+    sim.fail_launches("asg", Some(VCPU_LIMIT_EXCEEDED));
+    sim.set_desired_capacity("asg", 2).await.unwrap();
+    for m in queue.receive().await.unwrap() {
+        let parsed = parse(&m.body).unwrap_or_else(|r| panic!("{}: {}", r.why, m.body));
+        kinds.insert(std::mem::discriminant(&parsed.event));
+    }
+    // Task, container instance, service action, group activity.
+    assert_eq!(kinds.len(), 4);
 }

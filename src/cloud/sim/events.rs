@@ -105,12 +105,13 @@ impl Outbox {
     }
 
     /// `ECS Service Action` SERVICE_TASK_PLACEMENT_FAILURE (WARN) for a service whose task
-    /// finds no instance with enough `lacking` (`CPU` or `memory`).
+    /// finds no instance with enough `lacking` (`CPU` or `memory`) behind `providers` (the
+    /// names of the capacity providers it tried).
     pub(crate) fn placement_failure(
         &mut self,
         cluster_arn: &str,
         service_arn: &str,
-        lacking: &str,
+        (lacking, providers): (&str, &[String]),
         at: SystemTime,
     ) {
         if !self.enabled {
@@ -121,7 +122,11 @@ impl Outbox {
             event_name: PLACEMENT_FAILURE.to_string(),
             cluster_arn: cluster_arn.to_string(),
             created_at: Some(rfc3339(at)),
-            reason: Some(format!("RESOURCE:{}", lacking.to_uppercase())),
+            reasons: vec![format!("RESOURCE:{}", lacking.to_uppercase())],
+            capacity_provider_arns: providers
+                .iter()
+                .map(|p| format!("arn:aws:ecs:{REGION}:{ACCOUNT_ID}:capacity-provider/{p}"))
+                .collect(),
         };
         let resources = vec![service_arn.to_string()];
         self.push(ECS_SOURCE, SERVICE_ACTION, at, resources, detail);

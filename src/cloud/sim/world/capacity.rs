@@ -893,7 +893,11 @@ impl World {
         };
         let now = self.now;
         let c = &mut self.clusters[ci];
-        let Some(service) = c.tasks.get(&key).and_then(|t| t.task.service_name()) else {
+        let Some(task) = c.tasks.get(&key).map(|t| &t.task) else {
+            return;
+        };
+        let providers = task.capacity_providers();
+        let Some(service) = task.service_name() else {
             return;
         };
         let Some(state) = c.services.get_mut(service) else {
@@ -907,8 +911,9 @@ impl World {
             message,
         });
         state.events.truncate(SERVICE_EVENTS_KEPT);
+        let providers: Vec<String> = providers.into_iter().map(str::to_string).collect();
         self.outbox
-            .placement_failure(&c.arn, &state.arn, lacking, now);
+            .placement_failure(&c.arn, &state.arn, (lacking, &providers), now);
     }
 
     /// ECS's message, and what the closest instance lacks (`CPU` or `memory`).
