@@ -148,6 +148,9 @@ struct Figures {
     planted: usize,
     /// Detection delay beyond the limit of each planted task found, sorted.
     delays: Vec<Duration>,
+    /// The same, split by what was running when the deadline fell: a resync of its own
+    /// cluster, of another cluster only, or no resync.
+    by_overlap: [Vec<Duration>; 3],
     /// Steady-state calls per category, with the budget per second.
     steady: Vec<(Category, u64, f64)>,
     steady_minutes: f64,
@@ -174,8 +177,10 @@ struct Recorder {
 
 #[derive(Default)]
 struct Recorded {
-    /// Task ARN -> the delay beyond its limit at its first record.
-    first_record: HashMap<String, Duration>,
+    /// Task ARN -> its cluster, its deadline and the delay beyond it at its first record.
+    first_record: HashMap<String, (String, SystemTime, Duration)>,
+    /// Every resync of a cluster: (cluster, began, ended), virtual time.
+    resyncs: Vec<(String, SystemTime, SystemTime)>,
     done: usize,
     /// Records of task actions by outcome (`done`, `skipped:maxActionsPerHour`, ...).
     outcomes: BTreeMap<String, usize>,
@@ -203,11 +208,14 @@ impl Recorder {
 
 /// How long after its limit the task of `record` is recorded, by its evidence (the clock the
 /// diagnosis started, and the state), at virtual time `now`.
-fn beyond_limit(record: &AuditRecord, now: SystemTime) -> Option<Duration> {
+fn beyond_limit(record: &AuditRecord, now: SystemTime) -> Option<(SystemTime, Duration)> {
     let status = TaskStatus::parse(record.evidence.get("lastStatus")?)?;
     let since = humantime::parse_rfc3339(record.evidence.get("clockStartedAt")?).ok()?;
     let deadline = since + limit(status)?;
-    Some(now.duration_since(deadline).unwrap_or(Duration::ZERO))
+    Some((
+        deadline,
+        now.duration_since(deadline).unwrap_or(Duration::ZERO),
+    ))
 }
 
 impl Telemetry for Recorder {
@@ -221,6 +229,10 @@ impl Telemetry for Recorder {
         let mut state = self.lock();
         *state.reconciles.entry(trigger).or_default() += 1;
         if trigger == Trigger::Resync {
+            let ended = self.origin + self.began.elapsed();
+            state
+                .resyncs
+                .push((cluster.to_string(), ended - took, ended));
             state.resync_took.push(took);
             if cluster == self.largest {
                 state.largest_resyncs.push(Instant::now());
@@ -245,9 +257,10 @@ impl Telemetry for Recorder {
                 .or_default() += 1;
         }
         if !state.first_record.contains_key(&record.target)
-            && let Some(delay) = beyond_limit(record, now)
+            && let Some((deadline, delay)) = beyond_limit(record, now)
         {
-            state.first_record.insert(record.target.clone(), delay);
+            let found = (record.cluster.clone(), deadline, delay);
+            state.first_record.insert(record.target.clone(), found);
         }
     }
 }
@@ -375,8 +388,27 @@ async fn run_controller(fleet: Fleet, mode: Mode) -> Option<Figures> {
     }
 
     let recorded = recorder.lock();
-    let mut delays: Vec<Duration> = recorded.first_record.values().copied().collect();
+    let mut delays: Vec<Duration> = recorded.first_record.values().map(|f| f.2).collect();
     delays.sort();
+    let mut by_overlap: [Vec<Duration>; 3] = Default::default();
+    for (cluster, deadline, delay) in recorded.first_record.values() {
+        let running = |own: bool| {
+            recorded.resyncs.iter().any(|(c, began, ended)| {
+                (c == cluster) == own && began <= deadline && deadline <= ended
+            })
+        };
+        let bucket = if running(true) {
+            0
+        } else if running(false) {
+            1
+        } else {
+            2
+        };
+        by_overlap[bucket].push(*delay);
+    }
+    for part in &mut by_overlap {
+        part.sort();
+    }
     let steady = steady_calls(&first_pass, &end);
     let resync_interval = recorded
         .largest_resyncs
@@ -386,6 +418,7 @@ async fn run_controller(fleet: Fleet, mode: Mode) -> Option<Figures> {
     Some(Figures {
         planted,
         delays,
+        by_overlap,
         steady,
         steady_minutes: (fleet.run_for - fleet.warmup).as_secs_f64() / 60.0,
         actions_done: recorded.done,
@@ -447,6 +480,20 @@ fn table(fleet: &Fleet, modes: &[(Mode, Option<Figures>)]) -> String {
             f.delays.len(),
             f.planted,
         ));
+        let names = [
+            "its cluster's resync running",
+            "another cluster's resync only",
+            "no resync running",
+        ];
+        for (name, part) in names.iter().zip(&f.by_overlap) {
+            out.push_str(&format!(
+                "    deadline with {name:<30} {:>5} tasks: p50 {}  p99 {}  max {}\n",
+                part.len(),
+                secs(percentile(part, 50)),
+                secs(percentile(part, 99)),
+                secs(part.last().copied()),
+            ));
+        }
         let outcomes: Vec<String> = f.outcomes.iter().map(|(o, n)| format!("{o} {n}")).collect();
         out.push_str(&format!(
             "  actions done: {} (records: {}); reconciles: {}\n",
