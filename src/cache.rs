@@ -45,6 +45,7 @@ pub struct ClusterCache {
     index: HashMap<String, usize>,
     /// Changes made while a reconcile held the snapshot, merged when it is free.
     aside: HashMap<String, Task>,
+    aside_instances: Vec<InstanceChange>,
     /// The gaps of the last full observation (targeted reads add theirs for one reconcile).
     resync_gaps: Vec<String>,
     /// The version of each container instance's last applied event.
@@ -63,6 +64,9 @@ pub struct ClusterCache {
     pub refresh_groups: bool,
     /// An event changed the picture in a way only diagnosis can judge (an agent went away).
     pub rediagnose: bool,
+    /// The earliest future moment a disconnected agent reaches the drain limit (plus the
+    /// slack): a fresh diagnosis is due then.
+    pub next_drain: Option<SystemTime>,
     /// When the next full observation is due.
     pub next_resync: Instant,
     /// When the health-watched tasks are read next (event mode only).
@@ -78,6 +82,7 @@ impl ClusterCache {
             origin: (snapshot.observed_at, read_at),
             index: HashMap::new(),
             aside: HashMap::new(),
+            aside_instances: Vec::new(),
             resync_gaps: snapshot.gaps.clone(),
             instance_versions: HashMap::new(),
             snapshot: Arc::new(snapshot),
@@ -87,6 +92,7 @@ impl ClusterCache {
             sighted: Vec::new(),
             refresh_groups: false,
             rediagnose: false,
+            next_drain: None,
             next_resync,
             next_health: next_resync,
             last_resync: read_at,
@@ -219,31 +225,11 @@ impl ClusterCache {
             return Merge::Stale;
         }
         self.instance_versions.insert(arn.clone(), change.version);
-        let snapshot = Arc::make_mut(&mut self.snapshot);
-        match snapshot
-            .container_instances
-            .iter_mut()
-            .find(|ci| ci.arn == *arn)
-        {
-            Some(ci) => {
-                ci.agent_connected = change.agent_connected;
-                ci.status = change.status.clone();
-                if ci.ec2_instance_id.is_none() {
-                    ci.ec2_instance_id = change.ec2_instance_id.clone();
-                }
-                Merge::Applied
-            }
-            None => {
-                snapshot.container_instances.push(ContainerInstance {
-                    arn: arn.clone(),
-                    ec2_instance_id: change.ec2_instance_id.clone(),
-                    status: change.status.clone(),
-                    agent_connected: change.agent_connected,
-                    registered_at: None,
-                });
-                Merge::Unknown
-            }
+        self.aside_instances.push(change.clone());
+        if Arc::get_mut(&mut self.snapshot).is_some() {
+            self.merge_aside();
         }
+        Merge::Applied
     }
 
     /// The newest picture of a task: a change kept aside, or the snapshot's.
@@ -278,10 +264,13 @@ impl ClusterCache {
 
     /// Merges the changes kept aside (copies the picture only if a reconcile still holds it).
     pub fn merge_aside(&mut self) {
-        if self.aside.is_empty() {
+        if self.aside.is_empty() && self.aside_instances.is_empty() {
             return;
         }
         let snapshot = Arc::make_mut(&mut self.snapshot);
+        for change in self.aside_instances.drain(..) {
+            merge_instance(&mut snapshot.container_instances, change);
+        }
         for (_, task) in self.aside.drain() {
             let newer = self
                 .index
@@ -324,6 +313,29 @@ fn upsert(snapshot: &mut ClusterSnapshot, index: &mut HashMap<String, usize>, ta
             index.insert(task.arn.clone(), snapshot.tasks.len());
             snapshot.tasks.push(task);
         }
+    }
+}
+
+/// Applies a container instance change to the picture (an instance not in it joins it).
+fn merge_instance(instances: &mut Vec<ContainerInstance>, change: InstanceChange) {
+    match instances
+        .iter_mut()
+        .find(|ci| ci.arn == change.container_instance_arn)
+    {
+        Some(ci) => {
+            ci.agent_connected = change.agent_connected;
+            ci.status = change.status;
+            if ci.ec2_instance_id.is_none() {
+                ci.ec2_instance_id = change.ec2_instance_id;
+            }
+        }
+        None => instances.push(ContainerInstance {
+            arn: change.container_instance_arn,
+            ec2_instance_id: change.ec2_instance_id,
+            status: change.status,
+            agent_connected: change.agent_connected,
+            registered_at: None,
+        }),
     }
 }
 

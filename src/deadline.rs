@@ -89,3 +89,30 @@ pub fn health_watched(task: &Task, policy: &Policy) -> bool {
         && task.health == HealthStatus::Healthy
         && policy.stuck.unhealthy.is_some()
 }
+
+/// When each container instance whose agent is disconnected reaches the drain limit of the
+/// cluster's first policy that drains (as capacity planning picks it): the first sighting of
+/// the disconnection plus `agentDisconnected`. Events carry agent connectivity, so in event mode
+/// the drain is planned at this moment instead of at the next resync.
+pub fn drain_deadlines<'s>(
+    snapshot: &'s ClusterSnapshot,
+    policies: &PolicySet,
+    sightings: &Sightings,
+) -> Vec<(&'s str, SystemTime)> {
+    let Some(limit) = policies
+        .for_cluster(&snapshot.cluster_name)
+        .find_map(|p| p.remediate.drain_container_instance.as_ref())
+        .map(|d| d.agent_disconnected)
+    else {
+        return Vec::new();
+    };
+    snapshot
+        .container_instances
+        .iter()
+        .filter(|ci| !ci.agent_connected && ci.status == "ACTIVE")
+        .filter_map(|ci| {
+            let since = sightings.first_disconnected(&ci.arn)?;
+            Some((ci.arn.as_str(), since.checked_add(limit)?))
+        })
+        .collect()
+}

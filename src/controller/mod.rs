@@ -65,11 +65,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::audit::{AuditRecord, AuditSink, Outcome};
-use crate::cache::ClusterCache;
+use crate::cache::{ClusterCache, DEADLINE_SLACK};
 use crate::capacity::diagnose_capacity;
 use crate::causes::Clues;
 use crate::cloud::{Cloud, CloudError, TaskReads};
-use crate::deadline::{Deadline, deadlines, governing, health_watched};
+use crate::deadline::{Deadline, deadlines, drain_deadlines, governing, health_watched};
 use crate::decision::PlannedAction;
 use crate::diagnose::{Condition, Sightings, diagnose};
 use crate::domain::ClusterSnapshot;
@@ -495,8 +495,13 @@ impl<C: Cloud> Controller<C> {
         if now >= entry.next_resync {
             return Some(Work::Resync);
         }
-        let (mut arns, floor) = entry.deadlines().due(entry.clock(now));
-        let deadline = !arns.is_empty();
+        let clock = entry.clock(now);
+        let (mut arns, mut floor) = entry.deadlines().due(clock);
+        let drain = entry.next_drain.filter(|at| *at <= clock);
+        if drain.is_some() {
+            floor = floor.max(drain);
+        }
+        let deadline = !arns.is_empty() || drain.is_some();
         let health = events && now >= entry.next_health && !entry.health_watched.is_empty();
         if health {
             arns.extend(entry.health_watched.iter().cloned());
@@ -510,7 +515,7 @@ impl<C: Cloud> Controller<C> {
             Vec::new()
         };
         let event = !entry.to_describe.is_empty() || entry.refresh_groups || entry.rediagnose;
-        if arns.is_empty() && !event {
+        if arns.is_empty() && !event && !deadline {
             return None;
         }
         let trigger = if deadline || health {
@@ -645,7 +650,7 @@ impl<C: Cloud> Controller<C> {
     /// Tasks an event changed meanwhile keep the deadline the event gave them.
     fn track(&self, cluster: &str, snapshot: &ClusterSnapshot) {
         let policies = self.policies();
-        let (due, health) = {
+        let (due, health, drain) = {
             let memory = self.lock_memory();
             let empty = Sightings::default();
             let sightings = memory.get(cluster).map_or(&empty, |m| &m.sightings);
@@ -653,7 +658,12 @@ impl<C: Cloud> Controller<C> {
                 .into_iter()
                 .map(|(arn, d)| (arn.to_string(), d))
                 .collect();
-            (due, health_watched_tasks(snapshot, &policies))
+            let drain = drain_deadlines(snapshot, &policies, sightings)
+                .into_iter()
+                .map(|(_, at)| at + DEADLINE_SLACK)
+                .filter(|at| *at > snapshot.observed_at)
+                .min();
+            (due, health_watched_tasks(snapshot, &policies), drain)
         };
         let mut cache = self.lock_cache();
         let Some(entry) = cache.get_mut(cluster) else {
@@ -676,6 +686,7 @@ impl<C: Cloud> Controller<C> {
             deadlines.set(&arn, deadline, now);
         }
         entry.health_watched = health;
+        entry.next_drain = drain;
     }
 
     /// When the cluster's key should run next: its next resync, its earliest deadline, or (in
@@ -684,7 +695,11 @@ impl<C: Cloud> Controller<C> {
         let events = self.events_healthy();
         let cache = self.lock_cache();
         let entry = cache.get(cluster)?;
-        let deadline = entry.deadlines().next_wake().map(|t| entry.instant_of(t));
+        let deadline = [entry.deadlines().next_wake(), entry.next_drain]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|t| entry.instant_of(t));
         let health = (events && !entry.health_watched.is_empty()).then_some(entry.next_health);
         [Some(entry.next_resync), deadline, health]
             .into_iter()

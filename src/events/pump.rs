@@ -11,7 +11,7 @@
 //! - a recently applied event id (kept in a small window, as node-termination-handler does)
 //!   is not applied again: the redelivery is deleted and counted `stale`;
 //! - an event that never arrives is repaired by the controller's periodic resync, which is
-//!   why the events only speed decisions up and never decide anything alone (docs/design.md §3).
+//!   why the events only speed decisions up and never decide anything alone.
 //!
 //! A failed receive (throttling included) backs off exponentially, 1 s up to 30 s, and puts the
 //! controller back on the resync cadence without events ([`EventSink::set_degraded`]); nothing
@@ -45,6 +45,9 @@ pub struct PumpSettings {
     pub dedup_window: Duration,
     /// How many event ids are remembered at most (the oldest are forgotten first).
     pub dedup_capacity: usize,
+    /// The least time between two receives that both came back empty: a source that answers
+    /// at once instead of long-polling must not make the pump spin.
+    pub min_empty_poll: Duration,
 }
 
 impl Default for PumpSettings {
@@ -55,6 +58,7 @@ impl Default for PumpSettings {
             // Longer than SQS's default visibility timeout (30 s) many times over.
             dedup_window: Duration::from_secs(600),
             dedup_capacity: 10_000,
+            min_empty_poll: Duration::from_secs(1),
         }
     }
 }
@@ -149,12 +153,21 @@ impl<Q: EventSource> Pump<Q> {
             RecentEvents::new(self.settings.dedup_window, self.settings.dedup_capacity);
         let mut health = QueueHealth::new(&self.settings);
         loop {
+            let polled_at = Instant::now();
             let answer = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
                 answer = self.source.receive() => answer,
             };
             match answer {
+                Ok(messages) if messages.is_empty() => {
+                    health.answered(self.sink.as_ref(), self.telemetry.as_ref());
+                    let next = polled_at + self.settings.min_empty_poll;
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep_until(next) => {}
+                    }
+                }
                 Ok(messages) => {
                     health.answered(self.sink.as_ref(), self.telemetry.as_ref());
                     PumpCounts::add(&self.counts.received, messages.len());

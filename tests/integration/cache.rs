@@ -217,3 +217,106 @@ async fn the_resync_runs_at_the_event_cadence_and_falls_back_to_30s_when_degrade
     token.cancel();
     handle.await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_service_action_or_a_group_activity_reads_the_clusters_capacity_chain_again() {
+    use ecs_reconciler::cloud::sim::build_scenario;
+    use ecs_reconciler::demo::scenario_policies;
+    use ecs_reconciler::events::GroupActivityKind;
+    let sim = Arc::new(build_scenario("capacity-short", start()).unwrap().0);
+    let c = controller(
+        Arc::clone(&sim),
+        scenario_policies().unwrap(),
+        ControllerSettings {
+            resync: Duration::from_secs(600),
+            ..event_settings()
+        },
+        Arc::default(),
+    );
+    c.pass(&CancellationToken::new()).await;
+    let cached = c.cached("demo-capacity").expect("observed");
+    let group = cached.auto_scaling_groups[0].name.clone();
+    let activity = |group_name: &str| Event::GroupActivity {
+        group_name: group_name.to_string(),
+        kind: GroupActivityKind::LaunchUnsuccessful,
+        message: None,
+    };
+    assert_eq!(
+        c.apply(activity("someone-elses-asg"), sim.now()),
+        Disposition::OutOfScope
+    );
+    assert_eq!(c.apply(activity(&group), sim.now()), Disposition::Applied);
+    let action = Event::ServiceAction {
+        cluster_arn: cached.cluster_arn.clone(),
+        service_arn: cached.services[0].arn.clone(),
+        event_name: "SERVICE_TASK_PLACEMENT_FAILURE".into(),
+        reason: None,
+    };
+    assert_eq!(c.apply(action, sim.now()), Disposition::Applied);
+    sim.reset_calls();
+    run_for(&c, Duration::from_secs(5)).await;
+    assert_eq!(
+        sim.call_count("ListTasks"),
+        0,
+        "no resync: {:?}",
+        sim.calls()
+    );
+    assert_eq!(
+        sim.call_count("DescribeAutoScalingGroups"),
+        1,
+        "both events, one read of the group: {:?}",
+        sim.calls()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_change_made_while_a_reconcile_holds_the_picture_is_merged_once_it_is_free() {
+    use crate::support::fixtures::{TaskBuilder, snapshot};
+    use ecs_reconciler::cache::{ClusterCache, Merge};
+    use ecs_reconciler::cloud::TaskReads;
+    let a = TaskBuilder::service("web", "a").build();
+    let b = TaskBuilder::service("web", "b").build();
+    let now = tokio::time::Instant::now();
+    let mut cache = ClusterCache::new(
+        snapshot(vec![a.clone(), b.clone()], &[("web", 2)]),
+        now,
+        now + Duration::from_secs(30),
+    );
+    let held = Arc::clone(cache.snapshot());
+    let mut newer = a.clone();
+    newer.version = a.version + 1;
+    newer.last_status = TaskStatus::Deactivating;
+    newer.tags.clear();
+    assert_eq!(cache.apply_task(newer.clone()), Merge::Applied);
+    assert_eq!(
+        cache.task(&a.arn).unwrap().last_status,
+        TaskStatus::Deactivating
+    );
+    assert_eq!(
+        held.tasks[0].last_status,
+        TaskStatus::Running,
+        "the held picture is untouched"
+    );
+    drop(held);
+    let observed_at = cache.snapshot().observed_at;
+    // b is gone (DescribeTasks: MISSING); a's newer picture survives an older describe.
+    let reads = TaskReads {
+        tasks: vec![a.clone()],
+        missing: vec![b.arn.clone()],
+        gaps: Vec::new(),
+    };
+    cache.merge_reads(
+        reads,
+        Vec::new(),
+        observed_at + Duration::from_secs(5),
+        Vec::new(),
+    );
+    let picture = cache.snapshot();
+    assert_eq!(picture.tasks.len(), 1, "the missing task is removed");
+    assert_eq!(picture.tasks[0].last_status, TaskStatus::Deactivating);
+    assert_eq!(
+        picture.tasks[0].tags, a.tags,
+        "the event kept the cached tags"
+    );
+    assert_eq!(picture.observed_at, observed_at + Duration::from_secs(5));
+}

@@ -11,6 +11,7 @@ use ecs_reconciler::controller::ControllerSettings;
 use ecs_reconciler::deadline::deadlines;
 use ecs_reconciler::diagnose::{Condition, Sightings};
 use ecs_reconciler::domain::TaskStatus;
+use ecs_reconciler::events::EventSink;
 use ecs_reconciler::telemetry::Trigger;
 
 use crate::support::fixtures::{TaskBuilder, mins, now, snapshot, usual_policy};
@@ -150,5 +151,111 @@ fn deadlines_follow_diagnosis_entry_rule_and_the_policy_limit() {
         pending.1.at(),
         now() + mins(10),
         "first sighting plus the limit"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn in_event_mode_an_unhealthy_task_is_found_by_the_health_reads_within_their_interval() {
+    let sim = Arc::new(SimAccount::new(start()));
+    sim.add_cluster("prod-web");
+    sim.add_service(
+        "prod-web",
+        service("web", 1).then_launch(
+            1,
+            TaskBehavior::turns_unhealthy_after(Duration::from_secs(60)),
+        ),
+    );
+    let reconciles = Arc::new(Reconciles::default());
+    let c = controller(
+        Arc::clone(&sim),
+        two_minute_policy(),
+        ControllerSettings {
+            health_interval: Duration::from_secs(60),
+            ..slow_resync()
+        },
+        Arc::clone(&reconciles),
+    );
+    c.set_degraded(false);
+    // RUNNING and HEALTHY at the first resync; UNHEALTHY about 40 s later.
+    tokio::time::advance(Duration::from_secs(30)).await;
+    run_for(&c, Duration::from_secs(480)).await;
+    assert_eq!(
+        sim.call_count("DescribeClusters"),
+        1,
+        "one resync: {:?}",
+        sim.calls()
+    );
+    let records = c.audit().records();
+    let stop = records
+        .iter()
+        .find(|r| r.outcome == Outcome::Done)
+        .expect("the unhealthy task was stopped");
+    let task = sim.task(&stop.target).expect("still described");
+    let unhealthy_at = task.timestamps.started_at.unwrap() + Duration::from_secs(60);
+    let after = parse_time(&stop.time)
+        .duration_since(unhealthy_at)
+        .expect("after it turned unhealthy");
+    // The 5 minute limit, plus at most one health interval (and a second of rounding).
+    assert!(after >= Duration::from_secs(300), "{after:?}");
+    assert!(after <= Duration::from_secs(361), "{after:?}");
+    // Health reads are DescribeTasks of the watched tasks only: one task, one call each.
+    // The resync, the health read that saw it, the read at its deadline.
+    assert_eq!(sim.call_count("DescribeTasks"), 3, "{:?}", sim.calls());
+}
+
+#[tokio::test(start_paused = true)]
+async fn in_event_mode_an_agent_that_stays_away_is_drained_at_its_limit() {
+    use ecs_reconciler::events::{Event, InstanceChange};
+    let sim = Arc::new(SimAccount::new(start()));
+    let cluster_arn = sim.add_cluster("prod-web");
+    let instance = sim.add_container_instance("prod-web", "i-0abc");
+    sim.add_service("prod-web", service("web", 1));
+    let drains = crate::support::fixtures::policy(
+        "{PROVISIONING: 2m}",
+        "{drainContainerInstance: {agentDisconnected: 3m}}",
+        "{maxActionsPerHour: 100, maxInFlightPerService: 100%, pauseWhenStuckAbove: 100%}",
+    );
+    let c = controller(Arc::clone(&sim), drains, slow_resync(), Arc::default());
+    c.set_degraded(false);
+    tokio::time::advance(Duration::from_secs(30)).await;
+    c.pass(&tokio_util::sync::CancellationToken::new()).await;
+    sim.set_agent_connected("prod-web", &instance, false);
+    let gone_at = sim.now();
+    let change = InstanceChange {
+        cluster_arn,
+        container_instance_arn: instance.clone(),
+        ec2_instance_id: Some("i-0abc".into()),
+        version: 2,
+        agent_connected: false,
+        status: "ACTIVE".into(),
+    };
+    assert_eq!(
+        c.apply(Event::ContainerInstance(change), gone_at),
+        ecs_reconciler::events::Disposition::Applied
+    );
+    run_for(&c, Duration::from_secs(240)).await;
+    assert_eq!(
+        sim.call_count("UpdateContainerInstancesState"),
+        1,
+        "{:?}",
+        sim.calls()
+    );
+    assert_eq!(
+        sim.call_count("DescribeClusters"),
+        1,
+        "no resync: {:?}",
+        sim.calls()
+    );
+    let records = c.audit().records();
+    let drain = records
+        .iter()
+        .find(|r| r.outcome == Outcome::Done && r.target == instance)
+        .expect("drained");
+    let late = parse_time(&drain.time)
+        .duration_since(gone_at + Duration::from_secs(180))
+        .expect("not before the limit");
+    assert!(
+        late <= Duration::from_secs(2),
+        "drained {late:?} after the limit"
     );
 }

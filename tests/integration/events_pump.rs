@@ -383,3 +383,120 @@ async fn an_event_id_is_remembered_for_ten_minutes_then_applied_again() {
         run.handle.await.unwrap();
     }
 }
+
+/// A source that answers "nothing" at once, every time (no long poll).
+struct Impatient(Mutex<u32>);
+
+impl EventSource for Impatient {
+    async fn receive(&self) -> Result<Vec<Message>, CloudError> {
+        *self.0.lock().unwrap() += 1;
+        Ok(Vec::new())
+    }
+
+    async fn delete(&self, _receipts: &[String]) -> Result<Vec<String>, CloudError> {
+        panic!("nothing to delete")
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_source_that_answers_empty_at_once_does_not_make_the_pump_spin() {
+    let source = Arc::new(Impatient(Mutex::new(0)));
+    struct Handle(Arc<Impatient>);
+    impl EventSource for Handle {
+        async fn receive(&self) -> Result<Vec<Message>, CloudError> {
+            self.0.receive().await
+        }
+        async fn delete(&self, r: &[String]) -> Result<Vec<String>, CloudError> {
+            self.0.delete(r).await
+        }
+    }
+    let shutdown = CancellationToken::new();
+    let pump = Pump::new(
+        Handle(Arc::clone(&source)),
+        Arc::new(RecordingSink::default()),
+        Arc::new(RecordingTelemetry::default()),
+    );
+    let handle = tokio::spawn(pump.run(shutdown.clone()));
+    tokio::time::sleep(Duration::from_millis(10_500)).await;
+    shutdown.cancel();
+    handle.await.unwrap();
+    // One receive a second at most: at 0, 1, ... 10 s.
+    assert_eq!(*source.0.lock().unwrap(), 11);
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    const BODIES: [&str; 6] = [
+        "task-state-change-running.json",
+        "task-state-change-stopped.json",
+        "container-instance-state-change.json",
+        "autoscaling-launch-unsuccessful.json",
+        "service-action-steady-state.json",
+        "not a fixture: garbage",
+    ];
+
+    fn body(i: usize) -> String {
+        match BODIES[i] {
+            name if name.ends_with(".json") => fixture(name),
+            garbage => garbage.to_string(),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whatever the deliveries (duplicates, garbage, unused types, in any order and
+        /// batching): every delivery is disposed of and deleted exactly once, and each usable
+        /// event is applied exactly once.
+        #[test]
+        fn every_delivery_is_deleted_once_and_every_event_applied_once(
+            batches in prop::collection::vec(prop::collection::vec(0usize..BODIES.len(), 0..10), 1..8)
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .unwrap();
+            let mut n = 0;
+            let answers: Vec<_> = batches
+                .iter()
+                .map(|batch| {
+                    Ok(batch
+                        .iter()
+                        .map(|&i| {
+                            n += 1;
+                            message(&format!("m{n}"), &body(i))
+                        })
+                        .collect())
+                })
+                .collect();
+            let deliveries = n;
+            let usable: std::collections::BTreeSet<usize> = batches
+                .iter()
+                .flatten()
+                .copied()
+                .filter(|&i| i < 4)
+                .collect();
+            let queue = ScriptedQueue::new(answers);
+            let sink = Arc::new(RecordingSink::default());
+            let telemetry = Arc::new(RecordingTelemetry::default());
+            let counts = rt.block_on(async {
+                let run = start(&queue, &sink, &telemetry, CancellationToken::new());
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                run.shutdown.cancel();
+                run.handle.await.unwrap();
+                run.counts
+            });
+            let mut deleted = queue.deleted();
+            prop_assert_eq!(deleted.len(), deliveries);
+            deleted.sort();
+            deleted.dedup();
+            prop_assert_eq!(deleted.len(), deliveries, "a delivery deleted twice");
+            prop_assert_eq!(counts.disposed(), deliveries as u64);
+            prop_assert_eq!(sink.events.lock().unwrap().len(), usable.len());
+            prop_assert_eq!(counts.of(Disposition::Applied), usable.len() as u64);
+        }
+    }
+}

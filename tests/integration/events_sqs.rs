@@ -437,8 +437,18 @@ async fn delete_batches_ten_receipts_a_call_and_returns_those_not_deleted() {
         receipts.extend(got.into_iter().map(|m| m.receipt));
     }
     receipts.push("not-a-receipt".to_string());
+    let receives = queue.calls()["ReceiveMessage"];
     let left = queue.delete(&receipts).await.unwrap();
     assert_eq!(left, ["not-a-receipt"]);
+    let calls = queue.calls();
+    assert_eq!(
+        calls["DeleteMessageBatch"], 2,
+        "14 receipts, 10 a call: {calls:?}"
+    );
+    assert!(
+        receives >= 2,
+        "13 messages, at most 10 a receive: {calls:?}"
+    );
     assert_eq!(messages_left(&moto, &url).await, 0);
 }
 

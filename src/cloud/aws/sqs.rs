@@ -8,6 +8,7 @@
 //! ([`errors::from_sdk`](super::errors)); SQS calls are not paced by the ECS budget (they draw
 //! on no ECS bucket).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
@@ -15,6 +16,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_sdk_sqs::config::Region;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, QueueAttributeName};
 
+use super::calls::CallCounter;
 use super::errors;
 use super::{AwsSettings, retry_config};
 use crate::cloud::{CloudError, ErrorCategory};
@@ -41,6 +43,7 @@ const QUEUE_DOES_NOT_EXIST: [&str; 2] = [
 pub struct SqsQueue {
     client: aws_sdk_sqs::Client,
     url: String,
+    calls: CallCounter,
 }
 
 /// Why the queue cannot be used, as one line naming it.
@@ -67,9 +70,11 @@ impl SqsQueue {
         settings: &AwsSettings,
         url: &str,
     ) -> Self {
+        let calls = CallCounter::default();
         let mut config = aws_sdk_sqs::config::Builder::from(sdk_config)
             .timeout_config(poll_timeouts(settings))
-            .retry_config(retry_config(settings));
+            .retry_config(retry_config(settings))
+            .interceptor(calls.clone());
         if let Some(region) = region_of(url) {
             config = config.region(Region::new(region));
         }
@@ -79,11 +84,18 @@ impl SqsQueue {
         SqsQueue {
             client: aws_sdk_sqs::Client::from_conf(config.build()),
             url: url.to_string(),
+            calls,
         }
     }
 
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// How many times each SQS operation has been sent (e.g. `{"ReceiveMessage": 3}`), not
+    /// counting the SDK's retries.
+    pub fn calls(&self) -> BTreeMap<String, u64> {
+        self.calls.snapshot()
     }
 
     /// Reads the queue's ARN once: a missing queue, AccessDenied or any other refusal is one
