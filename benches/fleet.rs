@@ -151,6 +151,8 @@ struct Figures {
     /// The same, split by what was running when the deadline fell: a resync of its own
     /// cluster, of another cluster only, or no resync.
     by_overlap: [Vec<Duration>; 3],
+    /// The same, in the largest cluster and in the others.
+    by_cluster: [Vec<Duration>; 2],
     /// Steady-state calls per category, with the budget per second.
     steady: Vec<(Category, u64, f64)>,
     steady_minutes: f64,
@@ -160,7 +162,7 @@ struct Figures {
     /// largest cluster (when a task there is looked at again).
     resync_took: Vec<Duration>,
     resync_interval: Vec<Duration>,
-    reconciles: HashMap<Trigger, usize>,
+    reconciles: HashMap<Trigger, Vec<Duration>>,
     events: BTreeMap<Disposition, u64>,
     wall: Duration,
 }
@@ -186,7 +188,8 @@ struct Recorded {
     outcomes: BTreeMap<String, usize>,
     resync_took: Vec<Duration>,
     largest_resyncs: Vec<Instant>,
-    reconciles: HashMap<Trigger, usize>,
+    /// How long each reconcile took, by trigger.
+    reconciles: HashMap<Trigger, Vec<Duration>>,
     /// Queue messages by what became of them.
     events: BTreeMap<Disposition, u64>,
 }
@@ -227,7 +230,7 @@ impl Telemetry for Recorder {
         took: Duration,
     ) {
         let mut state = self.lock();
-        *state.reconciles.entry(trigger).or_default() += 1;
+        state.reconciles.entry(trigger).or_default().push(took);
         if trigger == Trigger::Resync {
             let ended = self.origin + self.began.elapsed();
             state
@@ -409,6 +412,13 @@ async fn run_controller(fleet: Fleet, mode: Mode) -> Option<Figures> {
     for part in &mut by_overlap {
         part.sort();
     }
+    let mut by_cluster: [Vec<Duration>; 2] = Default::default();
+    for (cluster, _, delay) in recorded.first_record.values() {
+        by_cluster[usize::from(*cluster != recorder.largest)].push(*delay);
+    }
+    for part in &mut by_cluster {
+        part.sort();
+    }
     let steady = steady_calls(&first_pass, &end);
     let resync_interval = recorded
         .largest_resyncs
@@ -419,6 +429,7 @@ async fn run_controller(fleet: Fleet, mode: Mode) -> Option<Figures> {
         planted,
         delays,
         by_overlap,
+        by_cluster,
         steady,
         steady_minutes: (fleet.run_for - fleet.warmup).as_secs_f64() / 60.0,
         actions_done: recorded.done,
@@ -481,13 +492,15 @@ fn table(fleet: &Fleet, modes: &[(Mode, Option<Figures>)]) -> String {
             f.planted,
         ));
         let names = [
-            "its cluster's resync running",
-            "another cluster's resync only",
-            "no resync running",
+            "deadline with its cluster's resync running",
+            "deadline with another cluster's resync only",
+            "deadline with no resync running",
+            "in the largest cluster",
+            "in the other clusters",
         ];
-        for (name, part) in names.iter().zip(&f.by_overlap) {
+        for (name, part) in names.iter().zip(f.by_overlap.iter().chain(&f.by_cluster)) {
             out.push_str(&format!(
-                "    deadline with {name:<30} {:>5} tasks: p50 {}  p99 {}  max {}\n",
+                "    {name:<44} {:>5} tasks: p50 {}  p99 {}  max {}\n",
                 part.len(),
                 secs(percentile(part, 50)),
                 secs(percentile(part, 99)),
@@ -542,7 +555,18 @@ fn table(fleet: &Fleet, modes: &[(Mode, Option<Figures>)]) -> String {
 fn reconciles(f: &Figures) -> String {
     let mut parts: Vec<String> = Trigger::ALL
         .iter()
-        .filter_map(|t| f.reconciles.get(t).map(|n| format!("{} {n}", t.as_str())))
+        .filter_map(|t| {
+            let mut took = f.reconciles.get(t)?.clone();
+            took.sort();
+            let (p50, max) = (percentile(&took, 50), took.last().copied());
+            Some(format!(
+                "{} {} (took p50 {}, max {})",
+                t.as_str(),
+                took.len(),
+                secs(p50),
+                secs(max)
+            ))
+        })
         .collect();
     if parts.is_empty() {
         parts.push("none".to_string());
