@@ -26,7 +26,10 @@
 //! **UNHEALTHY in event mode.** Health is not in the events. While events are healthy, the
 //! RUNNING tasks that report HEALTHY and whose policy has an `unhealthy` limit are re-described
 //! every `health_interval` (default 5 min), 100 a call: ceil(H/100) DescribeTasks per cluster
-//! per interval for H such tasks (10,000 of them: 100 calls every 5 min, 0.33 a second). A task
+//! per interval for H such tasks, in the cluster-resource-read bucket whose half budget is
+//! 10 calls/s (docs/design.md §2). 10,000 such tasks: 100 calls every 5 min, 0.33/s (3% of the
+//! half budget); 100,000: 3.3/s (33%), so a fleet that large wants a longer interval. A full
+//! resync resets the interval (it reads health too). A task
 //! seen UNHEALTHY gets a deadline (first sighting plus the limit) and is re-read then, so one is
 //! acted on at most `health_interval` after its limit. A task whose health stays UNKNOWN (no
 //! health check, or one that fails before its first pass) is judged at the resync. Without

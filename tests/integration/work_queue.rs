@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ecs_reconciler::audit::AuditSink;
 use ecs_reconciler::cloud::sim::{ServiceSpec, SimAccount};
-use ecs_reconciler::cloud::{Cloud, CloudError, GroupRead, TaskReads};
+use ecs_reconciler::cloud::{Cloud, CloudError, ErrorCategory, GroupRead, TaskReads};
 use ecs_reconciler::controller::{ClusterReport, Controller, ControllerSettings};
 use ecs_reconciler::domain::{
     Capacity, ClusterSnapshot, InstanceTypeSize, LaunchTemplateVersion, RunTaskRequest,
@@ -163,10 +163,12 @@ async fn each_key_backs_off_on_its_own_and_a_success_resets_it() {
     assert!(q.backoff("a", max) <= Duration::from_secs(2));
 }
 
-/// The simulator, with one cluster whose observation takes ten virtual minutes.
+/// The simulator, with one cluster whose observation takes ten virtual minutes (or, with
+/// `fails`, always fails).
 struct SlowCluster {
     sim: Arc<SimAccount>,
     slow: &'static str,
+    fails: bool,
 }
 
 const SLOW: Duration = Duration::from_secs(600);
@@ -177,6 +179,13 @@ impl Cloud for SlowCluster {
     }
 
     async fn observe_cluster(&self, cluster: &str) -> Result<ClusterSnapshot, CloudError> {
+        if cluster == self.slow && self.fails {
+            return Err(CloudError::new(
+                ErrorCategory::Transient,
+                "DescribeClusters",
+                "connection reset",
+            ));
+        }
         if cluster == self.slow {
             tokio::time::sleep(SLOW).await;
         }
@@ -303,6 +312,7 @@ async fn a_cluster_whose_observation_takes_ten_minutes_holds_up_no_other() {
         SlowCluster {
             sim: Arc::clone(&sim),
             slow: "prod-slow",
+            fails: false,
         },
         two_minute_policy(),
         settings,
@@ -317,4 +327,41 @@ async fn a_cluster_whose_observation_takes_ten_minutes_holds_up_no_other() {
     }
     assert_eq!(counts.get("prod-slow"), None, "{counts:?}");
     assert_eq!(reconciles.count(Trigger::Resync), 60);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_cluster_backs_off_on_its_own_while_the_others_keep_their_cadence() {
+    let sim = Arc::new(SimAccount::new(start()));
+    for cluster in ["prod-a", "prod-b", "prod-failing"] {
+        sim.add_cluster(cluster);
+        sim.add_service(cluster, service("web", 1));
+    }
+    let reconciles = Arc::new(Reconciles::default());
+    let c = controller(
+        SlowCluster {
+            sim: Arc::clone(&sim),
+            slow: "prod-failing",
+            fails: true,
+        },
+        two_minute_policy(),
+        ControllerSettings::default(),
+        Arc::clone(&reconciles),
+    );
+    run_for(&c, Duration::from_secs(299)).await;
+    let all = reconciles.0.lock().unwrap().clone();
+    let failing: Vec<&(String, Trigger, bool)> =
+        all.iter().filter(|(c, _, _)| c == "prod-failing").collect();
+    assert!(failing.iter().all(|(_, _, ok)| !ok));
+    assert_eq!(failing[0].1, Trigger::Resync, "the first attempt");
+    assert!(failing[1..].iter().all(|(_, t, _)| *t == Trigger::Retry));
+    // 1 s doubling (with jitter) up to the 30 s resync: more tries than the 10 resyncs, fewer
+    // than one a second.
+    assert!(
+        failing.len() > 10 && failing.len() < 40,
+        "{} tries",
+        failing.len()
+    );
+    let counts = reconciles.per_cluster();
+    assert_eq!(counts.get("prod-a"), Some(&10), "{counts:?}");
+    assert_eq!(counts.get("prod-b"), Some(&10), "{counts:?}");
 }
