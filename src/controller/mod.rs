@@ -559,6 +559,10 @@ impl<C: Cloud> Controller<C> {
 
     /// The full list and describe, replacing the cached picture.
     async fn resync(&self, cluster: &str) -> Result<Prepared, CloudError> {
+        // The snapshot is stamped when its observation begins, so the cache's clock starts
+        // there too: started at the end, it would run behind the account by the length of the
+        // observation (minutes for a large cluster) and every deadline would fire that late.
+        let began = Instant::now();
         let snapshot = self.cloud.observe_cluster(cluster).await?;
         let read_at = Instant::now();
         let cadence = self.resync_cadence();
@@ -566,11 +570,11 @@ impl<C: Cloud> Controller<C> {
         let entry = match cache.entry(cluster.to_string()) {
             std::collections::hash_map::Entry::Occupied(o) => {
                 let entry = o.into_mut();
-                entry.replace(snapshot, read_at);
+                entry.replace(snapshot, began);
                 entry
             }
             std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(ClusterCache::new(snapshot, read_at, read_at + cadence))
+                v.insert(ClusterCache::new(snapshot, began, read_at + cadence))
             }
         };
         entry.next_resync = read_at + cadence;

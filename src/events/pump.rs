@@ -248,6 +248,9 @@ impl<Q: EventSource> Pump<Q> {
 /// Whether the queue answers, and how long to wait after a failed receive.
 struct QueueHealth {
     degraded: bool,
+    /// Whether a receive has answered yet: the first answer puts the controller, which starts
+    /// on the resync cadence without events, in event mode.
+    answered_once: bool,
     builder: ExponentialBuilder,
     delays: backon::ExponentialBackoff,
 }
@@ -261,6 +264,7 @@ impl QueueHealth {
             .without_max_times();
         QueueHealth {
             degraded: false,
+            answered_once: false,
             delays: builder.build(),
             builder,
         }
@@ -268,6 +272,10 @@ impl QueueHealth {
 
     fn answered(&mut self, sink: &dyn EventSink, telemetry: &dyn Telemetry) {
         self.delays = self.builder.build();
+        if !self.answered_once && !self.degraded {
+            sink.set_degraded(false);
+        }
+        self.answered_once = true;
         if self.degraded {
             self.degraded = false;
             sink.set_degraded(false);

@@ -42,6 +42,7 @@ pub mod boot;
 pub mod calls;
 pub mod capacity;
 pub mod clock;
+pub mod events;
 pub mod fault;
 pub mod ids;
 pub mod observe;
@@ -58,6 +59,7 @@ pub use capacity::{
     ExistingInstance, GroupSpec, LaunchSpec, TemplateVersion, UserData, VersionBehavior,
     VersionSpec,
 };
+pub use events::{QueueCounts, QueueFaults, SimQueue};
 pub use fault::SimFault;
 pub use scenario::{Scenario, build_scale, build_scenario, scenario_names};
 pub use world::{REPLACEMENT_DELAY, STOPPED_RETENTION, ServiceSpec};
@@ -80,6 +82,8 @@ use world::World;
 pub struct SimAccount {
     clock: VirtualClock,
     inner: Mutex<Inner>,
+    /// Woken after a mutating call, so a waiting [`SimQueue`] sees its events at once.
+    changed: tokio::sync::Notify,
 }
 
 struct Inner {
@@ -108,6 +112,7 @@ impl SimAccount {
                 budget: None,
                 fault: None,
             }),
+            changed: tokio::sync::Notify::new(),
         }
     }
 
@@ -170,6 +175,7 @@ impl SimAccount {
             let out = f(&mut inner);
             (out, inner.calls.take_paced())
         };
+        self.changed.notify_waiters();
         // The first of `paced.calls` is the call whose token was taken above; any after it are
         // the reads that confirm a refusal, paced as reads.
         if let Some(budget) = budget {
@@ -266,6 +272,17 @@ impl SimAccount {
             .run_task(cluster, request, Some(behavior))
     }
 
+    /// Makes the task `task_arn` fail `after` from now (its essential container exits) and
+    /// the replacement its service launches at once behave as `replacement` (scenario setup;
+    /// a standalone task is not replaced). Panics on an unknown task.
+    pub fn fail_task_after(&self, task_arn: &str, after: Duration, replacement: TaskBehavior) {
+        let (cluster, id) = ids::parse_task_arn(task_arn).expect("a task ARN");
+        let mut inner = self.current();
+        let at = inner.world.now() + after;
+        let planted = inner.world.fail_task_at(cluster, id, at, replacement);
+        assert!(planted, "no task {task_arn:?}");
+    }
+
     /// Registers an ACTIVE container instance with a connected agent; returns its ARN.
     pub fn add_container_instance(&self, cluster: &str, ec2_instance_id: &str) -> String {
         self.current()
@@ -302,6 +319,7 @@ impl SimAccount {
             .current()
             .world
             .change_container_instance(cluster, arn, f);
+        self.changed.notify_waiters();
         assert!(
             changed,
             "cluster {cluster:?} has no container instance {arn:?}"

@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
 use std::time::{Duration, SystemTime};
 
 use super::behavior::TaskBehavior;
+use super::events::Outbox;
 use super::ids;
 pub use super::service::ServiceSpec;
 use crate::domain::{
@@ -157,6 +158,8 @@ pub(crate) struct SimInstance {
     /// Its instance type's size; `None`: any task fits (instances added by hand, unknown
     /// types).
     size: Option<InstanceTypeSize>,
+    /// ECS's `version` of the container instance: grows with every change.
+    version: u64,
 }
 
 impl SimInstance {
@@ -208,6 +211,10 @@ pub(crate) struct World {
     next_id: u64,
     templates: BTreeMap<String, capacity::TemplateState>,
     groups: BTreeMap<String, capacity::GroupState>,
+    /// The events of the changes, once a queue listens (`events`).
+    outbox: Outbox,
+    /// What the replacements of tasks failed by `fail_task_at` do, by failure.
+    replacements: Vec<TaskBehavior>,
 }
 
 impl World {
@@ -221,7 +228,18 @@ impl World {
             next_id: 0,
             templates: BTreeMap::new(),
             groups: BTreeMap::new(),
+            outbox: Outbox::default(),
+            replacements: Vec::new(),
         }
+    }
+
+    pub(crate) fn outbox_mut(&mut self) -> &mut Outbox {
+        &mut self.outbox
+    }
+
+    /// When the world next changes by itself (the earliest timed event), if ever.
+    pub(crate) fn next_due(&self) -> Option<SystemTime> {
+        self.events.peek().map(|Reverse(e)| e.at())
     }
 
     pub(crate) fn now(&self) -> SystemTime {
@@ -293,7 +311,7 @@ impl World {
         let ec2 = ec2.map_or_else(|| ids::ec2_instance_id(counter), str::to_string);
         let arn = ids::container_instance_arn(cluster, &ids::hex_id(counter));
         let now = self.now;
-        self.clusters[ci].instances.push(SimInstance {
+        let instance = SimInstance {
             info: ContainerInstance {
                 arn: arn.clone(),
                 ec2_instance_id: Some(ec2),
@@ -305,9 +323,19 @@ impl World {
             used: 0,
             group: None,
             size: None,
-        });
-        self.place_waiting(ci);
+            version: 1,
+        };
+        self.add_instance(ci, instance);
         arn
+    }
+
+    /// Registers `instance` with cluster `ci` (telling it), then places waiting tasks.
+    fn add_instance(&mut self, ci: usize, instance: SimInstance) {
+        let c = &mut self.clusters[ci];
+        self.outbox
+            .container_instance(&c.arn, &instance.info, instance.version, self.now);
+        c.instances.push(instance);
+        self.place_waiting(ci);
     }
 
     /// Changes the container instance with ARN `arn` in `cluster` with `f`, then places
@@ -321,14 +349,17 @@ impl World {
         let Some(&ci) = self.cluster_index.get(cluster) else {
             return false;
         };
-        let Some(instance) = self.clusters[ci]
-            .instances
-            .iter_mut()
-            .find(|i| i.info.arn == arn)
-        else {
+        let c = &mut self.clusters[ci];
+        let Some(instance) = c.instances.iter_mut().find(|i| i.info.arn == arn) else {
             return false;
         };
+        let before = instance.info.clone();
         f(&mut instance.info);
+        if instance.info != before {
+            instance.version += 1;
+            self.outbox
+                .container_instance(&c.arn, &instance.info, instance.version, self.now);
+        }
         self.place_waiting(ci);
         true
     }

@@ -18,6 +18,7 @@ use crate::cloud::sim::capacity::{
     CONSOLE_OUTPUT_DELAY, GroupSpec, INSTANCE_START, INSTANCE_STOP, LAUNCH_RETRY, LaunchSpec,
     TemplateVersion, UserData, VersionBehavior, VersionSpec,
 };
+use crate::cloud::sim::events::LaunchEvent;
 use crate::cloud::sim::ids;
 use crate::domain::{
     AutoScalingGroup, Capacity, CapacityProvider, ContainerInstance, DesiredStatus, GroupInstance,
@@ -335,6 +336,17 @@ impl World {
                 launched_at,
                 container_instance: None,
             });
+            if is_new {
+                let launch = LaunchEvent {
+                    group,
+                    group_arn: &g.arn,
+                    activity_id: &activity.activity_id,
+                    cause: activity.cause.as_deref().unwrap_or_default(),
+                    instance: Some(&id),
+                    failure: None,
+                };
+                self.outbox.launch(launch, now);
+            }
             record(&mut g.activities, activity);
         }
         if lifecycle == Lifecycle::Pending {
@@ -388,6 +400,15 @@ impl World {
             cause: Some(capacity_cause(now, g.live(), g.desired)),
             start_time: Some(now),
         };
+        let launch = LaunchEvent {
+            group,
+            group_arn: &g.arn,
+            activity_id: &activity.activity_id,
+            cause: activity.cause.as_deref().unwrap_or_default(),
+            instance: None,
+            failure: activity.status_message.as_deref(),
+        };
+        self.outbox.launch(launch, now);
         record(&mut g.activities, activity);
         if !g.retry_due {
             g.retry_due = true;
@@ -483,7 +504,7 @@ impl World {
         i.container_instance = Some(arn.clone());
         let slots = g.task_slots;
         let size = boot::instance_type_size(&i.instance_type);
-        self.clusters[ci].instances.push(SimInstance {
+        let instance = SimInstance {
             info: ContainerInstance {
                 arn,
                 ec2_instance_id: Some(instance.to_string()),
@@ -495,8 +516,9 @@ impl World {
             used: 0,
             group: Some(group.to_string()),
             size,
-        });
-        self.place_waiting(ci);
+            version: 1,
+        };
+        self.add_instance(ci, instance);
     }
 
     /// The EC2 instance behind a container instance is gone: the container instance becomes
@@ -506,6 +528,13 @@ impl World {
             return;
         };
         let c = &mut self.clusters[ci];
+        if let Some(gone) = c.instances.iter_mut().find(|i| i.info.arn == arn) {
+            gone.info.status = "INACTIVE".to_string();
+            gone.info.agent_connected = false;
+            gone.version += 1;
+            self.outbox
+                .container_instance(&c.arn, &gone.info, gone.version, self.now);
+        }
         c.instances.retain(|i| i.info.arn != arn);
         let on_it: Vec<u64> = c
             .tasks
@@ -849,12 +878,16 @@ impl World {
     /// enough for it, its service gets ECS's "unable to place a task" event (not repeated
     /// while it is the newest).
     fn note_unplaceable(&mut self, ci: usize, key: u64) {
-        let Some(message) = self.unplaceable_message(ci, key) else {
+        let Some((message, lacking)) = self.unplaceable_message(ci, key) else {
             return;
         };
         let now = self.now;
         let c = &mut self.clusters[ci];
-        let Some(service) = c.tasks.get(&key).and_then(|t| t.task.service_name()) else {
+        let Some(task) = c.tasks.get(&key).map(|t| &t.task) else {
+            return;
+        };
+        let providers = task.capacity_providers();
+        let Some(service) = task.service_name() else {
             return;
         };
         let Some(state) = c.services.get_mut(service) else {
@@ -868,9 +901,13 @@ impl World {
             message,
         });
         state.events.truncate(SERVICE_EVENTS_KEPT);
+        let providers: Vec<String> = providers.into_iter().map(str::to_string).collect();
+        self.outbox
+            .placement_failure(&c.arn, &state.arn, (lacking, &providers), now);
     }
 
-    fn unplaceable_message(&self, ci: usize, key: u64) -> Option<String> {
+    /// ECS's message, and what the closest instance lacks (`CPU` or `memory`).
+    fn unplaceable_message(&self, ci: usize, key: u64) -> Option<(String, &'static str)> {
         let c = &self.clusters[ci];
         let task = &c.tasks.get(&key)?.task;
         let service = task.service_name()?;
@@ -897,12 +934,13 @@ impl World {
             .rsplit('/')
             .next()
             .unwrap_or(&closest.info.arn);
-        Some(format!(
+        let message = format!(
             "(service {service}) was unable to place a task because no container instance met \
              all of its requirements. The closest matching (container-instance {id}) has \
              insufficient {lacking} available. For more information, see the Troubleshooting \
              section of the Amazon ECS Developer Guide."
-        ))
+        );
+        Some((message, lacking))
     }
 
     /// The task's provisioning is done: it moves to PENDING if it can be placed, or waits for

@@ -21,6 +21,12 @@ pub(super) struct Event {
     kind: EventKind,
 }
 
+impl Event {
+    pub(super) fn at(&self) -> SystemTime {
+        self.at
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum EventKind {
     /// A step of one task, valid only while the task's generation is unchanged.
@@ -34,6 +40,13 @@ enum EventKind {
     Launch { cluster: usize, service: String },
     /// A STOPPED task is forgotten.
     Expire { cluster: usize, key: u64 },
+    /// A running task's essential container exits; its replacement does what
+    /// `World::replacements[replacement]` says.
+    Fail {
+        cluster: usize,
+        key: u64,
+        replacement: usize,
+    },
     /// An Auto Scaling group tries again launches that failed.
     Retry { group: String },
     /// A step of an Auto Scaling group instance.
@@ -153,6 +166,7 @@ impl World {
                 },
             );
         }
+        self.outbox.task(&task, now);
         let c = &mut self.clusters[ci];
         c.by_id.insert(id, key);
         c.tasks.insert(
@@ -243,6 +257,8 @@ impl World {
             TaskStatus::Provisioning | TaskStatus::Deactivating | TaskStatus::Stopping => {}
         }
         t.task.last_status = status;
+        t.task.version += 1;
+        self.outbox.task(&t.task, now);
         let held = if status == TaskStatus::Stopped {
             t.task.container_instance_arn.clone()
         } else {
@@ -295,6 +311,8 @@ impl World {
         t.task.stopped_reason = Some(reason.to_string());
         t.task.stop_code = Some(stop_code.to_string());
         t.task.timestamps.stopping_at = Some(now);
+        t.task.version += 1;
+        self.outbox.task(&t.task, now);
         t.generation += 1;
         let current = t.task.last_status;
         let service = t.task.service_name().map(str::to_string);
@@ -323,6 +341,58 @@ impl World {
                 );
             }
         }
+    }
+
+    /// Makes the task `id` of `cluster` fail at `at` (its essential container exits) and its
+    /// replacement, launched at once by the service scheduler, behave as `replacement`;
+    /// `false` if the cluster holds no such task.
+    pub(crate) fn fail_task_at(
+        &mut self,
+        cluster: &str,
+        id: &str,
+        at: SystemTime,
+        replacement: TaskBehavior,
+    ) -> bool {
+        let Some(&ci) = self.cluster_index.get(cluster) else {
+            return false;
+        };
+        let Some(&key) = self.clusters[ci].by_id.get(id) else {
+            return false;
+        };
+        self.replacements.push(replacement);
+        let replacement = self.replacements.len() - 1;
+        let kind = EventKind::Fail {
+            cluster: ci,
+            key,
+            replacement,
+        };
+        self.schedule(at, kind);
+        true
+    }
+
+    /// A failure planted by `fail_task_at` strikes (a task already on its way down is left
+    /// alone).
+    fn fail(&mut self, ci: usize, key: u64, replacement: usize) {
+        let Some(t) = self.clusters[ci].tasks.get(&key) else {
+            return;
+        };
+        if t.task.desired_status != DesiredStatus::Running {
+            return;
+        }
+        let service = t.task.service_name().map(str::to_string);
+        let reason = (
+            "Essential container in task exited",
+            "EssentialContainerExited",
+        );
+        self.stop(ci, key, reason, service.is_none());
+        let Some(service) = service else {
+            return;
+        };
+        let behavior = std::mem::take(&mut self.replacements[replacement]);
+        if let Some(state) = self.clusters[ci].services.get_mut(&service) {
+            state.spec.launch_behaviors.push_front(behavior);
+        }
+        self.launch_service_task(ci, &service);
     }
 
     /// StopTask on the task with id `id`; `false` if the cluster holds no such task.
@@ -367,14 +437,20 @@ impl World {
                         };
                         self.enter(cluster, key, next);
                     }
+                    // Neither is a state change, so neither is told (ECS's events carry no
+                    // health), but both are changes of the task.
                     Step::PullStart => {
-                        if t.task.last_status == TaskStatus::Pending {
-                            t.task.timestamps.pull_started_at.get_or_insert(self.now);
+                        if t.task.last_status == TaskStatus::Pending
+                            && t.task.timestamps.pull_started_at.is_none()
+                        {
+                            t.task.timestamps.pull_started_at = Some(self.now);
+                            t.task.version += 1;
                         }
                     }
                     Step::Unhealthy => {
                         if t.task.last_status == TaskStatus::Running {
                             t.task.health = HealthStatus::Unhealthy;
+                            t.task.version += 1;
                         }
                     }
                     Step::StopOnItsOwn => {
@@ -397,6 +473,11 @@ impl World {
                 instance,
                 step,
             } => self.instance_step(&group, &instance, step),
+            EventKind::Fail {
+                cluster,
+                key,
+                replacement,
+            } => self.fail(cluster, key, replacement),
             EventKind::Expire { cluster, key } => {
                 let c = &mut self.clusters[cluster];
                 if let Some(t) = c.tasks.remove(&key) {
