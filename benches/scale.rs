@@ -105,6 +105,7 @@ pub fn scale_run(run: ScaleRun) -> ScaleFigures {
                 concurrency: 4,
                 dry_run: false,
                 root_cause_reads: true,
+                ..ControllerSettings::default()
             },
             AuditSink::memory(),
         ));

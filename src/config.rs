@@ -13,6 +13,8 @@
 //! | `log_level`                       | directives `LEVEL` or `TARGET=LEVEL`, comma-separated; LEVEL one of trace, debug, info, warn, error, off |
 //! | `shutdown_timeout`                | 1s ..= 10m                                     |
 //! | `root_cause_reads`                | `true` (default) or `false`                    |
+//! | `managed_tag.key`                 | 1 to 128 characters, not starting with `aws:`  |
+//! | `managed_tag.value`               | at most 256 characters                         |
 //! | `aws.operation_timeout`           | 1s ..= 10m                                     |
 //! | `aws.attempt_timeout`             | 1s ..= `aws.operation_timeout`                 |
 //! | `aws.connect_timeout`             | 100ms ..= `aws.attempt_timeout`                |
@@ -32,6 +34,7 @@ use figment::value::{Dict, Map};
 use figment::{Figment, Metadata, Profile, Provider, Source};
 use serde::{Deserialize, Serialize};
 
+use crate::capacity::tags::{MAX_TAG_KEY, MAX_TAG_VALUE, ManagedTag};
 use crate::cloud::budget::PacingSettings;
 
 /// The file read when `--config` is not given, if it exists.
@@ -101,6 +104,9 @@ pub struct Settings {
     /// Whether diagnosis reads boot output, launch template versions, scaling activities and
     /// instance types to find root causes (`docs/causes.md`); `false` makes none of those calls.
     pub root_cause_reads: bool,
+    /// The tag an Auto Scaling group must carry for the controller to write to it
+    /// (`[managed_tag]`, default `ecs-reconciler:managed` = `true`).
+    pub managed_tag: ManagedTag,
 }
 
 impl Default for Settings {
@@ -117,6 +123,7 @@ impl Default for Settings {
             aws: AwsClientSettings::default(),
             pacing: PacingSettings::default(),
             root_cause_reads: true,
+            managed_tag: ManagedTag::default(),
         }
     }
 }
@@ -389,6 +396,11 @@ pub fn violations(s: &Settings) -> Vec<Violation> {
     );
     key("aws.max_attempts", count_in(aws.max_attempts, MAX_ATTEMPTS));
     pacing_violations(&s.pacing, &mut key);
+    key("managed_tag.key", tag_key_problem(&s.managed_tag.key));
+    key(
+        "managed_tag.value",
+        longer_than(&s.managed_tag.value, MAX_TAG_VALUE),
+    );
     let order = [
         (
             "aws.attempt_timeout",
@@ -414,6 +426,27 @@ pub fn violations(s: &Settings) -> Vec<Violation> {
         }
     }
     out
+}
+
+/// An Auto Scaling tag key: 1 to 128 characters, and `aws:` is reserved.
+fn tag_key_problem(key: &str) -> Option<Problem> {
+    if key.is_empty() {
+        return Some(Problem::Empty);
+    }
+    if key.to_ascii_lowercase().starts_with("aws:") {
+        return Some(Problem::Rejected(format!(
+            "must not start with aws: (reserved by AWS), got {key:?}"
+        )));
+    }
+    longer_than(key, MAX_TAG_KEY)
+}
+
+fn longer_than(text: &str, max: usize) -> Option<Problem> {
+    let chars = text.chars().count();
+    (chars > max).then(|| Problem::TooLarge {
+        max: format!("{max} characters"),
+        got: format!("{chars}"),
+    })
 }
 
 fn pacing_violations(p: &PacingSettings, key: &mut impl FnMut(&str, Option<Problem>)) {

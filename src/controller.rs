@@ -34,6 +34,7 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::audit::{AuditRecord, AuditSink, Outcome, mode_name};
 use crate::capacity::diagnose_capacity;
+use crate::capacity::tags::ManagedTag;
 use crate::causes::Clues;
 use crate::cloud::{Cloud, CloudError, ErrorCategory};
 use crate::decision::{Action, HeldAction, PlannedAction};
@@ -57,6 +58,8 @@ pub struct ControllerSettings {
     pub dry_run: bool,
     /// Make the root-cause reads diagnosis asks for (`src/investigate.rs`).
     pub root_cause_reads: bool,
+    /// The tag an Auto Scaling group must carry for the controller to write to it.
+    pub managed_tag: ManagedTag,
 }
 
 impl Default for ControllerSettings {
@@ -66,6 +69,7 @@ impl Default for ControllerSettings {
             concurrency: 4,
             dry_run: false,
             root_cause_reads: true,
+            managed_tag: ManagedTag::default(),
         }
     }
 }
@@ -393,6 +397,7 @@ impl<C: Cloud> Controller<C> {
                 &policies,
                 &history,
                 &mem.sightings,
+                &self.settings.managed_tag,
                 self.settings.dry_run,
             );
             (plan, Arc::clone(&mem.clues))

@@ -577,6 +577,7 @@ async fn drive<C: Cloud>(
         concurrency: settings.concurrency,
         dry_run: settings.dry_run,
         root_cause_reads: settings.root_cause_reads,
+        managed_tag: settings.managed_tag.clone(),
     };
     info!(
         policies = policies.policies.len(),
@@ -750,6 +751,7 @@ fn read_only_settings(settings: &Settings) -> ControllerSettings {
     ControllerSettings {
         dry_run: true,
         root_cause_reads: settings.root_cause_reads,
+        managed_tag: settings.managed_tag.clone(),
         ..ControllerSettings::default()
     }
 }
