@@ -81,7 +81,9 @@ fn sid_of(scope: Scope) -> &'static str {
         Scope::ManagedGroup => "WritesOnOptedInGroupsOnly",
         Scope::ManagedGroupOwnTags => "OwnTagsOnOptedInGroupsOnly",
         Scope::TagOnRunTask => "EcsTagsOnlyOnTasksItStarts",
-        Scope::PassToEcsTasks => "PassTaskRolesToEcsTasksOnly",
+        Scope::PassToTasksAndInstances => "PassRolesToEcsTasksAndInstancesOnly",
+        Scope::LaunchFromTemplate => "LaunchOnlyFromLaunchTemplates",
+        Scope::TagOnRunInstances => "TagsOnlyAtLaunch",
         Scope::EventsQueue => "TheEventsQueueOnly",
         Scope::Unscoped => "UnscopableReads",
     }
@@ -157,8 +159,17 @@ fn each_grant_carries_the_resource_and_condition_of_its_scope() {
         json!(["ecs-reconciler/*"])
     );
     assert_eq!(
-        condition("PassTaskRolesToEcsTasksOnly")["StringEquals"]["iam:PassedToService"],
-        "ecs-tasks.amazonaws.com"
+        condition("PassRolesToEcsTasksAndInstancesOnly")["StringEquals"]["iam:PassedToService"],
+        json!(["ecs-tasks.amazonaws.com", "ec2.amazonaws.com"])
+    );
+    assert_eq!(
+        condition("TagsOnlyAtLaunch")["StringEquals"]["ec2:CreateAction"],
+        "RunInstances"
+    );
+    assert!(
+        condition("LaunchOnlyFromLaunchTemplates")["ArnLike"]["ec2:LaunchTemplate"]["Fn::Sub"]
+            .as_str()
+            .is_some_and(|arn| arn.ends_with(":launch-template/*"))
     );
     assert_eq!(
         condition("EcsTagsOnlyOnTasksItStarts")["StringEquals"]["ecs:CreateAction"],

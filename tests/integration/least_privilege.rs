@@ -287,3 +287,54 @@ fn each_listed_operation_is_paced_in_its_listed_category() {
         }
     }
 }
+
+fn config_file(text: &str) -> tempfile::NamedTempFile {
+    let file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    std::fs::write(file.path(), text).unwrap();
+    file
+}
+
+#[test]
+fn the_opt_in_tag_is_configured_in_managed_tag_and_checked_with_one_line() {
+    use ecs_reconciler::config::{FlagOverrides, load_with_env_prefix};
+    const NO_ENV: &str = "ECS_RECONCILER_LEAST_PRIVILEGE_TEST_UNSET_";
+    let defaults = load_with_env_prefix(None, &FlagOverrides::default(), NO_ENV).unwrap();
+    assert_eq!(defaults.managed_tag, ManagedTag::default());
+
+    let file = config_file("[managed_tag]\nkey = \"team:ecs-managed\"\nvalue = \"yes\"\n");
+    let s = load_with_env_prefix(Some(file.path()), &FlagOverrides::default(), NO_ENV).unwrap();
+    assert_eq!(
+        s.managed_tag,
+        ManagedTag {
+            key: "team:ecs-managed".into(),
+            value: "yes".into()
+        }
+    );
+
+    let refused = |text: &str| {
+        let file = config_file(text);
+        let e = load_with_env_prefix(Some(file.path()), &FlagOverrides::default(), NO_ENV)
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains('\n'), "one line: {e}");
+        assert!(e.contains(&file.path().display().to_string()), "{e}");
+        e
+    };
+    let e = refused("[managed_tag]\nkey = \"aws:managed\"\n");
+    assert!(
+        e.starts_with("invalid configuration: managed_tag.key: must not start with aws:"),
+        "{e}"
+    );
+    let e = refused("[managed_tag]\nkey = \"\"\n");
+    assert!(
+        e.starts_with("invalid configuration: managed_tag.key: must not be empty"),
+        "{e}"
+    );
+    let e = refused(&format!("[managed_tag]\nvalue = \"{}\"\n", "v".repeat(257)));
+    assert!(
+        e.starts_with(
+            "invalid configuration: managed_tag.value: must be at most 256 characters, got 257"
+        ),
+        "{e}"
+    );
+}

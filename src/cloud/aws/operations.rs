@@ -3,7 +3,8 @@
 //! Each [`Operation`] names its service, its IAM action, its throttle category (the pacing
 //! table in `src/cloud/budget.rs` must agree: a test checks), whether it reads or writes, and
 //! the [`Scope`] its grant carries in the task role. [`IMPLIED`] lists the grants an operation
-//! needs beyond its own action (RunTask with tags and task roles). The task role in
+//! needs beyond its own action (RunTask with tags and roles; UpdateAutoScalingGroup, which Auto
+//! Scaling checks as a launch from the template). The task role in
 //! `deploy/cloudformation/ecs-reconciler.yaml` grants exactly these actions, and
 //! deploy/README.md's IAM section is [`iam_markdown`]; tests hold both to this list, and hold
 //! the list to what the adapter calls (`AwsCloud::calls()` and a scan of `src/cloud/aws/`).
@@ -59,8 +60,14 @@ pub enum Scope {
     ManagedGroupOwnTags,
     /// `Resource: "*"` with `ecs:CreateAction` = `RunTask`: tags only on the tasks it starts.
     TagOnRunTask,
-    /// `Resource: "*"` with `iam:PassedToService` = `ecs-tasks.amazonaws.com`.
-    PassToEcsTasks,
+    /// `Resource: "*"` with `iam:PassedToService` = `ecs-tasks.amazonaws.com` (task and
+    /// execution roles) or `ec2.amazonaws.com` (a launch template's instance profile).
+    PassToTasksAndInstances,
+    /// `Resource: "*"` with `ec2:LaunchTemplate` like the account's launch templates: Auto
+    /// Scaling checks that whoever points a group at a launch template may launch from it.
+    LaunchFromTemplate,
+    /// `Resource: "*"` with `ec2:CreateAction` = `RunInstances`: tags at launch only.
+    TagOnRunInstances,
     /// `Resource`: the events queue, only when the `EventsQueue` parameter is on.
     EventsQueue,
     /// `Resource: "*"`: the service supports no narrower resource for this action.
@@ -82,9 +89,14 @@ impl Scope {
                  and `aws:TagKeys` like `ecs-reconciler/*`"
             }
             Scope::TagOnRunTask => "`*`, condition `ecs:CreateAction` = `RunTask`",
-            Scope::PassToEcsTasks => {
-                "`*`, condition `iam:PassedToService` = `ecs-tasks.amazonaws.com`"
+            Scope::PassToTasksAndInstances => {
+                "`*`, condition `iam:PassedToService` = `ecs-tasks.amazonaws.com` or \
+                 `ec2.amazonaws.com`"
             }
+            Scope::LaunchFromTemplate => {
+                "`*`, condition `ec2:LaunchTemplate` like the account's launch templates"
+            }
+            Scope::TagOnRunInstances => "`*`, condition `ec2:CreateAction` = `RunInstances`",
             Scope::EventsQueue => "the events queue (only with `EventsQueue=on`)",
             Scope::Unscoped => "`*` (the action supports no resource-level permission)",
         }
@@ -201,9 +213,24 @@ pub const IMPLIED: &[Implied] = &[
     Implied {
         service: Iam,
         name: "PassRole",
-        by: "RunTask",
-        scope: S::PassToEcsTasks,
-        purpose: "RunTask of a task definition with a task or execution role",
+        by: "RunTask, UpdateAutoScalingGroup",
+        scope: S::PassToTasksAndInstances,
+        purpose: "a task definition's task or execution role; a pinned version's instance profile",
+    },
+    Implied {
+        service: Ec2,
+        name: "RunInstances",
+        by: "UpdateAutoScalingGroup",
+        scope: S::LaunchFromTemplate,
+        purpose: "Auto Scaling checks it when a group is pointed at a launch template version \
+                  (the controller never launches an instance itself)",
+    },
+    Implied {
+        service: Ec2,
+        name: "CreateTags",
+        by: "UpdateAutoScalingGroup",
+        scope: S::TagOnRunInstances,
+        purpose: "checked as RunInstances is, for a version with tag specifications",
     },
 ];
 
