@@ -338,3 +338,48 @@ fn the_opt_in_tag_is_configured_in_managed_tag_and_checked_with_one_line() {
         "{e}"
     );
 }
+
+#[test]
+fn plan_shows_the_hold_when_the_configured_tag_is_not_on_the_group() {
+    let plan = |key: Option<&str>| {
+        let mut c = crate::cli::bin();
+        c.args(["plan", "--sim", "capacity-short", "--output", "json"]);
+        if let Some(key) = key {
+            c.env("ECS_RECONCILER_MANAGED_TAG__KEY", key);
+        }
+        let out = c.stdin(std::process::Stdio::null()).output().unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        json
+    };
+    // (action, guardrail) of every held action in the JSON plan.
+    let holds = |plan: &serde_json::Value| -> Vec<(String, String)> {
+        plan["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|c| c["held"].as_array().unwrap().clone())
+            .filter(|h| h["guardrail"] == "notManaged")
+            .map(|h| (h["action"].as_str().unwrap().into(), h["detail"].as_str().unwrap().into()))
+            .collect()
+    };
+    let planned = |plan: &serde_json::Value| -> Vec<String> {
+        plan["clusters"][0]["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["action"]["kind"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // The scenario's group opted in with the default tag: nudged, nothing held notManaged.
+    let default = plan(None);
+    assert!(holds(&default).is_empty(), "{default}");
+    assert_eq!(planned(&default), ["nudgeCapacity"], "{default}");
+    // Under another configured tag the same group is held, and nothing is planned for it.
+    let other = plan(Some("team:ecs-managed"));
+    let held = holds(&other);
+    assert_eq!(held.len(), 1, "{other}");
+    assert_eq!(held[0].0, "nudgeCapacity");
+    assert!(held[0].1.contains("team:ecs-managed=true"), "{}", held[0].1);
+    assert!(planned(&other).is_empty(), "{other}");
+}
