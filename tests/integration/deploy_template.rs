@@ -265,3 +265,41 @@ fn the_image_and_the_template_agree_on_paths_and_health_check() {
         &json!(["run", "--policies", "/etc/ecs-reconciler/policies"])
     );
 }
+
+#[test]
+fn the_queue_policy_is_the_queue_policy_file_and_matches_the_rules() {
+    let t = template();
+    let file: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("deploy/events/queue-policy.json")).unwrap(),
+    )
+    .unwrap();
+    let resource = &t["Resources"]["EventQueuePolicy"];
+    assert_eq!(resource["Condition"], "EventsOn");
+    let mut statement = resource["Properties"]["PolicyDocument"]["Statement"][0].clone();
+    // The file's placeholders, as the template fills them.
+    assert_eq!(
+        statement["Resource"],
+        json!({"Fn::GetAtt": ["EventQueue", "Arn"]})
+    );
+    statement["Resource"] = json!("${QueueArn}");
+    let source = &mut statement["Condition"]["ArnLike"]["aws:SourceArn"];
+    let sub = source["Fn::Sub"].as_str().expect("a !Sub").to_string();
+    *source = json!(
+        sub.replace("${AWS::Partition}", "${Partition}")
+            .replace("${AWS::Region}", "${Region}")
+            .replace("${AWS::AccountId}", "${Account}")
+    );
+    assert_eq!(statement, file["Statement"][0]);
+    // Every rule's name falls under the policy's rule/ecs-reconciler-* (or its events are dropped).
+    for (id, r) in t["Resources"].as_object().unwrap() {
+        if r["Type"] == "AWS::Events::Rule" {
+            let name = r["Properties"]["Name"]["Fn::Sub"].as_str().unwrap();
+            assert!(name.starts_with("ecs-reconciler-"), "{id}: {name}");
+            assert_eq!(
+                r["Properties"]["Targets"][0]["Arn"],
+                json!({"Fn::GetAtt": ["EventQueue", "Arn"]}),
+                "{id}"
+            );
+        }
+    }
+}

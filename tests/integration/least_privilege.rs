@@ -360,7 +360,12 @@ fn plan_shows_the_hold_when_the_configured_tag_is_not_on_the_group() {
             .iter()
             .flat_map(|c| c["held"].as_array().unwrap().clone())
             .filter(|h| h["guardrail"] == "notManaged")
-            .map(|h| (h["action"].as_str().unwrap().into(), h["detail"].as_str().unwrap().into()))
+            .map(|h| {
+                (
+                    h["action"].as_str().unwrap().into(),
+                    h["detail"].as_str().unwrap().into(),
+                )
+            })
             .collect()
     };
     let planned = |plan: &serde_json::Value| -> Vec<String> {
