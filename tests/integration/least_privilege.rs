@@ -388,3 +388,235 @@ fn plan_shows_the_hold_when_the_configured_tag_is_not_on_the_group() {
     assert!(held[0].1.contains("team:ecs-managed=true"), "{}", held[0].1);
     assert!(planned(&other).is_empty(), "{other}");
 }
+
+// ---- the same on the AWS adapter and moto ----
+
+mod on_moto {
+    use std::sync::Arc;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use aws_sdk_autoscaling::types::{LaunchTemplateSpecification, Tag as AsgTag};
+    use aws_sdk_ec2::types::RequestLaunchTemplateData;
+    use aws_sdk_ecs::types::{
+        AutoScalingGroupProvider, CapacityProviderStrategyItem, ContainerDefinition,
+        ManagedScaling, ManagedScalingStatus,
+    };
+    use ecs_reconciler::audit::{AuditSink, Outcome};
+    use ecs_reconciler::capacity::tags::{MANAGED_TAG_KEY, MANAGED_TAG_VALUE};
+    use ecs_reconciler::cloud::aws::AwsCloud;
+    use ecs_reconciler::controller::{Controller, ControllerSettings};
+    use serde_json::json;
+    use tokio_util::sync::CancellationToken;
+
+    use crate::support::fixtures::policies;
+    use crate::support::moto::Moto;
+
+    const CLUSTER: &str = "lp-web";
+    const POLICY: &str = "apiVersion: ecs-reconciler/v1\nkind: RemediationPolicy\nmetadata: \
+                          {name: lp}\nspec:\n  target: {clusters: [lp-*]}\n  stuck: \
+                          {PROVISIONING: 10m}\n  remediate:\n    replaceTask: {}\n    \
+                          nudgeCapacity: {step: 1, maxDesired: 4, cooldown: 5m}\n  \
+                          guardrails: {maxInFlightPerService: 100%, pauseWhenStuckAbove: 100%}\n";
+
+    fn epoch_secs(t: SystemTime) -> u64 {
+        t.duration_since(UNIX_EPOCH).unwrap().as_secs()
+    }
+
+    /// Capacity short on moto: group `lp-asg` (desired 1 of 10, its instance registered and
+    /// connected, launched an hour ago) behind provider `lp-cp`, and two tasks on `lp-cp`
+    /// stuck in PROVISIONING for 20 minutes. The group carries the opt-in tag when `tagged`.
+    async fn capacity_short(moto: &Moto, tagged: bool) {
+        let data = RequestLaunchTemplateData::builder()
+            .image_id("ami-12c6146b")
+            .instance_type("m5.large".into())
+            .build();
+        let template = moto
+            .ec2()
+            .create_launch_template()
+            .launch_template_name("lp-lt")
+            .launch_template_data(data)
+            .send()
+            .await
+            .unwrap()
+            .launch_template()
+            .unwrap()
+            .launch_template_id()
+            .unwrap()
+            .to_string();
+        let mut group = moto
+            .autoscaling()
+            .create_auto_scaling_group()
+            .auto_scaling_group_name("lp-asg")
+            .launch_template(
+                LaunchTemplateSpecification::builder()
+                    .launch_template_id(&template)
+                    .version("1")
+                    .build(),
+            )
+            .min_size(0)
+            .max_size(10)
+            .desired_capacity(1)
+            .availability_zones("us-east-1a");
+        if tagged {
+            group = group.tags(
+                AsgTag::builder()
+                    .key(MANAGED_TAG_KEY)
+                    .value(MANAGED_TAG_VALUE)
+                    .propagate_at_launch(false)
+                    .build(),
+            );
+        }
+        group.send().await.unwrap();
+        let described = moto
+            .autoscaling()
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names("lp-asg")
+            .send()
+            .await
+            .unwrap();
+        let group = &described.auto_scaling_groups()[0];
+        let group_arn = group.auto_scaling_group_arn().unwrap().to_string();
+        let instance = group.instances()[0].instance_id().unwrap().to_string();
+        let hour_ago = epoch_secs(SystemTime::now() - Duration::from_secs(3600));
+        moto.set_launch_time(&instance, hour_ago).await;
+
+        let ecs = moto.ecs();
+        ecs.create_capacity_provider()
+            .name("lp-cp")
+            .auto_scaling_group_provider(
+                AutoScalingGroupProvider::builder()
+                    .auto_scaling_group_arn(group_arn)
+                    .managed_scaling(
+                        ManagedScaling::builder()
+                            .status(ManagedScalingStatus::Disabled)
+                            .build(),
+                    )
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        ecs.create_cluster()
+            .cluster_name(CLUSTER)
+            .capacity_providers("lp-cp")
+            .send()
+            .await
+            .unwrap();
+        ecs.register_container_instance()
+            .cluster(CLUSTER)
+            .instance_identity_document(json!({"instanceId": instance}).to_string())
+            .send()
+            .await
+            .unwrap();
+        ecs.register_task_definition()
+            .family("web")
+            .container_definitions(
+                ContainerDefinition::builder()
+                    .name("web")
+                    .image("public.ecr.aws/nginx/nginx:latest")
+                    .memory(128)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        ecs.create_service()
+            .cluster(CLUSTER)
+            .service_name("web")
+            .task_definition("web")
+            .desired_count(2)
+            .send()
+            .await
+            .unwrap();
+        let twenty_minutes_ago = epoch_secs(SystemTime::now() - Duration::from_secs(20 * 60));
+        for _ in 0..2 {
+            let run = ecs
+                .run_task()
+                .cluster(CLUSTER)
+                .task_definition("web")
+                .group("service:web")
+                .capacity_provider_strategy(
+                    CapacityProviderStrategyItem::builder()
+                        .capacity_provider("lp-cp")
+                        .weight(1)
+                        .build()
+                        .unwrap(),
+                )
+                .send()
+                .await
+                .unwrap();
+            let task = run.tasks()[0].task_arn().unwrap().to_string();
+            moto.set_task_state(
+                CLUSTER,
+                &task,
+                json!({"lastStatus": "PROVISIONING", "createdAt": twenty_minutes_ago}),
+            )
+            .await;
+        }
+    }
+
+    async fn one_pass(moto: &Moto) -> Arc<Controller<AwsCloud>> {
+        let c = Arc::new(Controller::new(
+            moto.cloud().await,
+            policies(POLICY),
+            ControllerSettings::default(),
+            AuditSink::memory(),
+        ));
+        let report = c.pass(&CancellationToken::new()).await;
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        assert_eq!(report.clusters.len(), 1);
+        c
+    }
+
+    fn writes_to_groups(c: &Controller<AwsCloud>) -> u64 {
+        let calls = c.cloud().calls();
+        [
+            "SetDesiredCapacity",
+            "CreateOrUpdateTags",
+            "UpdateAutoScalingGroup",
+            "TerminateInstanceInAutoScalingGroup",
+        ]
+        .iter()
+        .map(|op| calls.get(*op).copied().unwrap_or(0))
+        .sum()
+    }
+
+    #[tokio::test]
+    async fn the_adapter_nudges_an_opted_in_group_and_holds_one_without_the_tag() {
+        let tagged = Moto::new();
+        capacity_short(&tagged, true).await;
+        let c = one_pass(&tagged).await;
+        let records = c.audit().records();
+        let nudged = records
+            .iter()
+            .find(|r| r.action == "nudgeCapacity" && r.outcome == Outcome::Done);
+        assert!(
+            nudged.is_some(),
+            "control: the tagged group is nudged: {records:?}"
+        );
+        assert_eq!(c.cloud().calls().get("SetDesiredCapacity"), Some(&1));
+
+        let untagged = Moto::new();
+        capacity_short(&untagged, false).await;
+        let c = one_pass(&untagged).await;
+        assert_eq!(writes_to_groups(&c), 0, "{:?}", c.cloud().calls());
+        let records = c.audit().records();
+        let held: Vec<_> = records
+            .iter()
+            .filter(|r| r.outcome == Outcome::Skipped("notManaged"))
+            .collect();
+        assert_eq!(held.len(), 1, "{records:?}");
+        assert_eq!(held[0].action, "nudgeCapacity");
+        let desired = untagged
+            .autoscaling()
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names("lp-asg")
+            .send()
+            .await
+            .unwrap()
+            .auto_scaling_groups()[0]
+            .desired_capacity();
+        assert_eq!(desired, Some(1));
+    }
+}
