@@ -1,7 +1,8 @@
 //! Least privilege from the controller's side: it never writes to an Auto Scaling group without
 //! the opt-in tag (a `notManaged` hold instead, in the plan and the audit trail), and the one
 //! list of operations (`src/cloud/aws/operations.rs`) names every operation the adapter calls,
-//! in the throttle category the pacing table gives it.
+//! in the throttle category the pacing table gives it. The opt-in is checked on the planner
+//! alone, on the simulator, through `plan --sim`, and on the AWS adapter against moto.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -404,6 +405,7 @@ mod on_moto {
     use ecs_reconciler::audit::{AuditSink, Outcome};
     use ecs_reconciler::capacity::tags::{MANAGED_TAG_KEY, MANAGED_TAG_VALUE};
     use ecs_reconciler::cloud::aws::AwsCloud;
+    use ecs_reconciler::cloud::aws::operations::find;
     use ecs_reconciler::controller::{Controller, ControllerSettings};
     use serde_json::json;
     use tokio_util::sync::CancellationToken;
@@ -566,6 +568,13 @@ mod on_moto {
         let report = c.pass(&CancellationToken::new()).await;
         assert!(report.errors.is_empty(), "{:?}", report.errors);
         assert_eq!(report.clusters.len(), 1);
+        // Every operation the pass sent, writes included, is in the one list.
+        for operation in c.cloud().calls().keys() {
+            assert!(
+                find(operation).is_some(),
+                "{operation} is not in operations.rs"
+            );
+        }
         c
     }
 
