@@ -98,7 +98,7 @@ impl Scope {
             }
             Scope::TagOnRunInstances => "`*`, condition `ec2:CreateAction` = `RunInstances`",
             Scope::EventsQueue => "the events queue (only with `EventsQueue=on`)",
-            Scope::Unscoped => "`*` (the action supports no resource-level permission)",
+            Scope::Unscoped => "`*` (no narrower resource is supported or known in advance)",
         }
     }
 }
