@@ -13,6 +13,8 @@
 //! | `log_level`                       | directives `LEVEL` or `TARGET=LEVEL`, comma-separated; LEVEL one of trace, debug, info, warn, error, off |
 //! | `shutdown_timeout`                | 1s ..= 10m                                     |
 //! | `root_cause_reads`                | `true` (default) or `false`                    |
+//! | `managed_tag.key`                 | 1 to 128 characters, not starting with `aws:`  |
+//! | `managed_tag.value`               | at most 256 characters                         |
 //! | `aws.operation_timeout`           | 1s ..= 10m                                     |
 //! | `aws.attempt_timeout`             | 1s ..= `aws.operation_timeout`                 |
 //! | `aws.connect_timeout`             | 100ms ..= `aws.attempt_timeout`                |
@@ -35,6 +37,7 @@ use figment::value::{Dict, Map};
 use figment::{Figment, Metadata, Profile, Provider, Source};
 use serde::{Deserialize, Serialize};
 
+use crate::capacity::tags::{MAX_TAG_KEY, MAX_TAG_VALUE, ManagedTag};
 use crate::cloud::budget::PacingSettings;
 
 /// The file read when `--config` is not given, if it exists.
@@ -133,6 +136,9 @@ pub struct Settings {
     pub root_cause_reads: bool,
     /// EventBridge events through SQS (`[events]`).
     pub events: EventsSettings,
+    /// The tag an Auto Scaling group must carry for the controller to write to it
+    /// (`[managed_tag]`, default `ecs-reconciler:managed` = `true`).
+    pub managed_tag: ManagedTag,
 }
 
 impl Default for Settings {
@@ -150,6 +156,7 @@ impl Default for Settings {
             pacing: PacingSettings::default(),
             root_cause_reads: true,
             events: EventsSettings::default(),
+            managed_tag: ManagedTag::default(),
         }
     }
 }
@@ -459,6 +466,11 @@ pub fn violations(s: &Settings) -> Vec<Violation> {
         "events.health_interval",
         duration_in(s.events.health_interval, HEALTH_INTERVAL),
     );
+    key("managed_tag.key", tag_key_problem(&s.managed_tag.key));
+    key(
+        "managed_tag.value",
+        longer_than(&s.managed_tag.value, MAX_TAG_VALUE),
+    );
     let order = [
         (
             "aws.attempt_timeout",
@@ -484,6 +496,27 @@ pub fn violations(s: &Settings) -> Vec<Violation> {
         }
     }
     out
+}
+
+/// An Auto Scaling tag key: 1 to 128 characters, and `aws:` is reserved.
+fn tag_key_problem(key: &str) -> Option<Problem> {
+    if key.is_empty() {
+        return Some(Problem::Empty);
+    }
+    if key.to_ascii_lowercase().starts_with("aws:") {
+        return Some(Problem::Rejected(format!(
+            "must not start with aws: (reserved by AWS), got {key:?}"
+        )));
+    }
+    longer_than(key, MAX_TAG_KEY)
+}
+
+fn longer_than(text: &str, max: usize) -> Option<Problem> {
+    let chars = text.chars().count();
+    (chars > max).then(|| Problem::TooLarge {
+        max: format!("{max} characters"),
+        got: format!("{chars}"),
+    })
 }
 
 fn pacing_violations(p: &PacingSettings, key: &mut impl FnMut(&str, Option<Problem>)) {

@@ -310,6 +310,14 @@ pub enum Hold {
     },
     /// The group is at its ceiling; the controller may not add capacity.
     CapacityExhausted,
+    /// The Auto Scaling group does not carry the opt-in tag (`[managed_tag]`): the controller
+    /// never writes to it.
+    #[serde(rename_all = "camelCase")]
+    NotManaged {
+        group: String,
+        tag_key: String,
+        tag_value: String,
+    },
 }
 
 impl Hold {
@@ -328,6 +336,7 @@ impl Hold {
             Hold::NotCured { .. } => "notCured",
             Hold::Cooldown { .. } => "cooldown",
             Hold::CapacityExhausted => "capacityExhausted",
+            Hold::NotManaged { .. } => "notManaged",
         }
     }
 
@@ -375,6 +384,14 @@ impl Hold {
                 )
             }
             Hold::CapacityExhausted => "at the group's ceiling: no capacity action allowed".into(),
+            Hold::NotManaged {
+                group,
+                tag_key,
+                tag_value,
+            } => format!(
+                "group {group} does not carry the opt-in tag {tag_key}={tag_value}: the \
+                 controller never writes to it"
+            ),
         }
     }
 }

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::capacity::tags::ManagedTag;
 use crate::capacity::{CapacityFinding, Cause, diagnose_capacity, plan_capacity};
 use crate::causes::Clues;
 use crate::decision::{
@@ -56,11 +57,20 @@ pub fn plan(
 ) -> Plan {
     let capacity = diagnose_capacity(snapshot, &diagnosis, policies, clues);
     plan_with_capacity(
-        snapshot, diagnosis, capacity, policies, history, sightings, dry_run,
+        snapshot,
+        diagnosis,
+        capacity,
+        policies,
+        history,
+        sightings,
+        &ManagedTag::default(),
+        dry_run,
     )
 }
 
 /// Plans one cluster whose capacity findings are already made (by [`diagnose_capacity`]).
+/// Auto Scaling groups without the `managed` tag are never written to (`notManaged`).
+#[allow(clippy::too_many_arguments)]
 pub fn plan_with_capacity(
     snapshot: &ClusterSnapshot,
     diagnosis: Diagnosis,
@@ -68,6 +78,7 @@ pub fn plan_with_capacity(
     policies: &PolicySet,
     history: &History,
     sightings: &Sightings,
+    managed: &ManagedTag,
     dry_run: bool,
 ) -> Plan {
     // Tasks whose wait has a capacity cause are not replaced: the cause is remedied instead.
@@ -132,6 +143,7 @@ pub fn plan_with_capacity(
         sightings,
         history,
         &mut budgets,
+        managed,
         dry_run,
     );
     out.actions.extend(capacity_plan.actions);

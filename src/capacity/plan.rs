@@ -29,10 +29,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::diagnose::{CapacityFinding, Cause};
-use super::tags;
+use super::tags::{self, ManagedTag};
 use crate::decision::{Action, ActionKind, Budgets, HeldAction, Hold, NoRemedy, PlannedAction};
 use crate::diagnose::{Evidence, Sightings, short};
-use crate::domain::{ClusterSnapshot, GroupLaunch};
+use crate::domain::{AutoScalingGroup, ClusterSnapshot, GroupLaunch};
 use crate::history::History;
 use crate::policy::{Policy, PolicyMode, PolicySet};
 
@@ -43,7 +43,9 @@ pub struct CapacityPlan {
     pub held: Vec<HeldAction>,
 }
 
-/// Plans the capacity remediations of one cluster.
+/// Plans the capacity remediations of one cluster. A group without the `managed` tag is
+/// never written to: its cordon or nudge is held `notManaged`.
+#[allow(clippy::too_many_arguments)]
 pub fn plan_capacity(
     snapshot: &ClusterSnapshot,
     findings: &[CapacityFinding],
@@ -51,6 +53,7 @@ pub fn plan_capacity(
     sightings: &Sightings,
     history: &History,
     budgets: &mut Budgets,
+    managed: &ManagedTag,
     dry_run: bool,
 ) -> CapacityPlan {
     let mut out = CapacityPlan::default();
@@ -117,6 +120,10 @@ pub fn plan_capacity(
                     ));
                     continue;
                 };
+                if let Some(hold) = not_managed(group, managed) {
+                    out.held.push(held(ActionKind::CordonLaunchTemplate, hold));
+                    continue;
+                }
                 let tag = (!tags::is_cordoned(group, template_id, *version)).then(|| {
                     tags::cordon_tag(
                         template_id,
@@ -178,6 +185,10 @@ pub fn plan_capacity(
                     ));
                     continue;
                 };
+                if let Some(hold) = not_managed(group, managed) {
+                    out.held.push(held(ActionKind::NudgeCapacity, hold));
+                    continue;
+                }
                 let managed = snapshot
                     .capacity_providers
                     .iter()
@@ -306,6 +317,15 @@ pub fn plan_capacity(
         snapshot, policies, sightings, history, budgets, dry_run, &mut out,
     );
     out
+}
+
+/// The hold for a write to a group that did not opt in, if it did not.
+fn not_managed(group: &AutoScalingGroup, managed: &ManagedTag) -> Option<Hold> {
+    (!managed.is_managed(group)).then(|| Hold::NotManaged {
+        group: group.name.clone(),
+        tag_key: managed.key.clone(),
+        tag_value: managed.value.clone(),
+    })
 }
 
 /// The desired capacity a nudge of `step` from `desired` plans: `desired + step`, at most

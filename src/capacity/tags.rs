@@ -9,21 +9,61 @@
 //!
 //! Both count against the hourly budget of the policy they name (see `history`); only the
 //! last nudge is kept, so after a restart earlier nudges of the hour are not counted.
+//!
+//! [`ManagedTag`] is the opt-in: the controller writes to a group (cordon, pin, terminate,
+//! nudge) only when the group carries it. The task role's IAM grant carries the same
+//! condition (`aws:ResourceTag/<key>`, deploy/cloudformation/ecs-reconciler.yaml), so the tag is
+//! checked twice: here, before planning, and by IAM, should a write get past this check.
 
 // Counts, capacities, durations and budgets: checked or saturating arithmetic only.
 #![warn(clippy::arithmetic_side_effects)]
 
 use std::time::SystemTime;
 
+use serde::{Deserialize, Serialize};
+
 use crate::diagnose::rfc3339;
 use crate::domain::AutoScalingGroup;
+
+/// Auto Scaling tag keys hold at most 128 characters.
+pub const MAX_TAG_KEY: usize = 128;
 
 const CORDON_PREFIX: &str = "ecs-reconciler/cordon/";
 /// The tag that records the last nudge.
 pub const NUDGE_TAG: &str = "ecs-reconciler/nudge";
 
 /// Auto Scaling tag values hold at most 256 characters.
-const MAX_TAG_VALUE: usize = 256;
+pub const MAX_TAG_VALUE: usize = 256;
+
+/// The tag key of the opt-in by default.
+pub const MANAGED_TAG_KEY: &str = "ecs-reconciler:managed";
+/// The tag value of the opt-in by default.
+pub const MANAGED_TAG_VALUE: &str = "true";
+
+/// The tag an Auto Scaling group must carry for the controller to write to it (the
+/// `[managed_tag]` configuration table; default `ecs-reconciler:managed` = `true`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ManagedTag {
+    pub key: String,
+    pub value: String,
+}
+
+impl Default for ManagedTag {
+    fn default() -> Self {
+        ManagedTag {
+            key: MANAGED_TAG_KEY.to_string(),
+            value: MANAGED_TAG_VALUE.to_string(),
+        }
+    }
+}
+
+impl ManagedTag {
+    /// Whether the group opted in: it carries the key with exactly the value.
+    pub fn is_managed(&self, group: &AutoScalingGroup) -> bool {
+        group.tags.get(&self.key) == Some(&self.value)
+    }
+}
 
 /// A cordon recorded on a group.
 #[derive(Debug, Clone, PartialEq, Eq)]

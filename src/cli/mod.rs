@@ -614,6 +614,7 @@ async fn drive<C: Cloud>(
         root_cause_reads: settings.root_cause_reads,
         event_resync: settings.events.resync,
         health_interval: settings.events.health_interval,
+        managed_tag: settings.managed_tag.clone(),
     };
     info!(
         policies = policies.policies.len(),
@@ -792,6 +793,7 @@ fn read_only_settings(settings: &Settings) -> ControllerSettings {
     ControllerSettings {
         dry_run: true,
         root_cause_reads: settings.root_cause_reads,
+        managed_tag: settings.managed_tag.clone(),
         ..ControllerSettings::default()
     }
 }

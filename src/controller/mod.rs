@@ -70,6 +70,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::audit::{AuditRecord, AuditSink, Outcome};
 use crate::cache::{ClusterCache, DEADLINE_SLACK};
 use crate::capacity::diagnose_capacity;
+use crate::capacity::tags::ManagedTag;
 use crate::causes::Clues;
 use crate::cloud::{Cloud, CloudError, TaskReads};
 use crate::deadline::{Deadline, deadlines, drain_deadlines, governing, health_watched};
@@ -100,6 +101,8 @@ pub struct ControllerSettings {
     pub dry_run: bool,
     /// Make the root-cause reads diagnosis asks for (`src/investigate.rs`).
     pub root_cause_reads: bool,
+    /// The tag an Auto Scaling group must carry for the controller to write to it.
+    pub managed_tag: ManagedTag,
 }
 
 impl Default for ControllerSettings {
@@ -111,6 +114,7 @@ impl Default for ControllerSettings {
             concurrency: 4,
             dry_run: false,
             root_cause_reads: true,
+            managed_tag: ManagedTag::default(),
         }
     }
 }
@@ -767,6 +771,7 @@ impl<C: Cloud> Controller<C> {
                 &policies,
                 &history,
                 &mem.sightings,
+                &self.settings.managed_tag,
                 self.settings.dry_run,
             );
             (plan, Arc::clone(&mem.clues))

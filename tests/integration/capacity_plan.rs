@@ -1,7 +1,7 @@
 //! Capacity diagnosis and planning, pure: the cause behind tasks stuck in PROVISIONING and the
 //! remediation each cause gets.
 
-use ecs_reconciler::capacity::tags::{cordon_tag, cordons, last_nudge, nudge_tag};
+use ecs_reconciler::capacity::tags::{ManagedTag, cordon_tag, cordons, last_nudge, nudge_tag};
 use ecs_reconciler::capacity::{CapacityFinding, Cause, diagnose_capacity};
 use ecs_reconciler::causes::{CauseCode, Clues, FileSystem, LaunchFailure, RootCause};
 use ecs_reconciler::decision::{Action, ActionKind, Hold, NoRemedy};
@@ -480,6 +480,7 @@ fn plan_findings(snap: &ClusterSnapshot, set: &PolicySet, capacity: Vec<Capacity
         set,
         &history,
         &Sightings::default(),
+        &ManagedTag::default(),
         false,
     )
 }

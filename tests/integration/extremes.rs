@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ecs_reconciler::audit::AuditSink;
+use ecs_reconciler::capacity::tags::ManagedTag;
 use ecs_reconciler::capacity::tags::nudge_tag;
 use ecs_reconciler::capacity::{CapacityFinding, Cause, plan_capacity};
 use ecs_reconciler::causes::Clues;
@@ -736,6 +737,7 @@ proptest! {
             &Sightings::default(),
             &history,
             &mut budgets,
+            &ManagedTag::default(),
             false,
         );
         let plan = Plan {

@@ -474,6 +474,45 @@ asg_responses.AutoScalingResponse.describe_scaling_activities = _describe_scalin
 # --- Harness endpoints ---------------------------------------------------------------------------
 
 
+# --- CloudFormation: parameter constraints --------------------------------------------------
+# Gap: moto accepts any parameter value; CloudFormation refuses one that breaks the parameter's
+# AllowedPattern, MinLength, MaxLength or AllowedValues with a ValidationError naming it (and
+# its ConstraintDescription). The template's "a parameter naming no cluster is rejected"
+# depends on it.
+from moto.cloudformation import parsing as cfn_parsing
+from moto.cloudformation.exceptions import ValidationError as CfnValidationError
+
+_original_load_parameters = cfn_parsing.ResourceMap.load_parameters
+
+
+def _check_parameter(name: str, slot: dict, value: Any) -> None:
+    if slot.get("Type", "String") != "String" or not isinstance(value, str):
+        return
+    broken = None
+    if "AllowedValues" in slot and value not in [str(v) for v in slot["AllowedValues"]]:
+        broken = f"must be one of AllowedValues"
+    elif "MinLength" in slot and len(value) < int(slot["MinLength"]):
+        broken = f"must contain at least {slot['MinLength']} characters"
+    elif "MaxLength" in slot and len(value) > int(slot["MaxLength"]):
+        broken = f"must contain at most {slot['MaxLength']} characters"
+    elif "AllowedPattern" in slot and not re.fullmatch(slot["AllowedPattern"], value):
+        broken = f"must match pattern {slot['AllowedPattern']}"
+    if broken:
+        why = slot.get("ConstraintDescription") or broken
+        raise CfnValidationError(message=f"Parameter '{name}' {broken}: {why}")
+
+
+def _load_parameters_checked(self: Any) -> None:
+    slots = self._template.get("Parameters", {})
+    for name, value in self.input_parameters.items():
+        if name in slots:
+            _check_parameter(name, slots[name], value)
+    _original_load_parameters(self)
+
+
+cfn_parsing.ResourceMap.load_parameters = _load_parameters_checked
+
+
 def _ecs(body: dict) -> Any:
     account = body.get("account", DEFAULT_ACCOUNT_ID)
     region = body.get("region", "us-east-1")

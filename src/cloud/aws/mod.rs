@@ -16,6 +16,7 @@
 //! - [`convert`]: SDK types to domain types and back;
 //! - [`errors`]: SDK errors to [`CloudError`] categories, in one place;
 //! - [`calls`]: the interceptor that counts every operation sent;
+//! - [`operations`]: the one list of every operation called, with its IAM grant's scope;
 //! - [`pacing`]: every call waits for a token of the process's [`ApiBudget`] first, and a
 //!   throttling answer slows its category down.
 //!
@@ -30,6 +31,7 @@ mod convert;
 mod errors;
 mod network;
 mod observe;
+pub mod operations;
 mod pacing;
 mod reads;
 pub mod sqs;

@@ -23,6 +23,7 @@ use super::SimAccount;
 use super::behavior::TaskBehavior;
 use super::capacity::{GroupSpec, VCPU_LIMIT_EXCEEDED, VersionBehavior, VersionSpec};
 use super::world::{ServiceSpec, World};
+use crate::capacity::tags::{MANAGED_TAG_KEY, MANAGED_TAG_VALUE};
 use crate::domain::{
     Capacity, CapacityProviderStrategyItem, ContainerOverride, EnvVar, GroupLaunch, NetworkConfig,
     RunTaskRequest, TaskOverrides, TaskStatus,
@@ -392,8 +393,12 @@ fn capacity_cluster(w: &mut World) -> String {
 }
 
 /// Group demo-asg of `template` (min 0, `$Latest`) behind capacity provider demo-cp.
+/// It carries the opt-in tag, so the controller may write to it.
 fn demo_group(w: &mut World, spec: GroupSpec) {
-    w.add_group(spec.with_tag("team", "platform"));
+    w.add_group(
+        spec.with_tag("team", "platform")
+            .with_tag(MANAGED_TAG_KEY, MANAGED_TAG_VALUE),
+    );
     w.add_capacity_provider(CAPACITY_CLUSTER, "demo-cp", Some(GROUP));
 }
 

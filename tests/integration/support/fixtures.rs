@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use ecs_reconciler::capacity::tags::{MANAGED_TAG_KEY, MANAGED_TAG_VALUE};
 use ecs_reconciler::domain::{
     AutoScalingGroup, Capacity, CapacityProvider, CapacityProviderStrategyItem, ClusterSnapshot,
     ContainerInstance, ContainerOverride, DesiredStatus, EnvVar, GroupInstance, GroupLaunch,
@@ -229,7 +230,8 @@ pub fn provider(managed_scaling: bool) -> CapacityProvider {
     }
 }
 
-/// Builds [`GROUP`]: launch template [`TEMPLATE`] at `$Latest`, no instances.
+/// Builds [`GROUP`]: launch template [`TEMPLATE`] at `$Latest`, no instances, carrying the
+/// opt-in tag (`ecs-reconciler:managed=true`; [`GroupBuilder::unmanaged`] removes it).
 pub struct GroupBuilder(pub AutoScalingGroup);
 
 impl GroupBuilder {
@@ -247,8 +249,14 @@ impl GroupBuilder {
                 resolved_version: Some(latest),
             },
             instances: Vec::new(),
-            tags: Default::default(),
+            tags: [(MANAGED_TAG_KEY.to_string(), MANAGED_TAG_VALUE.to_string())].into(),
         })
+    }
+
+    /// Without the opt-in tag: the controller must never write to it.
+    pub fn unmanaged(mut self) -> Self {
+        self.0.tags.remove(MANAGED_TAG_KEY);
+        self
     }
 
     /// An InService instance launched `minutes` ago from `version`.
