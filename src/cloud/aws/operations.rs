@@ -109,6 +109,9 @@ pub struct Operation {
     pub service: Service,
     /// The API's name, as the SDK and `AwsCloud::calls()` name it (`DescribeTasks`).
     pub name: &'static str,
+    /// The IAM action's name: the API's name, but for the few APIs IAM grants under another
+    /// (DeleteMessageBatch is granted as `sqs:DeleteMessage`).
+    pub iam_name: &'static str,
     pub category: Category,
     pub access: Access,
     pub scope: Scope,
@@ -119,13 +122,18 @@ pub struct Operation {
 impl Operation {
     /// The IAM action (`ecs:DescribeTasks`).
     pub fn action(&self) -> String {
-        format!("{}:{}", self.service.prefix(), self.name)
+        format!("{}:{}", self.service.prefix(), self.iam_name)
+    }
+
+    /// The same operation, granted by IAM under another action name.
+    const fn granted_as(self, iam_name: &'static str) -> Operation {
+        Operation { iam_name, ..self }
     }
 }
 
 impl fmt::Display for Operation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.service.prefix(), self.name)
+        write!(f, "{}:{}", self.service.prefix(), self.iam_name)
     }
 }
 
@@ -157,6 +165,7 @@ const fn op(
     Operation {
         service,
         name,
+        iam_name: name,
         category,
         access,
         scope,
@@ -197,8 +206,9 @@ pub const OPERATIONS: &[Operation] = &[
     op(AutoScaling, "UpdateAutoScalingGroup", C::AutoScaling, Write, S::ManagedGroup, "pin a known-good launch template version"),
     op(AutoScaling, "TerminateInstanceInAutoScalingGroup", C::AutoScaling, Write, S::ManagedGroup, "terminate never-registered instances"),
     op(AutoScaling, "SetDesiredCapacity", C::AutoScaling, Write, S::ManagedGroup, "nudge capacity"),
-    op(Sqs, "ReceiveMessage", C::Other, Read, S::EventsQueue, "events from the queue (issue 9's event source)"),
-    op(Sqs, "DeleteMessage", C::Other, Write, S::EventsQueue, "delete a handled event"),
+    op(Sqs, "GetQueueAttributes", C::Other, Read, S::EventsQueue, "check the events queue at start"),
+    op(Sqs, "ReceiveMessage", C::Other, Read, S::EventsQueue, "events from the queue"),
+    op(Sqs, "DeleteMessageBatch", C::Other, Write, S::EventsQueue, "delete the events applied").granted_as("DeleteMessage"),
 ];
 
 /// Grants an operation needs beyond its own action.
