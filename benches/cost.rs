@@ -7,6 +7,7 @@
 //! ```sh
 //! cargo bench --bench cost          # 10,000 and 100,000 tasks, release build
 //! cargo test --bench cost           # smoke run: 500 and 2,000 tasks, debug build
+//! cargo bench --bench cost -- --tasks 20000,50000   # other sizes
 //! ```
 //!
 //! # Method
@@ -90,14 +91,16 @@ struct Figures {
     rss_peak: i64,
     cpu_first_us: i64,
     cpu_second_us: i64,
+    /// Bytes of a clone of the snapshot's tasks, per task (the `Vec`'s slot included).
+    task_bytes: i64,
 }
 
 impl Figures {
-    const FIELDS: usize = 12;
+    const FIELDS: usize = 13;
 
     fn to_line(self) -> String {
         format!(
-            "figures {} {} {} {} {} {} {} {} {} {} {} {}",
+            "figures {} {} {} {} {} {} {} {} {} {} {} {} {}",
             self.tasks,
             self.stuck,
             self.findings,
@@ -109,7 +112,8 @@ impl Figures {
             self.heap_held_snapshot,
             self.rss_peak,
             self.cpu_first_us,
-            self.cpu_second_us
+            self.cpu_second_us,
+            self.task_bytes
         )
     }
 
@@ -132,6 +136,7 @@ impl Figures {
             rss_peak: n[9],
             cpu_first_us: n[10],
             cpu_second_us: n[11],
+            task_bytes: n[12],
         })
     }
 }
@@ -226,8 +231,13 @@ fn child(shape: ClusterShape, addr: &str) -> Figures {
     runtime.block_on(async {
         let controller = controller(addr);
         let shutdown = CancellationToken::new();
-        let warm_up = ClusterShape { tasks: 200, stuck: 20 };
-        let report = controller.reconcile_cluster(&warm_up.name(), &shutdown).await;
+        let warm_up = ClusterShape {
+            tasks: 200,
+            stuck: 20,
+        };
+        let report = controller
+            .reconcile_cluster(&warm_up.name(), &shutdown)
+            .await;
         drop(report.expect("the warm-up cluster"));
         let (rss_base, heap_base) = held();
         let _ = std::fs::write("/proc/self/clear_refs", "5");
@@ -259,6 +269,9 @@ fn child(shape: ClusterShape, addr: &str) -> Figures {
         let snapshot = report.snapshot;
         drop((report.plan, report.outcomes, report.clues));
         (figures.rss_held_snapshot, figures.heap_held_snapshot) = held();
+        let copy = snapshot.tasks.clone();
+        figures.task_bytes = (held().1 - figures.heap_held_snapshot) / shape.tasks.max(1) as i64;
+        drop(copy);
         drop(snapshot);
         (figures.rss_held, figures.heap_held) = held();
         [figures.cpu_first_us, figures.cpu_second_us] = cpu;
@@ -278,7 +291,12 @@ fn check(shape: ClusterShape, tasks: &usize, gaps: &[String]) {
 fn run_child(shape: ClusterShape, addr: &str) -> Figures {
     let exe = std::env::current_exe().expect("the bench's own path");
     let mut child = Command::new(exe)
-        .args(["--child", &shape.tasks.to_string(), &shape.stuck.to_string(), addr])
+        .args([
+            "--child",
+            &shape.tasks.to_string(),
+            &shape.stuck.to_string(),
+            addr,
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .expect("a child process");
@@ -288,7 +306,11 @@ fn run_child(shape: ClusterShape, addr: &str) -> Figures {
         .map_while(Result::ok)
         .find(|l| l.starts_with("figures "));
     let status = child.wait().expect("the child's exit");
-    assert!(status.success(), "child for {} failed: {status}", shape.name());
+    assert!(
+        status.success(),
+        "child for {} failed: {status}",
+        shape.name()
+    );
     line.as_deref()
         .and_then(Figures::from_line)
         .expect("a figures line from the child")
@@ -362,11 +384,17 @@ fn table(sizes: &[Size]) -> String {
             s.stuck.findings,
         ));
     }
+    if let Some(last) = sizes.last() {
+        out.push_str(&format!(
+            "one domain Task: {} B ({} B inline, the rest on the heap)\n",
+            last.tracked.task_bytes,
+            std::mem::size_of::<ecs_reconciler::domain::Task>()
+        ));
+    }
     if let [small, large, ..] = sizes {
         let dn = (large.tasks() - small.tasks()) as i64;
-        let slope = |f: fn(&Figures) -> i64| {
-            (f(&large.tracked) - f(&small.tracked)) as f64 / dn as f64
-        };
+        let slope =
+            |f: fn(&Figures) -> i64| (f(&large.tracked) - f(&small.tracked)) as f64 / dn as f64;
         let dstuck = (large.stuck.stuck - small.stuck.stuck) as f64;
         let stuck_slope = |f: fn(&Figures) -> i64| {
             let extra = |s: &Size| f(&s.stuck) - f(&s.tracked);
@@ -390,8 +418,7 @@ fn table(sizes: &[Size]) -> String {
     out
 }
 
-fn parent(full: bool) {
-    let sizes: &[usize] = if full { &[10_000, 100_000] } else { &[500, 2_000] };
+fn parent(sizes: &[usize]) {
     let stub = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -425,5 +452,19 @@ fn main() {
         return;
     }
     // `cargo bench` passes --bench; `cargo test --benches` passes nothing: a smoke run.
-    parent(args.iter().any(|a| a == "--bench" || a == "--full"));
+    let full = args.iter().any(|a| a == "--bench" || a == "--full");
+    let chosen = args.iter().position(|a| a == "--tasks").map(|at| {
+        let list = args.get(at + 1).expect("--tasks N,N,...");
+        list.split(',')
+            .map(|n| n.parse().expect("--tasks: task counts separated by commas"))
+            .collect::<Vec<usize>>()
+    });
+    let sizes = chosen.unwrap_or_else(|| {
+        if full {
+            vec![10_000, 100_000]
+        } else {
+            vec![500, 2_000]
+        }
+    });
+    parent(&sizes);
 }

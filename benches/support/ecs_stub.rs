@@ -125,11 +125,9 @@ fn answer(target: &str, body: &[u8]) -> (&'static str, Value) {
     let input: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let operation = target.strip_prefix(TARGET_PREFIX).unwrap_or(target);
     let cluster = input["cluster"].as_str().unwrap_or("default");
-    let Some(shape) = ClusterShape::parse(cluster).or_else(|| {
-        input["clusters"][0]
-            .as_str()
-            .and_then(ClusterShape::parse)
-    }) else {
+    let Some(shape) = ClusterShape::parse(cluster)
+        .or_else(|| input["clusters"][0].as_str().and_then(ClusterShape::parse))
+    else {
         return client_error("ClusterNotFoundException", "Cluster not found.");
     };
     let name = shape.name();
@@ -186,11 +184,17 @@ fn service_arn(cluster: &str, i: usize) -> String {
 /// A task id like ECS's (32 hex digits), from the task's index.
 fn task_id(i: usize) -> String {
     let mixed = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    format!("{mixed:016x}{:016x}", mixed.rotate_left(29) ^ 0xA5A5_5A5A_0F0F_F0F0)
+    format!(
+        "{mixed:016x}{:016x}",
+        mixed.rotate_left(29) ^ 0xA5A5_5A5A_0F0F_F0F0
+    )
 }
 
 fn task_arn(cluster: &str, i: usize) -> String {
-    format!("arn:aws:ecs:{REGION}:{ACCOUNT}:task/{cluster}/{}", task_id(i))
+    format!(
+        "arn:aws:ecs:{REGION}:{ACCOUNT}:task/{cluster}/{}",
+        task_id(i)
+    )
 }
 
 fn instance_arn(cluster: &str, i: usize) -> String {
@@ -295,7 +299,12 @@ fn task_definition(service: usize) -> String {
 fn describe_tasks(cluster: &str, shape: ClusterShape, arns: &Value) -> Value {
     let mut tasks = Vec::new();
     let mut failures = Vec::new();
-    for arn in arns.as_array().into_iter().flatten().filter_map(Value::as_str) {
+    for arn in arns
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
         match task_index(arn, shape) {
             Some(i) => tasks.push(task(cluster, shape, i)),
             None => failures.push(json!({"arn": arn, "reason": "MISSING"})),
