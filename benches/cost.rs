@@ -8,6 +8,10 @@
 //! cargo bench --bench cost          # 10,000 and 100,000 tasks, release build
 //! cargo test --bench cost           # smoke run: 500 and 2,000 tasks, debug build
 //! cargo bench --bench cost -- --tasks 20000,50000   # other sizes
+//! # profile one child by hand: the stub alone, then a child under callgrind
+//! BENCH=$(ls -t target/release/deps/cost-* | grep -v '\.d$' | head -1)
+//! sleep 1d | $BENCH --serve &      # prints 127.0.0.1:PORT
+//! valgrind --tool=callgrind $BENCH --child 10000 1000 127.0.0.1:PORT
 //! ```
 //!
 //! # Method
@@ -440,6 +444,19 @@ fn parent(sizes: &[usize]) {
     print!("{}", table(&measured));
 }
 
+/// Serves the stub alone until standard input closes (to profile a child by hand: `--serve`
+/// prints the address to give `--child TASKS STUCK ADDR`).
+fn serve_only() {
+    let stub = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("the stub's runtime");
+    let addr = stub.block_on(ecs_stub::serve()).expect("a loopback port");
+    println!("{addr}");
+    let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(at) = args.iter().position(|a| a == "--child") {
@@ -449,6 +466,10 @@ fn main() {
             stuck: arg(2).parse().expect("STUCK"),
         };
         println!("{}", child(shape, arg(3)).to_line());
+        return;
+    }
+    if args.iter().any(|a| a == "--serve") {
+        serve_only();
         return;
     }
     // `cargo bench` passes --bench; `cargo test --benches` passes nothing: a smoke run.
