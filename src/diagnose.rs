@@ -10,7 +10,7 @@
 // Counts, capacities, durations and budgets: checked or saturating arithmetic only.
 #![warn(clippy::arithmetic_side_effects)]
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -58,13 +58,6 @@ impl Condition {
         }
         let status = TaskStatus::parse(token.strip_prefix("stuck:")?)?;
         Some(Condition::InState(status))
-    }
-
-    fn sighting_key(self) -> &'static str {
-        match self {
-            Condition::InState(status) => status.as_str(),
-            Condition::Unhealthy => "UNHEALTHY",
-        }
     }
 }
 
@@ -118,9 +111,28 @@ pub struct Diagnosis {
 /// When the controller first saw each task of one cluster in each condition. Kept per cluster
 /// between passes, in memory only: after a restart the clocks that depend on it start again, which errs on the
 /// side of waiting.
+///
+/// A task is in at most one condition at a time ([`current_conditions`]) and a container
+/// instance only ever has the one, so one entry per ARN holds everything: the ARN once, as a
+/// boxed `str` (looked up by `&str`, with no allocation), and what it was seen in since when.
 #[derive(Debug, Clone, Default)]
 pub struct Sightings {
-    first_seen: HashMap<(String, &'static str), SystemTime>,
+    first_seen: HashMap<Box<str>, Sighting>,
+}
+
+/// What an ARN was first seen in, and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Sighting {
+    seen: Seen,
+    since: SystemTime,
+}
+
+/// What is sighted: a task in a condition, or a container instance with its agent
+/// disconnected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    Task(Condition),
+    AgentDisconnected,
 }
 
 impl Sightings {
@@ -128,20 +140,29 @@ impl Sightings {
     /// condition.
     pub fn record(&mut self, snapshot: &ClusterSnapshot) {
         let now = snapshot.observed_at;
-        let mut current: HashSet<(String, &'static str)> = HashSet::new();
-        for task in &snapshot.tasks {
-            if let Some(condition) = current_conditions(task) {
-                current.insert((task.arn.clone(), condition.sighting_key()));
-            }
-        }
-        for ci in &snapshot.container_instances {
-            if !ci.agent_connected {
-                current.insert((ci.arn.clone(), AGENT_DISCONNECTED));
-            }
-        }
-        self.first_seen.retain(|k, _| current.contains(k));
-        for key in current {
-            self.first_seen.entry(key).or_insert(now);
+        let tasks = snapshot
+            .tasks
+            .iter()
+            .filter_map(|t| current_conditions(t).map(|c| (t.arn.as_str(), Seen::Task(c))));
+        let instances = snapshot
+            .container_instances
+            .iter()
+            .filter(|ci| !ci.agent_connected)
+            .map(|ci| (ci.arn.as_str(), Seen::AgentDisconnected));
+        let mut previous = std::mem::take(&mut self.first_seen);
+        self.first_seen.reserve(previous.len());
+        for (arn, seen) in tasks.chain(instances) {
+            // The key of the earlier sighting is moved over, not allocated again.
+            let (key, since) = match previous.remove_entry(arn) {
+                Some((key, earlier)) if earlier.seen == seen => (key, earlier.since),
+                Some((key, _)) => (key, now),
+                None => match self.first_seen.get(arn) {
+                    // Listed twice in one snapshot: the first listing stands.
+                    Some(_) => continue,
+                    None => (Box::from(arn), now),
+                },
+            };
+            self.first_seen.insert(key, Sighting { seen, since });
         }
     }
 
@@ -149,29 +170,34 @@ impl Sightings {
     /// observations); an earlier sighting is kept. [`Sightings::record`] forgets it once a
     /// snapshot shows the task out of the condition.
     pub fn saw(&mut self, task_arn: &str, condition: Condition, at: SystemTime) {
-        let seen = self
-            .first_seen
-            .entry((task_arn.to_string(), condition.sighting_key()))
-            .or_insert(at);
-        *seen = (*seen).min(at);
+        let seen = Seen::Task(condition);
+        match self.first_seen.get_mut(task_arn) {
+            Some(s) if s.seen == seen => s.since = s.since.min(at),
+            Some(s) => *s = Sighting { seen, since: at },
+            None => {
+                self.first_seen
+                    .insert(Box::from(task_arn), Sighting { seen, since: at });
+            }
+        }
     }
 
     /// When the container instance was first seen with its agent disconnected, if it was.
     pub fn first_disconnected(&self, container_instance_arn: &str) -> Option<SystemTime> {
-        self.first_seen
-            .get(&(container_instance_arn.to_string(), AGENT_DISCONNECTED))
-            .copied()
+        self.since(container_instance_arn, Seen::AgentDisconnected)
     }
 
     /// When the task was first seen in the condition, if it was.
     pub fn first_seen(&self, task_arn: &str, condition: Condition) -> Option<SystemTime> {
+        self.since(task_arn, Seen::Task(condition))
+    }
+
+    fn since(&self, arn: &str, seen: Seen) -> Option<SystemTime> {
         self.first_seen
-            .get(&(task_arn.to_string(), condition.sighting_key()))
-            .copied()
+            .get(arn)
+            .filter(|s| s.seen == seen)
+            .map(|s| s.since)
     }
 }
-
-const AGENT_DISCONNECTED: &str = "AGENT_DISCONNECTED";
 
 /// The conditions a task is in right now that a stuck clock may need a sighting for: a state
 /// on the way up or down, or UNHEALTHY while RUNNING. A healthy RUNNING or a STOPPED task is in

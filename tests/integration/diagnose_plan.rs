@@ -195,6 +195,29 @@ fn sightings_forget_a_task_that_left_the_condition() {
 }
 
 #[test]
+fn sightings_restart_the_clock_in_a_new_state_and_keep_instances_apart() {
+    let mut s = Sightings::default();
+    let pending = TaskBuilder::service("web", "a").status(TaskStatus::Pending);
+    let mut first = snapshot(vec![pending.clone().build()], &[]);
+    first
+        .container_instances
+        .push(container_instance("i-1", false));
+    first.observed_at = ago(30);
+    s.record(&first);
+    let mut later = snapshot(vec![pending.status(TaskStatus::Activating).build()], &[]);
+    later.container_instances = first.container_instances.clone();
+    later.observed_at = ago(10);
+    s.record(&later);
+    let pending_in = Condition::InState(TaskStatus::Pending);
+    let activating = Condition::InState(TaskStatus::Activating);
+    assert_eq!(s.first_seen(&task_arn("a"), pending_in), None);
+    assert_eq!(s.first_seen(&task_arn("a"), activating), Some(ago(10)));
+    let instance = &later.container_instances[0].arn;
+    assert_eq!(s.first_disconnected(instance), Some(ago(30)));
+    assert_eq!(s.first_seen(instance, activating), None);
+}
+
+#[test]
 fn unselected_tasks_and_clusters_are_not_diagnosed() {
     let set = policy("{PROVISIONING: 10m}", "{replaceTask: {}}", "{}");
     let mut only_api = set.clone();

@@ -149,11 +149,24 @@ pub(crate) fn eni_id(t: &ecs::Task) -> Option<String> {
     detail_values(eni_attachment(t.attachments())?, "networkInterfaceId").next()
 }
 
+/// Whether a container override changes anything. DescribeTasks lists one for every container
+/// of the task, most of them naming the container only: RunTask treats such an entry as no
+/// override at all, so the domain keeps only the others (a task of two plain containers then
+/// holds no override, as the simulator's tasks do).
+fn overrides_something(c: &ecs::ContainerOverride) -> bool {
+    !c.command().is_empty()
+        || !c.environment().is_empty()
+        || c.cpu().is_some()
+        || c.memory().is_some()
+        || c.memory_reservation().is_some()
+}
+
 fn overrides(o: &ecs::TaskOverride) -> TaskOverrides {
     TaskOverrides {
         containers: o
             .container_overrides()
             .iter()
+            .filter(|c| overrides_something(c))
             .map(|c| ContainerOverride {
                 name: c.name().unwrap_or_default().to_string(),
                 command: (!c.command().is_empty()).then(|| c.command().to_vec()),
