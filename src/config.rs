@@ -22,6 +22,7 @@
 //! | `pacing.window`                   | 1s ..= 1h                                      |
 //! | `pacing.overrides.*.per_second`   | above 0, at most 1000                          |
 //! | `pacing.overrides.*.burst`        | 1 ..= 1000                                     |
+//! | `listen`                          | IP:PORT of `/metrics`, `/livez`, `/readyz` (port 0: any free one) |
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -101,7 +102,12 @@ pub struct Settings {
     /// Whether diagnosis reads boot output, launch template versions, scaling activities and
     /// instance types to find root causes (`docs/causes.md`); `false` makes none of those calls.
     pub root_cause_reads: bool,
+    /// Where `run` serves `/metrics`, `/livez` and `/readyz` (`src/http.rs`).
+    pub listen: String,
 }
+
+/// The default of `listen`: loopback only (the image listens on 0.0.0.0:9090).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9090";
 
 impl Default for Settings {
     fn default() -> Self {
@@ -117,6 +123,7 @@ impl Default for Settings {
             aws: AwsClientSettings::default(),
             pacing: PacingSettings::default(),
             root_cause_reads: true,
+            listen: DEFAULT_LISTEN.into(),
         }
     }
 }
@@ -172,6 +179,8 @@ pub struct FlagOverrides {
     pub audit_log: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
 }
 
 /// Where a configured value came from.
@@ -389,6 +398,16 @@ pub fn violations(s: &Settings) -> Vec<Violation> {
     );
     key("aws.max_attempts", count_in(aws.max_attempts, MAX_ATTEMPTS));
     pacing_violations(&s.pacing, &mut key);
+    key(
+        "listen",
+        s.listen
+            .parse::<std::net::SocketAddr>()
+            .is_err()
+            .then(|| Problem::OutOfRange {
+                valid: "IP:PORT, e.g. 127.0.0.1:9090 or 0.0.0.0:9090",
+                got: format!("{:?}", s.listen),
+            }),
+    );
     let order = [
         (
             "aws.attempt_timeout",

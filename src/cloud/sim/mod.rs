@@ -154,6 +154,9 @@ impl SimAccount {
             for operation in &paced.throttled {
                 budget.throttled(operation);
             }
+            for (operation, error) in &paced.answers {
+                budget.answered(operation, *error);
+            }
         }
         out
     }
@@ -174,6 +177,9 @@ impl SimAccount {
         if let Some(budget) = budget {
             for operation in &paced.throttled {
                 budget.throttled(operation);
+            }
+            for (operation, error) in &paced.answers {
+                budget.answered(operation, *error);
             }
         }
         out
