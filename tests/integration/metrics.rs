@@ -229,7 +229,7 @@ async fn reconciles_stuck_tasks_api_calls_and_the_policy_set_are_exposed() {
     );
     let observed = last["demo-web"];
     assert!(
-        observed >= 1_900_000_000.0 && observed < 1_900_000_000.0 + 3600.0,
+        (1_900_000_000.0..1_900_000_000.0 + 3600.0).contains(&observed),
         "the time of the observation on the account's clock: {observed}"
     );
     let calls = by(&e, "ecs_reconciler_api_calls", &["category", "result"]);
