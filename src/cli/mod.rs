@@ -124,9 +124,9 @@ pub struct RunArgs {
     /// Test-only: make the simulated account strike a fault in every observation.
     #[arg(long, value_name = "FAULT", requires = "sim", hide = true)]
     pub sim_fault: Option<SimFault>,
-    /// Serve /metrics, /livez and /readyz on this IP:PORT [default: 127.0.0.1:9090; port 0:
-    /// any free port]. Not with --once. With --sim, serving goes on after the simulated time
-    /// until SIGTERM.
+    /// Serve /metrics, /livez and /readyz on this IP:PORT [default: `listen`, 127.0.0.1:9090;
+    /// port 0: any free port]. Never with --once; with --sim only when given, and then the
+    /// endpoints serve on after the simulated time until SIGTERM.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
 }
@@ -587,13 +587,14 @@ struct Serving {
 }
 
 impl Serving {
-    /// Binds `listen`; `None` with `--once`. The error is one line.
+    /// Binds `listen`; `None` with `--once`, and with `--sim` unless `--listen` asks for it
+    /// (a demo then serves until SIGTERM). The error is one line.
     fn bind(
         args: &RunArgs,
         settings: &Settings,
         budget: &Arc<ApiBudget>,
     ) -> Result<Option<Serving>, String> {
-        if args.once {
+        if args.once || (args.sim.is_some() && args.listen.is_none()) {
             return Ok(None);
         }
         let listener = http::bind(&settings.listen)?;

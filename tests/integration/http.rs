@@ -224,6 +224,18 @@ fn wait_for(lines: &Receiver<String>, needle: &str, seen: &mut Vec<String>) -> V
     }
 }
 
+/// Kills the child if the test fails before it ends (a serving `run` would outlive the test).
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 fn sigterm(child: &Child) {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -255,22 +267,24 @@ fn audit_counts(path: &std::path::Path) -> BTreeMap<String, f64> {
 fn run_sim_serves_after_the_simulated_time_until_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let audit = dir.path().join("audit.jsonl");
-    let mut child = bin()
-        .args([
-            "--log-format",
-            "json",
-            "run",
-            "--sim",
-            "broken-launch-template",
-        ])
-        .args(["--sim-for", "20m", "--listen", "127.0.0.1:0", "--audit-log"])
-        .arg(&audit)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = stderr_lines(&mut child);
+    let mut child = Reaped(
+        bin()
+            .args([
+                "--log-format",
+                "json",
+                "run",
+                "--sim",
+                "broken-launch-template",
+            ])
+            .args(["--sim-for", "20m", "--listen", "127.0.0.1:0", "--audit-log"])
+            .arg(&audit)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let lines = stderr_lines(&mut child.0);
     let mut seen = Vec::new();
     let serving = wait_for(&lines, "serving /metrics", &mut seen);
     let address = serving["fields"]["address"].as_str().unwrap().to_string();
@@ -308,8 +322,8 @@ fn run_sim_serves_after_the_simulated_time_until_sigterm() {
         .output()
         .unwrap();
     assert_eq!(probe.status.code(), Some(0), "{:?}", probe);
-    sigterm(&child);
-    let exit = child.wait().unwrap();
+    sigterm(&child.0);
+    let exit = child.0.wait().unwrap();
     assert_eq!(exit.code(), Some(0), "{seen:#?}");
     let dead = bin()
         .args(["health", "--url", &format!("{url}/livez")])
