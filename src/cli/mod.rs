@@ -779,6 +779,9 @@ impl SimulatedClock {
         info!(limit = ?self.limit, "simulated run complete; serving the endpoints until SIGTERM");
         health.finish();
         self.loop_stop.cancel();
+        // Real time from here on: a paused clock with nothing left to time leaves the idle
+        // runtime parked in a state where SIGTERM was seen not to get through.
+        tokio::time::resume();
         self.shutdown.cancelled().await;
     }
 }
