@@ -27,6 +27,7 @@
 //! | `events.queue_url`                | absent, or an SQS queue URL `https://HOST/ACCOUNT/NAME` (12-digit account) |
 //! | `events.resync`                   | 1m ..= 24h (the resync cadence while events arrive) |
 //! | `events.health_interval`          | 10s ..= 1h (health reads while events arrive)  |
+//! | `listen`                          | IP:PORT of `/metrics`, `/livez`, `/readyz` (port 0: any free one) |
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -139,7 +140,12 @@ pub struct Settings {
     /// The tag an Auto Scaling group must carry for the controller to write to it
     /// (`[managed_tag]`, default `ecs-reconciler:managed` = `true`).
     pub managed_tag: ManagedTag,
+    /// Where `run` serves `/metrics`, `/livez` and `/readyz` (`src/http.rs`).
+    pub listen: String,
 }
+
+/// The default of `listen`: loopback only (the image listens on 0.0.0.0:9090).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9090";
 
 impl Default for Settings {
     fn default() -> Self {
@@ -157,6 +163,7 @@ impl Default for Settings {
             root_cause_reads: true,
             events: EventsSettings::default(),
             managed_tag: ManagedTag::default(),
+            listen: DEFAULT_LISTEN.into(),
         }
     }
 }
@@ -222,6 +229,8 @@ pub struct FlagOverrides {
     pub audit_log: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
     /// `--events-queue URL`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub events: Option<EventsFlags>,
@@ -457,6 +466,16 @@ pub fn violations(s: &Settings) -> Vec<Violation> {
     );
     key("aws.max_attempts", count_in(aws.max_attempts, MAX_ATTEMPTS));
     pacing_violations(&s.pacing, &mut key);
+    key(
+        "listen",
+        s.listen
+            .parse::<std::net::SocketAddr>()
+            .is_err()
+            .then(|| Problem::OutOfRange {
+                valid: "IP:PORT, e.g. 127.0.0.1:9090 or 0.0.0.0:9090",
+                got: format!("{:?}", s.listen),
+            }),
+    );
     key(
         "events.queue_url",
         s.events.queue_url.as_deref().and_then(queue_url_problem),

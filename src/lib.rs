@@ -23,6 +23,8 @@
 //! - [`controller`]: the loop: observe → diagnose → plan → act per cluster, requeue, shutdown.
 //! - [`events`]: what EventBridge says changed, typed, for the controller's cached clusters.
 //! - [`telemetry`]: what the controller tells its watchers (metrics, recordings).
+//! - [`metrics`]: the Prometheus metrics, filled from the telemetry; [`http`]: `/metrics`,
+//!   `/livez` and `/readyz` on `--listen`.
 //! - [`audit`]: the JSON-lines audit trail.
 //! - [`reload`]: hot policy reload (file watch and SIGHUP) that keeps the last good set.
 //! - [`supervise`]: `run`'s named tasks; a task that dies ends the process, non-zero, saying
@@ -46,8 +48,10 @@ pub mod diagnose;
 pub mod domain;
 pub mod events;
 pub mod history;
+pub mod http;
 pub mod investigate;
 pub mod logging;
+pub mod metrics;
 pub mod plan;
 pub mod policy;
 pub mod prose;

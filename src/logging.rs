@@ -8,6 +8,11 @@
 //! come); [`flush`] waits, for a bounded time, until what was queued has been written, and the
 //! [`LogGuard`] the process keeps does that when it ends.
 //!
+//! `log_format = "json"` ([`json_subscriber`]) writes one JSON object a line with the current
+//! span's fields (`span`: the cluster of a reconcile, and what the spans inside it add) and
+//! every enclosing span's (`spans`, outermost first), so each line of a reconcile names its
+//! cluster without a search for the line that opened it.
+//!
 //! Also what the log shows: [`filter_directives`] keeps the AWS SDK's own warnings (IMDS
 //! probes, credential chains) out unless asked for, and [`use_colour`] says when lines carry
 //! ANSI colour.
@@ -23,6 +28,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_cha
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
 /// Lines queued for the writer thread before new ones are dropped.
@@ -196,6 +202,24 @@ pub fn dropped_lines() -> u64 {
 /// Waits at most `timeout` for the process's log to be written out. False if it was not.
 pub fn flush(timeout: Duration) -> bool {
     INSTALLED.get().is_none_or(|w| w.flush(timeout))
+}
+
+/// The JSON log: tracing-subscriber's JSON lines to `writer`, each with the current span's
+/// fields and the list of the spans it is in.
+pub fn json_subscriber<W>(writer: W, filter: EnvFilter) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_ansi(false)
+        // The writer never fails; a formatting error must not be printed to stderr either.
+        .log_internal_errors(false)
+        .json()
+        .with_current_span(true)
+        .with_span_list(true)
+        .finish()
 }
 
 /// The AWS SDK's log targets (prefixes). Their warnings are the SDK's own probing (IMDS on a

@@ -11,6 +11,10 @@
 //! - on failure, logs every error exactly as `validate` prints them (`file:line:column: field:
 //!   message`, one per line) and keeps the last good set: nothing is half-applied.
 //!
+//! Every reload that ends is told to the [`Telemetry`] given with
+//! [`PolicyWatcher::with_telemetry`] (the metrics count reloads by result and show the set in
+//! force).
+//!
 //! [`PolicyWatcher::start`] runs the triggers in the background until shutdown: a file watch on
 //! the directory (the `notify` crate) and SIGHUP. File changes are debounced: the directory is
 //! loaded once it has been quiet for [`DEBOUNCE`], so an editor's save is one reload. Only
@@ -46,6 +50,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::policy::{PolicyError, PolicyErrors, PolicySet, load_dir_identified};
 use crate::prose::plural;
+use crate::telemetry::Telemetry;
 
 /// How long the directory must be quiet after a change before it is loaded again.
 pub const DEBOUNCE: Duration = Duration::from_millis(500);
@@ -70,6 +75,7 @@ pub struct PolicyWatcher {
     /// attempt failed (so the fix of a broken directory is reported even when it restores the
     /// set in force).
     reloading: Mutex<bool>,
+    telemetry: Option<Arc<dyn Telemetry>>,
 }
 
 impl PolicyWatcher {
@@ -80,6 +86,7 @@ impl PolicyWatcher {
             current: watch::Sender::new(initial),
             on_change: None,
             reloading: Mutex::new(false),
+            telemetry: None,
         }
     }
 
@@ -87,6 +94,12 @@ impl PolicyWatcher {
     /// [`reload_now`](Self::reload_now) returns.
     pub fn on_change(mut self, f: impl Fn(PolicySet) + Send + Sync + 'static) -> Self {
         self.on_change = Some(Box::new(f));
+        self
+    }
+
+    /// Tells `telemetry` how each reload ended.
+    pub fn with_telemetry(mut self, telemetry: Arc<dyn Telemetry>) -> Self {
+        self.telemetry = Some(telemetry);
         self
     }
 
@@ -112,6 +125,20 @@ impl PolicyWatcher {
     }
 
     async fn reload(&self, trigger: &str) -> Result<PolicySet, PolicyErrors> {
+        let result = self.load_and_apply(trigger).await;
+        if let Some(telemetry) = &self.telemetry {
+            match &result {
+                Ok(set) => telemetry.policies_reloaded(Ok(&set.fingerprint)),
+                Err(errors) => {
+                    let first = errors.0.first().map(ToString::to_string);
+                    telemetry.policies_reloaded(Err(first.as_deref().unwrap_or("invalid")));
+                }
+            }
+        }
+        result
+    }
+
+    async fn load_and_apply(&self, trigger: &str) -> Result<PolicySet, PolicyErrors> {
         let mut last_failed = self.reloading.lock().await;
         let dir = self.dir.clone();
         let loaded = tokio::task::spawn_blocking(move || load_dir_identified(&dir))

@@ -4,6 +4,7 @@
 
 pub mod explain;
 pub mod generate;
+pub mod health;
 pub mod json;
 pub(crate) mod output;
 
@@ -28,10 +29,13 @@ use crate::config::{self, FlagOverrides, LogFormat, Settings};
 use crate::controller::{Controller, ControllerSettings};
 use crate::events::EventSink;
 use crate::events::pump::Pump;
+use crate::http::{self, Health};
 use crate::logging::{self, LogGuard};
+use crate::metrics::Metrics;
 use crate::policy::{self, PolicyMode, PolicySet};
 use crate::reload::PolicyWatcher;
 use crate::supervise::{self, Supervisor};
+use crate::telemetry::Telemetry;
 
 /// A reconciling controller that finds ECS tasks stuck in their lifecycle, says why, and
 /// fixes the cause under declarative policies.
@@ -69,6 +73,8 @@ pub enum Command {
     Completions(generate::CompletionsArgs),
     /// Print the man page (roff), or write one page per command into a directory.
     Man(generate::ManArgs),
+    /// Probe a running `run`'s /livez: exit 0 when it answers 200, 1 otherwise.
+    Health(health::HealthArgs),
 }
 
 #[derive(Debug, Args)]
@@ -126,6 +132,11 @@ pub struct RunArgs {
     /// Test-only: make the simulated account strike a fault in every observation.
     #[arg(long, value_name = "FAULT", requires = "sim", hide = true)]
     pub sim_fault: Option<SimFault>,
+    /// Serve /metrics, /livez and /readyz on this IP:PORT [default: `listen`, 127.0.0.1:9090;
+    /// port 0: any free port]. Never with --once; with --sim only when given, and then the
+    /// endpoints serve on after the simulated time until SIGTERM.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -264,6 +275,7 @@ pub fn main() -> ExitCode {
         Command::Demo(args) => crate::demo::main(&args),
         Command::Completions(args) => generate::completions(&args),
         Command::Man(args) => generate::man(&args),
+        Command::Health(args) => probe_runtime().block_on(health::health(args, &settings.listen)),
         Command::Run(args) => runtime(args.sim.is_some()).block_on(run(args, settings)),
         Command::Plan(args) => runtime(args.sim.is_some()).block_on(plan(args, settings)),
         Command::Explain(args) => {
@@ -303,12 +315,13 @@ fn flags_of(cli: &Cli) -> FlagOverrides {
             flags.events = a.events_queue.clone().map(|url| config::EventsFlags {
                 queue_url: Some(url),
             });
+            flags.listen = a.listen.clone();
         }
         Command::Plan(a) => flags.policies = a.policy.policies.clone(),
         Command::Explain(a) => flags.policies = a.policy.policies.clone(),
         Command::Validate(a) => flags.policies = a.policy.policies.clone(),
         Command::Schema(_) | Command::Demo(_) => {}
-        Command::Completions(_) | Command::Man(_) => {}
+        Command::Completions(_) | Command::Man(_) | Command::Health(_) => {}
     }
     flags
 }
@@ -325,16 +338,20 @@ fn init_tracing(settings: &Settings) -> LogGuard {
         std::io::stderr().is_terminal(),
         std::env::var_os("NO_COLOR").as_deref(),
     );
+    use tracing_subscriber::util::SubscriberInitExt;
     let (writer, guard) = logging::install_stderr();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(colour)
-        .with_writer(writer)
-        // The writer never fails; a formatting error must not be printed to stderr either.
-        .log_internal_errors(false);
     let _ = match settings.log_format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => logging::json_subscriber(writer, filter)
+            .try_init()
+            .map_err(|e| e.to_string()),
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(colour)
+            .with_writer(writer)
+            // The writer never fails; a formatting error must not be printed to stderr either.
+            .log_internal_errors(false)
+            .try_init()
+            .map_err(|e| e.to_string()),
     };
     guard
 }
@@ -515,6 +532,10 @@ async fn run(args: RunArgs, settings: Settings) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let serving = match Serving::bind(&args, &settings, &budget) {
+        Ok(s) => s,
+        Err(e) => return startup_error(&e),
+    };
     if let Some(name) = &args.sim {
         let sim = match sim_account(name) {
             Ok(sim) => sim,
@@ -529,11 +550,15 @@ async fn run(args: RunArgs, settings: Settings) -> ExitCode {
         account.set_fault(args.sim_fault);
         // The scenario's built-in policies have no directory to watch.
         let reload_dir = args.policy.policies.clone();
+        if let Some(s) = &serving {
+            s.health.cloud_resolved();
+        }
         // A dry run on the simulator is read-only by construction too (docs/design.md §4).
         let inputs = DriveInputs {
             policies,
             reload_dir,
             audit,
+            serving,
             // The simulated account's events are its own, in process.
             events: None,
         };
@@ -554,11 +579,14 @@ async fn run(args: RunArgs, settings: Settings) -> ExitCode {
         Ok(q) => q,
         Err(e) => return startup_error(&e),
     };
-    let reload_dir = Some(settings.policies.clone());
+    if let Some(s) = &serving {
+        s.health.cloud_resolved();
+    }
     let inputs = DriveInputs {
         policies,
-        reload_dir,
+        reload_dir: Some(settings.policies.clone()),
         audit,
+        serving,
         events,
     };
     if settings.dry_run {
@@ -584,16 +612,50 @@ async fn event_queue(settings: &Settings, args: &RunArgs) -> Result<Option<SqsQu
     Ok(Some(queue))
 }
 
-/// What `drive` runs besides the cloud.
+/// The HTTP endpoints of `run` (not with `--once`): the address bound before anything is
+/// reconciled, the metrics the loop tells, and what `/livez` and `/readyz` answer from.
+struct Serving {
+    listener: std::net::TcpListener,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+}
+
+impl Serving {
+    /// Binds `listen`; `None` with `--once`, and with `--sim` unless `--listen` asks for it
+    /// (a demo then serves until SIGTERM). The error is one line.
+    fn bind(
+        args: &RunArgs,
+        settings: &Settings,
+        budget: &Arc<ApiBudget>,
+    ) -> Result<Option<Serving>, String> {
+        if args.once || (args.sim.is_some() && args.listen.is_none()) {
+            return Ok(None);
+        }
+        let listener = http::bind(&settings.listen)?;
+        let metrics = Arc::new(Metrics::new(Some(Arc::clone(budget))));
+        let bound = http::liveness_bound(settings.resync, settings.aws.operation_timeout);
+        let health = Arc::new(Health::new(Arc::clone(&metrics), bound));
+        Ok(Some(Serving {
+            listener,
+            metrics,
+            health,
+        }))
+    }
+}
+
+/// What `drive` runs the controller with.
 struct DriveInputs {
     policies: PolicySet,
+    /// With a directory, the policies are reloaded from it on file changes and SIGHUP.
     reload_dir: Option<PathBuf>,
     audit: AuditSink,
+    serving: Option<Serving>,
+    /// The checked SQS queue of `[events] queue_url`, if any.
     events: Option<SqsQueue>,
 }
 
-/// Runs the controller until shutdown (or one pass with `--once`). With `reload_dir`, the
-/// policies are reloaded from it on file changes and SIGHUP while the loop runs.
+/// Runs the controller until shutdown (or one pass with `--once`), serving the endpoints when
+/// `inputs.serving` says so.
 async fn drive<C: Cloud>(
     cloud: C,
     inputs: DriveInputs,
@@ -605,6 +667,7 @@ async fn drive<C: Cloud>(
         policies,
         reload_dir,
         audit,
+        serving,
         events,
     } = inputs;
     let controller_settings = ControllerSettings {
@@ -629,7 +692,17 @@ async fn drive<C: Cloud>(
         "starting"
     );
     let initial = reload_dir.as_ref().map(|_| policies.clone());
-    let controller = Arc::new(Controller::new(cloud, policies, controller_settings, audit));
+    let fingerprint = policies.fingerprint.clone();
+    let mut controller = Controller::new(cloud, policies, controller_settings, audit);
+    if let Some(s) = &serving {
+        s.metrics.set_policy_set(&fingerprint);
+        controller = controller.with_telemetry(Arc::clone(&s.metrics) as Arc<dyn Telemetry>);
+    }
+    let controller = Arc::new(controller);
+    if let Some(s) = &serving {
+        let c = Arc::clone(&controller);
+        s.health.watch_audit(Box::new(move || c.audit_available()));
+    }
     let shutdown = CancellationToken::new();
     supervise::install_panic_hook();
     if args.once {
@@ -663,13 +736,24 @@ async fn drive<C: Cloud>(
         Err(e) => return startup_error(&format!("cannot listen for SIGTERM and SIGINT: {e}")),
     };
     let mut tasks = Supervisor::new(shutdown.clone());
+    // Cancelled with shutdown, or alone when --sim's time ran out while serving.
+    let loop_stop = shutdown.child_token();
     if let Some(limit) = virtual_limit {
-        tasks.spawn("simulated clock", simulated_clock(limit, shutdown.clone()));
+        let clock = SimulatedClock {
+            limit,
+            shutdown: shutdown.clone(),
+            loop_stop: loop_stop.clone(),
+            serving: serving.as_ref().map(|s| Arc::clone(&s.health)),
+        };
+        tasks.spawn("simulated clock", clock.run());
     }
     if let (Some(dir), Some(initial)) = (reload_dir, initial) {
         let target = Arc::clone(&controller);
-        let watcher =
+        let mut watcher =
             PolicyWatcher::new(dir, initial).on_change(move |set| target.set_policies(set));
+        if let Some(s) = &serving {
+            watcher = watcher.with_telemetry(Arc::clone(&s.metrics) as Arc<dyn Telemetry>);
+        }
         tasks.adopt("policy reload", Arc::new(watcher).start(shutdown.clone()));
     }
     if let Some(queue) = events {
@@ -677,10 +761,21 @@ async fn drive<C: Cloud>(
         let pump = Pump::new(queue, sink, Arc::clone(controller.telemetry()));
         tasks.spawn("event pump", pump.run(shutdown.clone()));
     }
-    tasks.spawn(
-        "controller loop",
-        Arc::clone(&controller).run(shutdown.clone()),
-    );
+    if let Some(s) = serving {
+        tasks.spawn(
+            "http endpoints",
+            http::serve(s.listener, s.health, shutdown.clone()),
+        );
+    }
+    let looping = Arc::clone(&controller);
+    let until = shutdown.clone();
+    tasks.spawn("controller loop", async move {
+        looping.run(loop_stop.clone()).await;
+        if loop_stop.is_cancelled() {
+            // The simulated time ran out: the endpoints serve on until shutdown.
+            until.cancelled().await;
+        }
+    });
     info!(tasks = ?tasks.running(), "supervising");
     let ending = tasks.wait(stop_requests, settings.shutdown_timeout).await;
     log_budget(budget);
@@ -706,15 +801,42 @@ fn audit_trail_ok<C: Cloud>(controller: &Controller<C>) -> bool {
     ok
 }
 
-/// With `--sim-for`: requests shutdown once that much virtual time has passed.
-async fn simulated_clock(limit: Duration, shutdown: CancellationToken) {
-    tokio::select! {
-        _ = shutdown.cancelled() => {}
-        _ = tokio::time::sleep(limit) => {
-            info!(?limit, "simulated run complete");
-            shutdown.cancel();
+/// With `--sim-for`: once that much virtual time has passed, requests shutdown, or, while the
+/// endpoints are served, stops the loop only (`/livez` stays 200) and waits for SIGTERM.
+struct SimulatedClock {
+    limit: Duration,
+    shutdown: CancellationToken,
+    loop_stop: CancellationToken,
+    serving: Option<Arc<Health>>,
+}
+
+impl SimulatedClock {
+    async fn run(self) {
+        tokio::select! {
+            _ = self.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(self.limit) => {}
         }
+        let Some(health) = self.serving else {
+            info!(limit = ?self.limit, "simulated run complete");
+            self.shutdown.cancel();
+            return;
+        };
+        info!(limit = ?self.limit, "simulated run complete; serving the endpoints until SIGTERM");
+        health.finish();
+        self.loop_stop.cancel();
+        // Real time from here on: a paused clock with nothing left to time leaves the idle
+        // runtime parked in a state where SIGTERM was seen not to get through.
+        tokio::time::resume();
+        self.shutdown.cancelled().await;
     }
+}
+
+/// A small runtime for `health`'s one request.
+fn probe_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts")
 }
 
 /// A start-up error line on standard error (ignoring a failed write), and exit status 1.

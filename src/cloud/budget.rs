@@ -41,6 +41,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use crate::cloud::ErrorCategory;
+
 /// An AWS throttle category: calls in one category share one token bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -331,6 +333,10 @@ struct Bucket {
     last_second: VecDeque<Instant>,
     /// The most calls granted within one second.
     peak_per_sec: u64,
+    /// Throttling answers reported.
+    throttles: u64,
+    /// Answers reported, by result (`success` or an error category).
+    answers: BTreeMap<&'static str, u64>,
 }
 
 impl Bucket {
@@ -344,6 +350,8 @@ impl Bucket {
             recent: VecDeque::new(),
             last_second: VecDeque::new(),
             peak_per_sec: 0,
+            throttles: 0,
+            answers: BTreeMap::new(),
         }
     }
 
@@ -363,6 +371,19 @@ impl Bucket {
 
     fn capacity(&self, factor: f64) -> f64 {
         (f64::from(self.budget.burst) * factor).max(1.0)
+    }
+
+    /// The tokens [`refill`](Self::refill) would leave at `now`, without refilling (reading
+    /// the bucket for the metrics must not change how it paces).
+    fn tokens_at(&self, now: Instant, hold: Duration) -> f64 {
+        let factor = self
+            .factor(self.refilled_at, hold)
+            .min(self.factor(now, hold));
+        let elapsed = now
+            .saturating_duration_since(self.refilled_at)
+            .as_secs_f64();
+        (self.tokens + elapsed * self.budget.per_second * factor)
+            .min(self.capacity(self.factor(now, hold)))
     }
 
     /// Adds the tokens earned since the last refill (at the lower of the two rates, so a
@@ -474,6 +495,7 @@ impl ApiBudget {
         let mut bucket = self.bucket(category);
         let now = Instant::now();
         bucket.refill(now, self.throttle_hold);
+        bucket.throttles += 1;
         let factor = (bucket.factor(now, self.throttle_hold) / 2.0).max(MIN_FACTOR);
         bucket.throttle = Some((factor, now));
         bucket.tokens = bucket.tokens.min(0.0);
@@ -505,6 +527,70 @@ impl ApiBudget {
                     observed_per_sec: bucket.recent.len() as f64 / span,
                     peak_per_sec: bucket.peak_per_sec,
                 }
+            })
+            .collect()
+    }
+}
+
+/// The answers of one throttle category with one result, from [`ApiBudget::answers`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AnswerCount {
+    pub category: Category,
+    /// `success`, or the error category's name (`throttled`, `denied`, ...).
+    pub result: &'static str,
+    pub calls: u64,
+}
+
+impl ApiBudget {
+    /// AWS answered a call of `operation` (after the SDK's retries): `None` for success, else
+    /// the error's category. Counted for the metrics; pacing is told by [`throttled`].
+    ///
+    /// [`throttled`]: Self::throttled
+    pub fn answered(&self, operation: &str, error: Option<ErrorCategory>) {
+        let result = error.map_or("success", ErrorCategory::as_str);
+        *self
+            .bucket(category_of(operation))
+            .answers
+            .entry(result)
+            .or_default() += 1;
+    }
+
+    /// Answers reported so far, by category (in [`Category::ALL`] order) and result.
+    pub fn answers(&self) -> Vec<AnswerCount> {
+        Category::ALL
+            .iter()
+            .flat_map(|&category| {
+                let bucket = self.bucket(category);
+                bucket
+                    .answers
+                    .iter()
+                    .map(|(&result, &calls)| AnswerCount {
+                        category,
+                        result,
+                        calls,
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// Throttling answers reported so far, per category.
+    pub fn throttles(&self) -> Vec<(Category, u64)> {
+        Category::ALL
+            .iter()
+            .map(|&c| (c, self.bucket(c).throttles))
+            .collect()
+    }
+
+    /// Tokens in each category's bucket now (refilled to now; 0 while callers wait for
+    /// tokens they reserved).
+    pub fn tokens_left(&self) -> Vec<(Category, f64)> {
+        let now = Instant::now();
+        Category::ALL
+            .iter()
+            .map(|&c| {
+                let bucket = self.bucket(c);
+                (c, bucket.tokens_at(now, self.throttle_hold).max(0.0))
             })
             .collect()
     }

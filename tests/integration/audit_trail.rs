@@ -631,6 +631,7 @@ fn bin() -> Command {
         c.env_remove(var);
     }
     c.env("ECS_RECONCILER_LOG_FORMAT", "json");
+    c.env("ECS_RECONCILER_LISTEN", "127.0.0.1:0");
     c.stdin(Stdio::null());
     c
 }

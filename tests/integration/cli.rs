@@ -26,6 +26,8 @@ pub(crate) fn bin() -> Command {
     c.env_remove("AWS_SHARED_CREDENTIALS_FILE");
     c.env("HOME", empty_home());
     c.env("AWS_EC2_METADATA_DISABLED", "true");
+    // Tests run in parallel: each `run` serves its endpoints on a free port.
+    c.env("ECS_RECONCILER_LISTEN", "127.0.0.1:0");
     c
 }
 

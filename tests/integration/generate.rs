@@ -6,7 +6,7 @@ use std::process::{Command, Output, Stdio};
 
 use crate::cli_output::text;
 
-const COMMANDS: [&str; 8] = [
+const COMMANDS: [&str; 9] = [
     "run",
     "plan",
     "validate",
@@ -15,6 +15,7 @@ const COMMANDS: [&str; 8] = [
     "demo",
     "completions",
     "man",
+    "health",
 ];
 
 fn run(args: &[&str]) -> Output {

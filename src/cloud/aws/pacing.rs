@@ -49,6 +49,8 @@ impl Pacer {
         {
             self.budget.throttled(operation);
         }
+        self.budget
+            .answered(operation, result.as_ref().err().map(|e| e.category));
         result
     }
 

@@ -39,6 +39,8 @@ pub(crate) struct Calls {
     unpaced: Vec<String>,
     /// Calls answered Throttled since the last [`Calls::take_paced`].
     throttled: Vec<String>,
+    /// How each call since the last [`Calls::take_paced`] was answered (for the metrics).
+    answers: Vec<(String, Option<ErrorCategory>)>,
 }
 
 /// Calls to account for in the budget: tokens to take, and throttling answers to report.
@@ -46,12 +48,23 @@ pub(crate) struct Calls {
 pub(crate) struct Paced {
     pub(crate) calls: Vec<String>,
     pub(crate) throttled: Vec<String>,
+    /// Each call with its answer: `None` for success, else the error's category.
+    pub(crate) answers: Vec<(String, Option<ErrorCategory>)>,
 }
 
 impl Calls {
     /// Records one call of `operation` and says whether it succeeds. A failed call was still
     /// made (and counted) but has no effect.
     pub(crate) fn call(&mut self, operation: &str) -> Result<(), CloudError> {
+        let answer = self.answer(operation);
+        self.answers.push((
+            operation.to_string(),
+            answer.as_ref().err().map(|e| e.category),
+        ));
+        answer
+    }
+
+    fn answer(&mut self, operation: &str) -> Result<(), CloudError> {
         *self.counts.entry(operation.to_string()).or_default() += 1;
         self.unpaced.push(operation.to_string());
         let injected = match self.always.get(operation) {
@@ -108,6 +121,7 @@ impl Calls {
         Paced {
             calls: std::mem::take(&mut self.unpaced),
             throttled: std::mem::take(&mut self.throttled),
+            answers: std::mem::take(&mut self.answers),
         }
     }
 

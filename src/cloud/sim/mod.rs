@@ -159,6 +159,9 @@ impl SimAccount {
             for operation in &paced.throttled {
                 budget.throttled(operation);
             }
+            for (operation, error) in &paced.answers {
+                budget.answered(operation, *error);
+            }
         }
         out
     }
@@ -184,6 +187,9 @@ impl SimAccount {
             }
             for operation in &paced.throttled {
                 budget.throttled(operation);
+            }
+            for (operation, error) in &paced.answers {
+                budget.answered(operation, *error);
             }
         }
         out

@@ -1,0 +1,479 @@
+//! The Prometheus metrics of `run` (OpenMetrics text, `prometheus-client`): a registry of typed
+//! label sets, filled by the [`Telemetry`] notifications of the loop, the event pump and the
+//! policy reload, and at scrape time from the API budget and the log.
+//!
+//! Names follow controller-runtime and Karpenter: the prefix `ecs_reconciler_`, base units
+//! (seconds), `_total` on counters. Labels are bounded by the clusters and policies in scope:
+//! never a task, an instance or an ARN (the audit trail names those).
+//!
+//! The action counters are counted from [`Telemetry::recorded`], that is from the audit records
+//! written, so they equal what the trail says: a `skipped:GUARDRAIL` record counts as a held
+//! action (by guardrail), every other record as an action by its outcome (`planned`, `started`,
+//! `done`, `failed:CATEGORY`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::audit::{AuditRecord, Outcome};
+use crate::cloud::CloudError;
+use crate::cloud::budget::{AnswerCount, ApiBudget};
+use crate::controller::ClusterReport;
+use crate::diagnose::Condition;
+use crate::events::Disposition;
+use crate::telemetry::{Telemetry, Trigger};
+
+/// The prefix of every metric name.
+pub const PREFIX: &str = "ecs_reconciler";
+
+/// The content type of the exposition.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReconcileLabels {
+    result: &'static str,
+    trigger: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TriggerLabels {
+    trigger: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StuckLabels {
+    cluster: String,
+    state: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClusterLabels {
+    cluster: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabels {
+    policy: String,
+    action: String,
+    outcome: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HeldLabels {
+    policy: String,
+    action: String,
+    guardrail: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DispositionLabels {
+    disposition: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CategoryLabels {
+    category: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    category: &'static str,
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicySetLabels {
+    fingerprint: String,
+}
+
+/// The families the notifications fill.
+struct Families {
+    reconciles: Family<ReconcileLabels, Counter>,
+    reconcile_duration: Family<TriggerLabels, Histogram>,
+    stuck_tasks: Family<StuckLabels, Gauge>,
+    last_success: Family<ClusterLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    actions: Family<ActionLabels, Counter>,
+    held_actions: Family<HeldLabels, Counter>,
+    policy_reloads: Family<ResultLabels, Counter>,
+    events: Family<DispositionLabels, Counter>,
+    event_lag: Histogram,
+    events_degraded: Gauge,
+}
+
+/// What the scrape-time collector reads: the API budget, the policy set in force.
+#[derive(Default)]
+struct Shared {
+    budget: Option<Arc<ApiBudget>>,
+    policy_set: Mutex<Option<String>>,
+}
+
+/// The metrics of one process; implements [`Telemetry`].
+pub struct Metrics {
+    registry: Registry,
+    families: Families,
+    shared: Arc<Shared>,
+    /// The stuck states last reported per cluster, so a state that emptied goes back to 0.
+    stuck_states: Mutex<BTreeMap<String, BTreeSet<&'static str>>>,
+    /// When the loop last made progress (the wall clock: `/livez` compares it with now).
+    progress: Mutex<Instant>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// Reconcile durations: 10 ms to about 80 s.
+fn duration_buckets() -> impl Iterator<Item = f64> {
+    exponential_buckets(0.01, 2.0, 14)
+}
+
+impl Metrics {
+    /// A registry with every family; `budget` is read at each scrape for the API figures.
+    pub fn new(budget: Option<Arc<ApiBudget>>) -> Metrics {
+        let mut registry = Registry::with_prefix(PREFIX);
+        let families = Families {
+            reconciles: Family::default(),
+            reconcile_duration: Family::new_with_constructor(|| Histogram::new(duration_buckets())),
+            stuck_tasks: Family::default(),
+            last_success: Family::default(),
+            actions: Family::default(),
+            held_actions: Family::default(),
+            policy_reloads: Family::default(),
+            events: Family::default(),
+            event_lag: Histogram::new(duration_buckets()),
+            events_degraded: Gauge::default(),
+        };
+        let f = &families;
+        registry.register(
+            "reconciles",
+            "Cluster reconciles by result and trigger",
+            f.reconciles.clone(),
+        );
+        // Histograms carry the unit in their name only: OpenMetrics parsers differ on a UNIT
+        // line for them.
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time one cluster's reconcile took, observe to audit",
+            f.reconcile_duration.clone(),
+        );
+        registry.register(
+            "stuck_tasks",
+            "Tasks found stuck in the last reconcile, by cluster and state",
+            f.stuck_tasks.clone(),
+        );
+        registry.register_with_unit(
+            "cluster_last_reconcile_success_timestamp",
+            "When the last successful reconcile of the cluster observed it (Unix time)",
+            Unit::Seconds,
+            f.last_success.clone(),
+        );
+        registry.register(
+            "actions",
+            "Actions by policy, action and outcome, as written to the audit trail",
+            f.actions.clone(),
+        );
+        registry.register(
+            "held_actions",
+            "Actions held by a guardrail, by policy, action and guardrail, as written to the audit trail",
+            f.held_actions.clone(),
+        );
+        registry.register(
+            "policy_reloads",
+            "Policy reloads by result",
+            f.policy_reloads.clone(),
+        );
+        registry.register(
+            "events",
+            "Event queue messages received and deleted, by disposition (all but applied are ignored)",
+            f.events.clone(),
+        );
+        registry.register(
+            "event_lag_seconds",
+            "Time from an event to its application",
+            f.event_lag.clone(),
+        );
+        registry.register(
+            "events_degraded",
+            "1 while the event queue fails and the loop falls back to the resync cadence",
+            f.events_degraded.clone(),
+        );
+        let shared = Arc::new(Shared {
+            budget,
+            policy_set: Mutex::new(None),
+        });
+        registry.register_collector(Box::new(ScrapeTime(Arc::clone(&shared))));
+        Metrics {
+            registry,
+            families,
+            shared,
+            stuck_states: Mutex::new(BTreeMap::new()),
+            progress: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// The exposition, OpenMetrics text ending in `# EOF`.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail; a collector's error would leave a partial text.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// When the loop last made progress.
+    pub fn last_progress(&self) -> Instant {
+        *lock(&self.progress)
+    }
+
+    /// The fingerprint of the policy set in force, once one is.
+    pub fn policy_set(&self) -> Option<String> {
+        lock(&self.shared.policy_set).clone()
+    }
+
+    /// Names the policy set in force (at start, before any reload).
+    pub fn set_policy_set(&self, fingerprint: &str) {
+        *lock(&self.shared.policy_set) = Some(fingerprint.to_string());
+    }
+
+    fn stuck(&self, report: &ClusterReport) {
+        let mut counts: BTreeMap<&'static str, i64> = BTreeMap::new();
+        for finding in &report.plan.findings {
+            *counts.entry(state_name(finding.condition)).or_default() += 1;
+        }
+        let mut known = lock(&self.stuck_states);
+        let states = known.entry(report.cluster.clone()).or_default();
+        states.extend(counts.keys().copied());
+        for state in states.iter() {
+            let labels = StuckLabels {
+                cluster: report.cluster.clone(),
+                state,
+            };
+            let count = counts.get(state).copied().unwrap_or(0);
+            self.families.stuck_tasks.get_or_create(&labels).set(count);
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The `state` label of a stuck task: its lifecycle state, or `UNHEALTHY`.
+fn state_name(condition: Condition) -> &'static str {
+    match condition {
+        Condition::InState(status) => status.as_str(),
+        Condition::Unhealthy => "UNHEALTHY",
+    }
+}
+
+fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs_f64()
+}
+
+impl Telemetry for Metrics {
+    fn reconciled(
+        &self,
+        cluster: &str,
+        trigger: Trigger,
+        result: Result<&ClusterReport, &CloudError>,
+        took: Duration,
+    ) {
+        let f = &self.families;
+        let outcome = if result.is_ok() { "success" } else { "error" };
+        f.reconciles
+            .get_or_create(&ReconcileLabels {
+                result: outcome,
+                trigger: trigger.as_str(),
+            })
+            .inc();
+        f.reconcile_duration
+            .get_or_create(&TriggerLabels {
+                trigger: trigger.as_str(),
+            })
+            .observe(took.as_secs_f64());
+        if let Ok(report) = result {
+            self.stuck(report);
+            f.last_success
+                .get_or_create(&ClusterLabels {
+                    cluster: cluster.to_string(),
+                })
+                .set(unix_seconds(report.snapshot.observed_at));
+        }
+    }
+
+    fn loop_progressed(&self) {
+        *lock(&self.progress) = Instant::now();
+    }
+
+    fn recorded(&self, record: &AuditRecord) {
+        let f = &self.families;
+        let guardrail = match &record.outcome {
+            Outcome::Skipped(g) => Some(*g),
+            Outcome::AuditUnavailable => Some(crate::audit::AUDIT_UNAVAILABLE),
+            _ => None,
+        };
+        match guardrail {
+            Some(guardrail) => f
+                .held_actions
+                .get_or_create(&HeldLabels {
+                    policy: record.policy.clone(),
+                    action: record.action.clone(),
+                    guardrail: guardrail.to_string(),
+                })
+                .inc(),
+            None => f
+                .actions
+                .get_or_create(&ActionLabels {
+                    policy: record.policy.clone(),
+                    action: record.action.clone(),
+                    outcome: record.outcome.to_string(),
+                })
+                .inc(),
+        };
+    }
+
+    fn event(&self, disposition: Disposition, lag: Option<Duration>) {
+        self.families
+            .events
+            .get_or_create(&DispositionLabels {
+                disposition: disposition.as_str(),
+            })
+            .inc();
+        if let Some(lag) = lag {
+            self.families.event_lag.observe(lag.as_secs_f64());
+        }
+    }
+
+    fn events_degraded(&self, degraded: bool) {
+        self.families.events_degraded.set(i64::from(degraded));
+    }
+
+    fn policies_reloaded(&self, result: Result<&str, &str>) {
+        let outcome = match result {
+            Ok(fingerprint) => {
+                self.set_policy_set(fingerprint);
+                "success"
+            }
+            Err(_) => "error",
+        };
+        self.families
+            .policy_reloads
+            .get_or_create(&ResultLabels { result: outcome })
+            .inc();
+    }
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
+/// The figures read when scraped: the API budget's calls, throttling answers and tokens, the
+/// policy set in force, and the log lines lost.
+#[derive(Debug)]
+struct ScrapeTime(Arc<Shared>);
+
+impl Collector for ScrapeTime {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        if let Some(fingerprint) = lock(&self.0.policy_set).clone() {
+            let mut info = encoder.encode_descriptor(
+                "policy_set",
+                "The policy set in force, by fingerprint",
+                None,
+                MetricType::Info,
+            )?;
+            info.encode_info(&PolicySetLabels { fingerprint })?;
+        }
+        let dropped = ConstCounter::new(crate::logging::dropped_lines());
+        dropped.encode(encoder.encode_descriptor(
+            "log_lines_dropped",
+            "Log lines lost because standard error was full or failed",
+            None,
+            dropped.metric_type(),
+        )?)?;
+        if let Some(budget) = &self.0.budget {
+            encode_budget(budget, &mut encoder)?;
+        }
+        Ok(())
+    }
+}
+
+fn encode_budget(
+    budget: &ApiBudget,
+    encoder: &mut DescriptorEncoder,
+) -> Result<(), std::fmt::Error> {
+    let answers: Vec<_> = budget
+        .answers()
+        .into_iter()
+        .filter(|a| a.calls > 0)
+        .collect();
+    // A family with no sample yet is left out, as the registry's own families are.
+    if !answers.is_empty() {
+        encode_answers(&answers, encoder)?;
+    }
+    let throttles = budget.throttles();
+    let mut throttled = encoder.encode_descriptor(
+        "api_throttles",
+        "Throttling answers from AWS, by throttle category (each halves the category's pace)",
+        None,
+        MetricType::Counter,
+    )?;
+    for (category, count) in &throttles {
+        let labels = CategoryLabels {
+            category: category.key(),
+        };
+        ConstCounter::new(*count).encode(throttled.encode_family(&labels)?)?;
+    }
+    let tokens = budget.tokens_left();
+    let mut left = encoder.encode_descriptor(
+        "api_budget_tokens",
+        "Tokens left now in the client-side bucket of each throttle category",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (category, tokens) in &tokens {
+        let labels = CategoryLabels {
+            category: category.key(),
+        };
+        ConstGauge::new(*tokens).encode(left.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+fn encode_answers(
+    answers: &[AnswerCount],
+    encoder: &mut DescriptorEncoder,
+) -> Result<(), std::fmt::Error> {
+    let mut calls = encoder.encode_descriptor(
+        "api_calls",
+        "AWS API calls by throttle category and result (after the SDK's retries)",
+        None,
+        MetricType::Counter,
+    )?;
+    for a in answers {
+        let labels = CallLabels {
+            category: a.category.key(),
+            result: a.result,
+        };
+        ConstCounter::new(a.calls).encode(calls.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
