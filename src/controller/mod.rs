@@ -193,6 +193,10 @@ pub struct Controller<C> {
     /// The cached picture of each cluster. Locked briefly (never across a read, never while
     /// `memory` is wanted), so applying an event is quick.
     cache: Mutex<HashMap<String, ClusterCache>>,
+    /// Tasks events named in a cluster in scope whose first observation has not arrived yet:
+    /// described after it, unless it lists them (else a task whose events all came before the
+    /// first picture would wait for the next resync).
+    before_first: Mutex<HashMap<String, std::collections::BTreeSet<String>>>,
     queue: Mutex<WorkQueue>,
     /// Wakes the loop when an event scheduled a cluster.
     wake: Notify,
@@ -271,6 +275,7 @@ impl<C: Cloud> Controller<C> {
             unwritten: Mutex::new(Vec::new()),
             memory: Mutex::new(HashMap::new()),
             cache: Mutex::new(HashMap::new()),
+            before_first: Mutex::new(HashMap::new()),
             queue: Mutex::new(WorkQueue::new()),
             wake: Notify::new(),
             events_healthy: AtomicBool::new(false),
@@ -333,6 +338,12 @@ impl<C: Cloud> Controller<C> {
 
     fn lock_cache(&self) -> MutexGuard<'_, HashMap<String, ClusterCache>> {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_before_first(
+        &self,
+    ) -> MutexGuard<'_, HashMap<String, std::collections::BTreeSet<String>>> {
+        self.before_first.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn lock_queue(&self) -> MutexGuard<'_, WorkQueue> {
@@ -596,7 +607,13 @@ impl<C: Cloud> Controller<C> {
                 entry
             }
             std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(ClusterCache::new(snapshot, began, read_at + cadence))
+                let entry = v.insert(ClusterCache::new(snapshot, began, read_at + cadence));
+                let named = self.lock_before_first().remove(cluster).unwrap_or_default();
+                entry.to_describe = named
+                    .into_iter()
+                    .filter(|arn| entry.task(arn).is_none())
+                    .collect();
+                entry
             }
         };
         entry.next_resync = read_at + cadence;
@@ -681,6 +698,10 @@ impl<C: Cloud> Controller<C> {
         let clock = entry.clock(read_at);
         let now = work.floor.map_or(clock, |floor| clock.max(floor));
         entry.merge_reads(reads, groups, now, Vec::new());
+        // Read: an ARN the account did not answer for is not asked about again and again.
+        for arn in &work.arns {
+            entry.to_describe.remove(arn);
+        }
         if !work.groups.is_empty() {
             entry.refresh_groups = false;
         }
@@ -781,7 +802,12 @@ impl<C: Cloud> Controller<C> {
         let health = (events && !entry.health_watched.is_empty()).then_some(entry.next_health);
         // While an observation is in flight its arrival schedules the key.
         let resync = entry.observing.is_none().then_some(entry.next_resync);
-        [resync, deadline, health].into_iter().flatten().min()
+        let event = (!entry.to_describe.is_empty() || entry.refresh_groups || entry.rediagnose)
+            .then(Instant::now);
+        [resync, deadline, health, event]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Diagnose, investigate, plan and act on one cluster as observed. Once an action has

@@ -101,6 +101,7 @@ impl<C: Cloud> Controller<C> {
             Ok(scope) => {
                 self.lock_queue().succeeded("*");
                 self.lock_cache().retain(|c, _| scope.contains(c));
+                self.lock_before_first().retain(|c, _| scope.contains(c));
                 let mut queue = self.lock_queue();
                 queue.retain(|c| c == "*" || scope.contains(&c.to_string()));
                 for cluster in &scope {
