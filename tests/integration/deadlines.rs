@@ -370,3 +370,61 @@ async fn after_a_long_resync_the_clusters_clock_runs_from_when_its_observation_b
         );
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn events_that_came_during_a_clusters_first_observation_are_not_lost() {
+    use ecs_reconciler::cloud::sim::QueueFaults;
+    use ecs_reconciler::events::pump::Pump;
+    use ecs_reconciler::telemetry::Silent;
+
+    let sim = cluster_with_one_hanging(2);
+    tokio::time::advance(Duration::from_secs(30)).await;
+    let healthy = sim
+        .tasks("prod-web")
+        .into_iter()
+        .find(|t| t.last_status == TaskStatus::Running)
+        .expect("a healthy task");
+    // At 40 s it fails and its replacement hangs in PROVISIONING: its only event comes while
+    // the first observation (begun at 30 s, its picture of then, 5 minutes long) is in flight.
+    sim.fail_task_after(
+        &healthy.arn,
+        Duration::from_secs(10),
+        TaskBehavior::hangs_in(TaskStatus::Provisioning),
+    );
+    let cloud = SlowCluster {
+        later_take: Some(Duration::from_secs(300)),
+        slow_from: 0,
+        ..SlowCluster::new(&sim, "prod-web")
+    };
+    let reconciles = Arc::new(Reconciles::default());
+    let c = controller(
+        cloud,
+        two_minute_policy(),
+        ControllerSettings::default(),
+        Arc::clone(&reconciles),
+    );
+    let queue = sim.event_queue(QueueFaults::default());
+    let pump = Pump::new(
+        queue,
+        Arc::clone(&c) as Arc<dyn EventSink>,
+        Arc::new(Silent),
+    );
+    let token = tokio_util::sync::CancellationToken::new();
+    let pumping = tokio::spawn(pump.run(token.clone()));
+    // Until 340 s: the first picture arrived at 330 s; the next resync (event mode) is 10
+    // minutes later, so only the remembered event explains a stop of the replacement.
+    run_for(&c, Duration::from_secs(310)).await;
+    token.cancel();
+    pumping.await.expect("the pump ends");
+    assert!(c.events_healthy(), "event mode");
+    assert_eq!(
+        reconciles.count(Trigger::Resync),
+        1,
+        "only the first resync ran"
+    );
+    assert_eq!(
+        sim.call_count("StopTask"),
+        2,
+        "both hanging tasks stopped after the first picture"
+    );
+}

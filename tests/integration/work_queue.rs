@@ -173,6 +173,8 @@ pub(crate) struct SlowCluster {
     /// long, its picture being of the moment it began (as a real list and describe's first
     /// pages are).
     pub(crate) later_take: Option<Duration>,
+    /// The first observation that takes `later_take` (0: every one; default 1).
+    pub(crate) slow_from: usize,
     pub(crate) observed: std::sync::atomic::AtomicUsize,
 }
 
@@ -183,6 +185,7 @@ impl SlowCluster {
             slow,
             fails: false,
             later_take: None,
+            slow_from: 1,
             observed: Default::default(),
         }
     }
@@ -210,7 +213,7 @@ impl Cloud for SlowCluster {
                 .observed
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let picture = self.sim.observe_cluster(cluster).await;
-            if n > 0 {
+            if n >= self.slow_from {
                 tokio::time::sleep(take).await;
             }
             return picture;
