@@ -194,8 +194,8 @@ pub struct Controller<C> {
     /// `memory` is wanted), so applying an event is quick.
     cache: Mutex<HashMap<String, ClusterCache>>,
     /// Tasks events named in a cluster in scope whose first observation has not arrived yet:
-    /// described after it, unless it lists them (else a task whose events all came before the
-    /// first picture would wait for the next resync).
+    /// described after it (else a task whose events all came before the first picture, or
+    /// were newer than it, would wait for the next resync).
     before_first: Mutex<HashMap<String, std::collections::BTreeSet<String>>>,
     queue: Mutex<WorkQueue>,
     /// Wakes the loop when an event scheduled a cluster.
@@ -608,11 +608,8 @@ impl<C: Cloud> Controller<C> {
             }
             std::collections::hash_map::Entry::Vacant(v) => {
                 let entry = v.insert(ClusterCache::new(snapshot, began, read_at + cadence));
-                let named = self.lock_before_first().remove(cluster).unwrap_or_default();
-                entry.to_describe = named
-                    .into_iter()
-                    .filter(|arn| entry.task(arn).is_none())
-                    .collect();
+                // Described even if the picture lists them: the event may be newer than it.
+                entry.to_describe = self.lock_before_first().remove(cluster).unwrap_or_default();
                 entry
             }
         };
