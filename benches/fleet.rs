@@ -17,7 +17,14 @@
 //! cargo test --bench fleet               # smoke: 2,000 tasks over 4 clusters, 15 virtual minutes
 //! cargo test --bench fleet -- --full     # the full fleet, debug build
 //! cargo bench --bench fleet              # the full fleet, release build
+//! cargo test --bench fleet -- --full --events-only   # event mode only
 //! ```
+//!
+//! It also prints the five largest delays with the reconciles of their cluster between the
+//! deadline and the record (to explain them), and the steady-state cluster-resource reads
+//! split into the safety-net resync (its ListTasks, and the DescribeTasks of the pages they
+//! listed: 2·ceil(N/100) per resync of N tasks, besides the instance reads) and the
+//! event-driven reads (DescribeTasks of deadlines, events and health).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -164,7 +171,25 @@ struct Figures {
     resync_interval: Vec<Duration>,
     reconciles: HashMap<Trigger, Vec<Duration>>,
     events: BTreeMap<Disposition, u64>,
+    /// The largest delays: task, cluster, its status and clock source, its deadline (after
+    /// the start), the delay, and its cluster's reconciles until the record (trigger, end).
+    worst: Vec<Worst>,
+    /// Steady-state calls per operation of the simulated account.
+    steady_ops: BTreeMap<String, u64>,
+    /// Steady-state resyncs per cluster, with the cluster's size.
+    steady_resyncs: Vec<(usize, u64)>,
     wall: Duration,
+}
+
+#[derive(Debug, Clone)]
+struct Worst {
+    target: String,
+    cluster: String,
+    status: String,
+    clock: String,
+    deadline: Duration,
+    delay: Duration,
+    around: Vec<(Trigger, Duration)>,
 }
 
 /// Listens to the controller: the first audit record about each task, actions done, and the
@@ -181,6 +206,10 @@ struct Recorder {
 struct Recorded {
     /// Task ARN -> its cluster, its deadline and the delay beyond it at its first record.
     first_record: HashMap<String, (String, SystemTime, Duration)>,
+    /// The status and clock source of each first record.
+    first_evidence: HashMap<String, (String, String)>,
+    /// Every reconcile: cluster, trigger, when it ended (virtual time).
+    timeline: Vec<(String, Trigger, SystemTime)>,
     /// Every resync of a cluster: (cluster, began, ended), virtual time.
     resyncs: Vec<(String, SystemTime, SystemTime)>,
     done: usize,
@@ -231,6 +260,8 @@ impl Telemetry for Recorder {
     ) {
         let mut state = self.lock();
         state.reconciles.entry(trigger).or_default().push(took);
+        let ended = self.origin + self.began.elapsed();
+        state.timeline.push((cluster.to_string(), trigger, ended));
         if trigger == Trigger::Resync {
             let ended = self.origin + self.began.elapsed();
             state
@@ -264,6 +295,11 @@ impl Telemetry for Recorder {
         {
             let found = (record.cluster.clone(), deadline, delay);
             state.first_record.insert(record.target.clone(), found);
+            let evidence = |k: &str| record.evidence.get(k).cloned().unwrap_or_default();
+            state.first_evidence.insert(
+                record.target.clone(),
+                (evidence("lastStatus"), evidence("clockSource")),
+            );
         }
     }
 }
@@ -383,8 +419,19 @@ async fn run_controller(fleet: Fleet, mode: Mode) -> Option<Figures> {
     }
     tokio::time::sleep(fleet.warmup).await;
     let first_pass = budget.report();
+    let ops_before = sim.calls();
+    let resyncs_before = recorder.lock().timeline.len();
     tokio::time::sleep(fleet.run_for - fleet.warmup).await;
     let end = budget.report();
+    let steady_ops = sim
+        .calls()
+        .into_iter()
+        .map(|(op, n)| {
+            let earlier = ops_before.get(&op).copied().unwrap_or(0);
+            (op, n - earlier)
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect();
     token.cancel();
     for task in running {
         let _ = task.await;
@@ -420,6 +467,15 @@ async fn run_controller(fleet: Fleet, mode: Mode) -> Option<Figures> {
         part.sort();
     }
     let steady = steady_calls(&first_pass, &end);
+    let mut steady_resyncs: Vec<(usize, u64)> = fleet.clusters.iter().map(|&n| (n, 0)).collect();
+    for (cluster, trigger, _) in &recorded.timeline[resyncs_before..] {
+        if *trigger == Trigger::Resync
+            && let Some(i) = (0..fleet.clusters.len()).find(|&i| cluster_name(i) == *cluster)
+        {
+            steady_resyncs[i].1 += 1;
+        }
+    }
+    let worst = worst_delays(&recorded, sim.now() - fleet.run_for);
     let resync_interval = recorded
         .largest_resyncs
         .windows(2)
@@ -438,8 +494,45 @@ async fn run_controller(fleet: Fleet, mode: Mode) -> Option<Figures> {
         resync_interval,
         reconciles: recorded.reconciles.clone(),
         events: recorded.events.clone(),
+        worst,
+        steady_ops,
+        steady_resyncs,
         wall: Duration::ZERO,
     })
+}
+
+/// The five largest delays, each with its cluster's reconciles from its deadline to its
+/// record; times after `start` (when the controller started).
+fn worst_delays(recorded: &Recorded, start: SystemTime) -> Vec<Worst> {
+    let mut all: Vec<(&String, &(String, SystemTime, Duration))> =
+        recorded.first_record.iter().collect();
+    all.sort_by_key(|(_, f)| std::cmp::Reverse(f.2));
+    let after = |t: SystemTime| t.duration_since(start).unwrap_or(Duration::ZERO);
+    all.into_iter()
+        .take(5)
+        .map(|(target, (cluster, deadline, delay))| {
+            let (status, clock) = recorded
+                .first_evidence
+                .get(target)
+                .cloned()
+                .unwrap_or_default();
+            let around = recorded
+                .timeline
+                .iter()
+                .filter(|(c, _, at)| c == cluster && *at >= *deadline && *at <= *deadline + *delay)
+                .map(|(_, t, at)| (*t, after(*at)))
+                .collect();
+            Worst {
+                target: target.rsplit('/').next().unwrap_or(target).to_string(),
+                cluster: cluster.clone(),
+                status,
+                clock,
+                deadline: after(*deadline),
+                delay: *delay,
+                around,
+            }
+        })
+        .collect()
 }
 
 /// Calls per category between the two reports, with the budget per second at the end.
@@ -547,9 +640,73 @@ fn table(fleet: &Fleet, modes: &[(Mode, Option<Figures>)]) -> String {
                 100.0 * per_min / budget_min.max(f64::MIN_POSITIVE),
             ));
         }
+        out.push_str(&read_split(f));
+        for w in &f.worst {
+            let around: Vec<String> = w
+                .around
+                .iter()
+                .map(|(t, at)| format!("{}@{:.0}s", t.as_str(), at.as_secs_f64()))
+                .collect();
+            out.push_str(&format!(
+                "  worst: {} in {} ({}, clock {}): deadline at {:.1}s, {} late; its reconciles \
+                 meanwhile: {}\n",
+                w.target,
+                w.cluster,
+                w.status,
+                w.clock,
+                w.deadline.as_secs_f64(),
+                secs(Some(w.delay)),
+                if around.is_empty() {
+                    "none".to_string()
+                } else {
+                    around.join(" ")
+                },
+            ));
+        }
         out.push_str(&format!("  wall-clock {:.2?}\n", f.wall));
     }
     out
+}
+
+/// The steady-state cluster-resource reads: the resync's (measured: its ListTasks, the
+/// DescribeTasks of as many pages, the instance reads; by arithmetic: 2·ceil(N/100) per
+/// resync of N tasks) and the event-driven DescribeTasks (the rest), as shares of the budget.
+fn read_split(f: &Figures) -> String {
+    let Some((_, _, per_sec)) = f
+        .steady
+        .iter()
+        .find(|(c, _, _)| c.key() == "cluster-resource-read")
+    else {
+        return String::new();
+    };
+    let budget = per_sec * 60.0 * f.steady_minutes;
+    let op = |name: &str| f.steady_ops.get(name).copied().unwrap_or(0);
+    let arithmetic: u64 = f
+        .steady_resyncs
+        .iter()
+        .map(|(n, resyncs)| resyncs * 2 * n.div_ceil(100) as u64)
+        .sum();
+    let describes = op("DescribeTasks");
+    // Each ListTasks page of a resync is followed by one DescribeTasks of what it listed
+    // (an empty STOPPED page by none: slightly overstated).
+    let resync_describes = op("ListTasks").min(describes);
+    let resync = op("ListTasks")
+        + resync_describes
+        + op("ListContainerInstances")
+        + op("DescribeContainerInstances");
+    let targeted = describes - resync_describes;
+    let share = |calls: u64| 100.0 * calls as f64 / budget.max(1.0);
+    format!(
+        "  cluster-resource-read split: resync {} calls ({:.1}%; 2*ceil(N/100) per resync gives \
+         {} = {:.1}%), event-driven DescribeTasks {} ({:.1}%); resyncs per cluster {:?}\n",
+        resync,
+        share(resync),
+        arithmetic,
+        share(arithmetic),
+        targeted,
+        share(targeted),
+        f.steady_resyncs.iter().map(|(_, r)| *r).collect::<Vec<_>>(),
+    )
 }
 
 fn reconciles(f: &Figures) -> String {
@@ -579,8 +736,10 @@ fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` passes nothing: a smoke run.
     let full = args.iter().any(|a| a == "--full" || a == "--bench");
     let fleet = if full { Fleet::full() } else { Fleet::smoke() };
+    let events_only = args.iter().any(|a| a == "--events-only");
     let modes: Vec<(Mode, Option<Figures>)> = [Mode::Resync, Mode::Events]
         .into_iter()
+        .filter(|m| !events_only || *m == Mode::Events)
         .map(|mode| (mode, run_mode(&fleet, mode)))
         .collect();
     print!("{}", table(&fleet, &modes));

@@ -6,7 +6,7 @@
 //! large cluster. An older `version` of a task or container instance never replaces a newer
 //! one, whichever way it arrives (event, describe, resync).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -73,6 +73,14 @@ pub struct ClusterCache {
     pub next_health: Instant,
     /// When the last full observation ended.
     pub last_resync: Instant,
+    /// When the full observation in flight began (it runs without holding the cluster's key).
+    pub observing: Option<Instant>,
+    /// A full observation was merged and awaits its diagnosis and plan; when it began.
+    pub resync_ready: Option<Instant>,
+    /// Tasks a targeted read found missing, and tasks it described, while the observation was
+    /// in flight: the observation's older picture neither resurrects nor forgets them.
+    gone_during: HashSet<String>,
+    read_during: HashSet<String>,
 }
 
 impl ClusterCache {
@@ -96,6 +104,10 @@ impl ClusterCache {
             next_resync,
             next_health: next_resync,
             last_resync: read_at,
+            observing: None,
+            resync_ready: None,
+            gone_during: HashSet::new(),
+            read_during: HashSet::new(),
         };
         cache.reindex();
         cache
@@ -121,14 +133,26 @@ impl ClusterCache {
 
     /// Replaces the picture by a full observation that ended at `read_at`; a task (or the
     /// change kept aside for it) whose version is newer than the observation's is kept.
+    /// Tasks a targeted read found missing after the observation began are left out; tasks it
+    /// described that the observation did not list are kept.
     pub fn replace(&mut self, mut snapshot: ClusterSnapshot, read_at: Instant) {
         self.merge_aside();
+        let gone = std::mem::take(&mut self.gone_during);
+        let mut read = std::mem::take(&mut self.read_during);
+        self.observing = None;
+        snapshot.tasks.retain(|t| !gone.contains(&t.arn));
         for task in &mut snapshot.tasks {
+            read.remove(&task.arn);
             if let Some(&i) = self.index.get(&task.arn) {
                 let cached = &self.snapshot.tasks[i];
                 if cached.version > task.version {
                     *task = cached.clone();
                 }
+            }
+        }
+        for arn in read.iter().filter(|a| !gone.contains(*a)) {
+            if let Some(&i) = self.index.get(arn) {
+                snapshot.tasks.push(self.snapshot.tasks[i].clone());
             }
         }
         self.origin = (snapshot.observed_at, read_at);
@@ -142,6 +166,21 @@ impl ClusterCache {
         self.to_describe.retain(|arn| !index.contains_key(arn));
     }
 
+    /// A full observation begins at `began`; until [`ClusterCache::replace`] takes its result,
+    /// targeted reads are remembered so the older picture does not undo them.
+    pub fn begin_observation(&mut self, began: Instant) {
+        self.observing = Some(began);
+        self.gone_during.clear();
+        self.read_during.clear();
+    }
+
+    /// The observation in flight failed or was dropped: nothing of it is merged.
+    pub fn abandon_observation(&mut self) {
+        self.observing = None;
+        self.gone_during.clear();
+        self.read_during.clear();
+    }
+
     /// Merges a targeted read into the picture: described tasks replace older pictures of
     /// themselves (or join it), missing ones are removed; `gaps` hold for this picture only.
     /// The picture's `observed_at` becomes `now` (the account's clock).
@@ -153,8 +192,15 @@ impl ClusterCache {
         gaps: Vec<String>,
     ) {
         self.merge_aside();
+        let observing = self.observing.is_some();
         for arn in reads.tasks.iter().map(|t| &t.arn) {
             self.to_describe.remove(arn);
+            if observing {
+                self.read_during.insert(arn.clone());
+            }
+        }
+        if observing {
+            self.gone_during.extend(reads.missing.iter().cloned());
         }
         let snapshot = Arc::make_mut(&mut self.snapshot);
         for task in reads.tasks {

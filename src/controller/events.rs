@@ -117,6 +117,11 @@ impl<C: Cloud> Controller<C> {
         let name = match self.cluster_of_arn(&cache, &task.cluster_arn) {
             None => return Disposition::OutOfScope,
             Some(Err(name)) => {
+                // Under the cache's lock, so the first observation's arrival cannot miss it.
+                self.lock_before_first()
+                    .entry(name.clone())
+                    .or_default()
+                    .insert(task.arn.clone());
                 drop(cache);
                 self.lock_queue().schedule(&name, now);
                 return Disposition::UnknownTask;

@@ -197,6 +197,10 @@ pub struct Controller<C> {
     /// The cached picture of each cluster. Locked briefly (never across a read, never while
     /// `memory` is wanted), so applying an event is quick.
     cache: Mutex<HashMap<String, ClusterCache>>,
+    /// Tasks events named in a cluster in scope whose first observation has not arrived yet:
+    /// described after it (else a task whose events all came before the first picture, or
+    /// were newer than it, would wait for the next resync).
+    before_first: Mutex<HashMap<String, std::collections::BTreeSet<String>>>,
     queue: Mutex<WorkQueue>,
     /// Wakes the loop when an event scheduled a cluster.
     wake: Notify,
@@ -221,8 +225,14 @@ impl TrailGate {
 /// What a run of a cluster's key reads.
 #[derive(Debug)]
 enum Work {
-    /// The full list and describe.
+    /// The full list and describe, holding the key (the first observation of a cluster, and
+    /// `pass`).
     Resync,
+    /// The full list and describe, run in the background without the key: deadline and event
+    /// runs of the cluster go on meanwhile.
+    Observe,
+    /// Judge the picture a background observation left in the cache; when it began.
+    Judge(Instant),
     /// Only what fell due.
     Targeted(Targeted),
 }
@@ -243,6 +253,9 @@ struct Targeted {
 /// A picture ready to be judged: why it was made, and what it is.
 struct Prepared {
     trigger: Trigger,
+    /// When the reads behind this picture began, if before this run (a background
+    /// observation).
+    began: Option<Instant>,
     snapshot: Arc<ClusterSnapshot>,
     sighted: Vec<(String, Condition, SystemTime)>,
 }
@@ -266,6 +279,7 @@ impl<C: Cloud> Controller<C> {
             unwritten: Mutex::new(Vec::new()),
             memory: Mutex::new(HashMap::new()),
             cache: Mutex::new(HashMap::new()),
+            before_first: Mutex::new(HashMap::new()),
             queue: Mutex::new(WorkQueue::new()),
             wake: Notify::new(),
             events_healthy: AtomicBool::new(false),
@@ -328,6 +342,12 @@ impl<C: Cloud> Controller<C> {
 
     fn lock_cache(&self) -> MutexGuard<'_, HashMap<String, ClusterCache>> {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_before_first(
+        &self,
+    ) -> MutexGuard<'_, HashMap<String, std::collections::BTreeSet<String>>> {
+        self.before_first.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn lock_queue(&self) -> MutexGuard<'_, WorkQueue> {
@@ -465,21 +485,28 @@ impl<C: Cloud> Controller<C> {
                         self.next_work(&cluster, started)
                     };
                     let prepared = match work {
+                        Some(Work::Observe) => return None,
                         Some(work) => self.prepare(&cluster, work).await,
                         None => Ok(None),
                     };
-                    (permit, started, prepared)
+                    Some((permit, started, prepared))
                 })
                 .await;
-            let Some((_permit, started, prepared)) = read else {
+            let Some(read) = read else {
                 return (cluster, Ran::Cancelled);
+            };
+            let Some((_permit, mut started, prepared)) = read else {
+                return (cluster, Ran::Observe);
             };
             let (trigger, result) = match prepared {
                 Ok(None) => return (cluster, Ran::Idle),
-                Ok(Some(p)) => (
-                    p.trigger,
-                    Ok(self.reconcile_prepared(&cluster, p, &shutdown).await),
-                ),
+                Ok(Some(p)) => {
+                    started = p.began.unwrap_or(started);
+                    (
+                        p.trigger,
+                        Ok(self.reconcile_prepared(&cluster, p, &shutdown).await),
+                    )
+                }
                 Err((trigger, e)) => (trigger, Err(e)),
             };
             let trigger = if retry { Trigger::Retry } else { trigger };
@@ -499,8 +526,12 @@ impl<C: Cloud> Controller<C> {
         let Some(entry) = cache.get_mut(cluster) else {
             return Some(Work::Resync);
         };
-        if now >= entry.next_resync {
-            return Some(Work::Resync);
+        if let Some(began) = entry.resync_ready.take() {
+            return Some(Work::Judge(began));
+        }
+        if now >= entry.next_resync && entry.observing.is_none() {
+            entry.begin_observation(now);
+            return Some(Work::Observe);
         }
         let clock = entry.clock(now);
         let (mut arns, mut floor) = entry.deadlines().due(clock);
@@ -551,6 +582,8 @@ impl<C: Cloud> Controller<C> {
                 .await
                 .map(Some)
                 .map_err(|e| (Trigger::Resync, e)),
+            Work::Observe => Ok(None),
+            Work::Judge(began) => Ok(self.judge(cluster, began)),
             Work::Targeted(t) => {
                 let trigger = t.trigger;
                 self.targeted(cluster, t)
@@ -578,13 +611,64 @@ impl<C: Cloud> Controller<C> {
                 entry
             }
             std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(ClusterCache::new(snapshot, began, read_at + cadence))
+                let entry = v.insert(ClusterCache::new(snapshot, began, read_at + cadence));
+                // Described even if the picture lists them: the event may be newer than it.
+                entry.to_describe = self.lock_before_first().remove(cluster).unwrap_or_default();
+                entry
             }
         };
         entry.next_resync = read_at + cadence;
         entry.next_health = read_at + self.settings.health_interval;
         Ok(Prepared {
             trigger: Trigger::Resync,
+            began: None,
+            snapshot: Arc::clone(entry.snapshot()),
+            sighted: std::mem::take(&mut entry.sighted),
+        })
+    }
+
+    /// The full list and describe of a background observation, without the cluster's key;
+    /// `None` when shutdown dropped it. Returns when it began (once it had its permit).
+    pub(super) async fn observe_in_background(
+        &self,
+        cluster: &str,
+        limit: &Semaphore,
+        shutdown: &CancellationToken,
+    ) -> Option<(Instant, Result<(), CloudError>)> {
+        let (began, observed) = shutdown
+            .run_until_cancelled(async {
+                let _permit = limit.acquire().await;
+                let began = Instant::now();
+                (began, self.cloud.observe_cluster(cluster).await)
+            })
+            .await?;
+        let mut cache = self.lock_cache();
+        let entry = cache.get_mut(cluster)?;
+        match observed {
+            Ok(snapshot) => {
+                // Stamped when it began, like the snapshot (see `resync`).
+                entry.replace(snapshot, began);
+                let read_at = Instant::now();
+                entry.next_resync = read_at + self.resync_cadence();
+                entry.next_health = read_at + self.settings.health_interval;
+                entry.resync_ready = Some(began);
+                Some((began, Ok(())))
+            }
+            Err(e) => {
+                entry.abandon_observation();
+                Some((began, Err(e)))
+            }
+        }
+    }
+
+    /// The picture a background observation merged, ready to be judged.
+    fn judge(&self, cluster: &str, began: Instant) -> Option<Prepared> {
+        let mut cache = self.lock_cache();
+        let entry = cache.get_mut(cluster)?;
+        entry.merge_aside();
+        Some(Prepared {
+            trigger: Trigger::Resync,
+            began: Some(began),
             snapshot: Arc::clone(entry.snapshot()),
             sighted: std::mem::take(&mut entry.sighted),
         })
@@ -615,6 +699,10 @@ impl<C: Cloud> Controller<C> {
         let clock = entry.clock(read_at);
         let now = work.floor.map_or(clock, |floor| clock.max(floor));
         entry.merge_reads(reads, groups, now, Vec::new());
+        // Read: an ARN the account did not answer for is not asked about again and again.
+        for arn in &work.arns {
+            entry.to_describe.remove(arn);
+        }
         if !work.groups.is_empty() {
             entry.refresh_groups = false;
         }
@@ -624,6 +712,7 @@ impl<C: Cloud> Controller<C> {
         }
         Ok(Prepared {
             trigger: work.trigger,
+            began: None,
             snapshot: Arc::clone(entry.snapshot()),
             sighted: std::mem::take(&mut entry.sighted),
         })
@@ -712,7 +801,11 @@ impl<C: Cloud> Controller<C> {
             .min()
             .map(|t| entry.instant_of(t));
         let health = (events && !entry.health_watched.is_empty()).then_some(entry.next_health);
-        [Some(entry.next_resync), deadline, health]
+        // While an observation is in flight its arrival schedules the key.
+        let resync = entry.observing.is_none().then_some(entry.next_resync);
+        let event = (!entry.to_describe.is_empty() || entry.refresh_groups || entry.rediagnose)
+            .then(Instant::now);
+        [resync, deadline, health, event]
             .into_iter()
             .flatten()
             .min()
@@ -820,6 +913,9 @@ enum Ran {
     Reconciled(Result<ClusterReport, CloudError>),
     /// Woken early: nothing had fallen due.
     Idle,
+    /// Its resync is due: the loop starts the full observation in the background, and the key
+    /// is free until it arrives.
+    Observe,
     /// Shutdown came while it waited for its permit or read.
     Cancelled,
 }

@@ -1,5 +1,11 @@
 //! The loop of `run`: takes the due clusters off the work queue, spawns each reconcile on its
 //! own (bounded by `concurrency`), and schedules each cluster again when its run ends.
+//!
+//! A cluster's resync observation (the full list and describe, minutes for a large cluster)
+//! runs as a task of its own, also at most `concurrency` at once, without holding the
+//! cluster's key: only diagnose → plan → act is exclusive per cluster, so a deadline or event
+//! falling meanwhile is handled at once. When the observation arrives it is merged into the
+//! cache under the version rule and the key runs again to judge it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,17 +14,26 @@ use tokio::sync::Semaphore;
 use tokio::task::{Id, JoinError, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::{Controller, Ran, panicked_message, permits};
-use crate::cloud::Cloud;
+use crate::cloud::{Cloud, CloudError};
+use crate::telemetry::Trigger;
 
 type Runs = JoinSet<(String, Ran)>;
+/// Background observations: the cluster, and when it began and whether it arrived (`None`:
+/// dropped at shutdown, or the cluster left scope).
+type Observed = (String, Option<(Instant, Result<(), CloudError>)>);
+type Observations = JoinSet<Observed>;
 
 /// The spawned runs and which cluster each is.
 struct InFlight {
     set: Runs,
     cluster_of: HashMap<Id, String>,
+    observations: Observations,
+    observing: HashMap<Id, String>,
+    /// Bounds the background observations (`concurrency` at once).
+    observe_limit: Arc<Semaphore>,
     /// The first panic's last words: the loop ends with them.
     panicked: Option<String>,
 }
@@ -31,6 +46,9 @@ impl<C: Cloud> Controller<C> {
         let mut runs = InFlight {
             set: JoinSet::new(),
             cluster_of: HashMap::new(),
+            observations: JoinSet::new(),
+            observing: HashMap::new(),
+            observe_limit: Arc::new(Semaphore::new(permits(self.settings.concurrency))),
             panicked: None,
         };
         let mut next_scope_refresh = Instant::now();
@@ -53,12 +71,19 @@ impl<C: Cloud> Controller<C> {
                 _ = tokio::time::sleep_until(wake) => {}
                 _ = self.wake.notified() => {}
                 Some(joined) = runs.set.join_next(), if !runs.set.is_empty() => {
-                    self.finished(&mut runs, joined);
+                    self.finished(&mut runs, joined, &shutdown);
+                }
+                Some(joined) = runs.observations.join_next(), if !runs.observations.is_empty() => {
+                    self.observed(&mut runs, joined);
                 }
             }
         }
         while let Some(joined) = runs.set.join_next().await {
-            self.finished(&mut runs, joined);
+            self.finished(&mut runs, joined, &shutdown);
+        }
+        // Observations in flight end at shutdown (they read nothing more).
+        while let Some(joined) = runs.observations.join_next().await {
+            self.observed(&mut runs, joined);
         }
         if let Err(e) = self.audit.flush() {
             warn!(error = %e, "cannot flush the audit trail");
@@ -76,6 +101,7 @@ impl<C: Cloud> Controller<C> {
             Ok(scope) => {
                 self.lock_queue().succeeded("*");
                 self.lock_cache().retain(|c, _| scope.contains(c));
+                self.lock_before_first().retain(|c, _| scope.contains(c));
                 let mut queue = self.lock_queue();
                 queue.retain(|c| c == "*" || scope.contains(&c.to_string()));
                 for cluster in &scope {
@@ -114,7 +140,12 @@ impl<C: Cloud> Controller<C> {
 
     /// A run ended: the cluster is scheduled again (its next due time, or a backoff after a
     /// failure); a panic is kept to end the loop with.
-    fn finished(&self, runs: &mut InFlight, joined: Result<(String, Ran), JoinError>) {
+    fn finished(
+        self: &Arc<Self>,
+        runs: &mut InFlight,
+        joined: Result<(String, Ran), JoinError>,
+        shutdown: &CancellationToken,
+    ) {
         let (cluster, ran) = match joined {
             Ok(done) => done,
             Err(e) => {
@@ -136,6 +167,10 @@ impl<C: Cloud> Controller<C> {
                 None
             }
             Ran::Idle => self.next_run(&cluster),
+            Ran::Observe => {
+                self.spawn_observation(runs, &cluster, shutdown);
+                self.next_run(&cluster)
+            }
             Ran::Reconciled(Ok(report)) => {
                 self.lock_queue().succeeded(&cluster);
                 info!(
@@ -157,6 +192,61 @@ impl<C: Cloud> Controller<C> {
         queue.finish(&cluster);
         if let Some(at) = next {
             queue.schedule(&cluster, at);
+        }
+    }
+}
+
+impl<C: Cloud> Controller<C> {
+    /// Starts the full observation of `cluster` (begun at `began`) as a task of its own.
+    fn spawn_observation(
+        self: &Arc<Self>,
+        runs: &mut InFlight,
+        cluster: &str,
+        shutdown: &CancellationToken,
+    ) {
+        let this = Arc::clone(self);
+        let limit = Arc::clone(&runs.observe_limit);
+        let shutdown = shutdown.clone();
+        let name = cluster.to_string();
+        let span = info_span!("observe", cluster = %cluster);
+        let task = runs.observations.spawn(
+            async move {
+                let arrived = this.observe_in_background(&name, &limit, &shutdown).await;
+                (name, arrived)
+            }
+            .instrument(span),
+        );
+        runs.observing.insert(task.id(), cluster.to_string());
+    }
+
+    /// A background observation ended: merged, the key runs to judge it; failed, the cluster
+    /// backs off and observes again; a panic ends the loop like a reconcile's.
+    fn observed(&self, runs: &mut InFlight, joined: Result<Observed, JoinError>) {
+        let (cluster, arrived) = match joined {
+            Ok(done) => done,
+            Err(e) => {
+                let cluster = runs.observing.remove(&e.id()).unwrap_or_default();
+                if e.is_panic() {
+                    runs.panicked.get_or_insert(panicked_message(&cluster, e));
+                }
+                return;
+            }
+        };
+        runs.observing.retain(|_, c| *c != cluster);
+        match arrived {
+            None => debug!(cluster = %cluster, "observation dropped"),
+            Some((_, Ok(()))) => self.lock_queue().schedule(&cluster, Instant::now()),
+            Some((began, Err(e))) => {
+                self.telemetry
+                    .reconciled(&cluster, Trigger::Resync, Err(&e), began.elapsed());
+                let delay = self.lock_queue().backoff(&cluster, self.settings.resync);
+                warn!(cluster = %cluster, error = %e, retry_in = ?delay, "resync failed");
+                let at = Instant::now() + delay;
+                if let Some(entry) = self.lock_cache().get_mut(&cluster) {
+                    entry.next_resync = at;
+                }
+                self.lock_queue().schedule(&cluster, at);
+            }
         }
     }
 }

@@ -15,7 +15,9 @@ use ecs_reconciler::events::EventSink;
 use ecs_reconciler::telemetry::Trigger;
 
 use crate::support::fixtures::{TaskBuilder, mins, now, snapshot, usual_policy};
-use crate::work_queue::{Reconciles, controller, run_for, service, start, two_minute_policy};
+use crate::work_queue::{
+    Reconciles, SlowCluster, controller, run_for, service, start, two_minute_policy,
+};
 
 /// Resync every 10 minutes, so only a deadline can explain an action within them.
 fn slow_resync() -> ControllerSettings {
@@ -257,5 +259,172 @@ async fn in_event_mode_an_agent_that_stays_away_is_drained_at_its_limit() {
     assert!(
         late <= Duration::from_secs(2),
         "drained {late:?} after the limit"
+    );
+}
+
+/// When the Done record of the stop of `arn` was written, after `deadline`.
+fn acted_after(
+    records: &[ecs_reconciler::audit::AuditRecord],
+    arn: &str,
+    deadline: SystemTime,
+) -> Duration {
+    let stop = records
+        .iter()
+        .find(|r| r.outcome == Outcome::Done && r.target == arn)
+        .expect("the hanging task was stopped");
+    parse_time(&stop.time)
+        .duration_since(deadline)
+        .expect("never before the deadline")
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deadline_falling_during_its_clusters_long_resync_is_met_at_once() {
+    let sim = cluster_with_one_hanging(2);
+    let hanging = sim
+        .tasks("prod-web")
+        .into_iter()
+        .find(|t| t.last_status == TaskStatus::Provisioning)
+        .expect("one task hangs");
+    let deadline = hanging.timestamps.created_at.expect("createdAt") + Duration::from_secs(120);
+    let reconciles = Arc::new(Reconciles::default());
+    // Resync every 30 s; from the second on, each observation takes 5 virtual minutes: the
+    // one begun at 30 s is in flight when the deadline falls at 120 s.
+    let cloud = SlowCluster {
+        later_take: Some(Duration::from_secs(300)),
+        ..SlowCluster::new(&sim, "prod-web")
+    };
+    let c = controller(
+        cloud,
+        two_minute_policy(),
+        ControllerSettings::default(),
+        Arc::clone(&reconciles),
+    );
+    // By 123 s of virtual time (the audit's time is the picture's, so it is the account's
+    // calls that tell when).
+    run_for(&c, Duration::from_secs(123)).await;
+    assert_eq!(sim.call_count("StopTask"), 1, "stopped at its deadline");
+    let late = acted_after(&c.audit().records(), &hanging.arn, deadline);
+    assert!(
+        late <= Duration::from_secs(2),
+        "acted {late:?} after the deadline"
+    );
+    assert_eq!(
+        reconciles.count(Trigger::Resync),
+        1,
+        "the long resync has not arrived yet"
+    );
+    assert_eq!(sim.call_count("StopTask"), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_a_long_resync_the_clusters_clock_runs_from_when_its_observation_began() {
+    let sim = cluster_with_one_hanging(2);
+    // The healthy tasks are RUNNING after 30 s; the controller starts then (times below are
+    // from the start of the account).
+    tokio::time::advance(Duration::from_secs(30)).await;
+    let healthy = sim
+        .tasks("prod-web")
+        .into_iter()
+        .find(|t| t.last_status == TaskStatus::Running)
+        .expect("a healthy task");
+    // At 40 s it fails and its replacement hangs in PROVISIONING: the first resync (30 s) does
+    // not see it, the one begun at 60 s (taking 90 s) does; its deadline (160 s) falls after
+    // that observation ended (150 s). A clock started at the end would fire it 90 s late.
+    sim.fail_task_after(
+        &healthy.arn,
+        Duration::from_secs(10),
+        TaskBehavior::hangs_in(TaskStatus::Provisioning),
+    );
+    let cloud = SlowCluster {
+        later_take: Some(Duration::from_secs(90)),
+        ..SlowCluster::new(&sim, "prod-web")
+    };
+    let reconciles = Arc::new(Reconciles::default());
+    let c = controller(
+        cloud,
+        two_minute_policy(),
+        ControllerSettings::default(),
+        Arc::clone(&reconciles),
+    );
+    // Until 163 s: both deadlines (120 s, 160 s) have passed by up to 3 s.
+    run_for(&c, Duration::from_secs(133)).await;
+    assert_eq!(
+        sim.call_count("StopTask"),
+        2,
+        "both stopped at their deadlines"
+    );
+    let done: Vec<_> = c
+        .audit()
+        .records()
+        .into_iter()
+        .filter(|r| r.outcome == Outcome::Done)
+        .collect();
+    assert_eq!(done.len(), 2, "both hanging tasks were stopped: {done:?}");
+    for record in &done {
+        let since = parse_time(&record.evidence["clockStartedAt"]);
+        let late = acted_after(&done, &record.target, since + Duration::from_secs(120));
+        assert!(
+            late <= Duration::from_secs(2),
+            "{}: acted {late:?} after the deadline",
+            record.target
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_that_came_during_a_clusters_first_observation_are_not_lost() {
+    use ecs_reconciler::cloud::sim::QueueFaults;
+    use ecs_reconciler::events::pump::Pump;
+    use ecs_reconciler::telemetry::Silent;
+
+    let sim = cluster_with_one_hanging(2);
+    tokio::time::advance(Duration::from_secs(30)).await;
+    let healthy = sim
+        .tasks("prod-web")
+        .into_iter()
+        .find(|t| t.last_status == TaskStatus::Running)
+        .expect("a healthy task");
+    // At 40 s it fails and its replacement hangs in PROVISIONING: its only event comes while
+    // the first observation (begun at 30 s, its picture of then, 5 minutes long) is in flight.
+    sim.fail_task_after(
+        &healthy.arn,
+        Duration::from_secs(10),
+        TaskBehavior::hangs_in(TaskStatus::Provisioning),
+    );
+    let cloud = SlowCluster {
+        later_take: Some(Duration::from_secs(300)),
+        slow_from: 0,
+        ..SlowCluster::new(&sim, "prod-web")
+    };
+    let reconciles = Arc::new(Reconciles::default());
+    let c = controller(
+        cloud,
+        two_minute_policy(),
+        ControllerSettings::default(),
+        Arc::clone(&reconciles),
+    );
+    let queue = sim.event_queue(QueueFaults::default());
+    let pump = Pump::new(
+        queue,
+        Arc::clone(&c) as Arc<dyn EventSink>,
+        Arc::new(Silent),
+    );
+    let token = tokio_util::sync::CancellationToken::new();
+    let pumping = tokio::spawn(pump.run(token.clone()));
+    // Until 340 s: the first picture arrived at 330 s; the next resync (event mode) is 10
+    // minutes later, so only the remembered event explains a stop of the replacement.
+    run_for(&c, Duration::from_secs(310)).await;
+    token.cancel();
+    pumping.await.expect("the pump ends");
+    assert!(c.events_healthy(), "event mode");
+    assert_eq!(
+        reconciles.count(Trigger::Resync),
+        1,
+        "only the first resync ran"
+    );
+    assert_eq!(
+        sim.call_count("StopTask"),
+        2,
+        "both hanging tasks stopped after the first picture"
     );
 }

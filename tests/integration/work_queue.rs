@@ -165,10 +165,30 @@ async fn each_key_backs_off_on_its_own_and_a_success_resets_it() {
 
 /// The simulator, with one cluster whose observation takes ten virtual minutes (or, with
 /// `fails`, always fails).
-struct SlowCluster {
-    sim: Arc<SimAccount>,
-    slow: &'static str,
-    fails: bool,
+pub(crate) struct SlowCluster {
+    pub(crate) sim: Arc<SimAccount>,
+    pub(crate) slow: &'static str,
+    pub(crate) fails: bool,
+    /// When set, the slow cluster's first observation is quick and every later one takes this
+    /// long, its picture being of the moment it began (as a real list and describe's first
+    /// pages are).
+    pub(crate) later_take: Option<Duration>,
+    /// The first observation that takes `later_take` (0: every one; default 1).
+    pub(crate) slow_from: usize,
+    pub(crate) observed: std::sync::atomic::AtomicUsize,
+}
+
+impl SlowCluster {
+    pub(crate) fn new(sim: &Arc<SimAccount>, slow: &'static str) -> Self {
+        SlowCluster {
+            sim: Arc::clone(sim),
+            slow,
+            fails: false,
+            later_take: None,
+            slow_from: 1,
+            observed: Default::default(),
+        }
+    }
 }
 
 const SLOW: Duration = Duration::from_secs(600);
@@ -185,6 +205,18 @@ impl Cloud for SlowCluster {
                 "DescribeClusters",
                 "connection reset",
             ));
+        }
+        if cluster == self.slow
+            && let Some(take) = self.later_take
+        {
+            let n = self
+                .observed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let picture = self.sim.observe_cluster(cluster).await;
+            if n >= self.slow_from {
+                tokio::time::sleep(take).await;
+            }
+            return picture;
         }
         if cluster == self.slow {
             tokio::time::sleep(SLOW).await;
@@ -309,11 +341,7 @@ async fn a_cluster_whose_observation_takes_ten_minutes_holds_up_no_other() {
         ..ControllerSettings::default()
     };
     let c = controller(
-        SlowCluster {
-            sim: Arc::clone(&sim),
-            slow: "prod-slow",
-            fails: false,
-        },
+        SlowCluster::new(&sim, "prod-slow"),
         two_minute_policy(),
         settings,
         Arc::clone(&reconciles),
@@ -339,9 +367,8 @@ async fn a_failing_cluster_backs_off_on_its_own_while_the_others_keep_their_cade
     let reconciles = Arc::new(Reconciles::default());
     let c = controller(
         SlowCluster {
-            sim: Arc::clone(&sim),
-            slow: "prod-failing",
             fails: true,
+            ..SlowCluster::new(&sim, "prod-failing")
         },
         two_minute_policy(),
         ControllerSettings::default(),
