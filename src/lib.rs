@@ -26,6 +26,7 @@
 //! - [`metrics`]: the Prometheus metrics, filled from the telemetry; [`http`]: `/metrics`,
 //!   `/livez` and `/readyz` on `--listen`.
 //! - [`audit`]: the JSON-lines audit trail.
+//! - [`lease`]: which clusters this replica owns (DynamoDB leases shared between replicas).
 //! - [`reload`]: hot policy reload (file watch and SIGHUP) that keeps the last good set.
 //! - [`supervise`]: `run`'s named tasks; a task that dies ends the process, non-zero, saying
 //!   which and why; SIGTERM and SIGINT are honoured in every state.
@@ -50,6 +51,7 @@ pub mod events;
 pub mod history;
 pub mod http;
 pub mod investigate;
+pub mod lease;
 pub mod logging;
 pub mod metrics;
 pub mod plan;

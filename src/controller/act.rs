@@ -13,6 +13,7 @@ use crate::cloud::{Cloud, CloudError, ErrorCategory};
 use crate::decision::{Action, HeldAction, PlannedAction};
 use crate::domain::{ClusterSnapshot, Tags};
 use crate::history::{PastAction, cordon_key, nudge_key};
+use crate::lease::LEASE_NOT_HELD;
 use crate::policy::PolicyMode;
 
 impl<C: Cloud> Controller<C> {
@@ -33,6 +34,13 @@ impl<C: Cloud> Controller<C> {
         if planned.mode == PolicyMode::Audit {
             self.record_once(record(Outcome::Planned, None, None), trail);
             return (Outcome::Planned, None);
+        }
+        if !self.ownership.may_act(&snapshot.cluster_name) {
+            let detail =
+                "this replica does not hold the lease of the cluster's shard; nothing was done";
+            let held = record(Outcome::Skipped(LEASE_NOT_HELD), Some(detail.into()), None);
+            self.record_once(held, trail);
+            return (Outcome::Skipped(LEASE_NOT_HELD), Some(detail.into()));
         }
         if trail.closed {
             let detail = "the audit trail failed earlier in this reconcile; nothing was done";

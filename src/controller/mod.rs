@@ -79,6 +79,7 @@ use crate::diagnose::{Condition, Sightings, diagnose};
 use crate::domain::ClusterSnapshot;
 use crate::history::{BUDGET_WINDOW, History, PastAction};
 use crate::investigate;
+use crate::lease::{Everything, Ownership};
 use crate::plan::{Plan, plan_with_capacity};
 use crate::policy::{Policy, PolicySet};
 use crate::queue::WorkQueue;
@@ -207,6 +208,8 @@ pub struct Controller<C> {
     /// Whether an event source is healthy (event mode): set by [`crate::events::EventSink`].
     events_healthy: AtomicBool,
     telemetry: Arc<dyn Telemetry>,
+    /// Which clusters this replica reconciles and may act on.
+    ownership: Arc<dyn Ownership>,
 }
 
 /// Within one reconcile: closed after a failed audit write, so no further action starts
@@ -284,7 +287,19 @@ impl<C: Cloud> Controller<C> {
             wake: Notify::new(),
             events_healthy: AtomicBool::new(false),
             telemetry: Arc::new(Silent),
+            ownership: Arc::new(Everything),
         }
+    }
+
+    /// Reconciles only the clusters `ownership` says are this replica's, and acts on them only
+    /// while it may.
+    pub fn with_ownership(mut self, ownership: Arc<dyn Ownership>) -> Self {
+        self.ownership = ownership;
+        self
+    }
+
+    pub fn ownership(&self) -> &Arc<dyn Ownership> {
+        &self.ownership
     }
 
     /// Tells `telemetry` what the loop does.
@@ -380,7 +395,10 @@ impl<C: Cloud> Controller<C> {
                 }
             }
         }
-        Ok(names.into_keys().collect())
+        Ok(names
+            .into_keys()
+            .filter(|c| self.ownership.owns(c))
+            .collect())
     }
 
     /// One pass over every cluster in scope (a full observation of each), `concurrency` at a

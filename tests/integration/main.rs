@@ -33,6 +33,7 @@ mod investigate;
 mod json_outputs;
 mod least_privilege;
 mod metrics;
+mod ownership;
 mod pacing;
 mod policy_files;
 mod policy_loading;
