@@ -298,10 +298,6 @@ impl<C: Cloud> Controller<C> {
         self
     }
 
-    pub fn ownership(&self) -> &Arc<dyn Ownership> {
-        &self.ownership
-    }
-
     /// Tells `telemetry` what the loop does.
     pub fn with_telemetry(mut self, telemetry: Arc<dyn Telemetry>) -> Self {
         self.telemetry = telemetry;

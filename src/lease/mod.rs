@@ -1,6 +1,6 @@
 //! Which clusters this replica may reconcile and act on: the seam between the controller and
-//! the DynamoDB leases that share the work between replicas (docs/design.md, "Replicas and
-//! leases").
+//! the leases that will share the work between replicas (not built yet; `Everything` is the
+//! only implementation).
 //!
 //! The controller asks [`Ownership`] twice: which clusters in scope are its own (the others are
 //! not even read), and, just before the intent record of every mutating action, whether it
@@ -21,12 +21,6 @@ pub trait Ownership: Send + Sync + 'static {
     /// Whether a mutating action on `cluster` may start now: the lease is held with more time
     /// left than the longest mutating call can take.
     fn may_act(&self, cluster: &str) -> bool;
-
-    /// Changes whenever the set of owned clusters may have changed, so the loop lists its
-    /// scope again at once instead of at the next resync.
-    fn generation(&self) -> u64 {
-        0
-    }
 }
 
 /// Everything: one replica, no leases (the default).
