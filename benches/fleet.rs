@@ -21,10 +21,9 @@
 //! ```
 //!
 //! It also prints the five largest delays with the reconciles of their cluster between the
-//! deadline and the record (to explain them), and the steady-state cluster-resource reads
-//! split into the safety-net resync (its ListTasks, and the DescribeTasks of the pages they
-//! listed: 2·ceil(N/100) per resync of N tasks, besides the instance reads) and the
-//! event-driven reads (DescribeTasks of deadlines, events and health).
+//! deadline and the record (to explain them), and the steady-state cluster-resource reads by
+//! operation (ListTasks and the container instance reads are the resyncs'; DescribeTasks
+//! serves resyncs, deadlines and events).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -164,6 +163,8 @@ struct Figures {
     steady: Vec<(Category, u64, f64)>,
     steady_minutes: f64,
     actions_done: usize,
+    /// The tasks (and other targets) those actions were done to.
+    targets_done: usize,
     outcomes: BTreeMap<String, usize>,
     /// Time each resync reconcile of a cluster took, and the time between two resyncs of the
     /// largest cluster (when a task there is looked at again).
@@ -213,6 +214,7 @@ struct Recorded {
     /// Every resync of a cluster: (cluster, began, ended), virtual time.
     resyncs: Vec<(String, SystemTime, SystemTime)>,
     done: usize,
+    done_targets: std::collections::HashSet<String>,
     /// Records of task actions by outcome (`done`, `skipped:maxActionsPerHour`, ...).
     outcomes: BTreeMap<String, usize>,
     resync_took: Vec<Duration>,
@@ -283,6 +285,7 @@ impl Telemetry for Recorder {
         let mut state = self.lock();
         if record.outcome == Outcome::Done {
             state.done += 1;
+            state.done_targets.insert(record.target.clone());
         }
         if record.outcome != Outcome::Started {
             *state
@@ -489,6 +492,7 @@ async fn run_controller(fleet: Fleet, mode: Mode) -> Option<Figures> {
         steady,
         steady_minutes: (fleet.run_for - fleet.warmup).as_secs_f64() / 60.0,
         actions_done: recorded.done,
+        targets_done: recorded.done_targets.len(),
         outcomes: recorded.outcomes.clone(),
         resync_took: recorded.resync_took.clone(),
         resync_interval,
@@ -602,8 +606,9 @@ fn table(fleet: &Fleet, modes: &[(Mode, Option<Figures>)]) -> String {
         }
         let outcomes: Vec<String> = f.outcomes.iter().map(|(o, n)| format!("{o} {n}")).collect();
         out.push_str(&format!(
-            "  actions done: {} (records: {}); reconciles: {}\n",
+            "  actions done: {} to {} targets (records: {}); reconciles: {}\n",
             f.actions_done,
+            f.targets_done,
             outcomes.join(", "),
             reconciles(f)
         ));
@@ -668,9 +673,10 @@ fn table(fleet: &Fleet, modes: &[(Mode, Option<Figures>)]) -> String {
     out
 }
 
-/// The steady-state cluster-resource reads: the resync's (measured: its ListTasks, the
-/// DescribeTasks of as many pages, the instance reads; by arithmetic: 2·ceil(N/100) per
-/// resync of N tasks) and the event-driven DescribeTasks (the rest), as shares of the budget.
+/// The steady-state cluster-resource reads by operation, as shares of the budget: ListTasks
+/// and the container instance reads are the resyncs' alone; DescribeTasks serves the resyncs
+/// (what their lists found that the picture did not know, or every task without events), the
+/// deadlines, the events' unknown standalone tasks and the health reads.
 fn read_split(f: &Figures) -> String {
     let Some((_, _, per_sec)) = f
         .steady
@@ -681,30 +687,17 @@ fn read_split(f: &Figures) -> String {
     };
     let budget = per_sec * 60.0 * f.steady_minutes;
     let op = |name: &str| f.steady_ops.get(name).copied().unwrap_or(0);
-    let arithmetic: u64 = f
-        .steady_resyncs
-        .iter()
-        .map(|(n, resyncs)| resyncs * 2 * n.div_ceil(100) as u64)
-        .sum();
-    let describes = op("DescribeTasks");
-    // Each ListTasks page of a resync is followed by one DescribeTasks of what it listed
-    // (an empty STOPPED page by none: slightly overstated).
-    let resync_describes = op("ListTasks").min(describes);
-    let resync = op("ListTasks")
-        + resync_describes
-        + op("ListContainerInstances")
-        + op("DescribeContainerInstances");
-    let targeted = describes - resync_describes;
     let share = |calls: u64| 100.0 * calls as f64 / budget.max(1.0);
+    let instances = op("ListContainerInstances") + op("DescribeContainerInstances");
     format!(
-        "  cluster-resource-read split: resync {} calls ({:.1}%; 2*ceil(N/100) per resync gives \
-         {} = {:.1}%), event-driven DescribeTasks {} ({:.1}%); resyncs per cluster {:?}\n",
-        resync,
-        share(resync),
-        arithmetic,
-        share(arithmetic),
-        targeted,
-        share(targeted),
+        "  cluster-resource-read by operation: ListTasks {} ({:.1}%), DescribeTasks {} ({:.1}%), \
+         container instance reads {} ({:.1}%); resyncs per cluster {:?}\n",
+        op("ListTasks"),
+        share(op("ListTasks")),
+        op("DescribeTasks"),
+        share(op("DescribeTasks")),
+        instances,
+        share(instances),
         f.steady_resyncs.iter().map(|(_, r)| *r).collect::<Vec<_>>(),
     )
 }

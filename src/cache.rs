@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use crate::cloud::{GroupRead, TaskReads};
+use crate::cloud::{GroupRead, KnownTasks, Resync, TaskReads};
 use crate::deadline::Deadline;
 use crate::diagnose::Condition;
 use crate::domain::{AutoScalingGroup, ClusterSnapshot, ContainerInstance, Task};
@@ -45,6 +45,8 @@ pub struct ClusterCache {
     index: HashMap<String, usize>,
     /// Changes made while a reconcile held the snapshot, merged when it is free.
     aside: HashMap<String, Task>,
+    /// Of those, the tasks known from events only (see `ClusterSnapshot::tags_unread`).
+    aside_unread: Vec<String>,
     aside_instances: Vec<InstanceChange>,
     /// The gaps of the last full observation (targeted reads add theirs for one reconcile).
     resync_gaps: Vec<String>,
@@ -81,6 +83,9 @@ pub struct ClusterCache {
     /// in flight: the observation's older picture neither resurrects nor forgets them.
     gone_during: HashSet<String>,
     read_during: HashSet<String>,
+    /// Tasks known from events only that joined the picture while the observation was in
+    /// flight: an observation that did not list them yet does not forget them.
+    unread_during: HashSet<String>,
 }
 
 impl ClusterCache {
@@ -90,6 +95,7 @@ impl ClusterCache {
             origin: (snapshot.observed_at, read_at),
             index: HashMap::new(),
             aside: HashMap::new(),
+            aside_unread: Vec::new(),
             aside_instances: Vec::new(),
             resync_gaps: snapshot.gaps.clone(),
             instance_versions: HashMap::new(),
@@ -108,6 +114,7 @@ impl ClusterCache {
             resync_ready: None,
             gone_during: HashSet::new(),
             read_during: HashSet::new(),
+            unread_during: HashSet::new(),
         };
         cache.reindex();
         cache
@@ -139,20 +146,30 @@ impl ClusterCache {
         self.merge_aside();
         let gone = std::mem::take(&mut self.gone_during);
         let mut read = std::mem::take(&mut self.read_during);
+        let mut unread = std::mem::take(&mut self.unread_during);
         self.observing = None;
         snapshot.tasks.retain(|t| !gone.contains(&t.arn));
         for task in &mut snapshot.tasks {
             read.remove(&task.arn);
+            unread.remove(&task.arn);
             if let Some(&i) = self.index.get(&task.arn) {
                 let cached = &self.snapshot.tasks[i];
                 if cached.version > task.version {
-                    *task = cached.clone();
+                    let mut newer = cached.clone();
+                    take_read_parts(&mut newer, task);
+                    *task = newer;
                 }
             }
         }
         for arn in read.iter().filter(|a| !gone.contains(*a)) {
             if let Some(&i) = self.index.get(arn) {
                 snapshot.tasks.push(self.snapshot.tasks[i].clone());
+            }
+        }
+        for arn in unread.iter().filter(|a| !gone.contains(*a)) {
+            if let Some(&i) = self.index.get(arn) {
+                snapshot.tasks.push(self.snapshot.tasks[i].clone());
+                snapshot.tags_unread.insert(arn.clone());
             }
         }
         self.origin = (snapshot.observed_at, read_at);
@@ -172,6 +189,7 @@ impl ClusterCache {
         self.observing = Some(began);
         self.gone_during.clear();
         self.read_during.clear();
+        self.unread_during.clear();
     }
 
     /// The observation in flight failed or was dropped: nothing of it is merged.
@@ -179,6 +197,41 @@ impl ClusterCache {
         self.observing = None;
         self.gone_during.clear();
         self.read_during.clear();
+        self.unread_during.clear();
+    }
+
+    /// Replaces the picture by a list-and-diff observation ([`crate::cloud::Cloud::resync_cluster`]
+    /// given [`ClusterCache::known`]): the tasks it kept undescribed keep their cached picture.
+    pub fn replace_diff(&mut self, resync: Resync, read_at: Instant) {
+        self.merge_aside();
+        let Resync { mut snapshot, kept } = resync;
+        snapshot.tasks.reserve_exact(kept.len());
+        for arn in &kept {
+            if let Some(&i) = self.index.get(arn) {
+                snapshot.tasks.push(self.snapshot.tasks[i].clone());
+            }
+        }
+        self.replace(snapshot, read_at);
+    }
+
+    /// The tasks a list-and-diff observation need not describe: every task of the picture
+    /// with its desired status, except those known from events only.
+    pub fn known(&self) -> KnownTasks {
+        let unread = &self.snapshot.tags_unread;
+        let aside = self.aside.values();
+        self.snapshot
+            .tasks
+            .iter()
+            .filter(|t| !self.aside.contains_key(&t.arn))
+            .chain(aside)
+            .filter(|t| !unread.contains(&t.arn) && !self.aside_unread.contains(&t.arn))
+            .map(|t| (t.arn.clone(), t.desired_status))
+            .collect()
+    }
+
+    /// What a list-and-diff resync of this picture costs ([`crate::resync::resync_reads`]).
+    pub fn resync_reads(&self) -> u64 {
+        crate::resync::resync_reads(&self.snapshot)
     }
 
     /// Merges a targeted read into the picture: described tasks replace older pictures of
@@ -204,12 +257,14 @@ impl ClusterCache {
         }
         let snapshot = Arc::make_mut(&mut self.snapshot);
         for task in reads.tasks {
-            upsert(snapshot, &mut self.index, task);
+            snapshot.tags_unread.remove(&task.arn);
+            upsert_described(snapshot, &mut self.index, task);
         }
         if !reads.missing.is_empty() {
             let gone: std::collections::HashSet<&String> = reads.missing.iter().collect();
             snapshot.tasks.retain(|t| !gone.contains(&t.arn));
             for arn in &reads.missing {
+                snapshot.tags_unread.remove(arn);
                 self.to_describe.remove(arn);
                 self.deadlines.set(arn, None, now);
             }
@@ -259,6 +314,23 @@ impl ClusterCache {
         Merge::Applied
     }
 
+    /// Adds a task an event named that the picture did not hold, as the event shows it: known
+    /// from events only until a read reports its tags ([`ClusterSnapshot::tags_unread`]).
+    pub fn insert_unread(&mut self, task: Task) {
+        if self.observing.is_some() {
+            self.unread_during.insert(task.arn.clone());
+        }
+        if Arc::get_mut(&mut self.snapshot).is_some() {
+            self.merge_aside();
+            let snapshot = Arc::make_mut(&mut self.snapshot);
+            snapshot.tags_unread.insert(task.arn.clone());
+            upsert(snapshot, &mut self.index, task);
+        } else {
+            self.aside_unread.push(task.arn.clone());
+            self.aside.insert(task.arn.clone(), task);
+        }
+    }
+
     /// Applies a container instance event if it is newer than the last one applied: its
     /// agent connection and status (an instance not in the picture joins it).
     pub fn apply_instance(&mut self, change: &InstanceChange) -> Merge {
@@ -276,6 +348,11 @@ impl ClusterCache {
             self.merge_aside();
         }
         Merge::Applied
+    }
+
+    /// The tasks whose newest picture is a change kept aside.
+    pub fn aside_arns(&self) -> impl Iterator<Item = &String> {
+        self.aside.keys()
     }
 
     /// The newest picture of a task: a change kept aside, or the snapshot's.
@@ -314,6 +391,11 @@ impl ClusterCache {
             return;
         }
         let snapshot = Arc::make_mut(&mut self.snapshot);
+        for arn in self.aside_unread.drain(..) {
+            if !self.index.contains_key(&arn) {
+                snapshot.tags_unread.insert(arn);
+            }
+        }
         for change in self.aside_instances.drain(..) {
             merge_instance(&mut snapshot.container_instances, change);
         }
@@ -359,6 +441,31 @@ fn upsert(snapshot: &mut ClusterSnapshot, index: &mut HashMap<String, usize>, ta
             index.insert(task.arn.clone(), snapshot.tasks.len());
             snapshot.tasks.push(task);
         }
+    }
+}
+
+/// [`upsert`] of a task a read described: when the picture holds a newer one (an event), that
+/// one stays, with the parts only a read reports.
+fn upsert_described(
+    snapshot: &mut ClusterSnapshot,
+    index: &mut HashMap<String, usize>,
+    task: Task,
+) {
+    match index.get(&task.arn) {
+        Some(&i) if snapshot.tasks[i].version > task.version => {
+            take_read_parts(&mut snapshot.tasks[i], &task);
+        }
+        _ => upsert(snapshot, index, task),
+    }
+}
+
+/// Gives an event's newer picture of a task the parts events carry none of (tags, health,
+/// security groups), from a read of it.
+fn take_read_parts(newer: &mut Task, described: &Task) {
+    newer.tags = described.tags.clone();
+    newer.health = described.health;
+    if let (Some(net), Some(read)) = (newer.network.as_mut(), described.network.as_ref()) {
+        net.security_groups = read.security_groups.clone();
     }
 }
 

@@ -26,7 +26,8 @@
 //! | `pacing.overrides.*.burst`        | 1 ..= 1000                                     |
 //! | `events.queue_url`                | absent, or an SQS queue URL `https://HOST/ACCOUNT/NAME` (12-digit account) |
 //! | `events.resync`                   | 1m ..= 24h (the resync cadence while events arrive) |
-//! | `events.health_interval`          | 10s ..= 1h (health reads while events arrive)  |
+//! | `events.health_interval`          | 10s ..= 1h (health reads, and re-reads of tasks past their limit, while events arrive) |
+//! | `events.resync_budget`            | above 0, at most 1 (share of the cluster-resource-read budget the resyncs may use while events arrive) |
 //! | `listen`                          | IP:PORT of `/metrics`, `/livez`, `/readyz` (port 0: any free one) |
 
 use std::fmt;
@@ -86,12 +87,16 @@ pub struct EventsSettings {
     /// The queue EventBridge's rules fill (`deploy/events/`); absent: no events, every
     /// cluster is listed and described every `resync`.
     pub queue_url: Option<String>,
-    /// How often every cluster is still listed and described in full while events arrive:
-    /// the safety net that repairs a lost event.
+    /// How often, at least, every cluster is still listed while events arrive (and what the
+    /// picture does not know described): the safety net that repairs a lost event.
     #[serde(with = "humantime_serde")]
     pub resync: Duration,
+    /// The share of the cluster-resource-read budget those resyncs may use on average: a fleet
+    /// whose resyncs would cost more every `resync` is resynced less often (`src/resync.rs`).
+    pub resync_budget: f64,
     /// How often, while events arrive, the healthy RUNNING tasks under an `unhealthy` limit
-    /// are described again (task health is not in the events).
+    /// are described again (task health is not in the events), and the tasks already past
+    /// their limit (acted on or held) too.
     #[serde(with = "humantime_serde")]
     pub health_interval: Duration,
 }
@@ -101,6 +106,7 @@ impl Default for EventsSettings {
         EventsSettings {
             queue_url: None,
             resync: Duration::from_secs(600),
+            resync_budget: crate::resync::DEFAULT_RESYNC_BUDGET,
             health_interval: Duration::from_secs(300),
         }
     }
@@ -481,6 +487,14 @@ pub fn violations(s: &Settings) -> Vec<Violation> {
         s.events.queue_url.as_deref().and_then(queue_url_problem),
     );
     key("events.resync", duration_in(s.events.resync, EVENTS_RESYNC));
+    let share_ok = s.events.resync_budget > 0.0 && s.events.resync_budget <= 1.0;
+    key(
+        "events.resync_budget",
+        (!share_ok).then(|| Problem::OutOfRange {
+            valid: "above 0 and at most 1",
+            got: s.events.resync_budget.to_string(),
+        }),
+    );
     key(
         "events.health_interval",
         duration_in(s.events.health_interval, HEALTH_INTERVAL),

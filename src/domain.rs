@@ -3,7 +3,7 @@
 //! Nothing here knows about the AWS SDK. The AWS adapter and the simulated account both
 //! translate into these types, and diagnosis and planning read only these types.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::SystemTime;
 
@@ -363,6 +363,11 @@ pub struct ClusterSnapshot {
     /// Parts of the picture that could not be read. Empty means complete. Decisions that need
     /// the whole picture (percentages, pause thresholds) are not made on an incomplete one.
     pub gaps: Vec<String>,
+    /// Tasks known only from events, by ARN: no read has reported their tags (an exemption
+    /// tag among them), health or security groups yet, so nothing is done to them until one
+    /// does. Always empty in a full observation.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub tags_unread: BTreeSet<String>,
 }
 
 impl ClusterSnapshot {
@@ -378,6 +383,7 @@ impl ClusterSnapshot {
             capacity_providers: Vec::new(),
             auto_scaling_groups: Vec::new(),
             gaps: Vec::new(),
+            tags_unread: BTreeSet::new(),
         }
     }
 

@@ -59,5 +59,6 @@ pub mod policy;
 pub mod prose;
 pub mod queue;
 pub mod reload;
+pub mod resync;
 pub mod supervise;
 pub mod telemetry;

@@ -238,6 +238,12 @@ impl PolicyPass<'_> {
     /// The first guardrail that holds this action back, in order of how fundamental it is.
     fn hold_for(&self, finding: &Finding, task: &Task, standalone: bool) -> Option<Hold> {
         let policy = self.policy;
+        if self.snapshot.tags_unread.contains(&task.arn) {
+            // Its exemption tag, if it has one, is not known yet.
+            return Some(Hold::IncompleteObservation {
+                gaps: vec![format!("tags of task {} not read yet", task.id())],
+            });
+        }
         if let Some((k, v)) = policy.target.exclusion(task) {
             return Some(Hold::Exempt {
                 tag: format!("{k}={v}"),

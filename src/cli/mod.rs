@@ -676,6 +676,10 @@ async fn drive<C: Cloud>(
         dry_run: settings.dry_run,
         root_cause_reads: settings.root_cause_reads,
         event_resync: settings.events.resync,
+        resync_read_rate: Some(crate::resync::resync_read_rate(
+            &settings.pacing,
+            settings.events.resync_budget,
+        )),
         health_interval: settings.events.health_interval,
         managed_tag: settings.managed_tag.clone(),
     };

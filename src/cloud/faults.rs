@@ -227,6 +227,8 @@ fn drop_tasks(snapshot: &mut ClusterSnapshot, n: usize) {
     ));
 }
 
+/// `resync_cluster` keeps the trait's default (a full observation through the faults of
+/// `observe_cluster`), so a scripted fault strikes a list-and-diff resync too.
 impl<C: Cloud> Cloud for Faulty<C> {
     async fn list_clusters(&self) -> Result<Vec<String>, CloudError> {
         self.fail_only(Method::ListClusters)?;

@@ -12,6 +12,7 @@ pub mod faults;
 pub mod read_only;
 pub mod sim;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -19,8 +20,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    AutoScalingGroup, ClusterSnapshot, InstanceTypeSize, LaunchTemplateVersion, RunTaskRequest,
-    ScalingActivity, Tags, Task,
+    AutoScalingGroup, ClusterSnapshot, DesiredStatus, InstanceTypeSize, LaunchTemplateVersion,
+    RunTaskRequest, ScalingActivity, Tags, Task,
 };
 
 /// What kind of failure a cloud call met; decides retry and how the audit trail names it.
@@ -98,6 +99,52 @@ pub struct TaskReads {
     pub gaps: Vec<String>,
 }
 
+/// The tasks a caller's picture already holds, each with the desired status it holds: what a
+/// list-and-diff observation ([`Cloud::resync_cluster`]) need not describe again.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KnownTasks {
+    by_arn: HashMap<String, DesiredStatus>,
+}
+
+impl KnownTasks {
+    pub fn insert(&mut self, arn: impl Into<String>, desired: DesiredStatus) {
+        self.by_arn.insert(arn.into(), desired);
+    }
+
+    /// Whether a task ListTasks listed under `listed` can be left undescribed: known, and
+    /// known with that desired status (one that turned STOPPED is described again).
+    pub fn holds(&self, arn: &str, listed: DesiredStatus) -> bool {
+        self.by_arn.get(arn) == Some(&listed)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_arn.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_arn.is_empty()
+    }
+}
+
+impl FromIterator<(String, DesiredStatus)> for KnownTasks {
+    fn from_iter<I: IntoIterator<Item = (String, DesiredStatus)>>(iter: I) -> Self {
+        KnownTasks {
+            by_arn: iter.into_iter().collect(),
+        }
+    }
+}
+
+/// What a list-and-diff observation found ([`Cloud::resync_cluster`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resync {
+    /// The cluster as [`Cloud::observe_cluster`] reports it, except that its `tasks` are only
+    /// the ones described: listed and not [`KnownTasks::holds`].
+    pub snapshot: ClusterSnapshot,
+    /// The listed tasks that were not described, because the caller's picture holds them.
+    /// A known task in neither list is gone.
+    pub kept: Vec<String>,
+}
+
 /// What a read of one Auto Scaling group's capacity chain found ([`Cloud::observe_group`]).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct GroupRead {
@@ -110,7 +157,8 @@ pub struct GroupRead {
 
 /// The calls the controller makes, in domain terms.
 ///
-/// Reads: [`Cloud::list_clusters`], [`Cloud::observe_cluster`], the targeted reads of a cached
+/// Reads: [`Cloud::list_clusters`], [`Cloud::observe_cluster`] (and its list-and-diff form
+/// [`Cloud::resync_cluster`]), the targeted reads of a cached
 /// cluster ([`Cloud::describe_tasks`], [`Cloud::observe_group`]), and the root-cause reads
 /// ([`Cloud::console_output`], [`Cloud::launch_template_version`],
 /// [`Cloud::scaling_activities`], [`Cloud::instance_type`]). Everything else mutates.
@@ -125,6 +173,24 @@ pub trait Cloud: Send + Sync + 'static {
         &self,
         cluster: &str,
     ) -> impl Future<Output = Result<ClusterSnapshot, CloudError>> + Send;
+
+    /// [`Cloud::observe_cluster`] as a list and diff: both ListTasks, then DescribeTasks of
+    /// only the listed tasks `known` does not hold (new, or listed under another desired
+    /// status); the rest of the cluster is read as in a full observation. The default makes
+    /// the full observation and keeps nothing, which is always correct, only dearer.
+    fn resync_cluster(
+        &self,
+        cluster: &str,
+        known: &KnownTasks,
+    ) -> impl Future<Output = Result<Resync, CloudError>> + Send {
+        let _ = known;
+        async move {
+            Ok(Resync {
+                snapshot: self.observe_cluster(cluster).await?,
+                kept: Vec::new(),
+            })
+        }
+    }
 
     /// DescribeTasks on these tasks of `cluster` (name or ARN), at most 100 ARNs a call, with
     /// their tags: the read a task deadline or an event asks for, instead of a whole
@@ -244,6 +310,14 @@ impl<C: Cloud> Cloud for Arc<C> {
         cluster: &str,
     ) -> impl Future<Output = Result<ClusterSnapshot, CloudError>> + Send {
         (**self).observe_cluster(cluster)
+    }
+
+    fn resync_cluster(
+        &self,
+        cluster: &str,
+        known: &KnownTasks,
+    ) -> impl Future<Output = Result<Resync, CloudError>> + Send {
+        (**self).resync_cluster(cluster, known)
     }
 
     fn describe_tasks(

@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{Cloud, CloudError, ErrorCategory, GroupRead, TaskReads};
+use super::{Cloud, CloudError, ErrorCategory, GroupRead, KnownTasks, Resync, TaskReads};
 use crate::domain::{
     ClusterSnapshot, InstanceTypeSize, LaunchTemplateVersion, RunTaskRequest, ScalingActivity, Tags,
 };
@@ -51,6 +51,14 @@ impl<C: Cloud> Cloud for ReadOnly<C> {
 
     async fn observe_cluster(&self, cluster: &str) -> Result<ClusterSnapshot, CloudError> {
         self.inner.observe_cluster(cluster).await
+    }
+
+    async fn resync_cluster(
+        &self,
+        cluster: &str,
+        known: &KnownTasks,
+    ) -> Result<Resync, CloudError> {
+        self.inner.resync_cluster(cluster, known).await
     }
 
     async fn describe_tasks(

@@ -3,8 +3,13 @@
 //!
 //! - A task event newer than the cache (by ECS's `version`) replaces the task's picture,
 //!   keeping its tags, health and security groups (events carry none), and moves its deadline.
-//!   Older or equal is `Stale`. A task the cache never held is `UnknownTask`: its ARN is
-//!   described (its tags may exempt it) before anything is decided on it.
+//!   Older or equal is `Stale`. A task the cache never held is `UnknownTask`. A service
+//!   task joins the picture as the event shows it, its tags unread
+//!   (`ClusterSnapshot::tags_unread`): nothing is done to it before a read reports them (an
+//!   exemption tag may be among them), and its deadline or the next resync describes it:
+//!   a read per task that gets stuck, not one per task started. A
+//!   standalone task is described at once: it may be a replacement the controller started,
+//!   which the history knows by its tag.
 //! - A container instance event newer than the last one applied updates the instance and asks
 //!   for a fresh diagnosis (an agent that went away is judged there).
 //! - A service action, or a group activity of a group a cluster's capacity provider uses,
@@ -74,9 +79,9 @@ impl<C: Cloud> EventSink for Controller<C> {
         }
         self.telemetry.events_degraded(degraded);
         let now = Instant::now();
-        let cadence = self.resync_cadence();
         let clusters: Vec<String> = {
             let mut cache = self.lock_cache();
+            let cadence = self.resync_cadence_of(&cache);
             for entry in cache.values_mut() {
                 entry.next_resync = entry.last_resync + cadence;
                 if !degraded {
@@ -133,16 +138,22 @@ impl<C: Cloud> Controller<C> {
         };
         let arn = task.arn.clone();
         let before = entry.deadlines().get(&arn).copied();
-        match entry.apply_task(task) {
-            Merge::Stale => return Disposition::Stale,
-            Merge::Unknown => {
-                entry.to_describe.insert(arn);
-                drop(cache);
-                self.lock_queue().schedule(&name, now);
-                return Disposition::UnknownTask;
+        let unknown_service_task = entry.task(&arn).is_none() && task.service_name().is_some();
+        let disposition = if unknown_service_task {
+            entry.insert_unread(task);
+            Disposition::UnknownTask
+        } else {
+            match entry.apply_task(task) {
+                Merge::Stale => return Disposition::Stale,
+                Merge::Unknown => {
+                    entry.to_describe.insert(arn);
+                    drop(cache);
+                    self.lock_queue().schedule(&name, now);
+                    return Disposition::UnknownTask;
+                }
+                Merge::Applied => Disposition::Applied,
             }
-            Merge::Applied => {}
-        }
+        };
         let in_cluster: Vec<&Policy> = policies.for_cluster(&name).collect();
         let deadline = entry.task(&arn).and_then(|task| {
             let policy = governing(&in_cluster, task)?;
@@ -166,7 +177,7 @@ impl<C: Cloud> Controller<C> {
         if let Some(at) = wake {
             self.lock_queue().schedule(&name, at);
         }
-        Disposition::Applied
+        disposition
     }
 
     fn apply_instance(&self, change: &InstanceChange) -> Disposition {

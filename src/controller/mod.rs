@@ -14,12 +14,18 @@
 //! stay pure; their input is the cached picture, whose `observed_at` is the account's time of
 //! the read that produced it (never earlier than the deadline that woke it). What a run of a
 //! cluster's key reads depends on what fell due:
-//! - *resync*: the full list and describe (`observe_cluster`), the safety net, every `resync`
-//!   (30 s) while no event source is healthy, every `event_resync` (10 min) while one is;
+//! - *resync*: the safety net. While no event source is healthy, the full list and describe
+//!   (`observe_cluster`) every `resync` (30 s). While one is, a list and diff
+//!   (`resync_cluster`): both ListTasks, then DescribeTasks of only the listed tasks the
+//!   picture does not hold, holds under the other desired status, or knows from events only;
+//!   every `event_resync` (10 min), stretched so that all clusters' resyncs stay within
+//!   `resync_read_rate` (`src/resync.rs`). Events keep the known tasks current, and every
+//!   decision on a task rests on a read of it: its deadline's;
 //! - *deadline*: DescribeTasks of only the tasks whose deadline (`src/deadline.rs`: entry time
 //!   plus the policy's limit) has come, 100 ARNs a call;
-//! - *event*: DescribeTasks of tasks an event named that the cache did not hold (their tags may
-//!   exempt them: nothing is decided on them before), the capacity chain of the cluster's
+//! - *event*: DescribeTasks of standalone tasks an event named that the cache did not hold
+//!   (their tags may exempt them: nothing is decided on them before; an unknown service task
+//!   joins the picture with its tags unread, see `events.rs`), the capacity chain of the cluster's
 //!   groups (`observe_group`) after a service action or a group activity, or just a fresh
 //!   diagnosis after a container instance changed.
 //!
@@ -29,14 +35,17 @@
 //! per interval for H such tasks, in the cluster-resource-read bucket whose half budget is
 //! 10 calls/s (docs/design.md §2). 10,000 such tasks: 100 calls every 5 min, 0.33/s (3% of the
 //! half budget); 100,000: 3.3/s (33%), so a fleet that large wants a longer interval. A full
-//! resync resets the interval (it reads health too). A task
+//! resync resets the interval (it reads health too; a list and diff does not). A task
 //! seen UNHEALTHY gets a deadline (first sighting plus the limit) and is re-read then, so one is
 //! acted on at most `health_interval` after its limit. A task whose health stays UNKNOWN (no
 //! health check, or one that fails before its first pass) is judged at the resync. Without
 //! events the resync every 30 s reads health anyway, and no health read is made.
 //!
-//! Tasks past their deadline (stuck, and acted on or held) are re-read every `resync` until
-//! they leave the condition.
+//! Tasks past their deadline (stuck, and acted on or held) are re-read until they leave the
+//! condition: every `resync` without events; with events, which report their leaving it, every
+//! `health_interval` (at least `resync`), for the holds that time clears (a budget window, a
+//! pause). Re-read every 30 s, the held tasks of a 100,000-task fleet cost more reads than the
+//! resyncs.
 //!
 //! Acting is write-ahead (`act.rs`): an enforced action's intent record is written before its
 //! first mutating call and its outcome record (same attempt id) after the last. When the intent
@@ -72,7 +81,7 @@ use crate::cache::{ClusterCache, DEADLINE_SLACK};
 use crate::capacity::diagnose_capacity;
 use crate::capacity::tags::ManagedTag;
 use crate::causes::Clues;
-use crate::cloud::{Cloud, CloudError, TaskReads};
+use crate::cloud::{Cloud, CloudError, Resync, TaskReads};
 use crate::deadline::{Deadline, deadlines, drain_deadlines, governing, health_watched};
 use crate::decision::PlannedAction;
 use crate::diagnose::{Condition, Sightings, diagnose};
@@ -83,6 +92,7 @@ use crate::lease::{Everything, Ownership};
 use crate::plan::{Plan, plan_with_capacity};
 use crate::policy::{Policy, PolicySet};
 use crate::queue::WorkQueue;
+use crate::resync::{default_resync_read_rate, resync_period};
 use crate::supervise::panic_message;
 use crate::telemetry::{Silent, Telemetry, Trigger};
 
@@ -91,8 +101,13 @@ use crate::telemetry::{Silent, Telemetry, Trigger};
 pub struct ControllerSettings {
     /// How often every cluster is fully observed while no event source is healthy.
     pub resync: Duration,
-    /// How often every cluster is fully observed while an event source is healthy.
+    /// How often every cluster is listed and diffed while an event source is healthy, at
+    /// least: see `resync_read_rate`.
     pub event_resync: Duration,
+    /// The cluster-resource reads per second the resyncs of all clusters may use on average
+    /// while an event source is healthy (`events.resync_budget` of the budget): a fleet whose
+    /// resyncs cost more is resynced less often than `event_resync`. `None`: no bound.
+    pub resync_read_rate: Option<f64>,
     /// In event mode, how often the HEALTHY RUNNING tasks under an `unhealthy` limit are
     /// re-described (events carry no health).
     pub health_interval: Duration,
@@ -111,6 +126,7 @@ impl Default for ControllerSettings {
         ControllerSettings {
             resync: Duration::from_secs(30),
             event_resync: Duration::from_secs(600),
+            resync_read_rate: Some(default_resync_read_rate()),
             health_interval: Duration::from_secs(300),
             concurrency: 4,
             dry_run: false,
@@ -227,6 +243,12 @@ impl TrailGate {
 
 /// What a run of a cluster's key reads.
 #[derive(Debug)]
+/// What a resync read: the full list and describe, or a list and diff against the picture.
+enum Observation {
+    Full(ClusterSnapshot),
+    Diff(Resync),
+}
+
 enum Work {
     /// The full list and describe, holding the key (the first observation of a cluster, and
     /// `pass`).
@@ -616,8 +638,12 @@ impl<C: Cloud> Controller<C> {
         let began = Instant::now();
         let snapshot = self.cloud.observe_cluster(cluster).await?;
         let read_at = Instant::now();
-        let cadence = self.resync_cadence();
         let mut cache = self.lock_cache();
+        let others: u64 = cache
+            .iter()
+            .filter(|(name, _)| *name != cluster)
+            .map(|(_, entry)| entry.resync_reads())
+            .sum();
         let entry = match cache.entry(cluster.to_string()) {
             std::collections::hash_map::Entry::Occupied(o) => {
                 let entry = o.into_mut();
@@ -625,13 +651,13 @@ impl<C: Cloud> Controller<C> {
                 entry
             }
             std::collections::hash_map::Entry::Vacant(v) => {
-                let entry = v.insert(ClusterCache::new(snapshot, began, read_at + cadence));
+                let entry = v.insert(ClusterCache::new(snapshot, began, read_at));
                 // Described even if the picture lists them: the event may be newer than it.
                 entry.to_describe = self.lock_before_first().remove(cluster).unwrap_or_default();
                 entry
             }
         };
-        entry.next_resync = read_at + cadence;
+        entry.next_resync = read_at + self.cadence_for(others + entry.resync_reads());
         entry.next_health = read_at + self.settings.health_interval;
         Ok(Prepared {
             trigger: Trigger::Resync,
@@ -653,25 +679,54 @@ impl<C: Cloud> Controller<C> {
             .run_until_cancelled(async {
                 let _permit = limit.acquire().await;
                 let began = Instant::now();
-                (began, self.cloud.observe_cluster(cluster).await)
+                (began, self.observe_or_diff(cluster).await)
             })
             .await?;
         let mut cache = self.lock_cache();
         let entry = cache.get_mut(cluster)?;
-        match observed {
-            Ok(snapshot) => {
+        let diffed = match observed {
+            Ok(Observation::Full(snapshot)) => {
                 // Stamped when it began, like the snapshot (see `resync`).
                 entry.replace(snapshot, began);
-                let read_at = Instant::now();
-                entry.next_resync = read_at + self.resync_cadence();
-                entry.next_health = read_at + self.settings.health_interval;
-                entry.resync_ready = Some(began);
-                Some((began, Ok(())))
+                false
+            }
+            Ok(Observation::Diff(resync)) => {
+                entry.replace_diff(resync, began);
+                true
             }
             Err(e) => {
                 entry.abandon_observation();
-                Some((began, Err(e)))
+                return Some((began, Err(e)));
             }
+        };
+        entry.resync_ready = Some(began);
+        let cadence = self.resync_cadence_of(&cache);
+        let entry = cache.get_mut(cluster)?;
+        let read_at = Instant::now();
+        entry.next_resync = read_at + cadence;
+        if !diffed {
+            // Only a full observation read every task's health.
+            entry.next_health = read_at + self.settings.health_interval;
+        }
+        Some((began, Ok(())))
+    }
+
+    /// The resync's reads: while events are healthy a list and diff against the cached
+    /// picture (events keep the known tasks current; deadlines and health reads re-describe
+    /// the ones a decision rests on), else the full list and describe.
+    async fn observe_or_diff(&self, cluster: &str) -> Result<Observation, CloudError> {
+        let known = if self.events_healthy() {
+            self.lock_cache().get(cluster).map(ClusterCache::known)
+        } else {
+            None
+        };
+        match known {
+            Some(known) => Ok(Observation::Diff(
+                self.cloud.resync_cluster(cluster, &known).await?,
+            )),
+            None => Ok(Observation::Full(
+                self.cloud.observe_cluster(cluster).await?,
+            )),
         }
     }
 
@@ -732,13 +787,35 @@ impl<C: Cloud> Controller<C> {
         })
     }
 
-    /// The resync cadence in force: `event_resync` while events are healthy, else `resync`.
-    fn resync_cadence(&self) -> Duration {
+    /// The resync cadence in force: `resync` while no event source is healthy; while one is,
+    /// `event_resync`, stretched so that the resyncs of every cached cluster stay within
+    /// `resync_read_rate` on average ([`resync_period`]).
+    fn resync_cadence_of(&self, cache: &HashMap<String, ClusterCache>) -> Duration {
+        if !self.events_healthy() {
+            return self.settings.resync;
+        }
+        self.cadence_for(cache.values().map(ClusterCache::resync_reads).sum())
+    }
+
+    /// How soon a task past its deadline is read again (see the module doc).
+    fn reread_interval(&self) -> Duration {
         if self.events_healthy() {
-            self.settings.event_resync
+            self.settings.resync.max(self.settings.health_interval)
         } else {
             self.settings.resync
         }
+    }
+
+    /// The cadence in force when one resync of every cached cluster costs `reads`.
+    fn cadence_for(&self, reads: u64) -> Duration {
+        if !self.events_healthy() {
+            return self.settings.resync;
+        }
+        resync_period(
+            self.settings.event_resync,
+            reads,
+            self.settings.resync_read_rate,
+        )
     }
 
     /// Judges and acts on a prepared picture, then works out the cluster's deadlines anew.
@@ -784,17 +861,20 @@ impl<C: Cloud> Controller<C> {
             return;
         };
         let now = snapshot.observed_at;
+        // Tasks an event changed, or added, since the picture judged was taken.
         let changed: Vec<(String, Option<Deadline>)> = snapshot
             .tasks
             .iter()
             .filter_map(|t| entry.task(&t.arn).filter(|c| c.version > t.version))
-            .map(|t| (t.arn.clone(), entry.deadlines().get(&t.arn).copied()))
+            .map(|t| &t.arn)
+            .chain(entry.aside_arns())
+            .map(|arn| (arn.clone(), entry.deadlines().get(arn).copied()))
             .collect();
         let deadlines = entry.deadlines_mut();
         deadlines.rebuild(
             due.iter().map(|(a, d)| (a.as_str(), *d)),
             now,
-            self.settings.resync,
+            self.reread_interval(),
         );
         for (arn, deadline) in changed {
             deadlines.set(&arn, deadline, now);

@@ -1,12 +1,14 @@
 //! The cached pictures and the events applied to them (the controller as an `EventSink`), on
-//! the simulated account in paused time: versions decide, an unknown task is described before
-//! anything is decided on it, and the resync cadence follows the event source's health.
+//! the simulated account in paused time: versions decide, an unknown service task joins with
+//! its tags unread and nothing is done to it before a read reports them, and the resync
+//! cadence follows the event source's health.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use ecs_reconciler::cloud::ErrorCategory;
 use ecs_reconciler::cloud::sim::{SimAccount, TaskBehavior};
-use ecs_reconciler::controller::ControllerSettings;
+use ecs_reconciler::controller::{Controller, ControllerSettings};
 use ecs_reconciler::domain::{HealthStatus, Task, TaskStatus};
 use ecs_reconciler::events::{Disposition, Event, EventSink, InstanceChange, TaskChange};
 use ecs_reconciler::telemetry::Trigger;
@@ -81,14 +83,22 @@ async fn events_in_any_order_never_move_a_task_backwards() {
     assert_eq!(now.health, task.health, "the cached health is kept");
 }
 
-#[tokio::test(start_paused = true)]
-async fn an_unknown_task_is_described_before_anything_is_decided_on_it() {
+/// A cluster whose service `web` has one healthy task, observed once, and the controller; the
+/// service's next task hangs in PROVISIONING.
+async fn with_a_hanging_launch(
+    service_tags: &[(&str, &str)],
+) -> (
+    Arc<SimAccount>,
+    Arc<Controller<Arc<SimAccount>>>,
+    Arc<Reconciles>,
+) {
     let sim = Arc::new(SimAccount::new(start()));
     sim.add_cluster("prod-web");
-    sim.add_service(
-        "prod-web",
-        service("web", 1).with_tag("ecs-reconciler/exempt", "true"),
-    );
+    let mut spec = service("web", 1);
+    for (k, v) in service_tags {
+        spec = spec.with_tag(k, v);
+    }
+    sim.add_service("prod-web", spec);
     let reconciles = Arc::new(Reconciles::default());
     let c = controller(
         Arc::clone(&sim),
@@ -101,12 +111,17 @@ async fn an_unknown_task_is_described_before_anything_is_decided_on_it() {
     );
     tokio::time::advance(Duration::from_secs(30)).await;
     c.pass(&CancellationToken::new()).await;
-    // A task the cache has not seen, past its limit: the event carries no tags.
     sim.push_service_launch(
         "prod-web",
         "web",
         TaskBehavior::hangs_in(TaskStatus::Provisioning),
     );
+    (sim, c, reconciles)
+}
+
+/// The service starts a task the cache has not seen; three minutes later (past its limit)
+/// an event names it, carrying no tags. Returns the task.
+async fn an_unseen_task_past_its_limit(sim: &SimAccount, c: &Controller<Arc<SimAccount>>) -> Task {
     sim.set_desired_count("prod-web", "web", 2);
     tokio::time::advance(Duration::from_secs(180)).await;
     let unseen = sim
@@ -118,11 +133,22 @@ async fn an_unknown_task_is_described_before_anything_is_decided_on_it() {
         c.apply(event_of(unseen.clone(), unseen.version), sim.now()),
         Disposition::UnknownTask
     );
+    unseen
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unknown_service_task_joins_unread_and_is_described_before_anything_is_done() {
+    let (sim, c, reconciles) = with_a_hanging_launch(&[("ecs-reconciler/exempt", "true")]).await;
+    let unseen = an_unseen_task_past_its_limit(&sim, &c).await;
     let cached = c.cached("prod-web").unwrap();
-    assert!(
-        cached.tasks.iter().all(|t| t.arn != unseen.arn),
-        "the event's picture is not taken on trust"
-    );
+    let joined = cached
+        .tasks
+        .iter()
+        .find(|t| t.arn == unseen.arn)
+        .expect("it joined");
+    assert!(joined.tags.is_empty(), "as the event shows it");
+    assert!(cached.tags_unread.contains(&unseen.arn));
+
     sim.reset_calls();
     run_for(&c, Duration::from_secs(5)).await;
     assert_eq!(sim.call_count("DescribeTasks"), 1, "{:?}", sim.calls());
@@ -133,8 +159,13 @@ async fn an_unknown_task_is_described_before_anything_is_decided_on_it() {
         sim.calls()
     );
     assert_eq!(sim.call_count("StopTask"), 0, "its tags exempt it");
-    assert_eq!(reconciles.count(Trigger::Event), 1);
+    assert_eq!(
+        reconciles.count(Trigger::Deadline),
+        1,
+        "its deadline read it"
+    );
     let cached = c.cached("prod-web").unwrap();
+    assert!(cached.tags_unread.is_empty());
     let described = cached.tasks.iter().find(|t| t.arn == unseen.arn).unwrap();
     assert_eq!(
         described
@@ -143,6 +174,26 @@ async fn an_unknown_task_is_described_before_anything_is_decided_on_it() {
             .map(String::as_str),
         Some("true")
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stuck_task_whose_tags_no_read_reported_is_held() {
+    let (sim, c, _) = with_a_hanging_launch(&[]).await;
+    let unseen = an_unseen_task_past_its_limit(&sim, &c).await;
+    sim.fail_always("DescribeTasks", ErrorCategory::Throttled);
+    run_for(&c, Duration::from_secs(5)).await;
+    assert_eq!(sim.call_count("StopTask"), 0, "held: its tags are unknown");
+    let records = c.audit().records();
+    let held = records
+        .iter()
+        .find(|r| r.target == unseen.arn)
+        .expect("the hold is recorded");
+    assert_eq!(held.outcome.to_string(), "skipped:incompleteObservation");
+
+    // Re-read (past its deadline, every `resync` without events), then replaced.
+    sim.clear_faults();
+    run_for(&c, Duration::from_secs(11 * 60)).await;
+    assert_eq!(sim.call_count("StopTask"), 1, "read, then replaced");
 }
 
 #[tokio::test(start_paused = true)]
@@ -319,4 +370,82 @@ async fn a_change_made_while_a_reconcile_holds_the_picture_is_merged_once_it_is_
         "the event kept the cached tags"
     );
     assert_eq!(picture.observed_at, observed_at + Duration::from_secs(5));
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_events_the_resync_lists_every_task_and_describes_only_the_new_ones() {
+    let sim = Arc::new(SimAccount::new(start()));
+    sim.add_cluster("prod-web");
+    sim.add_service("prod-web", service("web", 150));
+    // No health read falls in the window (the policy has an `unhealthy` limit).
+    let c = controller(
+        Arc::clone(&sim),
+        two_minute_policy(),
+        ControllerSettings {
+            health_interval: Duration::from_secs(3600),
+            ..event_settings()
+        },
+        Arc::default(),
+    );
+    // Every task is RUNNING before the controller first looks.
+    tokio::time::advance(Duration::from_secs(60)).await;
+    c.set_degraded(false);
+    let token = CancellationToken::new();
+    let handle = tokio::spawn(Arc::clone(&c).run(token.clone()));
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(c.cached("prod-web").unwrap().tasks.len(), 150);
+    // Two tasks start that no event reports (a lost event).
+    sim.set_desired_count("prod-web", "web", 152);
+    sim.reset_calls();
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(
+        sim.call_count("ListTasks"),
+        3,
+        "two pages of desired RUNNING, one of STOPPED: {:?}",
+        sim.calls()
+    );
+    assert_eq!(
+        sim.call_count("DescribeTasks"),
+        1,
+        "only the two new tasks: {:?}",
+        sim.calls()
+    );
+    let cached = c.cached("prod-web").unwrap();
+    assert_eq!(cached.tasks.len(), 152, "the lost event is repaired");
+    assert!(cached.tags_unread.is_empty());
+    token.cancel();
+    handle.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_events_a_fleet_too_large_for_the_resync_share_is_resynced_less_often() {
+    let sim = Arc::new(SimAccount::new(start()));
+    sim.add_cluster("prod-web");
+    sim.add_service("prod-web", service("web", 250));
+    let reconciles = Arc::new(Reconciles::default());
+    // One resync costs 3 + 1 ListTasks pages (RUNNING, STOPPED) and 1 ListContainerInstances
+    // (no instances to describe) = 5 reads; at 0.005
+    // reads a second that is one resync every 1,000 s, not every 600 s.
+    let c = controller(
+        Arc::clone(&sim),
+        two_minute_policy(),
+        ControllerSettings {
+            resync_read_rate: Some(0.005),
+            ..event_settings()
+        },
+        Arc::clone(&reconciles),
+    );
+    c.set_degraded(false);
+    let token = CancellationToken::new();
+    let handle = tokio::spawn(Arc::clone(&c).run(token.clone()));
+    tokio::time::sleep(Duration::from_secs(990)).await;
+    assert_eq!(
+        reconciles.count(Trigger::Resync),
+        1,
+        "only the first observation"
+    );
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert_eq!(reconciles.count(Trigger::Resync), 2, "then one at 1,000 s");
+    token.cancel();
+    handle.await.unwrap();
 }

@@ -377,10 +377,29 @@ fn the_events_section_of_the_configuration_file_is_read_and_checked() {
         err.contains("events.queue") && err.contains("queue_url"),
         "{err}"
     );
-    // Without [events], no queue and the ten-minute safety net.
+    // The resync's share of the budget: a fraction above 0, at most 1.
+    std::fs::write(&file, "[events]\nresync_budget = 0.2\n").unwrap();
+    let s = config::load_with_env_prefix(Some(&file), &FlagOverrides::default(), "EVENTS_CFG_F_")
+        .unwrap();
+    assert_eq!(s.events.resync_budget, 0.2);
+    for bad in ["0", "1.5", "-0.1"] {
+        std::fs::write(&file, format!("[events]\nresync_budget = {bad}\n")).unwrap();
+        let err =
+            config::load_with_env_prefix(Some(&file), &FlagOverrides::default(), "EVENTS_CFG_G_")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.starts_with(
+                "invalid configuration: events.resync_budget: must be above 0 and at most 1, got "
+            ),
+            "{err}"
+        );
+    }
+    // Without [events], no queue and the ten-minute safety net within 5% of the budget.
     let s = config::load_with_env_prefix(None, &FlagOverrides::default(), "EVENTS_CFG_E_").unwrap();
     assert_eq!(s.events.queue_url, None);
     assert_eq!(s.events.resync, Duration::from_secs(600));
+    assert_eq!(s.events.resync_budget, 0.05);
 }
 
 #[test]

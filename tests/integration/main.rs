@@ -39,6 +39,7 @@ mod policy_files;
 mod policy_loading;
 mod read_only;
 mod reload;
+mod resync_cadence;
 mod scenarios;
 mod scenarios_capacity;
 mod scenarios_events;

@@ -53,7 +53,7 @@ pub use errors::error_category;
 pub use reads::decode_console_output;
 
 use crate::cloud::budget::ApiBudget;
-use crate::cloud::{Cloud, CloudError, ErrorCategory, GroupRead, TaskReads};
+use crate::cloud::{Cloud, CloudError, ErrorCategory, GroupRead, KnownTasks, Resync, TaskReads};
 use crate::domain::{
     ClusterSnapshot, InstanceTypeSize, LaunchTemplateVersion, RunTaskRequest, ScalingActivity, Tags,
 };
@@ -359,7 +359,17 @@ impl Cloud for AwsCloud {
     }
 
     async fn observe_cluster(&self, cluster: &str) -> Result<ClusterSnapshot, CloudError> {
-        observe::observe_cluster(&self.clients(), cluster).await
+        let everything = KnownTasks::default();
+        let resync = observe::observe_cluster(&self.clients(), cluster, &everything).await?;
+        Ok(resync.snapshot)
+    }
+
+    async fn resync_cluster(
+        &self,
+        cluster: &str,
+        known: &KnownTasks,
+    ) -> Result<Resync, CloudError> {
+        observe::observe_cluster(&self.clients(), cluster, known).await
     }
 
     async fn describe_tasks(

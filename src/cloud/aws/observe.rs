@@ -1,7 +1,8 @@
 //! Observation: one cluster's snapshot from the ECS read APIs, paged and batched at their limits.
 //!
 //! Cost for a cluster with N tasks, S services and I container instances: 1 DescribeClusters,
-//! ceil(N/100) ListTasks per desired status (RUNNING, then STOPPED), ceil(N/100) DescribeTasks,
+//! ceil(N/100) ListTasks per desired status (RUNNING, then STOPPED), ceil(N/100) DescribeTasks
+//! (in a list-and-diff resync, ceil(D/100) for the D listed tasks the caller does not know),
 //! ceil(S/100) ListServices (at most 100 a page) + ceil(S/10) DescribeServices, and
 //! ceil(I/100) ListContainerInstances + ceil(I/100) DescribeContainerInstances; plus, for the E
 //! standalone awsvpc tasks whose interface ECS has created (not STOPPED), ceil(E/200) EC2
@@ -31,8 +32,8 @@ use aws_sdk_ecs::types::{DesiredStatus as EcsDesiredStatus, Failure, TaskField};
 use super::capacity::{self, Clients};
 use super::pacing::Pacer;
 use super::{convert, errors, network};
-use crate::cloud::{CloudError, ErrorCategory};
-use crate::domain::{ClusterSnapshot, ContainerInstance, Service, Task, TaskStatus};
+use crate::cloud::{CloudError, ErrorCategory, KnownTasks, Resync};
+use crate::domain::{ClusterSnapshot, ContainerInstance, DesiredStatus, Service, Task, TaskStatus};
 
 /// ListTasks and ListContainerInstances return at most 100 ARNs a page.
 const LIST_PAGE: i32 = 100;
@@ -82,17 +83,18 @@ fn failure_gaps(operation: &str, failures: &[Failure]) -> Vec<String> {
 pub(super) async fn observe_cluster(
     clients: &Clients<'_>,
     cluster: &str,
-) -> Result<ClusterSnapshot, CloudError> {
+    known: &KnownTasks,
+) -> Result<Resync, CloudError> {
     let (ecs, ec2, pacer) = (clients.ecs, clients.ec2, clients.pacer);
     let observed_at = SystemTime::now();
     let (cluster_arn, providers) = describe_cluster(ecs, pacer, cluster).await?;
     let (services, tasks, instances, chain) = tokio::join!(
         services(ecs, pacer, &cluster_arn),
-        tasks(ecs, ec2, pacer, &cluster_arn),
+        tasks(ecs, ec2, pacer, &cluster_arn, known),
         container_instances(ecs, pacer, &cluster_arn),
         capacity::observe(clients, &providers),
     );
-    let (services, tasks, instances) = (services?, tasks?, instances?);
+    let (services, (tasks, kept), instances) = (services?, tasks?, instances?);
     let name = cluster_arn
         .rsplit('/')
         .next()
@@ -105,7 +107,7 @@ pub(super) async fn observe_cluster(
     snapshot.capacity_providers = chain.providers;
     snapshot.auto_scaling_groups = chain.groups;
     snapshot.gaps = [services.gaps, tasks.gaps, instances.gaps, chain.gaps].concat();
-    Ok(snapshot)
+    Ok(Resync { snapshot, kept })
 }
 
 /// The cluster's ARN and capacity provider names, or `NotFound` if it does not exist or is no
@@ -240,20 +242,55 @@ async fn list_tasks(
         .await
 }
 
+/// Both ListTasks, then DescribeTasks of the listed tasks `known` does not hold; returns
+/// those described and the ARNs kept undescribed.
 async fn tasks(
     ecs: &Client,
     ec2: &aws_sdk_ec2::Client,
     pacer: &Pacer,
     cluster_arn: &str,
-) -> Result<Part<Task>, CloudError> {
-    let mut arns = list_tasks(ecs, pacer, cluster_arn, EcsDesiredStatus::Running).await?;
+    known: &KnownTasks,
+) -> Result<(Part<Task>, Vec<String>), CloudError> {
+    let running = list_tasks(ecs, pacer, cluster_arn, EcsDesiredStatus::Running).await?;
     let stopped = list_tasks(ecs, pacer, cluster_arn, EcsDesiredStatus::Stopped).await?;
-    // A task stopped between the two lists shows up in both: describe it once.
-    let mut seen: BTreeSet<String> = arns.iter().cloned().collect();
-    arns.extend(stopped.into_iter().filter(|arn| seen.insert(arn.clone())));
-
+    let (arns, kept) = diff_listed(running, stopped, known);
     let described = describe(ecs, ec2, pacer, cluster_arn, &arns).await?;
-    Ok(described.part)
+    Ok((described.part, kept))
+}
+
+/// The listed ARNs to describe and those to keep. A task stopped between the two lists shows
+/// up in both: it counts once, as desired STOPPED.
+fn diff_listed(
+    running: Vec<String>,
+    stopped: Vec<String>,
+    known: &KnownTasks,
+) -> (Vec<String>, Vec<String>) {
+    let stopping: BTreeSet<&str> = stopped.iter().map(String::as_str).collect();
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    let listed: Vec<(String, DesiredStatus)> = running
+        .iter()
+        .map(|arn| {
+            let desired = if stopping.contains(arn.as_str()) {
+                DesiredStatus::Stopped
+            } else {
+                DesiredStatus::Running
+            };
+            (arn.clone(), desired)
+        })
+        .chain(
+            stopped
+                .iter()
+                .map(|arn| (arn.clone(), DesiredStatus::Stopped)),
+        )
+        .filter(|(arn, _)| seen.insert(arn.clone()))
+        .collect();
+    let (kept, described): (Vec<_>, Vec<_>) = listed
+        .into_iter()
+        .partition(|(arn, desired)| known.holds(arn, *desired));
+    (
+        described.into_iter().map(|(arn, _)| arn).collect(),
+        kept.into_iter().map(|(arn, _)| arn).collect(),
+    )
 }
 
 /// Tasks as DescribeTasks reports them, and the ARNs ECS no longer knows.

@@ -65,7 +65,7 @@ pub use scenario::{Scenario, build_scale, build_scenario, scenario_names};
 pub use world::{REPLACEMENT_DELAY, STOPPED_RETENTION, ServiceSpec};
 
 use super::budget::ApiBudget;
-use super::{Cloud, CloudError, ErrorCategory, GroupRead, TaskReads};
+use super::{Cloud, CloudError, ErrorCategory, GroupRead, KnownTasks, Resync, TaskReads};
 use crate::domain::{
     AutoScalingGroup, CapacityProvider, ClusterSnapshot, ContainerInstance, DesiredStatus,
     InstanceTypeSize, LaunchTemplateVersion, RunTaskRequest, ScalingActivity, Service, Tags, Task,
@@ -563,6 +563,15 @@ impl Cloud for SimAccount {
     }
 
     async fn observe_cluster(&self, cluster: &str) -> Result<ClusterSnapshot, CloudError> {
+        let resync = self.resync_cluster(cluster, &KnownTasks::default()).await?;
+        Ok(resync.snapshot)
+    }
+
+    async fn resync_cluster(
+        &self,
+        cluster: &str,
+        known: &KnownTasks,
+    ) -> Result<Resync, CloudError> {
         let cluster = cluster_name(cluster);
         // Read first and struck with the lock released, so a panic poisons nothing.
         let fault = self.lock().fault;
@@ -571,7 +580,7 @@ impl Cloud for SimAccount {
         }
         self.read(|inner| {
             let Inner { world, calls, .. } = inner;
-            observe::observe(world, calls, cluster, world.now())
+            observe::observe(world, calls, cluster, world.now(), known)
         })
         .await
     }

@@ -31,7 +31,7 @@ use std::time::SystemTime;
 
 use super::calls::{Calls, pages};
 use super::world::{ClusterState, World};
-use crate::cloud::{CloudError, ErrorCategory, GroupRead, TaskReads};
+use crate::cloud::{CloudError, ErrorCategory, GroupRead, KnownTasks, Resync, TaskReads};
 use crate::domain::{
     AutoScalingGroup, CapacityProvider, ClusterSnapshot, DesiredStatus, GroupLaunch, Task,
     TaskStatus,
@@ -110,7 +110,8 @@ pub(crate) fn observe(
     calls: &mut Calls,
     cluster: &str,
     observed_at: SystemTime,
-) -> Result<ClusterSnapshot, CloudError> {
+    known: &KnownTasks,
+) -> Result<Resync, CloudError> {
     calls.call("DescribeClusters")?;
     let Some(c) = world.cluster(cluster) else {
         return Err(CloudError::new(
@@ -121,17 +122,17 @@ pub(crate) fn observe(
     };
     let mut snapshot = ClusterSnapshot::empty(c.name(), c.arn(), observed_at);
     let services = services(c, calls);
-    let tasks = tasks(c, calls);
+    let tasks = tasks(c, calls, known);
     let instances = container_instances(c, calls);
     let chain = capacity(world, calls, c);
-    let (services, tasks, instances) = (services?, tasks?, instances?);
+    let (services, (tasks, kept), instances) = (services?, tasks?, instances?);
     snapshot.services = services.items;
     snapshot.tasks = tasks.items;
     snapshot.container_instances = instances.items;
     snapshot.capacity_providers = chain.providers;
     snapshot.auto_scaling_groups = chain.groups.items;
     snapshot.gaps = [services.gaps, tasks.gaps, instances.gaps, chain.groups.gaps].concat();
-    Ok(snapshot)
+    Ok(Resync { snapshot, kept })
 }
 
 fn services(
@@ -156,7 +157,13 @@ fn services(
     Ok(part)
 }
 
-fn tasks(c: &ClusterState, calls: &mut Calls) -> Result<Part<Task>, CloudError> {
+/// Both ListTasks, then DescribeTasks of the listed tasks `known` does not hold; returns
+/// those described and the ARNs kept undescribed.
+fn tasks(
+    c: &ClusterState,
+    calls: &mut Calls,
+    known: &KnownTasks,
+) -> Result<(Part<Task>, Vec<String>), CloudError> {
     let running = c
         .tasks()
         .filter(|t| t.desired_status == DesiredStatus::Running)
@@ -164,8 +171,11 @@ fn tasks(c: &ClusterState, calls: &mut Calls) -> Result<Part<Task>, CloudError> 
     let stopped = c.task_count() - running;
     calls.call_pages("ListTasks", pages(running, LIST_PAGE, 1))?;
     calls.call_pages("ListTasks", pages(stopped, LIST_PAGE, 1))?;
-    let all: Vec<&Task> = c.tasks().collect();
-    describe(calls, &all)
+    let (kept, described): (Vec<&Task>, Vec<&Task>) = c
+        .tasks()
+        .partition(|t| known.holds(&t.arn, t.desired_status));
+    let part = describe(calls, &described)?;
+    Ok((part, kept.into_iter().map(|t| t.arn.clone()).collect()))
 }
 
 /// DescribeTasks on `tasks` (100 a call), then the interface lookups of those it answered.

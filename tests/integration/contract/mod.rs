@@ -63,7 +63,7 @@ mod sim;
 
 use std::collections::BTreeMap;
 
-use ecs_reconciler::cloud::{Cloud, CloudError, ErrorCategory};
+use ecs_reconciler::cloud::{Cloud, CloudError, ErrorCategory, KnownTasks};
 use ecs_reconciler::domain::{
     Capacity, DesiredStatus, GroupLaunch, RunTaskRequest, Tags, TaskOverrides,
 };
@@ -489,6 +489,101 @@ pub async fn describe_tasks_reads_a_hundred_at_a_time(a: impl Account) {
     a.fail("DescribeTasks", ErrorCategory::Denied).await;
     let err = a.cloud().describe_tasks("c", &arns).await.unwrap_err();
     assert_error(&err, ErrorCategory::Denied, "DescribeTasks");
+}
+
+// ---- resync_cluster ----
+
+/// A list and diff: both lists and the rest of the cluster as in a full observation, then
+/// DescribeTasks of only the listed tasks the caller does not hold: new ones, and one listed
+/// as desired STOPPED that the caller holds as RUNNING. A known task in neither list is in
+/// neither answer.
+pub async fn resync_describes_only_what_the_caller_does_not_know(a: impl Account) {
+    let shape = Shape {
+        services: 12,
+        tasks: 105,
+        container_instances: 3,
+        ..Shape::default()
+    };
+    let seeded = a.seed("c", shape).await;
+    let cloud = a.cloud();
+    let stopped = seeded.task_arns[0].clone();
+    let new = &seeded.task_arns[103..];
+    let mut known: KnownTasks = seeded.task_arns[..103]
+        .iter()
+        .map(|arn| (arn.clone(), DesiredStatus::Running))
+        .collect();
+    let vanished = unknown_task_arn(&stopped);
+    known.insert(vanished.clone(), DesiredStatus::Running);
+    cloud
+        .stop_task("c", &stopped, "contract: stop")
+        .await
+        .unwrap();
+    a.reset_calls();
+
+    let resync = cloud.resync_cluster("c", &known).await.unwrap();
+    assert!(
+        resync.snapshot.gaps.is_empty(),
+        "{:?}",
+        resync.snapshot.gaps
+    );
+    let mut described: Vec<&str> = resync
+        .snapshot
+        .tasks
+        .iter()
+        .map(|t| t.arn.as_str())
+        .collect();
+    described.sort_unstable();
+    let mut expected: Vec<&str> = new.iter().chain([&stopped]).map(String::as_str).collect();
+    expected.sort_unstable();
+    assert_eq!(described, expected);
+    let mut kept = resync.kept.clone();
+    kept.sort_unstable();
+    let mut held: Vec<String> = seeded.task_arns[1..103].to_vec();
+    held.sort_unstable();
+    assert_eq!(kept, held, "every known, listed task, and nothing else");
+    assert_eq!(resync.snapshot.services.len(), 12);
+    assert_eq!(resync.snapshot.container_instances.len(), 3);
+    assert_eq!(
+        a.calls(),
+        counts(&[
+            ("DescribeClusters", 1),
+            ("ListServices", 1),
+            ("DescribeServices", 2),
+            // 104 desired RUNNING in two pages, the stopped one in one.
+            ("ListTasks", 3),
+            ("DescribeTasks", 1),
+            ("ListContainerInstances", 1),
+            ("DescribeContainerInstances", 1),
+        ])
+    );
+
+    // Knowing every listed task, nothing is described.
+    let all: KnownTasks = resync
+        .snapshot
+        .tasks
+        .iter()
+        .map(|t| (t.arn.clone(), t.desired_status))
+        .chain(
+            resync
+                .kept
+                .iter()
+                .map(|arn| (arn.clone(), DesiredStatus::Running)),
+        )
+        .collect();
+    a.reset_calls();
+    let again = cloud.resync_cluster("c", &all).await.unwrap();
+    assert!(
+        again.snapshot.tasks.is_empty(),
+        "{:?}",
+        again.snapshot.tasks
+    );
+    assert_eq!(again.kept.len(), 105);
+    assert_eq!(a.calls().get("DescribeTasks"), None);
+
+    // ListTasks fails the resync as it fails the observation.
+    a.fail("ListTasks", ErrorCategory::Throttled).await;
+    let err = cloud.resync_cluster("c", &all).await.unwrap_err();
+    assert_error(&err, ErrorCategory::Throttled, "ListTasks");
 }
 
 // ---- the capacity chain ----
@@ -1002,6 +1097,7 @@ macro_rules! contract_bodies {
             a_failed_snapshot_still_made_every_parts_calls,
             a_missing_cluster_is_not_found_everywhere,
             describe_tasks_reads_a_hundred_at_a_time,
+            resync_describes_only_what_the_caller_does_not_know,
             security_groups_are_one_lookup_and_a_gap_when_it_fails,
             a_cluster_arn_names_the_cluster,
             capacity_chain_costs_one_call_per_kind,
