@@ -2,6 +2,8 @@
 //! simulated account), and runs a command. Exit codes: 0 success (and, for `plan`, nothing to
 //! do), 1 error, 2 `plan` found actions.
 
+mod base_ref;
+pub mod diff;
 pub mod explain;
 pub mod generate;
 pub mod health;
@@ -23,6 +25,7 @@ use crate::cloud::Cloud;
 use crate::cloud::aws::sqs::SqsQueue;
 use crate::cloud::aws::{AwsCloud, AwsSettings};
 use crate::cloud::budget::ApiBudget;
+use crate::cloud::memo::Memo;
 use crate::cloud::read_only::ReadOnly;
 use crate::cloud::sim::{SimAccount, SimFault, build_scenario, scenario_names};
 use crate::config::{self, FlagOverrides, LogFormat, Settings};
@@ -160,6 +163,14 @@ pub struct PlanArgs {
     /// With --sim: let this much virtual time pass before planning (e.g. 15m; at most 24h).
     #[arg(long, value_name = "DURATION", requires = "sim", value_parser = duration_text)]
     pub sim_after: Option<String>,
+    /// Compare with the policies in BASE_DIR: observe once, plan under both sets, print what
+    /// this set decides differently (exit 0: no difference, 2: differences).
+    #[arg(long, value_name = "BASE_DIR", conflicts_with = "base_ref")]
+    pub base: Option<PathBuf>,
+    /// Like --base, with the policy directory as it is at git commit REF (e.g. origin/main) of
+    /// the repository that holds it; nothing is checked out.
+    #[arg(long, value_name = "REF")]
+    pub base_ref: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -851,6 +862,9 @@ fn startup_error(message: &str) -> ExitCode {
 }
 
 async fn plan(args: PlanArgs, settings: Settings) -> ExitCode {
+    if args.base.is_some() || args.base_ref.is_some() {
+        return plan_diff(args, settings).await;
+    }
     let report = match read_only_inputs(&args.sim, &args.policy, &args.sim_after, &settings).await {
         Ok(ReadOnlyInputs::Sim(account, policies, after)) => {
             plan_once(ReadOnly::new(account), policies, after, &settings).await
@@ -875,6 +889,98 @@ async fn plan(args: PlanArgs, settings: Settings) -> ExitCode {
         ExitCode::SUCCESS
     };
     output::exit_code(written, code)
+}
+
+/// `plan --base DIR | --base-ref REF`: one observation, planned under the base set and this
+/// one; the differences as Markdown (`--output table`) or JSON.
+async fn plan_diff(args: PlanArgs, settings: Settings) -> ExitCode {
+    let head_dir = args
+        .policy
+        .policies
+        .clone()
+        .unwrap_or_else(|| settings.policies.clone());
+    let base = match (&args.base, &args.base_ref) {
+        (Some(dir), _) => load_policies(dir),
+        (None, Some(reference)) => match base_ref::load(&head_dir, reference) {
+            Ok(set) => Some(set),
+            Err(e) => {
+                eprintln!("error: --base-ref {reference}: {e}");
+                None
+            }
+        },
+        (None, None) => None,
+    };
+    let Some(base) = base else {
+        return ExitCode::from(1);
+    };
+    let (head, base, diff) =
+        match read_only_inputs(&args.sim, &args.policy, &args.sim_after, &settings).await {
+            Ok(ReadOnlyInputs::Sim(account, head, after)) => {
+                let (h, b) = diff_passes(account, &head, &base, after, &settings).await;
+                let d = diff::diff((&b, &base), (&h, &head));
+                (h, b, d)
+            }
+            Ok(ReadOnlyInputs::Aws(aws, head)) => {
+                let (h, b) = diff_passes(aws, &head, &base, Duration::ZERO, &settings).await;
+                let d = diff::diff((&b, &base), (&h, &head));
+                (h, b, d)
+            }
+            Err(code) => return code,
+        };
+    let written = output::write_stdout(&match args.output {
+        OutputFormat::Table => diff::markdown(&diff),
+        OutputFormat::Json => format!(
+            "{}\n",
+            serde_json::to_string_pretty(&diff).expect("a diff serialises")
+        ),
+    });
+    for (cluster, e) in head.errors.iter().chain(&base.errors) {
+        eprintln!("error: cluster {cluster}: {e}");
+    }
+    let code = if !diff.errors.is_empty() {
+        ExitCode::from(1)
+    } else if !diff.changes.is_empty() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    };
+    output::exit_code(written, code)
+}
+
+/// The passes of a plan diff under `head` and `base` over one observation at a time: each
+/// read is made once and answered to both controllers. With the simulator, `after` of virtual
+/// time passes first, both controllers watching the account every resync.
+async fn diff_passes<C: Cloud>(
+    cloud: C,
+    head: &PolicySet,
+    base: &PolicySet,
+    after: Duration,
+    config: &Settings,
+) -> (crate::controller::PassReport, crate::controller::PassReport) {
+    let settings = read_only_settings(config);
+    let memo = Arc::new(Memo::new(cloud));
+    let controller = |set: &PolicySet| {
+        Arc::new(Controller::new(
+            Arc::clone(&memo),
+            set.clone(),
+            settings.clone(),
+            AuditSink::memory(),
+        ))
+    };
+    let (head_controller, base_controller) = (controller(head), controller(base));
+    let shutdown = CancellationToken::new();
+    let deadline = tokio::time::Instant::now() + after;
+    loop {
+        memo.forget();
+        let reports = (
+            head_controller.pass(&shutdown).await,
+            base_controller.pass(&shutdown).await,
+        );
+        if tokio::time::Instant::now() >= deadline {
+            return reports;
+        }
+        tokio::time::sleep(settings.resync).await;
+    }
 }
 
 /// What a read-only command (`plan`, `explain`) runs against.

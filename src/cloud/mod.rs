@@ -9,6 +9,7 @@
 pub mod aws;
 pub mod budget;
 pub mod faults;
+pub mod memo;
 pub mod read_only;
 pub mod sim;
 

@@ -35,6 +35,7 @@ mod least_privilege;
 mod metrics;
 mod ownership;
 mod pacing;
+mod plan_diff;
 mod policy_files;
 mod policy_loading;
 mod read_only;
