@@ -73,10 +73,14 @@ use std::time::Duration;
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_ecs::config::{Credentials, Region, SharedCredentialsProvider};
 use ecs_reconciler::audit::AuditSink;
+use ecs_reconciler::cache::ClusterCache;
 use ecs_reconciler::cloud::aws::{AwsCloud, AwsSettings};
 use ecs_reconciler::cloud::budget::{ApiBudget, Category, PacingSettings, Rate};
 use ecs_reconciler::controller::{Controller, ControllerSettings};
-use ecs_reconciler::policy::{PolicySet, parse_str};
+use ecs_reconciler::deadline::{deadlines, governing, health_watched};
+use ecs_reconciler::diagnose::Sightings;
+use ecs_reconciler::domain::ClusterSnapshot;
+use ecs_reconciler::policy::{Policy, PolicySet, parse_str};
 use ecs_stub::ClusterShape;
 use tokio_util::sync::CancellationToken;
 
@@ -105,11 +109,13 @@ struct Figures {
     stuck: usize,
     findings: usize,
     rss_base: i64,
+    /// With the last pass's report dropped: the controller and its cache of the cluster.
     rss_held: i64,
-    rss_held_snapshot: i64,
     heap_base: i64,
     heap_held: i64,
-    heap_held_snapshot: i64,
+    /// Heap bytes of a second cache of the same snapshot, built as the controller builds its
+    /// own (the cache's share of `heap_held`).
+    heap_cache: i64,
     rss_peak: i64,
     cpu_first_us: i64,
     cpu_second_us: i64,
@@ -118,20 +124,19 @@ struct Figures {
 }
 
 impl Figures {
-    const FIELDS: usize = 13;
+    const FIELDS: usize = 12;
 
     fn to_line(self) -> String {
         format!(
-            "figures {} {} {} {} {} {} {} {} {} {} {} {} {}",
+            "figures {} {} {} {} {} {} {} {} {} {} {} {}",
             self.tasks,
             self.stuck,
             self.findings,
             self.rss_base,
             self.rss_held,
-            self.rss_held_snapshot,
             self.heap_base,
             self.heap_held,
-            self.heap_held_snapshot,
+            self.heap_cache,
             self.rss_peak,
             self.cpu_first_us,
             self.cpu_second_us,
@@ -151,14 +156,13 @@ impl Figures {
             findings: n[2] as usize,
             rss_base: n[3],
             rss_held: n[4],
-            rss_held_snapshot: n[5],
-            heap_base: n[6],
-            heap_held: n[7],
-            heap_held_snapshot: n[8],
-            rss_peak: n[9],
-            cpu_first_us: n[10],
-            cpu_second_us: n[11],
-            task_bytes: n[12],
+            heap_base: n[5],
+            heap_held: n[6],
+            heap_cache: n[7],
+            rss_peak: n[8],
+            cpu_first_us: n[9],
+            cpu_second_us: n[10],
+            task_bytes: n[11],
         })
     }
 }
@@ -220,6 +224,13 @@ fn unpaced() -> Arc<ApiBudget> {
     Arc::new(ApiBudget::new(&settings).expect("valid pacing"))
 }
 
+fn bench_policies() -> PolicySet {
+    PolicySet {
+        policies: parse_str(Path::new("<cost bench policy>"), POLICY).expect("bench policy"),
+        fingerprint: "cost-bench".into(),
+    }
+}
+
 fn controller(addr: &str) -> Controller<AwsCloud> {
     let settings = AwsSettings {
         endpoint_url: Some(format!("http://{addr}")),
@@ -228,13 +239,9 @@ fn controller(addr: &str) -> Controller<AwsCloud> {
     let cloud = AwsCloud::from_conf(&sdk_config(), &settings)
         .expect("adapter setup")
         .with_budget(unpaced());
-    let policies = PolicySet {
-        policies: parse_str(Path::new("<cost bench policy>"), POLICY).expect("bench policy"),
-        fingerprint: "cost-bench".into(),
-    };
     Controller::new(
         cloud,
-        policies,
+        bench_policies(),
         ControllerSettings {
             resync: Duration::from_secs(30),
             concurrency: 1,
@@ -289,17 +296,43 @@ fn child(shape: ClusterShape, addr: &str) -> Figures {
         let report = last.expect("two passes");
         check(shape, &report.snapshot.tasks.len(), &report.snapshot.gaps);
         figures.findings = report.plan.findings.len();
-        let snapshot = report.snapshot;
-        drop((report.plan, report.outcomes, report.clues));
-        (figures.rss_held_snapshot, figures.heap_held_snapshot) = held();
-        let copy = snapshot.tasks.clone();
-        figures.task_bytes = (held().1 - figures.heap_held_snapshot) / shape.tasks.max(1) as i64;
-        drop(copy);
-        drop(snapshot);
+        // The controller keeps its own cache of the cluster (the snapshot the report shares,
+        // its index, deadlines and health-watched tasks): what it holds between passes.
+        let snapshot = Arc::clone(&report.snapshot);
+        drop(report);
         (figures.rss_held, figures.heap_held) = held();
+        let per_task = |bytes: i64| bytes / shape.tasks.max(1) as i64;
+        let cache = cache_of(ClusterSnapshot::clone(&snapshot));
+        figures.heap_cache = held().1 - figures.heap_held;
+        drop(cache);
+        let copy = snapshot.tasks.clone();
+        figures.task_bytes = per_task(held().1 - figures.heap_held);
+        drop((copy, snapshot));
         [figures.cpu_first_us, figures.cpu_second_us] = cpu;
         figures
     })
+}
+
+/// A cache of `snapshot` as the controller keeps it after a resync: `ClusterCache::new`, then
+/// the deadlines and health-watched tasks of the bench policy (as `Controller::track` sets
+/// them, with no first sightings: every watched task of the stub has its timestamps).
+fn cache_of(snapshot: ClusterSnapshot) -> ClusterCache {
+    let now = tokio::time::Instant::now();
+    let policies = bench_policies();
+    let mut cache = ClusterCache::new(snapshot, now, now + Duration::from_secs(30));
+    let snapshot = Arc::clone(cache.snapshot());
+    let in_cluster: Vec<&Policy> = policies.for_cluster(&snapshot.cluster_name).collect();
+    let due = deadlines(&snapshot, &policies, &Sightings::default());
+    cache
+        .deadlines_mut()
+        .rebuild(due, snapshot.observed_at, Duration::from_secs(30));
+    cache.health_watched = snapshot
+        .tasks
+        .iter()
+        .filter(|t| governing(&in_cluster, t).is_some_and(|p| health_watched(t, p)))
+        .map(|t| t.arn.clone())
+        .collect();
+    cache
 }
 
 /// Stops the run if the adapter did not see the cluster the stub serves.
@@ -353,24 +386,21 @@ impl Size {
     fn tasks(&self) -> usize {
         self.tracked.tasks
     }
-    /// Bytes held per tracked task, (rss, heap), with and without the snapshot.
-    fn per_tracked(&self, snapshot: bool) -> (f64, f64) {
+    /// Bytes held per tracked task with the cluster's cache, (rss, heap); and the heap bytes
+    /// of the cache alone.
+    fn per_tracked(&self) -> (f64, f64, f64) {
         let f = &self.tracked;
-        let (rss, heap) = if snapshot {
-            (f.rss_held_snapshot, f.heap_held_snapshot)
-        } else {
-            (f.rss_held, f.heap_held)
-        };
         (
-            per(rss - f.rss_base, f.tasks),
-            per(heap - f.heap_base, f.tasks),
+            per(f.rss_held - f.rss_base, f.tasks),
+            per(f.heap_held - f.heap_base, f.tasks),
+            per(f.heap_cache, f.tasks),
         )
     }
-    /// Bytes held per stuck task beyond a tracked one, (rss, heap), with the snapshot.
+    /// Bytes held per stuck task beyond a tracked one, (rss, heap), with the cache.
     fn per_stuck(&self) -> (f64, f64) {
         let (s, t) = (&self.stuck, &self.tracked);
-        let rss = (s.rss_held_snapshot - s.rss_base) - (t.rss_held_snapshot - t.rss_base);
-        let heap = (s.heap_held_snapshot - s.heap_base) - (t.heap_held_snapshot - t.heap_base);
+        let rss = (s.rss_held - s.rss_base) - (t.rss_held - t.rss_base);
+        let heap = (s.heap_held - s.heap_base) - (t.heap_held - t.heap_base);
         (per(rss, s.stuck), per(heap, s.stuck))
     }
     /// CPU µs per observed task, (first pass, steady pass), of the run with stuck tasks.
@@ -382,23 +412,21 @@ impl Size {
 
 fn table(sizes: &[Size]) -> String {
     let mut out = String::from(
-        "tasks    stuck   held/tracked B (rss heap)  +snapshot B (rss heap)  \
+        "tasks    stuck   +cache/tracked B (rss heap)  of it the cache B  \
          +per stuck B (rss heap)  cpu µs/task (1st 2nd)  peak RSS MB  findings\n",
     );
     for s in sizes {
-        let (rt, ht) = s.per_tracked(false);
-        let (rts, hts) = s.per_tracked(true);
+        let (rt, ht, hc) = s.per_tracked();
         let (rs, hs) = s.per_stuck();
         let (c1, c2) = s.cpu();
         out.push_str(&format!(
-            "{:<8} {:<7} {:>10.0} {:>10.0}   {:>10.0} {:>10.0}   {:>10.0} {:>10.0}   \
+            "{:<8} {:<7} {:>12.0} {:>12.0}   {:>17.0}   {:>10.0} {:>10.0}   \
              {:>8.2} {:>8.2}    {:>9.1}  {:>8}\n",
             s.tasks(),
             s.stuck.stuck,
             rt,
             ht,
-            rts,
-            hts,
+            hc,
             rs,
             hs,
             c1,
@@ -425,16 +453,15 @@ fn table(sizes: &[Size]) -> String {
         };
         let cpu_slope = (large.stuck.cpu_second_us - small.stuck.cpu_second_us) as f64 / dn as f64;
         out.push_str(&format!(
-            "slope {}→{}: held/tracked {:.0} B rss, {:.0} B heap; +snapshot {:.0} B rss, \
-             {:.0} B heap; +per stuck {:.0} B rss, {:.0} B heap; cpu {:.2} µs/task\n",
+            "slope {}→{}: +cache/tracked {:.0} B rss, {:.0} B heap (the cache {:.0} B); \
+             +per stuck {:.0} B rss, {:.0} B heap; cpu {:.2} µs/task\n",
             small.tasks(),
             large.tasks(),
             slope(|f| f.rss_held - f.rss_base),
             slope(|f| f.heap_held - f.heap_base),
-            slope(|f| f.rss_held_snapshot - f.rss_base),
-            slope(|f| f.heap_held_snapshot - f.heap_base),
-            stuck_slope(|f| f.rss_held_snapshot - f.rss_base),
-            stuck_slope(|f| f.heap_held_snapshot - f.heap_base),
+            slope(|f| f.heap_cache),
+            stuck_slope(|f| f.rss_held - f.rss_base),
+            stuck_slope(|f| f.heap_held - f.heap_base),
             cpu_slope,
         ));
     }
