@@ -64,10 +64,13 @@
 #[path = "support/ecs_stub.rs"]
 mod ecs_stub;
 
+use std::alloc::{GlobalAlloc, Layout};
+use std::ffi::c_void;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use aws_config::{BehaviorVersion, SdkConfig};
@@ -170,6 +173,57 @@ impl Figures {
 // ---------------------------------------------------------------------------------------------
 // The child: one cluster size, in a process of its own.
 
+// ---------------------------------------------------------------------------------------------
+// The binary's allocator (src/main.rs), with its live bytes counted.
+
+unsafe extern "C" {
+    fn mi_usable_size(p: *const c_void) -> usize;
+    fn mi_collect(force: bool);
+}
+
+/// Live heap bytes, as mimalloc sizes the blocks (its size classes included).
+static LIVE: AtomicI64 = AtomicI64::new(0);
+
+/// mimalloc, as the binary runs it, counting the usable size of each live block.
+struct Counted;
+
+fn usable(p: *mut u8) -> i64 {
+    // SAFETY: `p` is null or a live block of mimalloc's.
+    unsafe { mi_usable_size(p.cast()) as i64 }
+}
+
+// SAFETY: every call goes to mimalloc unchanged; the counting only reads block sizes.
+unsafe impl GlobalAlloc for Counted {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { mimalloc::MiMalloc.alloc(layout) };
+        LIVE.fetch_add(usable(p), Ordering::Relaxed);
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { mimalloc::MiMalloc.alloc_zeroed(layout) };
+        LIVE.fetch_add(usable(p), Ordering::Relaxed);
+        p
+    }
+
+    unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(usable(p), Ordering::Relaxed);
+        unsafe { mimalloc::MiMalloc.dealloc(p, layout) }
+    }
+
+    unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let before = usable(p);
+        let q = unsafe { mimalloc::MiMalloc.realloc(p, layout, new_size) };
+        if !q.is_null() {
+            LIVE.fetch_add(usable(q) - before, Ordering::Relaxed);
+        }
+        q
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counted = Counted;
+
 /// A line of /proc/self/status in bytes (`VmRSS`, `VmHWM`).
 fn status_kb(field: &str) -> i64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -180,14 +234,17 @@ fn status_kb(field: &str) -> i64 {
         .map_or(-1, |kb| kb * 1024)
 }
 
-/// Gives freed memory back to the system, then reads (RSS, live heap bytes).
+/// Gives freed memory back to the system, then reads (RSS, live heap bytes: mimalloc's
+/// blocks, plus whatever C code still takes from glibc's malloc).
 fn held() -> (i64, i64) {
-    // SAFETY: glibc calls without arguments that point anywhere.
+    // SAFETY: allocator calls without arguments that point anywhere.
     let info = unsafe {
+        mi_collect(true);
         libc::malloc_trim(0);
         libc::mallinfo2()
     };
-    (status_kb("VmRSS"), (info.uordblks + info.hblkhd) as i64)
+    let glibc = (info.uordblks + info.hblkhd) as i64;
+    (status_kb("VmRSS"), LIVE.load(Ordering::Relaxed) + glibc)
 }
 
 /// User + system CPU time of the process so far, in microseconds.

@@ -241,10 +241,6 @@ impl Tags {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
-
-    fn pairs(&self) -> &[(Shared, Shared)] {
-        &self.0
-    }
 }
 
 /// The value of a key that must be there (as a map's index panics without it).
@@ -252,12 +248,6 @@ impl std::ops::Index<&str> for Tags {
     type Output = Shared;
     fn index(&self, key: &str) -> &Shared {
         self.get(key).expect("no such tag")
-    }
-}
-
-impl Borrow<[(Shared, Shared)]> for Tags {
-    fn borrow(&self) -> &[(Shared, Shared)] {
-        &self.0
     }
 }
 
@@ -341,8 +331,13 @@ impl schemars::JsonSchema for Tags {
 #[derive(Debug, Default)]
 pub struct Interner {
     strings: HashSet<Shared>,
-    tags: HashSet<Tags>,
+    /// The distinct tag lists met so far, each with its pairs in the order they came in.
+    tag_lists: Vec<(Vec<(Shared, Shared)>, Tags)>,
 }
+
+/// How many distinct tag lists one interner keeps (tasks of a cluster have few); lists past
+/// these are made anew each time, unshared.
+const TAG_LISTS: usize = 64;
 
 impl Interner {
     /// `s`, shared with every equal string interned before.
@@ -355,12 +350,31 @@ impl Interner {
         shared
     }
 
-    /// `tags`, shared with every equal list interned before.
-    pub fn tags(&mut self, tags: Tags) -> Tags {
-        if let Some(found) = self.tags.get(tags.pairs()) {
-            return found.clone();
+    /// The tags of `pairs` (key, value; the last value of a key wins), shared with the list
+    /// of every equal sequence of pairs interned before. Nothing is allocated for a sequence
+    /// met before.
+    pub fn tags<'a, I>(&mut self, pairs: I) -> Tags
+    where
+        I: IntoIterator<Item = (&'a str, &'a str)>,
+        I::IntoIter: Clone,
+    {
+        let pairs = pairs.into_iter();
+        let same = |seen: &[(Shared, Shared)]| {
+            let mut given = pairs.clone();
+            seen.iter()
+                .all(|(k, v)| given.next() == Some((k.as_str(), v.as_str())))
+                && given.next().is_none()
+        };
+        if let Some((_, tags)) = self.tag_lists.iter().find(|(seen, _)| same(seen)) {
+            return tags.clone();
         }
-        self.tags.insert(tags.clone());
+        let seen: Vec<(Shared, Shared)> = pairs
+            .map(|(k, v)| (self.intern(k), self.intern(v)))
+            .collect();
+        let tags: Tags = seen.iter().cloned().collect();
+        if self.tag_lists.len() < TAG_LISTS {
+            self.tag_lists.push((seen, tags.clone()));
+        }
         tags
     }
 }

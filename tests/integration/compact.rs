@@ -85,14 +85,25 @@ fn interned_values_equal_the_originals_and_share_one_allocation() {
     let b = interner.intern("service:web");
     assert_eq!(a, "service:web");
     assert!(std::ptr::eq(a.as_str(), b.as_str()));
-    let t1 = interner.tags([("env", "prod")].into_iter().collect());
-    let t2 = interner.tags([("env", "prod")].into_iter().collect());
+    let t1 = interner.tags([("env", "prod"), ("team", "a")]);
+    let t2 = interner.tags([("env", "prod"), ("team", "a")]);
     assert_eq!(t1, t2);
     let key = |t: &Tags| t.keys().next().unwrap().as_str().as_ptr();
     assert_eq!(key(&t1), key(&t2));
-    let t3 = interner.tags([("env", "dev")].into_iter().collect());
+    assert_eq!(
+        interner.tags([("env", "prod")]),
+        Tags::from([("env", "prod")])
+    );
+    let t3 = interner.tags([("env", "dev"), ("team", "a")]);
     assert_ne!(t1, t3);
     assert_eq!(t3["env"], "dev");
+    // Another order, the same tags; a key given twice keeps its last value.
+    assert_eq!(interner.tags([("team", "a"), ("env", "prod")]), t1);
+    assert_eq!(
+        interner.tags([("env", "x"), ("team", "a"), ("env", "prod")]),
+        t1
+    );
+    assert_eq!(interner.tags([]), Tags::new());
 }
 
 #[test]

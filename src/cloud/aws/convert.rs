@@ -12,7 +12,7 @@ use aws_sdk_ecs::types as ecs;
 use crate::compact::Interner;
 use crate::domain::{
     Capacity, CapacityProviderStrategyItem, ContainerInstance, ContainerOverride, DesiredStatus,
-    EnvVar, HealthStatus, NetworkConfig, RunTaskRequest, Service, ServiceEvent, Tags, Task,
+    EnvVar, HealthStatus, NetworkConfig, RunTaskRequest, Service, ServiceEvent, Task,
     TaskOverrides, TaskStatus, TaskTimestamps,
 };
 
@@ -114,10 +114,10 @@ pub(crate) fn task(
     })
 }
 
-fn tags(tags: &[ecs::Tag]) -> Tags {
+/// The key and value of each tag (a tag without a key is no tag).
+fn tags(tags: &[ecs::Tag]) -> impl Iterator<Item = (&str, &str)> + Clone {
     tags.iter()
         .filter_map(|t| Some((t.key()?, t.value().unwrap_or_default())))
-        .collect()
 }
 
 /// The task's awsvpc network interface attachment, if it has one.
