@@ -22,44 +22,64 @@
 //!    PENDING limits of 10 minutes, mode audit, dry run, no root-cause reads, audit records
 //!    written to a sink that drops them) and reconciles a 200-task cluster once, so lazy
 //!    statics, the connection pool and the policy are in place;
-//! 2. trims the allocator (`malloc_trim(0)`), reads VmRSS and glibc's live heap bytes
-//!    (`mallinfo2`: in-use arena bytes + mmapped blocks), and resets the peak RSS
-//!    (`/proc/self/clear_refs` 5);
+//! 2. has the allocators give back what they can (`mi_collect(true)`, `malloc_trim(0)`),
+//!    reads VmRSS and the live heap bytes, and resets the peak RSS (`/proc/self/clear_refs`
+//!    5). The bench runs the binary's allocator, mimalloc (src/main.rs), through a wrapper
+//!    that counts the usable size of every live block (`mi_usable_size`: mimalloc's size
+//!    classes included); glibc's `mallinfo2` adds whatever C code still takes from malloc;
 //! 3. reconciles the measured cluster twice with `Controller::reconcile_cluster` (observe →
 //!    diagnose → plan; the second pass is the steady state every resync costs), taking
 //!    `getrusage(RUSAGE_SELF)` user + system time around each pass;
-//! 4. reads VmHWM (the peak of the passes), then, with the last pass's snapshot still held
-//!    (as a per-cluster cache of the last snapshot holds it), trims and reads RSS and heap;
-//!    then drops the snapshot and reads them again: what the controller itself holds between
-//!    passes (sightings, ledger, audit dedup map).
+//! 4. reads VmHWM (the peak of the passes), drops the last pass's report, and reads RSS and
+//!    heap: what the controller holds between passes. That includes its cache of the cluster
+//!    (`cache::ClusterCache`, which every resync fills, event mode or not: the snapshot, the
+//!    task index, the deadlines and health-watched tasks its `track` sets) besides sightings,
+//!    ledger and audit dedup map. Then builds a second cache from a copy of the same
+//!    snapshot, as the controller does (`ClusterCache::new`, then deadlines and health-watched
+//!    tasks of the bench policy), to show the cache's share of it.
 //!
-//! Per-task figures: "per tracked task" is (held − baseline) / N for a cluster of N tasks with
-//! none stuck; "per stuck task" is the difference between the same N with S stuck and with
-//! none, divided by S; the slope is the difference between the two sizes, divided by the
-//! difference in task count (what each further task costs, fixed costs excluded). RSS moves in
-//! pages and depends on how glibc returns freed memory (hence the trim); the heap figures are
-//! exact to the byte and are the ones to compare with the targets.
+//! Per-task figures: "per tracked task" (+cache/tracked) is (held − baseline) / N for a
+//! cluster of N tasks with none stuck; "per stuck task" is the difference between the same N
+//! with S stuck and with none, divided by S; the slope is the difference between the two
+//! sizes, divided by the difference in task count (what each further task costs, fixed costs
+//! excluded). RSS moves in pages and depends on how the allocator returns freed memory (hence
+//! the collect); the heap figures are exact to the block and are the ones to compare with the
+//! targets.
 //!
 //! # Figures
-//! `cargo bench --bench cost`, release build, 2 shared cores (load about 10), 2026-12-02.
-//! Heap bytes (mallinfo2), RSS in brackets; "held" is the controller alone between passes,
-//! "+snapshot" with the last snapshot still held (what a per-cluster cache will add); the
-//! stuck columns are extra bytes per stuck task (snapshot held); CPU is the second
+//! `cargo bench --bench cost`, release build, 2 shared cores (load about 1), 2026-12-02 16:45
+//! UTC, mimalloc. Heap bytes, RSS in brackets. "+cache/tracked" is what the controller holds
+//! between passes, its cache of the cluster included; "of it the cache" is the heap of a cache
+//! built the same way; the stuck column is the extra per stuck task; CPU is the second
 //! (steady-state) pass, per observed task; peak RSS is the whole process.
 //!
-//! | tasks   | stuck  | held/tracked | +snapshot/tracked | per stuck   | CPU/task | peak RSS |
-//! |---------|--------|--------------|-------------------|-------------|----------|----------|
-//! | 10,000  | 1,000  | 69 (114) B   | 2,388 (2,068) B   | 663 (569) B | 20.1 µs  | 40 MB    |
-//! | 100,000 | 10,000 | 8 (16) B     | 2,134 (2,001) B   | 797 (1,017) B | 19.5 µs | 241 MB   |
-//! | slope   |        | 1 (5) B      | 2,106 (1,994) B   | 812 (1,067) B | 19.4 µs |          |
+//! | tasks   | stuck  | +cache/tracked  | of it the cache | per stuck      | CPU/task | peak RSS |
+//! |---------|--------|-----------------|-----------------|----------------|----------|----------|
+//! | 10,000  | 1,000  | 1,195 (1,344) B | 760 B           | 969 (10,666) B | 27.7 µs  | 74 MB    |
+//! | 100,000 | 10,000 | 1,003 (904) B   | 765 B           | 851 (940) B    | 29.5 µs  | 229 MB   |
+//! | slope   |        | 981 (855) B     | 766 B           | 838 (−141) B   | 29.7 µs  |          |
 //!
-//! One domain `Task` of these answers is 1,864 B: 584 B inline, the rest on the heap (three
-//! tags in a `BTreeMap` leaf of about 540 B, five ARNs and names of 60 to 110 B each, the
-//! subnet); the snapshot's `Vec<Task>` adds its growth slack on top. Where the CPU goes
-//! (`perf record -g` of one child of 20,000 tasks): the SDK's JSON deserialisation about a
-//! quarter (`read_string`, `parse_key`, UTF-8 checks, the builders), malloc and free about a
-//! fifth, the kernel (page clearing, socket copies) another fifth; diagnose, plan and the
-//! conversion to domain types under 2%.
+//! Before (same command, glibc malloc, 2026-12-02 06:48, load about 10, on an older controller
+//! that did not yet keep its cluster cache after `reconcile_cluster`; the snapshot held by the
+//! bench instead): 2,134 B per tracked task at 100,000 with the snapshot, 797 B per stuck task,
+//! 19.5 µs per observed task.
+//!
+//! One domain `Task` of these answers is now 741 B (1,864 B before): 432 B inline (584 B), the
+//! rest on the heap: its own ARN and container instance ARN (about 100 B each), the subnet, the
+//! launch type. The cluster ARN, task definition ARN, group and startedBy are `Shared` strings
+//! and the tags one shared list, interned per DescribeTasks answer; overrides are boxed and
+//! absent when empty; the cache's index is keyed by the ARN's hash (no second copy of the
+//! ARN); the cached `Vec<Task>` has no growth slack. What the controller holds besides the
+//! cache is about 215 B per tracked task at the slope.
+//!
+//! CPU misses the 10 µs target. Where it goes (`perf record -g` of one child of 20,000 tasks,
+//! before mimalloc): the SDK's JSON deserialisation about a third (`read_string`, UTF-8 checks,
+//! `parse_key`, key comparisons, `member_schema`, the builders), glibc's malloc and free about
+//! a sixth, the kernel (page clearing, socket copies) under a tenth; the conversion, the cache
+//! index and SipHash together a few percent. The CPU per task here is above the older 19.5 µs
+//! figure although the load is lower; that older figure was taken before the controller kept
+//! and refreshed its cluster cache on every pass (`ClusterCache::replace`, `track`), and this
+//! run could not tell how much of the difference is that, the allocator or the machine.
 
 #[path = "support/ecs_stub.rs"]
 mod ecs_stub;

@@ -146,3 +146,23 @@ fn the_task_index_finds_every_task_when_hashes_collide() {
     assert_eq!(fair.get(&tasks, &tasks[3].arn), Some(3));
     assert_eq!(fair.get(&tasks[..3], &tasks[3].arn), None);
 }
+
+#[test]
+fn overrides_hold_nothing_when_a_task_has_none_and_read_as_given_otherwise() {
+    use ecs_reconciler::domain::{Overrides, TaskOverrides};
+    let none = Overrides::from(TaskOverrides::default());
+    assert_eq!(none, Overrides::default());
+    assert_eq!(*none, TaskOverrides::default());
+    let given = TaskOverrides {
+        cpu: Some("512".into()),
+        ..TaskOverrides::default()
+    };
+    let some = Overrides::from(given.clone());
+    assert_eq!(*some, given);
+    assert_eq!(
+        serde_json::to_value(&some).unwrap(),
+        serde_json::to_value(&given).unwrap()
+    );
+    let back: Overrides = serde_json::from_value(serde_json::to_value(&some).unwrap()).unwrap();
+    assert_eq!(back, some);
+}
