@@ -22,61 +22,88 @@
 //!    PENDING limits of 10 minutes, mode audit, dry run, no root-cause reads, audit records
 //!    written to a sink that drops them) and reconciles a 200-task cluster once, so lazy
 //!    statics, the connection pool and the policy are in place;
-//! 2. trims the allocator (`malloc_trim(0)`), reads VmRSS and glibc's live heap bytes
-//!    (`mallinfo2`: in-use arena bytes + mmapped blocks), and resets the peak RSS
-//!    (`/proc/self/clear_refs` 5);
+//! 2. has the allocators give back what they can (`mi_collect(true)`, `malloc_trim(0)`),
+//!    reads VmRSS and the live heap bytes, and resets the peak RSS (`/proc/self/clear_refs`
+//!    5). The bench runs the binary's allocator, mimalloc (src/main.rs), through a wrapper
+//!    that counts the usable size of every live block (`mi_usable_size`: mimalloc's size
+//!    classes included); glibc's `mallinfo2` adds whatever C code still takes from malloc;
 //! 3. reconciles the measured cluster twice with `Controller::reconcile_cluster` (observe →
 //!    diagnose → plan; the second pass is the steady state every resync costs), taking
 //!    `getrusage(RUSAGE_SELF)` user + system time around each pass;
-//! 4. reads VmHWM (the peak of the passes), then, with the last pass's snapshot still held
-//!    (as a per-cluster cache of the last snapshot holds it), trims and reads RSS and heap;
-//!    then drops the snapshot and reads them again: what the controller itself holds between
-//!    passes (sightings, ledger, audit dedup map).
+//! 4. reads VmHWM (the peak of the passes), drops the last pass's report, and reads RSS and
+//!    heap: what the controller holds between passes. That includes its cache of the cluster
+//!    (`cache::ClusterCache`, which every resync fills, event mode or not: the snapshot, the
+//!    task index, the deadlines and health-watched tasks its `track` sets) besides sightings,
+//!    ledger and audit dedup map. Then builds a second cache from a copy of the same
+//!    snapshot, as the controller does (`ClusterCache::new`, then deadlines and health-watched
+//!    tasks of the bench policy), to show the cache's share of it.
 //!
-//! Per-task figures: "per tracked task" is (held − baseline) / N for a cluster of N tasks with
-//! none stuck; "per stuck task" is the difference between the same N with S stuck and with
-//! none, divided by S; the slope is the difference between the two sizes, divided by the
-//! difference in task count (what each further task costs, fixed costs excluded). RSS moves in
-//! pages and depends on how glibc returns freed memory (hence the trim); the heap figures are
-//! exact to the byte and are the ones to compare with the targets.
+//! Per-task figures: "per tracked task" (+cache/tracked) is (held − baseline) / N for a
+//! cluster of N tasks with none stuck; "per stuck task" is the difference between the same N
+//! with S stuck and with none, divided by S; the slope is the difference between the two
+//! sizes, divided by the difference in task count (what each further task costs, fixed costs
+//! excluded). RSS moves in pages and depends on how the allocator returns freed memory (hence
+//! the collect); the heap figures are exact to the block and are the ones to compare with the
+//! targets.
 //!
 //! # Figures
-//! `cargo bench --bench cost`, release build, 2 shared cores (load about 10), 2026-12-02.
-//! Heap bytes (mallinfo2), RSS in brackets; "held" is the controller alone between passes,
-//! "+snapshot" with the last snapshot still held (what a per-cluster cache will add); the
-//! stuck columns are extra bytes per stuck task (snapshot held); CPU is the second
+//! `cargo bench --bench cost`, release build, 2 shared cores (load about 1), 2026-12-02 16:45
+//! UTC, mimalloc. Heap bytes, RSS in brackets. "+cache/tracked" is what the controller holds
+//! between passes, its cache of the cluster included; "of it the cache" is the heap of a cache
+//! built the same way; the stuck column is the extra per stuck task; CPU is the second
 //! (steady-state) pass, per observed task; peak RSS is the whole process.
 //!
-//! | tasks   | stuck  | held/tracked | +snapshot/tracked | per stuck   | CPU/task | peak RSS |
-//! |---------|--------|--------------|-------------------|-------------|----------|----------|
-//! | 10,000  | 1,000  | 69 (114) B   | 2,388 (2,068) B   | 663 (569) B | 20.1 µs  | 40 MB    |
-//! | 100,000 | 10,000 | 8 (16) B     | 2,134 (2,001) B   | 797 (1,017) B | 19.5 µs | 241 MB   |
-//! | slope   |        | 1 (5) B      | 2,106 (1,994) B   | 812 (1,067) B | 19.4 µs |          |
+//! | tasks   | stuck  | +cache/tracked  | of it the cache | per stuck      | CPU/task | peak RSS |
+//! |---------|--------|-----------------|-----------------|----------------|----------|----------|
+//! | 10,000  | 1,000  | 1,195 (1,344) B | 760 B           | 969 (10,666) B | 27.7 µs  | 74 MB    |
+//! | 100,000 | 10,000 | 1,003 (904) B   | 765 B           | 851 (940) B    | 29.5 µs  | 229 MB   |
+//! | slope   |        | 981 (855) B     | 766 B           | 838 (−141) B   | 29.7 µs  |          |
 //!
-//! One domain `Task` of these answers is 1,864 B: 584 B inline, the rest on the heap (three
-//! tags in a `BTreeMap` leaf of about 540 B, five ARNs and names of 60 to 110 B each, the
-//! subnet); the snapshot's `Vec<Task>` adds its growth slack on top. Where the CPU goes
-//! (`perf record -g` of one child of 20,000 tasks): the SDK's JSON deserialisation about a
-//! quarter (`read_string`, `parse_key`, UTF-8 checks, the builders), malloc and free about a
-//! fifth, the kernel (page clearing, socket copies) another fifth; diagnose, plan and the
-//! conversion to domain types under 2%.
+//! Before (same command, glibc malloc, 2026-12-02 06:48, load about 10, on an older controller
+//! that did not yet keep its cluster cache after `reconcile_cluster`; the snapshot held by the
+//! bench instead): 2,134 B per tracked task at 100,000 with the snapshot, 797 B per stuck task,
+//! 19.5 µs per observed task.
+//!
+//! One domain `Task` of these answers is now 741 B (1,864 B before): 432 B inline (584 B), the
+//! rest on the heap: its own ARN and container instance ARN (about 100 B each), the subnet, the
+//! launch type. The cluster ARN, task definition ARN, group and startedBy are `Shared` strings
+//! and the tags one shared list, interned per DescribeTasks answer; overrides are boxed and
+//! absent when empty; the cache's index is keyed by the ARN's hash (no second copy of the
+//! ARN); the cached `Vec<Task>` has no growth slack. What the controller holds besides the
+//! cache is about 215 B per tracked task at the slope.
+//!
+//! CPU misses the 10 µs target. Where it goes (`perf record -g` of one child of 20,000 tasks,
+//! before mimalloc): the SDK's JSON deserialisation about a third (`read_string`, UTF-8 checks,
+//! `parse_key`, key comparisons, `member_schema`, the builders), glibc's malloc and free about
+//! a sixth, the kernel (page clearing, socket copies) under a tenth; the conversion, the cache
+//! index and SipHash together a few percent. The CPU per task here is above the older 19.5 µs
+//! figure although the load is lower; that older figure was taken before the controller kept
+//! and refreshed its cluster cache on every pass (`ClusterCache::replace`, `track`), and this
+//! run could not tell how much of the difference is that, the allocator or the machine.
 
 #[path = "support/ecs_stub.rs"]
 mod ecs_stub;
 
+use std::alloc::{GlobalAlloc, Layout};
+use std::ffi::c_void;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_ecs::config::{Credentials, Region, SharedCredentialsProvider};
 use ecs_reconciler::audit::AuditSink;
+use ecs_reconciler::cache::ClusterCache;
 use ecs_reconciler::cloud::aws::{AwsCloud, AwsSettings};
 use ecs_reconciler::cloud::budget::{ApiBudget, Category, PacingSettings, Rate};
 use ecs_reconciler::controller::{Controller, ControllerSettings};
-use ecs_reconciler::policy::{PolicySet, parse_str};
+use ecs_reconciler::deadline::{deadlines, governing, health_watched};
+use ecs_reconciler::diagnose::Sightings;
+use ecs_reconciler::domain::ClusterSnapshot;
+use ecs_reconciler::policy::{Policy, PolicySet, parse_str};
 use ecs_stub::ClusterShape;
 use tokio_util::sync::CancellationToken;
 
@@ -105,11 +132,13 @@ struct Figures {
     stuck: usize,
     findings: usize,
     rss_base: i64,
+    /// With the last pass's report dropped: the controller and its cache of the cluster.
     rss_held: i64,
-    rss_held_snapshot: i64,
     heap_base: i64,
     heap_held: i64,
-    heap_held_snapshot: i64,
+    /// Heap bytes of a second cache of the same snapshot, built as the controller builds its
+    /// own (the cache's share of `heap_held`).
+    heap_cache: i64,
     rss_peak: i64,
     cpu_first_us: i64,
     cpu_second_us: i64,
@@ -118,20 +147,19 @@ struct Figures {
 }
 
 impl Figures {
-    const FIELDS: usize = 13;
+    const FIELDS: usize = 12;
 
     fn to_line(self) -> String {
         format!(
-            "figures {} {} {} {} {} {} {} {} {} {} {} {} {}",
+            "figures {} {} {} {} {} {} {} {} {} {} {} {}",
             self.tasks,
             self.stuck,
             self.findings,
             self.rss_base,
             self.rss_held,
-            self.rss_held_snapshot,
             self.heap_base,
             self.heap_held,
-            self.heap_held_snapshot,
+            self.heap_cache,
             self.rss_peak,
             self.cpu_first_us,
             self.cpu_second_us,
@@ -151,20 +179,70 @@ impl Figures {
             findings: n[2] as usize,
             rss_base: n[3],
             rss_held: n[4],
-            rss_held_snapshot: n[5],
-            heap_base: n[6],
-            heap_held: n[7],
-            heap_held_snapshot: n[8],
-            rss_peak: n[9],
-            cpu_first_us: n[10],
-            cpu_second_us: n[11],
-            task_bytes: n[12],
+            heap_base: n[5],
+            heap_held: n[6],
+            heap_cache: n[7],
+            rss_peak: n[8],
+            cpu_first_us: n[9],
+            cpu_second_us: n[10],
+            task_bytes: n[11],
         })
     }
 }
 
 // ---------------------------------------------------------------------------------------------
 // The child: one cluster size, in a process of its own.
+
+// ---------------------------------------------------------------------------------------------
+// The binary's allocator (src/main.rs), with its live bytes counted.
+
+unsafe extern "C" {
+    fn mi_usable_size(p: *const c_void) -> usize;
+    fn mi_collect(force: bool);
+}
+
+/// Live heap bytes, as mimalloc sizes the blocks (its size classes included).
+static LIVE: AtomicI64 = AtomicI64::new(0);
+
+/// mimalloc, as the binary runs it, counting the usable size of each live block.
+struct Counted;
+
+fn usable(p: *mut u8) -> i64 {
+    // SAFETY: `p` is null or a live block of mimalloc's.
+    unsafe { mi_usable_size(p.cast()) as i64 }
+}
+
+// SAFETY: every call goes to mimalloc unchanged; the counting only reads block sizes.
+unsafe impl GlobalAlloc for Counted {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { mimalloc::MiMalloc.alloc(layout) };
+        LIVE.fetch_add(usable(p), Ordering::Relaxed);
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { mimalloc::MiMalloc.alloc_zeroed(layout) };
+        LIVE.fetch_add(usable(p), Ordering::Relaxed);
+        p
+    }
+
+    unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(usable(p), Ordering::Relaxed);
+        unsafe { mimalloc::MiMalloc.dealloc(p, layout) }
+    }
+
+    unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let before = usable(p);
+        let q = unsafe { mimalloc::MiMalloc.realloc(p, layout, new_size) };
+        if !q.is_null() {
+            LIVE.fetch_add(usable(q) - before, Ordering::Relaxed);
+        }
+        q
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counted = Counted;
 
 /// A line of /proc/self/status in bytes (`VmRSS`, `VmHWM`).
 fn status_kb(field: &str) -> i64 {
@@ -176,14 +254,17 @@ fn status_kb(field: &str) -> i64 {
         .map_or(-1, |kb| kb * 1024)
 }
 
-/// Gives freed memory back to the system, then reads (RSS, live heap bytes).
+/// Gives freed memory back to the system, then reads (RSS, live heap bytes: mimalloc's
+/// blocks, plus whatever C code still takes from glibc's malloc).
 fn held() -> (i64, i64) {
-    // SAFETY: glibc calls without arguments that point anywhere.
+    // SAFETY: allocator calls without arguments that point anywhere.
     let info = unsafe {
+        mi_collect(true);
         libc::malloc_trim(0);
         libc::mallinfo2()
     };
-    (status_kb("VmRSS"), (info.uordblks + info.hblkhd) as i64)
+    let glibc = (info.uordblks + info.hblkhd) as i64;
+    (status_kb("VmRSS"), LIVE.load(Ordering::Relaxed) + glibc)
 }
 
 /// User + system CPU time of the process so far, in microseconds.
@@ -220,6 +301,13 @@ fn unpaced() -> Arc<ApiBudget> {
     Arc::new(ApiBudget::new(&settings).expect("valid pacing"))
 }
 
+fn bench_policies() -> PolicySet {
+    PolicySet {
+        policies: parse_str(Path::new("<cost bench policy>"), POLICY).expect("bench policy"),
+        fingerprint: "cost-bench".into(),
+    }
+}
+
 fn controller(addr: &str) -> Controller<AwsCloud> {
     let settings = AwsSettings {
         endpoint_url: Some(format!("http://{addr}")),
@@ -228,13 +316,9 @@ fn controller(addr: &str) -> Controller<AwsCloud> {
     let cloud = AwsCloud::from_conf(&sdk_config(), &settings)
         .expect("adapter setup")
         .with_budget(unpaced());
-    let policies = PolicySet {
-        policies: parse_str(Path::new("<cost bench policy>"), POLICY).expect("bench policy"),
-        fingerprint: "cost-bench".into(),
-    };
     Controller::new(
         cloud,
-        policies,
+        bench_policies(),
         ControllerSettings {
             resync: Duration::from_secs(30),
             concurrency: 1,
@@ -289,17 +373,43 @@ fn child(shape: ClusterShape, addr: &str) -> Figures {
         let report = last.expect("two passes");
         check(shape, &report.snapshot.tasks.len(), &report.snapshot.gaps);
         figures.findings = report.plan.findings.len();
-        let snapshot = report.snapshot;
-        drop((report.plan, report.outcomes, report.clues));
-        (figures.rss_held_snapshot, figures.heap_held_snapshot) = held();
-        let copy = snapshot.tasks.clone();
-        figures.task_bytes = (held().1 - figures.heap_held_snapshot) / shape.tasks.max(1) as i64;
-        drop(copy);
-        drop(snapshot);
+        // The controller keeps its own cache of the cluster (the snapshot the report shares,
+        // its index, deadlines and health-watched tasks): what it holds between passes.
+        let snapshot = Arc::clone(&report.snapshot);
+        drop(report);
         (figures.rss_held, figures.heap_held) = held();
+        let per_task = |bytes: i64| bytes / shape.tasks.max(1) as i64;
+        let cache = cache_of(ClusterSnapshot::clone(&snapshot));
+        figures.heap_cache = held().1 - figures.heap_held;
+        drop(cache);
+        let copy = snapshot.tasks.clone();
+        figures.task_bytes = per_task(held().1 - figures.heap_held);
+        drop((copy, snapshot));
         [figures.cpu_first_us, figures.cpu_second_us] = cpu;
         figures
     })
+}
+
+/// A cache of `snapshot` as the controller keeps it after a resync: `ClusterCache::new`, then
+/// the deadlines and health-watched tasks of the bench policy (as `Controller::track` sets
+/// them, with no first sightings: every watched task of the stub has its timestamps).
+fn cache_of(snapshot: ClusterSnapshot) -> ClusterCache {
+    let now = tokio::time::Instant::now();
+    let policies = bench_policies();
+    let mut cache = ClusterCache::new(snapshot, now, now + Duration::from_secs(30));
+    let snapshot = Arc::clone(cache.snapshot());
+    let in_cluster: Vec<&Policy> = policies.for_cluster(&snapshot.cluster_name).collect();
+    let due = deadlines(&snapshot, &policies, &Sightings::default());
+    cache
+        .deadlines_mut()
+        .rebuild(due, snapshot.observed_at, Duration::from_secs(30));
+    cache.health_watched = snapshot
+        .tasks
+        .iter()
+        .filter(|t| governing(&in_cluster, t).is_some_and(|p| health_watched(t, p)))
+        .map(|t| t.arn.clone())
+        .collect();
+    cache
 }
 
 /// Stops the run if the adapter did not see the cluster the stub serves.
@@ -353,24 +463,21 @@ impl Size {
     fn tasks(&self) -> usize {
         self.tracked.tasks
     }
-    /// Bytes held per tracked task, (rss, heap), with and without the snapshot.
-    fn per_tracked(&self, snapshot: bool) -> (f64, f64) {
+    /// Bytes held per tracked task with the cluster's cache, (rss, heap); and the heap bytes
+    /// of the cache alone.
+    fn per_tracked(&self) -> (f64, f64, f64) {
         let f = &self.tracked;
-        let (rss, heap) = if snapshot {
-            (f.rss_held_snapshot, f.heap_held_snapshot)
-        } else {
-            (f.rss_held, f.heap_held)
-        };
         (
-            per(rss - f.rss_base, f.tasks),
-            per(heap - f.heap_base, f.tasks),
+            per(f.rss_held - f.rss_base, f.tasks),
+            per(f.heap_held - f.heap_base, f.tasks),
+            per(f.heap_cache, f.tasks),
         )
     }
-    /// Bytes held per stuck task beyond a tracked one, (rss, heap), with the snapshot.
+    /// Bytes held per stuck task beyond a tracked one, (rss, heap), with the cache.
     fn per_stuck(&self) -> (f64, f64) {
         let (s, t) = (&self.stuck, &self.tracked);
-        let rss = (s.rss_held_snapshot - s.rss_base) - (t.rss_held_snapshot - t.rss_base);
-        let heap = (s.heap_held_snapshot - s.heap_base) - (t.heap_held_snapshot - t.heap_base);
+        let rss = (s.rss_held - s.rss_base) - (t.rss_held - t.rss_base);
+        let heap = (s.heap_held - s.heap_base) - (t.heap_held - t.heap_base);
         (per(rss, s.stuck), per(heap, s.stuck))
     }
     /// CPU µs per observed task, (first pass, steady pass), of the run with stuck tasks.
@@ -382,23 +489,21 @@ impl Size {
 
 fn table(sizes: &[Size]) -> String {
     let mut out = String::from(
-        "tasks    stuck   held/tracked B (rss heap)  +snapshot B (rss heap)  \
+        "tasks    stuck   +cache/tracked B (rss heap)  of it the cache B  \
          +per stuck B (rss heap)  cpu µs/task (1st 2nd)  peak RSS MB  findings\n",
     );
     for s in sizes {
-        let (rt, ht) = s.per_tracked(false);
-        let (rts, hts) = s.per_tracked(true);
+        let (rt, ht, hc) = s.per_tracked();
         let (rs, hs) = s.per_stuck();
         let (c1, c2) = s.cpu();
         out.push_str(&format!(
-            "{:<8} {:<7} {:>10.0} {:>10.0}   {:>10.0} {:>10.0}   {:>10.0} {:>10.0}   \
+            "{:<8} {:<7} {:>12.0} {:>12.0}   {:>17.0}   {:>10.0} {:>10.0}   \
              {:>8.2} {:>8.2}    {:>9.1}  {:>8}\n",
             s.tasks(),
             s.stuck.stuck,
             rt,
             ht,
-            rts,
-            hts,
+            hc,
             rs,
             hs,
             c1,
@@ -425,16 +530,15 @@ fn table(sizes: &[Size]) -> String {
         };
         let cpu_slope = (large.stuck.cpu_second_us - small.stuck.cpu_second_us) as f64 / dn as f64;
         out.push_str(&format!(
-            "slope {}→{}: held/tracked {:.0} B rss, {:.0} B heap; +snapshot {:.0} B rss, \
-             {:.0} B heap; +per stuck {:.0} B rss, {:.0} B heap; cpu {:.2} µs/task\n",
+            "slope {}→{}: +cache/tracked {:.0} B rss, {:.0} B heap (the cache {:.0} B); \
+             +per stuck {:.0} B rss, {:.0} B heap; cpu {:.2} µs/task\n",
             small.tasks(),
             large.tasks(),
             slope(|f| f.rss_held - f.rss_base),
             slope(|f| f.heap_held - f.heap_base),
-            slope(|f| f.rss_held_snapshot - f.rss_base),
-            slope(|f| f.heap_held_snapshot - f.heap_base),
-            stuck_slope(|f| f.rss_held_snapshot - f.rss_base),
-            stuck_slope(|f| f.heap_held_snapshot - f.heap_base),
+            slope(|f| f.heap_cache),
+            stuck_slope(|f| f.rss_held - f.rss_base),
+            stuck_slope(|f| f.heap_held - f.heap_base),
             cpu_slope,
         ));
     }

@@ -14,8 +14,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use ecs_reconciler::causes::Clues;
 use ecs_reconciler::diagnose::{Condition, Sightings, diagnose};
 use ecs_reconciler::domain::{
-    Capacity, ClusterSnapshot, DesiredStatus, HealthStatus, Service, Task, TaskOverrides,
-    TaskStatus, TaskTimestamps,
+    Capacity, ClusterSnapshot, DesiredStatus, HealthStatus, Service, Task, TaskStatus,
+    TaskTimestamps,
 };
 use ecs_reconciler::history::{History, stop_reason};
 use ecs_reconciler::plan::plan;
@@ -69,9 +69,9 @@ fn cluster(c: usize) -> ClusterSnapshot {
         let minutes = |m: u64| now() - Duration::from_secs(m * 60);
         let mut task = Task {
             arn: format!("arn:aws:ecs:us-east-1:123456789012:task/{name}/{t:032x}"),
-            cluster_arn: snap.cluster_arn.clone(),
+            cluster_arn: snap.cluster_arn.as_str().into(),
             task_definition_arn: "arn:aws:ecs:::task-definition/app:1".into(),
-            group: Some(format!("service:team-{}-svc-{s}", s % POLICIES)),
+            group: Some(format!("service:team-{}-svc-{s}", s % POLICIES).into()),
             started_by: Some("ecs-svc/1".into()),
             last_status: TaskStatus::Running,
             desired_status: DesiredStatus::Running,
@@ -88,7 +88,7 @@ fn cluster(c: usize) -> ClusterSnapshot {
             tags: Default::default(),
             capacity: Capacity::LaunchType("EC2".into()),
             network: None,
-            overrides: TaskOverrides::default(),
+            overrides: Default::default(),
             container_instance_arn: None,
             version: 1,
         };

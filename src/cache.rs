@@ -7,6 +7,7 @@
 //! one, whichever way it arrives (event, describe, resync).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -42,7 +43,7 @@ pub struct ClusterCache {
     /// late, never early (docs/design.md §2).
     origin: (SystemTime, Instant),
     /// Task ARN → position in `snapshot.tasks`.
-    index: HashMap<String, usize>,
+    index: TaskIndex,
     /// Changes made while a reconcile held the snapshot, merged when it is free.
     aside: HashMap<String, Task>,
     /// Of those, the tasks known from events only (see `ClusterSnapshot::tags_unread`).
@@ -90,10 +91,11 @@ pub struct ClusterCache {
 
 impl ClusterCache {
     /// The picture of a full observation that ended at `read_at`.
-    pub fn new(snapshot: ClusterSnapshot, read_at: Instant, next_resync: Instant) -> Self {
+    pub fn new(mut snapshot: ClusterSnapshot, read_at: Instant, next_resync: Instant) -> Self {
+        snapshot.tasks.shrink_to_fit();
         let mut cache = ClusterCache {
             origin: (snapshot.observed_at, read_at),
-            index: HashMap::new(),
+            index: TaskIndex::default(),
             aside: HashMap::new(),
             aside_unread: Vec::new(),
             aside_instances: Vec::new(),
@@ -152,7 +154,7 @@ impl ClusterCache {
         for task in &mut snapshot.tasks {
             read.remove(&task.arn);
             unread.remove(&task.arn);
-            if let Some(&i) = self.index.get(&task.arn) {
+            if let Some(i) = self.index.get(&self.snapshot.tasks, &task.arn) {
                 let cached = &self.snapshot.tasks[i];
                 if cached.version > task.version {
                     let mut newer = cached.clone();
@@ -162,16 +164,18 @@ impl ClusterCache {
             }
         }
         for arn in read.iter().filter(|a| !gone.contains(*a)) {
-            if let Some(&i) = self.index.get(arn) {
+            if let Some(i) = self.index.get(&self.snapshot.tasks, arn) {
                 snapshot.tasks.push(self.snapshot.tasks[i].clone());
             }
         }
         for arn in unread.iter().filter(|a| !gone.contains(*a)) {
-            if let Some(&i) = self.index.get(arn) {
+            if let Some(i) = self.index.get(&self.snapshot.tasks, arn) {
                 snapshot.tasks.push(self.snapshot.tasks[i].clone());
                 snapshot.tags_unread.insert(arn.clone());
             }
         }
+        // The picture is held until the next resync: no growth slack.
+        snapshot.tasks.shrink_to_fit();
         self.origin = (snapshot.observed_at, read_at);
         self.resync_gaps = snapshot.gaps.clone();
         self.snapshot = Arc::new(snapshot);
@@ -179,8 +183,9 @@ impl ClusterCache {
         self.refresh_groups = false;
         self.rediagnose = false;
         self.reindex();
-        let index = &self.index;
-        self.to_describe.retain(|arn| !index.contains_key(arn));
+        let (index, tasks) = (&self.index, &self.snapshot.tasks);
+        self.to_describe
+            .retain(|arn| index.get(tasks, arn).is_none());
     }
 
     /// A full observation begins at `began`; until [`ClusterCache::replace`] takes its result,
@@ -207,7 +212,7 @@ impl ClusterCache {
         let Resync { mut snapshot, kept } = resync;
         snapshot.tasks.reserve_exact(kept.len());
         for arn in &kept {
-            if let Some(&i) = self.index.get(arn) {
+            if let Some(i) = self.index.get(&self.snapshot.tasks, arn) {
                 snapshot.tasks.push(self.snapshot.tasks[i].clone());
             }
         }
@@ -357,9 +362,10 @@ impl ClusterCache {
 
     /// The newest picture of a task: a change kept aside, or the snapshot's.
     pub fn task(&self, arn: &str) -> Option<&Task> {
-        self.aside
-            .get(arn)
-            .or_else(|| self.index.get(arn).map(|&i| &self.snapshot.tasks[i]))
+        self.aside.get(arn).or_else(|| {
+            let i = self.index.get(&self.snapshot.tasks, arn)?;
+            Some(&self.snapshot.tasks[i])
+        })
     }
 
     /// Whether one of the cluster's capacity providers uses the Auto Scaling group `name`.
@@ -392,7 +398,7 @@ impl ClusterCache {
         }
         let snapshot = Arc::make_mut(&mut self.snapshot);
         for arn in self.aside_unread.drain(..) {
-            if !self.index.contains_key(&arn) {
+            if self.index.get(&snapshot.tasks, &arn).is_none() {
                 snapshot.tags_unread.insert(arn);
             }
         }
@@ -402,8 +408,8 @@ impl ClusterCache {
         for (_, task) in self.aside.drain() {
             let newer = self
                 .index
-                .get(&task.arn)
-                .is_none_or(|&i| snapshot.tasks[i].version < task.version);
+                .get(&snapshot.tasks, &task.arn)
+                .is_none_or(|i| snapshot.tasks[i].version < task.version);
             if newer {
                 upsert(snapshot, &mut self.index, task);
             }
@@ -411,13 +417,7 @@ impl ClusterCache {
     }
 
     fn reindex(&mut self) {
-        self.index = self
-            .snapshot
-            .tasks
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.arn.clone(), i))
-            .collect();
+        self.index = TaskIndex::of(&self.snapshot.tasks);
     }
 
     pub fn deadlines(&self) -> &Deadlines {
@@ -429,16 +429,86 @@ impl ClusterCache {
     }
 }
 
+/// Task ARN → position in the snapshot's tasks, without a second copy of each ARN: keyed by
+/// the ARN's hash, each position checked against the ARN of the task it names. An ARN whose
+/// hash another ARN of the cluster already has (a 64-bit collision) is kept by name.
+/// `S` hashes the ARNs (a fixed one lets a test make every ARN collide).
+#[derive(Debug, Default)]
+pub struct TaskIndex<S = RandomState> {
+    hasher: S,
+    by_hash: HashMap<u64, usize, BuildHasherDefault<HashIsKey>>,
+    collided: HashMap<String, usize>,
+}
+
+impl<S: BuildHasher + Default> TaskIndex<S> {
+    /// The index of every task of `tasks` (of the last, if an ARN is there twice).
+    pub fn of(tasks: &[Task]) -> Self {
+        let mut index = TaskIndex::default();
+        index.by_hash.reserve(tasks.len());
+        for (i, task) in tasks.iter().enumerate() {
+            index.insert(tasks, &task.arn, i);
+        }
+        index
+    }
+
+    /// Where the task `arn` is in `tasks` (the slice this index was built for).
+    pub fn get(&self, tasks: &[Task], arn: &str) -> Option<usize> {
+        if let Some(&i) = self.collided.get(arn) {
+            return Some(i);
+        }
+        let &i = self.by_hash.get(&self.hasher.hash_one(arn))?;
+        (tasks.get(i)?.arn == arn).then_some(i)
+    }
+
+    /// Records that the task `arn` is at `i` (`tasks[i]` may not be there yet).
+    pub fn insert(&mut self, tasks: &[Task], arn: &str, i: usize) {
+        use std::collections::hash_map::Entry;
+        match self.by_hash.entry(self.hasher.hash_one(arn)) {
+            Entry::Vacant(slot) => {
+                slot.insert(i);
+            }
+            Entry::Occupied(mut slot) => {
+                if tasks.get(*slot.get()).is_none_or(|t| t.arn == arn) {
+                    slot.insert(i);
+                } else {
+                    self.collided.insert(arn.to_string(), i);
+                }
+            }
+        }
+    }
+}
+
+/// The hasher of a map whose keys are hashes already: the key is its own hash.
+#[derive(Debug, Default)]
+struct HashIsKey(u64);
+
+impl Hasher for HashIsKey {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 /// Puts `task` in the snapshot in place of its older picture, or adds it.
-fn upsert(snapshot: &mut ClusterSnapshot, index: &mut HashMap<String, usize>, task: Task) {
-    match index.get(&task.arn) {
-        Some(&i) => {
+fn upsert(snapshot: &mut ClusterSnapshot, index: &mut TaskIndex, task: Task) {
+    match index.get(&snapshot.tasks, &task.arn) {
+        Some(i) => {
             if snapshot.tasks[i].version <= task.version {
                 snapshot.tasks[i] = task;
             }
         }
         None => {
-            index.insert(task.arn.clone(), snapshot.tasks.len());
+            let i = snapshot.tasks.len();
+            index.insert(&snapshot.tasks, &task.arn, i);
             snapshot.tasks.push(task);
         }
     }
@@ -446,13 +516,9 @@ fn upsert(snapshot: &mut ClusterSnapshot, index: &mut HashMap<String, usize>, ta
 
 /// [`upsert`] of a task a read described: when the picture holds a newer one (an event), that
 /// one stays, with the parts only a read reports.
-fn upsert_described(
-    snapshot: &mut ClusterSnapshot,
-    index: &mut HashMap<String, usize>,
-    task: Task,
-) {
-    match index.get(&task.arn) {
-        Some(&i) if snapshot.tasks[i].version > task.version => {
+fn upsert_described(snapshot: &mut ClusterSnapshot, index: &mut TaskIndex, task: Task) {
+    match index.get(&snapshot.tasks, &task.arn) {
+        Some(i) if snapshot.tasks[i].version > task.version => {
             take_read_parts(&mut snapshot.tasks[i], &task);
         }
         _ => upsert(snapshot, index, task),

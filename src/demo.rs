@@ -363,7 +363,7 @@ fn recovered(account: &SimAccount, stuck: &BTreeMap<String, Condition>) -> usize
                     }) && task.desired_status == DesiredStatus::Stopped
                 }
                 None => tasks.iter().any(|t| {
-                    t.tags.get(REPLACES_TAG).map(String::as_str) == Some(task.id()) && healthy(t)
+                    t.tags.get(REPLACES_TAG).map(|v| v.as_str()) == Some(task.id()) && healthy(t)
                 }),
             };
         if ok {

@@ -307,9 +307,12 @@ fn diagnose_task(
     );
     evidence.insert("clockStartedAt".into(), rfc3339(since));
     evidence.insert("clockSource".into(), clock.into());
-    evidence.insert("taskDefinition".into(), task.task_definition_arn.clone());
+    evidence.insert(
+        "taskDefinition".into(),
+        task.task_definition_arn.to_string(),
+    );
     if let Some(group) = &task.group {
-        evidence.insert("group".into(), group.clone());
+        evidence.insert("group".into(), group.to_string());
     }
     let providers = task.capacity_providers();
     if !providers.is_empty() {

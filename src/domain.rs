@@ -3,14 +3,14 @@
 //! Nothing here knows about the AWS SDK. The AWS adapter and the simulated account both
 //! translate into these types, and diagnosis and planning read only these types.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt;
+use std::ops::Deref;
 use std::time::SystemTime;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// Resource tags, sorted by key so output and hashing are stable.
-pub type Tags = BTreeMap<String, String>;
+pub use crate::compact::{Shared, Tags};
 
 /// The `lastStatus` of an ECS task, in lifecycle order.
 #[derive(
@@ -185,15 +185,54 @@ pub struct TaskOverrides {
     pub execution_role_arn: Option<String>,
 }
 
-/// One ECS task as observed.
+/// The overrides a task was started with, boxed: most tasks have none, and then this holds
+/// nothing. Reads as [`TaskOverrides`] (the empty one when there are none).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Overrides(Option<Box<TaskOverrides>>);
+
+/// What [`Overrides`] reads as when a task has none.
+static NO_OVERRIDES: TaskOverrides = TaskOverrides {
+    containers: Vec::new(),
+    cpu: None,
+    memory: None,
+    task_role_arn: None,
+    execution_role_arn: None,
+};
+
+impl Deref for Overrides {
+    type Target = TaskOverrides;
+    fn deref(&self) -> &TaskOverrides {
+        self.0.as_deref().unwrap_or(&NO_OVERRIDES)
+    }
+}
+
+impl From<TaskOverrides> for Overrides {
+    fn from(o: TaskOverrides) -> Self {
+        Overrides((o != NO_OVERRIDES).then(|| Box::new(o)))
+    }
+}
+
+impl Serialize for Overrides {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        TaskOverrides::serialize(self, serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Overrides {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        TaskOverrides::deserialize(deserializer).map(Overrides::from)
+    }
+}
+
+/// One ECS task as observed. The ARNs and names many tasks repeat are [`Shared`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Task {
     pub arn: String,
-    pub cluster_arn: String,
-    pub task_definition_arn: String,
+    pub cluster_arn: Shared,
+    pub task_definition_arn: Shared,
     /// `service:NAME` for service tasks; free text (or absent) for standalone tasks.
-    pub group: Option<String>,
-    pub started_by: Option<String>,
+    pub group: Option<Shared>,
+    pub started_by: Option<Shared>,
     pub last_status: TaskStatus,
     pub desired_status: DesiredStatus,
     pub health: HealthStatus,
@@ -209,7 +248,7 @@ pub struct Task {
     pub tags: Tags,
     pub capacity: Capacity,
     pub network: Option<NetworkConfig>,
-    pub overrides: TaskOverrides,
+    pub overrides: Overrides,
     pub container_instance_arn: Option<String>,
     /// ECS's `version` of the task: it grows with every change ECS makes to the task, in
     /// DescribeTasks and in the task's state change events alike, so an older picture never

@@ -160,7 +160,7 @@ impl History {
         let ledger_arns: HashSet<&str> = ledger.iter().map(|a| a.target.as_str()).collect();
         for (index, task) in snapshot.tasks.iter().enumerate() {
             if let Some(replaced) = task.tags.get(REPLACES_TAG) {
-                history.replaced.push(replaced.clone());
+                history.replaced.push(replaced.to_string());
                 if task.timestamps.created_at.is_some_and(in_window) {
                     history.replacements.push(index);
                 }

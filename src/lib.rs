@@ -11,6 +11,7 @@
 //! ```
 //!
 //! - [`domain`]: plain types for what is observed. No SDK type crosses into them.
+//!   [`compact`]: the shared strings and tag lists that keep them small.
 //! - [`policy`]: the policy file format, loading, validation with file/line/field errors, selectors.
 //! - [`diagnose`]: pure; finds stuck tasks and says why.
 //! - [`history`]: pure; what the controller already did, rebuilt from the tasks' stop reasons
@@ -40,6 +41,7 @@ pub mod capacity;
 pub mod causes;
 pub mod cli;
 pub mod cloud;
+pub mod compact;
 pub mod config;
 pub mod controller;
 pub mod deadline;

@@ -29,7 +29,7 @@ use crate::decision::{
     Action, ActionKind, Budgets, CannotReplicate, HeldAction, Hold, NoRemedy, PlannedAction,
 };
 use crate::diagnose::{Condition, Diagnosis, Evidence, Finding, Sightings};
-use crate::domain::{ClusterSnapshot, DesiredStatus, RunTaskRequest, Task};
+use crate::domain::{ClusterSnapshot, DesiredStatus, RunTaskRequest, Task, TaskOverrides};
 use crate::history::{History, REPLACES_TAG, stop_reason};
 use crate::policy::{Policy, PolicyMode, PolicySet};
 
@@ -407,13 +407,13 @@ pub fn replacement_request(task: &Task) -> RunTaskRequest {
     let mut tags = task.tags.clone();
     // Tags with the aws: prefix are reserved and refused by RunTask.
     tags.retain(|k, _| !k.starts_with("aws:"));
-    tags.insert(REPLACES_TAG.to_string(), task.id().to_string());
+    tags.insert(REPLACES_TAG, task.id());
     RunTaskRequest {
-        task_definition: task.task_definition_arn.clone(),
-        overrides: task.overrides.clone(),
+        task_definition: task.task_definition_arn.to_string(),
+        overrides: TaskOverrides::clone(&task.overrides),
         tags,
-        group: task.group.clone(),
-        started_by: task.started_by.clone(),
+        group: task.group.as_deref().map(String::from),
+        started_by: task.started_by.as_deref().map(String::from),
         capacity: task.capacity.clone(),
         network: task.network.clone(),
         client_token: client_token(&task.arn),

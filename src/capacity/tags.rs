@@ -61,7 +61,7 @@ impl Default for ManagedTag {
 impl ManagedTag {
     /// Whether the group opted in: it carries the key with exactly the value.
     pub fn is_managed(&self, group: &AutoScalingGroup) -> bool {
-        group.tags.get(&self.key) == Some(&self.value)
+        group.tags.get(&self.key).is_some_and(|v| *v == self.value)
     }
 }
 

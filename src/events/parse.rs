@@ -14,8 +14,8 @@ use serde::de::DeserializeOwned;
 use super::envelope::{self, Envelope};
 use super::{Disposition, Event, GroupActivityKind, InstanceChange, TaskChange};
 use crate::domain::{
-    Capacity, CapacityProviderStrategyItem, DesiredStatus, HealthStatus, Task, TaskOverrides,
-    TaskStatus, TaskTimestamps,
+    Capacity, CapacityProviderStrategyItem, DesiredStatus, HealthStatus, Task, TaskStatus,
+    TaskTimestamps,
 };
 
 /// A message that reads as an event.
@@ -136,10 +136,11 @@ fn task_change(envelope: &Envelope) -> Result<Event, Rejected> {
     };
     let task = Task {
         arn: required(envelope, "taskArn", &d.task_arn)?,
-        cluster_arn: required(envelope, "clusterArn", &d.cluster_arn)?,
-        task_definition_arn: required(envelope, "taskDefinitionArn", &d.task_definition_arn)?,
-        group: non_empty(d.group),
-        started_by: non_empty(d.started_by),
+        cluster_arn: required(envelope, "clusterArn", &d.cluster_arn)?.into(),
+        task_definition_arn: required(envelope, "taskDefinitionArn", &d.task_definition_arn)?
+            .into(),
+        group: non_empty(d.group).map(Into::into),
+        started_by: non_empty(d.started_by).map(Into::into),
         last_status,
         desired_status,
         // Not in the events: a cached task keeps the health of its last describe.
@@ -152,7 +153,7 @@ fn task_change(envelope: &Envelope) -> Result<Event, Rejected> {
         tags: Default::default(),
         capacity,
         network: None,
-        overrides: TaskOverrides::default(),
+        overrides: Default::default(),
         container_instance_arn: non_empty(d.container_instance_arn),
         version: d.version,
     };

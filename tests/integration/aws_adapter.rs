@@ -14,7 +14,7 @@ use ecs_reconciler::cloud::aws::{AwsCloud, AwsSettings, AwsSetupError, error_cat
 use ecs_reconciler::cloud::{Cloud, ErrorCategory};
 use ecs_reconciler::domain::{
     Capacity, CapacityProviderStrategyItem, ContainerOverride, DesiredStatus, EnvVar, HealthStatus,
-    NetworkConfig, RunTaskRequest, Task, TaskOverrides, TaskStatus,
+    NetworkConfig, RunTaskRequest, Tags, Task, TaskOverrides, TaskStatus,
 };
 use serde_json::json;
 
@@ -87,7 +87,7 @@ fn standalone_request(client_token: &str) -> RunTaskRequest {
     RunTaskRequest {
         task_definition: "web".into(),
         overrides: TaskOverrides::default(),
-        tags: BTreeMap::new(),
+        tags: Tags::new(),
         group: None,
         started_by: None,
         capacity: Capacity::LaunchType("FARGATE".into()),
@@ -173,7 +173,7 @@ async fn observe_converts_services_tasks_and_instances() {
                     memory: Some("512".into()),
                     ..TaskOverrides::default()
                 },
-                tags: BTreeMap::from([("job".to_string(), "nightly".to_string())]),
+                tags: Tags::from([("job".to_string(), "nightly".to_string())]),
                 group: Some("batch-jobs".into()),
                 started_by: Some("scheduler".into()),
                 capacity: Capacity::CapacityProviderStrategy(vec![CapacityProviderStrategyItem {
@@ -245,7 +245,7 @@ async fn observe_converts_services_tasks_and_instances() {
     assert_eq!(t.stopped_reason, None);
     assert_eq!(
         t.tags,
-        BTreeMap::from([("team".to_string(), "payments".to_string())])
+        Tags::from([("team".to_string(), "payments".to_string())])
     );
     assert_eq!(t.capacity, Capacity::LaunchType("EC2".into()));
     assert_eq!(t.network, None);
@@ -254,7 +254,7 @@ async fn observe_converts_services_tasks_and_instances() {
         Some(instance_arn.as_str())
     );
     assert_eq!(
-        t.overrides,
+        *t.overrides,
         TaskOverrides {
             containers: vec![ContainerOverride {
                 name: "web".into(),
@@ -294,7 +294,7 @@ async fn observe_converts_services_tasks_and_instances() {
     assert_eq!(s.overrides.memory.as_deref(), Some("512"));
     assert_eq!(
         s.tags,
-        BTreeMap::from([("job".to_string(), "nightly".to_string())])
+        Tags::from([("job".to_string(), "nightly".to_string())])
     );
     assert_eq!(s.container_instance_arn, None);
 }

@@ -53,7 +53,7 @@ async fn events_in_any_order_never_move_a_task_backwards() {
     let task = cached.tasks[0].clone();
     assert_eq!(task.last_status, TaskStatus::Running);
     assert_eq!(
-        task.tags.get("team").map(String::as_str),
+        task.tags.get("team").map(|v| v.as_str()),
         Some("storefront")
     );
     let mut newer = task.clone();
@@ -171,7 +171,7 @@ async fn an_unknown_service_task_joins_unread_and_is_described_before_anything_i
         described
             .tags
             .get("ecs-reconciler/exempt")
-            .map(String::as_str),
+            .map(|v| v.as_str()),
         Some("true")
     );
 }

@@ -249,7 +249,7 @@ async fn a_standalone_task_is_replaced_once_across_passes_and_restarts() {
     let replacements: Vec<_> = snapshot
         .tasks
         .iter()
-        .filter(|t| t.tags.get(REPLACES_TAG).map(String::as_str) == Some(job_id))
+        .filter(|t| t.tags.get(REPLACES_TAG).map(|v| v.as_str()) == Some(job_id))
         .collect();
     assert_eq!(replacements.len(), 1);
     assert_eq!(replacements[0].group.as_deref(), Some("batch:nightly"));

@@ -296,13 +296,13 @@ fn a_standalone_task_is_rerun_with_the_same_settings_and_a_derived_token() {
     };
     assert!(stop_reason.starts_with("ecs-reconciler[stuck:PENDING policy=web]: stuck in PENDING"));
     assert_eq!(run.task_definition, task.task_definition_arn);
-    assert_eq!(run.overrides, task.overrides);
-    assert_eq!(run.group, task.group);
-    assert_eq!(run.started_by, task.started_by);
+    assert_eq!(run.overrides, *task.overrides);
+    assert_eq!(run.group.as_deref(), task.group.as_deref());
+    assert_eq!(run.started_by.as_deref(), task.started_by.as_deref());
     assert_eq!(run.capacity, task.capacity);
     assert_eq!(run.network, task.network);
-    assert_eq!(run.tags.get("team").map(String::as_str), Some("data"));
-    assert_eq!(run.tags.get(REPLACES_TAG).map(String::as_str), Some("job1"));
+    assert_eq!(run.tags.get("team").map(|v| v.as_str()), Some("data"));
+    assert_eq!(run.tags.get(REPLACES_TAG).map(|v| v.as_str()), Some("job1"));
     assert!(
         !run.tags.contains_key("aws:ecs:clusterName"),
         "aws: tags are reserved"
@@ -871,7 +871,7 @@ proptest! {
         for action in &plan1.actions {
             let task = by_arn[action.action.target()];
             prop_assert!(
-                task.tags.get("ecs-reconciler/exempt").map(String::as_str) != Some("true"),
+                task.tags.get("ecs-reconciler/exempt").map(|v| v.as_str()) != Some("true"),
                 "an exempt task is never touched"
             );
             if dry_run {

@@ -13,6 +13,7 @@ mod causes;
 mod cfn_moto;
 mod cli;
 mod cli_output;
+mod compact;
 mod config;
 mod contract;
 mod contract_reads;

@@ -1,12 +1,11 @@
 //! Policy files: loading, validation errors with file/line/field, selectors, schema.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ecs_reconciler::domain::{
-    Capacity, DesiredStatus, HealthStatus, Task, TaskOverrides, TaskStatus, TaskTimestamps,
+    Capacity, DesiredStatus, HealthStatus, Tags, Task, TaskStatus, TaskTimestamps,
 };
 use ecs_reconciler::policy::{
     EXEMPT_TAG, Guardrails, Percent, PolicyError, PolicyErrors, PolicyMode, json_schema, load_dir,
@@ -623,7 +622,11 @@ fn task(service: Option<&str>, tags: &[(&str, &str)]) -> Task {
         arn: "arn:aws:ecs:eu-west-1:123456789012:task/prod-web/abc".into(),
         cluster_arn: "arn:aws:ecs:eu-west-1:123456789012:cluster/prod-web".into(),
         task_definition_arn: "arn:aws:ecs:eu-west-1:123456789012:task-definition/web:1".into(),
-        group: Some(service.map_or_else(|| "family:web".to_owned(), |s| format!("service:{s}"))),
+        group: Some(
+            service
+                .map_or_else(|| "family:web".to_owned(), |s| format!("service:{s}"))
+                .into(),
+        ),
         started_by: None,
         last_status: TaskStatus::Pending,
         desired_status: DesiredStatus::Running,
@@ -636,10 +639,10 @@ fn task(service: Option<&str>, tags: &[(&str, &str)]) -> Task {
         tags: tags
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect::<BTreeMap<_, _>>(),
+            .collect::<Tags>(),
         capacity: Capacity::LaunchType("FARGATE".into()),
         network: None,
-        overrides: TaskOverrides::default(),
+        overrides: Default::default(),
         container_instance_arn: None,
         version: 1,
     }

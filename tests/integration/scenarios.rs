@@ -208,7 +208,7 @@ async fn a_standalone_task_is_rerun_once_with_its_settings() {
     let replacement = sim
         .tasks("demo-batch")
         .into_iter()
-        .find(|t| t.tags.get(REPLACES_TAG).map(String::as_str) == Some(stuck.id()))
+        .find(|t| t.tags.get(REPLACES_TAG).map(|v| v.as_str()) == Some(stuck.id()))
         .expect("a replacement tagged with the task it replaces");
     assert_eq!(replacement.last_status, TaskStatus::Running);
     assert_eq!(replacement.task_definition_arn, stuck.task_definition_arn);

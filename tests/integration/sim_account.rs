@@ -11,8 +11,8 @@ use ecs_reconciler::cloud::sim::{
 };
 use ecs_reconciler::cloud::{Cloud, ErrorCategory};
 use ecs_reconciler::domain::{
-    Capacity, ContainerOverride, DesiredStatus, HealthStatus, NetworkConfig, RunTaskRequest, Task,
-    TaskOverrides, TaskStatus,
+    Capacity, ContainerOverride, DesiredStatus, HealthStatus, NetworkConfig, RunTaskRequest, Tags,
+    Task, TaskOverrides, TaskStatus,
 };
 
 fn start() -> SystemTime {
@@ -34,7 +34,7 @@ fn request(token: &str) -> RunTaskRequest {
             }],
             ..TaskOverrides::default()
         },
-        tags: BTreeMap::from([("team".to_string(), "data".to_string())]),
+        tags: Tags::from([("team".to_string(), "data".to_string())]),
         group: Some("batch:test".to_string()),
         started_by: Some("tester".to_string()),
         capacity: Capacity::LaunchType("FARGATE".to_string()),
@@ -268,10 +268,10 @@ async fn run_task_honors_the_client_token_and_keeps_the_request() {
         task.task_definition_arn,
         "arn:aws:ecs:us-east-1:123456789012:task-definition/batch:2"
     );
-    assert_eq!(task.group, req.group);
-    assert_eq!(task.started_by, req.started_by);
+    assert_eq!(task.group.as_deref(), req.group.as_deref());
+    assert_eq!(task.started_by.as_deref(), req.started_by.as_deref());
     assert_eq!(task.tags, req.tags);
-    assert_eq!(task.overrides, req.overrides);
+    assert_eq!(*task.overrides, req.overrides);
     assert_eq!(task.capacity, req.capacity);
     assert_eq!(task.network, req.network);
     assert_eq!(
@@ -564,7 +564,7 @@ async fn every_scenario_builds_and_shows_what_it_promises() {
         tasks
             .iter()
             .all(|t| t.group.as_deref() == Some("batch:nightly")
-                && t.tags.get("team").map(String::as_str) == Some("data")
+                && t.tags.get("team").map(|v| v.as_str()) == Some("data")
                 && !t.overrides.containers.is_empty()
                 && t.network.is_some())
     );
@@ -573,7 +573,7 @@ async fn every_scenario_builds_and_shows_what_it_promises() {
     assert!(pending[0].timestamps.pull_started_at.is_some());
     assert_eq!(pending[0].timestamps.pull_stopped_at, None);
     let mut rerun = request("rerun-1");
-    rerun.group = pending[0].group.clone();
+    rerun.group = pending[0].group.as_deref().map(String::from);
     let arn = sim.run_task("demo-batch", &rerun).await.unwrap();
     advance(60).await;
     assert_eq!(sim.task(&arn).unwrap().last_status, TaskStatus::Running);
@@ -596,7 +596,7 @@ async fn every_scenario_builds_and_shows_what_it_promises() {
     let exempt: Vec<Task> = sim
         .tasks("demo-batch")
         .into_iter()
-        .filter(|t| t.tags.get("ecs-reconciler/exempt").map(String::as_str) == Some("true"))
+        .filter(|t| t.tags.get("ecs-reconciler/exempt").map(|v| v.as_str()) == Some("true"))
         .collect();
     assert_eq!(exempt.len(), 1);
     assert!(exempt[0].last_status.is_way_up());

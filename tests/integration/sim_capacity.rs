@@ -402,10 +402,10 @@ async fn tags_are_upserted_and_show_in_the_snapshot() {
     let snapshot = sim.observe_cluster("c").await.unwrap();
     let tags = &snapshot.auto_scaling_groups[0].tags;
     assert_eq!(
-        tags.get("ecs-reconciler/cordon").map(String::as_str),
+        tags.get("ecs-reconciler/cordon").map(|v| v.as_str()),
         Some("2")
     );
-    assert_eq!(tags.get("team").map(String::as_str), Some("b"));
+    assert_eq!(tags.get("team").map(|v| v.as_str()), Some("b"));
     assert_eq!(tags.len(), 2);
 }
 

@@ -1,16 +1,18 @@
 //! Conversions between ECS SDK types and domain types, in both directions.
 //!
 //! SDK → domain never panics: a task whose essential fields are missing or unknown is refused
-//! with a reason, which the observer records as a gap in the snapshot.
+//! with a reason, which the observer records as a gap in the snapshot. The tasks of one answer
+//! share their repeated ARNs, names and tag lists through one [`Interner`].
 
 use std::time::SystemTime;
 
 use aws_sdk_ecs::primitives::DateTime;
 use aws_sdk_ecs::types as ecs;
 
+use crate::compact::Interner;
 use crate::domain::{
     Capacity, CapacityProviderStrategyItem, ContainerInstance, ContainerOverride, DesiredStatus,
-    EnvVar, HealthStatus, NetworkConfig, RunTaskRequest, Service, ServiceEvent, Tags, Task,
+    EnvVar, HealthStatus, NetworkConfig, RunTaskRequest, Service, ServiceEvent, Task,
     TaskOverrides, TaskStatus, TaskTimestamps,
 };
 
@@ -29,8 +31,13 @@ fn count(n: i32) -> u32 {
     u32::try_from(n).unwrap_or(0)
 }
 
-/// A DescribeTasks task in domain terms, or why it cannot be used.
-pub(crate) fn task(t: &ecs::Task, cluster_arn: &str) -> Result<Task, String> {
+/// A DescribeTasks task in domain terms, or why it cannot be used; `interner` shares what it
+/// repeats with the other tasks of the same answer.
+pub(crate) fn task(
+    t: &ecs::Task,
+    cluster_arn: &str,
+    interner: &mut Interner,
+) -> Result<Task, String> {
     let arn = non_empty(t.task_arn()).ok_or("a task without taskArn")?;
     let refuse = |why: String| format!("task {arn}: {why}");
     let last_status = match t.last_status() {
@@ -49,8 +56,12 @@ pub(crate) fn task(t: &ecs::Task, cluster_arn: &str) -> Result<Task, String> {
         Some(ecs::HealthStatus::Unhealthy) => HealthStatus::Unhealthy,
         _ => HealthStatus::Unknown,
     };
-    let task_definition_arn =
-        non_empty(t.task_definition_arn()).ok_or_else(|| refuse("no taskDefinitionArn".into()))?;
+    let task_definition_arn = t
+        .task_definition_arn()
+        .filter(|d| !d.is_empty())
+        .map(|d| interner.intern(d))
+        .ok_or_else(|| refuse("no taskDefinitionArn".into()))?;
+    let mut shared = |s: Option<&str>| s.filter(|s| !s.is_empty()).map(|s| interner.intern(s));
     let capacity = if let Some(provider) = non_empty(t.capacity_provider_name()) {
         // DescribeTasks reports only the provider the task was placed with, not the strategy.
         Capacity::CapacityProviderStrategy(vec![CapacityProviderStrategyItem {
@@ -65,9 +76,14 @@ pub(crate) fn task(t: &ecs::Task, cluster_arn: &str) -> Result<Task, String> {
     };
     Ok(Task {
         task_definition_arn,
-        cluster_arn: non_empty(t.cluster_arn()).unwrap_or_else(|| cluster_arn.to_string()),
-        group: non_empty(t.group()),
-        started_by: non_empty(t.started_by()),
+        cluster_arn: shared(
+            t.cluster_arn()
+                .filter(|a| !a.is_empty())
+                .or(Some(cluster_arn)),
+        )
+        .unwrap_or_default(),
+        group: shared(t.group()),
+        started_by: shared(t.started_by()),
         last_status,
         desired_status,
         health,
@@ -88,25 +104,20 @@ pub(crate) fn task(t: &ecs::Task, cluster_arn: &str) -> Result<Task, String> {
             .filter(|c| !c.is_empty()),
         cpu: t.cpu().and_then(|c| c.trim().parse().ok()),
         memory: t.memory().and_then(|m| m.trim().parse().ok()),
-        tags: tags(t.tags()),
+        tags: interner.tags(tags(t.tags())),
         capacity,
         network: network(t.attachments()),
-        overrides: t.overrides().map(overrides).unwrap_or_default(),
+        overrides: t.overrides().map(overrides).unwrap_or_default().into(),
         container_instance_arn: non_empty(t.container_instance_arn()),
         version: t.version().try_into().unwrap_or(0),
         arn,
     })
 }
 
-fn tags(tags: &[ecs::Tag]) -> Tags {
+/// The key and value of each tag (a tag without a key is no tag).
+fn tags(tags: &[ecs::Tag]) -> impl Iterator<Item = (&str, &str)> + Clone {
     tags.iter()
-        .filter_map(|t| {
-            Some((
-                t.key()?.to_string(),
-                t.value().unwrap_or_default().to_string(),
-            ))
-        })
-        .collect()
+        .filter_map(|t| Some((t.key()?, t.value().unwrap_or_default())))
 }
 
 /// The task's awsvpc network interface attachment, if it has one.

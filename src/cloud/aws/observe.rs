@@ -338,8 +338,9 @@ pub(super) async fn describe(
                         .filter(|f| f.reason() == Some(MISSING))
                         .filter_map(|f| f.arn().map(str::to_string)),
                 );
+                let mut interner = crate::compact::Interner::default();
                 for t in output.tasks() {
-                    match convert::task(t, cluster) {
+                    match convert::task(t, cluster, &mut interner) {
                         Ok(task) => {
                             if let Some(eni) = needs_security_groups(&task, t) {
                                 lookups.push((part.items.len(), eni));

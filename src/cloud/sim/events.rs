@@ -206,17 +206,17 @@ fn task_detail(task: &Task, at: SystemTime) -> TaskDetail {
         ),
     };
     TaskDetail {
-        cluster_arn: task.cluster_arn.clone(),
+        cluster_arn: task.cluster_arn.to_string(),
         task_arn: task.arn.clone(),
-        task_definition_arn: task.task_definition_arn.clone(),
+        task_definition_arn: task.task_definition_arn.to_string(),
         container_instance_arn: task.container_instance_arn.clone(),
         last_status: task.last_status.as_str().to_string(),
         desired_status: match task.desired_status {
             DesiredStatus::Running => TaskStatus::Running.as_str().to_string(),
             DesiredStatus::Stopped => TaskStatus::Stopped.as_str().to_string(),
         },
-        group: task.group.clone(),
-        started_by: task.started_by.clone(),
+        group: task.group.as_deref().map(String::from),
+        started_by: task.started_by.as_deref().map(String::from),
         launch_type,
         capacity_provider_name,
         cpu: task.cpu.map(|c| c.to_string()),

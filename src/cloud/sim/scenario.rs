@@ -16,7 +16,6 @@
 //! boot output a clean boot ending with the ECS agent started. Instances that were there
 //! before the history began were launched 3 days before it.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use super::SimAccount;
@@ -26,7 +25,7 @@ use super::world::{ServiceSpec, World};
 use crate::capacity::tags::{MANAGED_TAG_KEY, MANAGED_TAG_VALUE};
 use crate::domain::{
     Capacity, CapacityProviderStrategyItem, ContainerOverride, EnvVar, GroupLaunch, NetworkConfig,
-    RunTaskRequest, TaskOverrides, TaskStatus,
+    RunTaskRequest, Tags, TaskOverrides, TaskStatus,
 };
 
 /// How long a scenario's world has been running when the clock starts.
@@ -338,7 +337,7 @@ fn nightly_request(part: u32) -> RunTaskRequest {
             memory: Some("4096".to_string()),
             ..TaskOverrides::default()
         },
-        tags: BTreeMap::from([
+        tags: Tags::from([
             ("team".to_string(), "data".to_string()),
             ("job".to_string(), "nightly-etl".to_string()),
         ]),

@@ -153,7 +153,7 @@ fn fargate_request() -> RunTaskRequest {
     RunTaskRequest {
         task_definition: "web".into(),
         overrides: TaskOverrides::default(),
-        tags: BTreeMap::new(),
+        tags: Tags::new(),
         group: None,
         started_by: None,
         capacity: Capacity::LaunchType("FARGATE".into()),
@@ -866,7 +866,7 @@ pub async fn writes_do_what_they_say_in_one_call(a: impl Account) {
         .unwrap();
     assert_eq!(group.desired_capacity, 3);
     assert_eq!(
-        group.tags.get("ecs-reconciler:k").map(String::as_str),
+        group.tags.get("ecs-reconciler:k").map(|v| v.as_str()),
         Some("v")
     );
     assert!(

@@ -7,7 +7,8 @@ use ecs_reconciler::capacity::tags::{MANAGED_TAG_KEY, MANAGED_TAG_VALUE};
 use ecs_reconciler::domain::{
     AutoScalingGroup, Capacity, CapacityProvider, CapacityProviderStrategyItem, ClusterSnapshot,
     ContainerInstance, ContainerOverride, DesiredStatus, EnvVar, GroupInstance, GroupLaunch,
-    HealthStatus, NetworkConfig, Service, Task, TaskOverrides, TaskStatus, TaskTimestamps,
+    HealthStatus, NetworkConfig, Overrides, Service, Task, TaskOverrides, TaskStatus,
+    TaskTimestamps,
 };
 use ecs_reconciler::policy::{PolicySet, parse_str};
 
@@ -39,9 +40,9 @@ impl TaskBuilder {
     pub fn service(service: &str, id: &str) -> Self {
         TaskBuilder(Task {
             arn: task_arn(id),
-            cluster_arn: format!("arn:aws:ecs:us-east-1:123456789012:cluster/{CLUSTER}"),
+            cluster_arn: format!("arn:aws:ecs:us-east-1:123456789012:cluster/{CLUSTER}").into(),
             task_definition_arn: "arn:aws:ecs:us-east-1:123456789012:task-definition/web:7".into(),
-            group: Some(format!("service:{service}")),
+            group: Some(format!("service:{service}").into()),
             started_by: Some("ecs-svc/1234567890".into()),
             last_status: TaskStatus::Running,
             desired_status: DesiredStatus::Running,
@@ -66,7 +67,7 @@ impl TaskBuilder {
                 security_groups: vec!["sg-1".into()],
                 assign_public_ip: Some(false),
             }),
-            overrides: TaskOverrides::default(),
+            overrides: Default::default(),
             container_instance_arn: None,
             version: 1,
         })
@@ -80,7 +81,7 @@ impl TaskBuilder {
         b.0.task_definition_arn =
             "arn:aws:ecs:us-east-1:123456789012:task-definition/nightly:3".into();
         b.0.capacity = Capacity::LaunchType("FARGATE".into());
-        b.0.overrides = TaskOverrides {
+        b.0.overrides = Overrides::from(TaskOverrides {
             containers: vec![ContainerOverride {
                 name: "job".into(),
                 command: Some(vec!["run".into(), "--date=today".into()]),
@@ -96,10 +97,9 @@ impl TaskBuilder {
             memory: Some("1024".into()),
             task_role_arn: Some("arn:aws:iam::123456789012:role/job".into()),
             execution_role_arn: None,
-        };
-        b.0.tags.insert("team".into(), "data".into());
-        b.0.tags
-            .insert("aws:ecs:clusterName".into(), CLUSTER.into());
+        });
+        b.0.tags.insert("team", "data");
+        b.0.tags.insert("aws:ecs:clusterName", CLUSTER);
         b
     }
 
@@ -150,7 +150,7 @@ impl TaskBuilder {
     }
 
     pub fn tag(mut self, key: &str, value: &str) -> Self {
-        self.0.tags.insert(key.into(), value.into());
+        self.0.tags.insert(key, value);
         self
     }
 
@@ -291,7 +291,7 @@ impl GroupBuilder {
     }
 
     pub fn tag(mut self, key: &str, value: &str) -> Self {
-        self.0.tags.insert(key.into(), value.into());
+        self.0.tags.insert(key, value);
         self
     }
 

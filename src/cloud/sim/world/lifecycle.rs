@@ -133,10 +133,10 @@ impl World {
         let arn = ids::task_arn(&c.name, &id);
         let task = Task {
             arn: arn.clone(),
-            cluster_arn: c.arn.clone(),
-            task_definition_arn: launch.task_definition_arn,
-            group: launch.group,
-            started_by: launch.started_by,
+            cluster_arn: c.arn.as_str().into(),
+            task_definition_arn: launch.task_definition_arn.into(),
+            group: launch.group.map(Into::into),
+            started_by: launch.started_by.map(Into::into),
             last_status: TaskStatus::Provisioning,
             desired_status: DesiredStatus::Running,
             health: HealthStatus::Unknown,
@@ -151,7 +151,7 @@ impl World {
             tags: launch.tags,
             capacity: launch.capacity,
             network: launch.network,
-            overrides: launch.overrides,
+            overrides: launch.overrides.into(),
             container_instance_arn: None,
             version: 1,
         };
