@@ -3,7 +3,7 @@
 //! lets both passes see one observation.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, UNIX_EPOCH};
 
 use ecs_reconciler::cloud::Cloud;
@@ -95,22 +95,7 @@ fn a_changed_set_shows_each_target_it_decides_differently() {
 
 /// Runs git in `dir` with a local identity; panics when it fails.
 fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=Test", "-c", "user.email=test@example.com"])
-        .args(["-c", "commit.gpgsign=false"])
-        .args(args)
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE")
-        .env_remove("GIT_INDEX_FILE")
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::reload::git(dir, args);
 }
 
 #[test]

@@ -24,7 +24,7 @@ fn doc(name: &str, provisioning: &str) -> String {
 }
 
 /// Runs git in `dir` with a local identity and no signing; panics when it fails.
-fn git(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .arg("-C")
         .arg(dir)
