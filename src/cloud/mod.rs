@@ -117,14 +117,6 @@ impl KnownTasks {
     pub fn holds(&self, arn: &str, listed: DesiredStatus) -> bool {
         self.by_arn.get(arn) == Some(&listed)
     }
-
-    pub fn len(&self) -> usize {
-        self.by_arn.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_arn.is_empty()
-    }
 }
 
 impl FromIterator<(String, DesiredStatus)> for KnownTasks {
