@@ -28,6 +28,9 @@
 //! | `events.resync`                   | 1m ..= 24h (the resync cadence while events arrive) |
 //! | `events.health_interval`          | 10s ..= 1h (health reads, and re-reads of tasks past their limit, while events arrive) |
 //! | `events.resync_budget`            | above 0, at most 1 (share of the cluster-resource-read budget the resyncs may use while events arrive) |
+//! | `record.dir`                      | absent (no recording), or a non-empty path (`run --record DIR`) |
+//! | `record.max_bytes`                | 1 MiB ..= 1 TiB (the recording's segments together)   |
+//! | `record.max_age`                  | 1h ..= 366d (segments older than this are deleted)    |
 //! | `listen`                          | IP:PORT of `/metrics`, `/livez`, `/readyz` (port 0: any free one) |
 
 use std::fmt;
@@ -112,6 +115,37 @@ impl Default for EventsSettings {
     }
 }
 
+/// The recording of `run --record DIR` (`[record]`, `src/record/`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordSettings {
+    /// Where the segments go; absent: nothing is recorded.
+    pub dir: Option<PathBuf>,
+    /// The most the segments may take together; the oldest are deleted first.
+    pub max_bytes: u64,
+    /// Segments older than this are deleted.
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+}
+
+impl Default for RecordSettings {
+    fn default() -> Self {
+        RecordSettings {
+            dir: None,
+            max_bytes: 1 << 30,
+            max_age: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// `record.max_bytes`: below a megabyte a segment holds no full snapshot of a large cluster.
+pub const RECORD_MAX_BYTES: (u64, u64) = (1 << 20, 1 << 40);
+/// `record.max_age`: below an hour a segment's full snapshot is deleted too soon.
+pub const RECORD_MAX_AGE: (Duration, Duration) = (
+    Duration::from_secs(3600),
+    Duration::from_secs(366 * 24 * 3600),
+);
+
 /// Every setting, after all sources are merged.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -148,6 +182,8 @@ pub struct Settings {
     pub managed_tag: ManagedTag,
     /// Where `run` serves `/metrics`, `/livez` and `/readyz` (`src/http.rs`).
     pub listen: String,
+    /// What `run --record` keeps (`[record]`).
+    pub record: RecordSettings,
 }
 
 /// The default of `listen`: loopback only (the image listens on 0.0.0.0:9090).
@@ -170,6 +206,7 @@ impl Default for Settings {
             events: EventsSettings::default(),
             managed_tag: ManagedTag::default(),
             listen: DEFAULT_LISTEN.into(),
+            record: RecordSettings::default(),
         }
     }
 }
@@ -240,6 +277,16 @@ pub struct FlagOverrides {
     /// `--events-queue URL`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub events: Option<EventsFlags>,
+    /// `--record DIR`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record: Option<RecordFlags>,
+}
+
+/// The flags of `[record]`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RecordFlags {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
 }
 
 /// The flags of `[events]`.
@@ -253,6 +300,7 @@ pub struct EventsFlags {
 fn flag_of(key: &str) -> String {
     match key {
         "events.queue_url" => "--events-queue".to_string(),
+        "record.dir" => "--record".to_string(),
         _ => format!("--{}", key.replace('_', "-")),
     }
 }
@@ -452,6 +500,7 @@ pub fn violations(s: &Settings) -> Vec<Violation> {
     key("resync", duration_in(s.resync, RESYNC));
     key("concurrency", count_in(s.concurrency, CONCURRENCY));
     key("audit_log", s.audit_log.as_deref().and_then(non_empty));
+    key("record.dir", s.record.dir.as_deref().and_then(non_empty));
     key("log_level", log_level_problem(&s.log_level));
     key(
         "shutdown_timeout",
@@ -498,6 +547,14 @@ pub fn violations(s: &Settings) -> Vec<Violation> {
     key(
         "events.health_interval",
         duration_in(s.events.health_interval, HEALTH_INTERVAL),
+    );
+    key(
+        "record.max_bytes",
+        count_in(s.record.max_bytes, RECORD_MAX_BYTES),
+    );
+    key(
+        "record.max_age",
+        duration_in(s.record.max_age, RECORD_MAX_AGE),
     );
     key("managed_tag.key", tag_key_problem(&s.managed_tag.key));
     key(

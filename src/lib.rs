@@ -36,6 +36,7 @@
 //! - [`config`], [`cli`], [`demo`]: the shell.
 
 pub mod audit;
+pub mod backtest;
 pub mod cache;
 pub mod capacity;
 pub mod causes;
@@ -60,6 +61,7 @@ pub mod plan;
 pub mod policy;
 pub mod prose;
 pub mod queue;
+pub mod record;
 pub mod reload;
 pub mod resync;
 pub mod supervise;

@@ -30,7 +30,7 @@ use crate::cloud::budget::{AnswerCount, ApiBudget};
 use crate::controller::ClusterReport;
 use crate::diagnose::Condition;
 use crate::events::Disposition;
-use crate::telemetry::{Telemetry, Trigger};
+use crate::telemetry::{RecordingEvent, Telemetry, Trigger};
 
 /// The prefix of every metric name.
 pub const PREFIX: &str = "ecs_reconciler";
@@ -112,6 +112,9 @@ struct Families {
     events: Family<DispositionLabels, Counter>,
     event_lag: Histogram,
     events_degraded: Gauge,
+    recording_dropped: Counter,
+    recording_write_failures: Counter,
+    recording_paused: Gauge,
 }
 
 /// What the scrape-time collector reads: the API budget, the policy set in force.
@@ -158,6 +161,9 @@ impl Metrics {
             events: Family::default(),
             event_lag: Histogram::new(duration_buckets()),
             events_degraded: Gauge::default(),
+            recording_dropped: Counter::default(),
+            recording_write_failures: Counter::default(),
+            recording_paused: Gauge::default(),
         };
         let f = &families;
         registry.register(
@@ -212,6 +218,21 @@ impl Metrics {
             "events_degraded",
             "1 while the event queue fails and the loop falls back to the resync cadence",
             f.events_degraded.clone(),
+        );
+        registry.register(
+            "recording_dropped",
+            "Recording entries not written (run --record): the hand-over queue was full, or recording was paused",
+            f.recording_dropped.clone(),
+        );
+        registry.register(
+            "recording_write_failures",
+            "Recording writes that failed and paused recording (run --record)",
+            f.recording_write_failures.clone(),
+        );
+        registry.register(
+            "recording_paused",
+            "1 while recording is paused after a failed write",
+            f.recording_paused.clone(),
         );
         let shared = Arc::new(Shared {
             budget,
@@ -363,6 +384,22 @@ impl Telemetry for Metrics {
 
     fn events_degraded(&self, degraded: bool) {
         self.families.events_degraded.set(i64::from(degraded));
+    }
+
+    fn recording(&self, event: RecordingEvent) {
+        let f = &self.families;
+        match event {
+            RecordingEvent::Dropped => {
+                f.recording_dropped.inc();
+            }
+            RecordingEvent::WriteFailed => {
+                f.recording_write_failures.inc();
+                f.recording_paused.set(1);
+            }
+            RecordingEvent::Resumed => {
+                f.recording_paused.set(0);
+            }
+        }
     }
 
     fn policies_reloaded(&self, result: Result<&str, &str>) {

@@ -4,6 +4,7 @@
 //! Calls are made inline on the reconcile's task: an implementation must be quick and must
 //! never block or fail (count, don't write to disk synchronously).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::audit::AuditRecord;
@@ -80,6 +81,63 @@ pub trait Telemetry: Send + Sync + 'static {
     /// kept the last good set.
     fn policies_reloaded(&self, result: Result<&str, &str>) {
         let _ = result;
+    }
+
+    /// The recorder (`run --record`) dropped an entry, failed a write, or resumed.
+    fn recording(&self, event: RecordingEvent) {
+        let _ = event;
+    }
+}
+
+/// What the recorder tells of itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RecordingEvent {
+    /// An entry was not written: the hand-over queue was full, or recording was paused.
+    Dropped,
+    /// A write failed: recording is paused.
+    WriteFailed,
+    /// Recording goes on after a pause.
+    Resumed,
+}
+
+/// Tells every listener, in order.
+pub struct Tee(pub Vec<Arc<dyn Telemetry>>);
+
+impl Telemetry for Tee {
+    fn reconciled(
+        &self,
+        cluster: &str,
+        trigger: Trigger,
+        result: Result<&ClusterReport, &CloudError>,
+        took: Duration,
+    ) {
+        for t in &self.0 {
+            t.reconciled(cluster, trigger, result, took);
+        }
+    }
+
+    fn loop_progressed(&self) {
+        self.0.iter().for_each(|t| t.loop_progressed());
+    }
+
+    fn recorded(&self, record: &AuditRecord) {
+        self.0.iter().for_each(|t| t.recorded(record));
+    }
+
+    fn event(&self, disposition: Disposition, lag: Option<Duration>) {
+        self.0.iter().for_each(|t| t.event(disposition, lag));
+    }
+
+    fn events_degraded(&self, degraded: bool) {
+        self.0.iter().for_each(|t| t.events_degraded(degraded));
+    }
+
+    fn policies_reloaded(&self, result: Result<&str, &str>) {
+        self.0.iter().for_each(|t| t.policies_reloaded(result));
+    }
+
+    fn recording(&self, event: RecordingEvent) {
+        self.0.iter().for_each(|t| t.recording(event));
     }
 }
 

@@ -10,7 +10,7 @@
 // Counts, capacities, durations and budgets: checked or saturating arithmetic only.
 #![warn(clippy::arithmetic_side_effects)]
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{FileSystem, RootCause};
 
@@ -22,7 +22,7 @@ pub const QUOTE_WIDTH: usize = 160;
 const QUOTE_HEAD: usize = 100;
 
 /// What kind of failure a boot output shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "kind")]
 pub enum BootFailure {
     /// A file system mount failed or timed out.
@@ -84,7 +84,7 @@ impl BootFailure {
 }
 
 /// Something about the output itself that limits what it can tell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum BootNote {
     /// The output is empty (or only whitespace).
@@ -96,7 +96,7 @@ pub enum BootNote {
 }
 
 /// What one boot output shows.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BootReport {
     /// The most telling failure, if any line shows one.

@@ -26,7 +26,7 @@ pub mod userdata;
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cloud::{CloudError, ErrorCategory};
 use crate::domain::{
@@ -111,7 +111,7 @@ impl CauseCode {
 }
 
 /// A kind of file system a UserData mounts or a boot output shows failing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum FileSystem {
     FsxLustre,
@@ -360,7 +360,7 @@ impl RootCause {
 }
 
 /// One reading of a root-cause source, or why there is none.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "reading")]
 pub enum Reading<T> {
     Read {

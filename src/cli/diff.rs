@@ -69,7 +69,8 @@ pub struct PlanDiff {
     pub changes: Vec<Change>,
 }
 
-type Decisions = BTreeMap<(String, String), Vec<Decision>>;
+/// Decisions by cluster and target.
+pub type Decisions = BTreeMap<(String, String), Vec<Decision>>;
 
 /// The decisions of one pass, by cluster and target.
 fn decisions(report: &PassReport, set: &PolicySet) -> Decisions {
@@ -116,7 +117,27 @@ fn decisions(report: &PassReport, set: &PolicySet) -> Decisions {
 
 /// Compares the pass under the base set with the pass under the new (head) set.
 pub fn diff(base: (&PassReport, &PolicySet), head: (&PassReport, &PolicySet)) -> PlanDiff {
-    let (mut before, after) = (decisions(base.0, base.1), decisions(head.0, head.1));
+    let changes = compare(decisions(base.0, base.1), decisions(head.0, head.1));
+    let mut errors: Vec<(String, String)> = base
+        .0
+        .errors
+        .iter()
+        .chain(&head.0.errors)
+        .map(|(c, e)| (c.clone(), e.to_string()))
+        .collect();
+    errors.sort();
+    errors.dedup();
+    PlanDiff {
+        base_policy_set: base.1.fingerprint.clone(),
+        head_policy_set: head.1.fingerprint.clone(),
+        errors,
+        changes,
+    }
+}
+
+/// The targets whose decisions differ between `before` (the base set's) and `after`, by
+/// cluster and target.
+pub fn compare(mut before: Decisions, after: Decisions) -> Vec<Change> {
     let mut changes = Vec::new();
     for ((cluster, target), head_list) in after {
         let base_list = before
@@ -155,21 +176,7 @@ pub fn diff(base: (&PassReport, &PolicySet), head: (&PassReport, &PolicySet)) ->
             }),
     );
     changes.sort_by(|a, b| (&a.cluster, &a.target).cmp(&(&b.cluster, &b.target)));
-    let mut errors: Vec<(String, String)> = base
-        .0
-        .errors
-        .iter()
-        .chain(&head.0.errors)
-        .map(|(c, e)| (c.clone(), e.to_string()))
-        .collect();
-    errors.sort();
-    errors.dedup();
-    PlanDiff {
-        base_policy_set: base.1.fingerprint.clone(),
-        head_policy_set: head.1.fingerprint.clone(),
-        errors,
-        changes,
-    }
+    changes
 }
 
 /// The differences as Markdown, fit to paste as a pull-request comment.
@@ -183,27 +190,33 @@ pub fn markdown(d: &PlanDiff) -> String {
     if d.changes.is_empty() {
         out.push_str("No difference: both sets decide the same for every target.\n");
     } else {
-        out.push_str("| cluster | target | change | base | this change | why |\n");
-        out.push_str("|---|---|---|---|---|---|\n");
-        for c in &d.changes {
-            out.push_str(&format!(
-                "| {} | `{}` | {} | {} | {} | {} |\n",
-                c.cluster,
-                short_name(&c.target),
-                kind_word(c.kind),
-                cell(&c.base),
-                cell(&c.head),
-                reasons(c),
-            ));
-        }
-        out.push_str(&format!(
-            "\n{} differ.\n",
-            crate::prose::plural(d.changes.len(), "target", "targets")
-        ));
+        out.push_str(&changes_table(&d.changes));
     }
     for (cluster, e) in &d.errors {
         out.push_str(&format!("\n**cluster {cluster} not planned:** {e}\n"));
     }
+    out
+}
+
+/// The changes as a Markdown table, and how many targets differ.
+pub fn changes_table(changes: &[Change]) -> String {
+    let mut out = String::from("| cluster | target | change | base | this change | why |\n");
+    out.push_str("|---|---|---|---|---|---|\n");
+    for c in changes {
+        out.push_str(&format!(
+            "| {} | `{}` | {} | {} | {} | {} |\n",
+            c.cluster,
+            short_name(&c.target),
+            kind_word(c.kind),
+            cell(&c.base),
+            cell(&c.head),
+            reasons(c),
+        ));
+    }
+    out.push_str(&format!(
+        "\n{} differ.\n",
+        crate::prose::plural(changes.len(), "target", "targets")
+    ));
     out
 }
 

@@ -2,6 +2,7 @@
 //! simulated account), and runs a command. Exit codes: 0 success (and, for `plan`, nothing to
 //! do), 1 error, 2 `plan` found actions.
 
+mod backtest;
 mod base_ref;
 pub mod diff;
 pub mod explain;
@@ -36,6 +37,8 @@ use crate::http::{self, Health};
 use crate::logging::{self, LogGuard};
 use crate::metrics::Metrics;
 use crate::policy::{self, PolicyMode, PolicySet};
+use crate::record::recorder::Recorder;
+use crate::record::segments::Limits;
 use crate::reload::PolicyWatcher;
 use crate::supervise::{self, Supervisor};
 use crate::telemetry::Telemetry;
@@ -78,6 +81,10 @@ pub enum Command {
     Man(generate::ManArgs),
     /// Probe a running `run`'s /livez: exit 0 when it answers 200, 1 otherwise.
     Health(health::HealthArgs),
+    /// Replay a recording (`run --record DIR`) through diagnose and plan under these policies
+    /// (and a base set, side by side): what they would have done. Exit 0, or 2 when a base
+    /// set decides differently, 1 on error.
+    Backtest(backtest::BacktestArgs),
 }
 
 #[derive(Debug, Args)]
@@ -132,6 +139,10 @@ pub struct RunArgs {
     /// `[events] queue_url`.
     #[arg(long, value_name = "URL", conflicts_with = "sim")]
     pub events_queue: Option<String>,
+    /// Record every observation and decision into DIR, for `backtest` (`[record]` in the
+    /// configuration: `max_bytes`, `max_age`).
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
     /// Test-only: make the simulated account strike a fault in every observation.
     #[arg(long, value_name = "FAULT", requires = "sim", hide = true)]
     pub sim_fault: Option<SimFault>,
@@ -288,6 +299,7 @@ pub fn main() -> ExitCode {
         Command::Man(args) => generate::man(&args),
         Command::Health(args) => probe_runtime().block_on(health::health(args, &settings.listen)),
         Command::Run(args) => runtime(args.sim.is_some()).block_on(run(args, settings)),
+        Command::Backtest(args) => backtest::backtest(&args, &settings),
         Command::Plan(args) => runtime(args.sim.is_some()).block_on(plan(args, settings)),
         Command::Explain(args) => {
             runtime(args.sim.is_some()).block_on(explain_command(args, settings))
@@ -327,8 +339,13 @@ fn flags_of(cli: &Cli) -> FlagOverrides {
                 queue_url: Some(url),
             });
             flags.listen = a.listen.clone();
+            flags.record = a
+                .record
+                .clone()
+                .map(|dir| config::RecordFlags { dir: Some(dir) });
         }
         Command::Plan(a) => flags.policies = a.policy.policies.clone(),
+        Command::Backtest(a) => flags.policies = a.policy.policies.clone(),
         Command::Explain(a) => flags.policies = a.policy.policies.clone(),
         Command::Validate(a) => flags.policies = a.policy.policies.clone(),
         Command::Schema(_) | Command::Demo(_) => {}
@@ -711,7 +728,13 @@ async fn drive<C: Cloud>(
     let mut controller = Controller::new(cloud, policies, controller_settings, audit);
     if let Some(s) = &serving {
         s.metrics.set_policy_set(&fingerprint);
-        controller = controller.with_telemetry(Arc::clone(&s.metrics) as Arc<dyn Telemetry>);
+    }
+    let recorder = match start_recorder(settings, serving.as_ref()) {
+        Ok(r) => r,
+        Err(e) => return startup_error(&e),
+    };
+    if let Some(telemetry) = listeners(serving.as_ref(), recorder.as_ref()) {
+        controller = controller.with_telemetry(telemetry);
     }
     let controller = Arc::new(controller);
     if let Some(s) = &serving {
@@ -723,6 +746,7 @@ async fn drive<C: Cloud>(
     if args.once {
         let report = controller.pass(&shutdown).await;
         let _ = controller.audit().flush();
+        finish_recording(recorder.as_deref());
         log_budget(budget);
         for (cluster, e) in &report.errors {
             error!(cluster = %cluster, error = %e, "cluster not reconciled");
@@ -793,6 +817,7 @@ async fn drive<C: Cloud>(
     });
     info!(tasks = ?tasks.running(), "supervising");
     let ending = tasks.wait(stop_requests, settings.shutdown_timeout).await;
+    finish_recording(recorder.as_deref());
     log_budget(budget);
     let dropped = logging::dropped_lines();
     if dropped > 0 {
@@ -805,6 +830,66 @@ async fn drive<C: Cloud>(
         // from ending.
         Some(line) => supervise::exit_now(&line, ending.exit_code()),
     }
+}
+
+/// The recorder of `--record DIR` (`[record] dir`), telling the metrics of its failures.
+fn start_recorder(
+    settings: &Settings,
+    serving: Option<&Serving>,
+) -> Result<Option<Arc<Recorder>>, String> {
+    let Some(dir) = &settings.record.dir else {
+        return Ok(None);
+    };
+    let limits = Limits {
+        max_bytes: settings.record.max_bytes,
+        max_age: settings.record.max_age,
+    };
+    let notify: Arc<dyn Telemetry> = match serving {
+        Some(s) => Arc::clone(&s.metrics) as Arc<dyn Telemetry>,
+        None => Arc::new(crate::telemetry::Silent),
+    };
+    Recorder::start(dir, limits, notify).map(|r| Some(Arc::new(r)))
+}
+
+/// Whom the controller tells: the metrics, the recorder, both, or nobody.
+fn listeners(
+    serving: Option<&Serving>,
+    recorder: Option<&Arc<Recorder>>,
+) -> Option<Arc<dyn Telemetry>> {
+    let mut all: Vec<Arc<dyn Telemetry>> = Vec::new();
+    if let Some(s) = serving {
+        all.push(Arc::clone(&s.metrics) as Arc<dyn Telemetry>);
+    }
+    if let Some(r) = recorder {
+        all.push(Arc::clone(r) as Arc<dyn Telemetry>);
+    }
+    match all.len() {
+        0 => None,
+        1 => all.pop(),
+        _ => Some(Arc::new(crate::telemetry::Tee(all))),
+    }
+}
+
+/// Writes what the recorder holds and closes its segment, logging what it dropped.
+fn finish_recording(recorder: Option<&Recorder>) {
+    let Some(recorder) = recorder else {
+        return;
+    };
+    recorder.finish();
+    let stats = recorder.stats();
+    let dropped = stats.dropped.load(std::sync::atomic::Ordering::Relaxed);
+    let failures = stats
+        .write_failures
+        .load(std::sync::atomic::Ordering::Relaxed);
+    info!(
+        observations = stats
+            .observations
+            .load(std::sync::atomic::Ordering::Relaxed),
+        actions = stats.actions.load(std::sync::atomic::Ordering::Relaxed),
+        dropped,
+        write_failures = failures,
+        "recording closed"
+    );
 }
 
 /// Whether the audit trail was writable at the end; logs an error when not.
@@ -891,6 +976,22 @@ async fn plan(args: PlanArgs, settings: Settings) -> ExitCode {
     output::exit_code(written, code)
 }
 
+/// The base set of `--base DIR` or `--base-ref REF` (read from git beside `head_dir`); the
+/// error is printed. `None` also when neither is given.
+fn load_base(head_dir: &Path, base: Option<&Path>, base_ref: Option<&str>) -> Option<PolicySet> {
+    match (base, base_ref) {
+        (Some(dir), _) => load_policies(dir),
+        (None, Some(reference)) => match base_ref::load(head_dir, reference) {
+            Ok(set) => Some(set),
+            Err(e) => {
+                eprintln!("error: --base-ref {reference}: {e}");
+                None
+            }
+        },
+        (None, None) => None,
+    }
+}
+
 /// `plan --base DIR | --base-ref REF`: one observation, planned under the base set and this
 /// one; the differences as Markdown (`--output table`) or JSON.
 async fn plan_diff(args: PlanArgs, settings: Settings) -> ExitCode {
@@ -899,18 +1000,7 @@ async fn plan_diff(args: PlanArgs, settings: Settings) -> ExitCode {
         .policies
         .clone()
         .unwrap_or_else(|| settings.policies.clone());
-    let base = match (&args.base, &args.base_ref) {
-        (Some(dir), _) => load_policies(dir),
-        (None, Some(reference)) => match base_ref::load(&head_dir, reference) {
-            Ok(set) => Some(set),
-            Err(e) => {
-                eprintln!("error: --base-ref {reference}: {e}");
-                None
-            }
-        },
-        (None, None) => None,
-    };
-    let Some(base) = base else {
+    let Some(base) = load_base(&head_dir, args.base.as_deref(), args.base_ref.as_deref()) else {
         return ExitCode::from(1);
     };
     let (head, base, diff) =

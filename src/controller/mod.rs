@@ -140,6 +140,8 @@ impl Default for ControllerSettings {
 #[derive(Debug, Clone)]
 pub struct ClusterReport {
     pub cluster: String,
+    /// The fingerprint of the policy set the plan was made under.
+    pub policy_set: String,
     /// The picture the reconcile judged: the cached snapshot, shared with the cache.
     pub snapshot: Arc<ClusterSnapshot>,
     pub plan: Plan,
@@ -472,7 +474,7 @@ impl<C: Cloud> Controller<C> {
         let mut panicked = None;
         while let Some(joined) = set.join_next().await {
             match joined {
-                Ok((cluster, Ran::Reconciled(result))) => out.push((cluster, result)),
+                Ok((cluster, Ran::Reconciled(result))) => out.push((cluster, *result)),
                 Ok((cluster, _)) => debug!(cluster = %cluster, "shutting down: not reconciled"),
                 Err(e) if e.is_panic() => {
                     let cluster = cluster_of_task.remove(&e.id()).unwrap_or_default();
@@ -548,7 +550,7 @@ impl<C: Cloud> Controller<C> {
             let trigger = if retry { Trigger::Retry } else { trigger };
             self.telemetry
                 .reconciled(&cluster, trigger, result.as_ref(), started.elapsed());
-            (cluster, Ran::Reconciled(result))
+            (cluster, Ran::Reconciled(Box::new(result)))
         }
         .instrument(span)
         .await
@@ -987,6 +989,7 @@ impl<C: Cloud> Controller<C> {
         self.forget_gone_tasks(&snapshot);
         ClusterReport {
             cluster: cluster.to_string(),
+            policy_set: policies.fingerprint.clone(),
             snapshot,
             plan,
             clues,
@@ -1004,7 +1007,7 @@ impl<C: Cloud> Controller<C> {
 
 /// What one run of a cluster's key came to.
 enum Ran {
-    Reconciled(Result<ClusterReport, CloudError>),
+    Reconciled(Box<Result<ClusterReport, CloudError>>),
     /// Woken early: nothing had fallen due.
     Idle,
     /// Its resync is due: the loop starts the full observation in the background, and the key

@@ -171,22 +171,24 @@ impl<C: Cloud> Controller<C> {
                 self.spawn_observation(runs, &cluster, shutdown);
                 self.next_run(&cluster)
             }
-            Ran::Reconciled(Ok(report)) => {
-                self.lock_queue().succeeded(&cluster);
-                info!(
-                    cluster = %cluster,
-                    findings = report.plan.findings.len(),
-                    actions = report.plan.actions.len(),
-                    held = report.plan.held.len(),
-                    "reconciled"
-                );
-                self.next_run(&cluster)
-            }
-            Ran::Reconciled(Err(e)) => {
-                let delay = self.lock_queue().backoff(&cluster, self.settings.resync);
-                warn!(cluster = %cluster, error = %e, retry_in = ?delay, "reconcile failed");
-                Some(now + delay)
-            }
+            Ran::Reconciled(result) => match *result {
+                Ok(report) => {
+                    self.lock_queue().succeeded(&cluster);
+                    info!(
+                        cluster = %cluster,
+                        findings = report.plan.findings.len(),
+                        actions = report.plan.actions.len(),
+                        held = report.plan.held.len(),
+                        "reconciled"
+                    );
+                    self.next_run(&cluster)
+                }
+                Err(e) => {
+                    let delay = self.lock_queue().backoff(&cluster, self.settings.resync);
+                    warn!(cluster = %cluster, error = %e, retry_in = ?delay, "reconcile failed");
+                    Some(now + delay)
+                }
+            },
         };
         let mut queue = self.lock_queue();
         queue.finish(&cluster);

@@ -442,6 +442,7 @@ fn report_with_task(cluster: &str, id: &str) -> ecs_reconciler::controller::Clus
     snap.cluster_name = cluster.to_string();
     ecs_reconciler::controller::ClusterReport {
         cluster: cluster.to_string(),
+        policy_set: String::new(),
         snapshot: snap.into(),
         plan: ecs_reconciler::plan::Plan {
             cluster: cluster.to_string(),

@@ -284,6 +284,7 @@ fn explain_and_the_diagnosis_agree_on_a_deregistered_instance() {
         .to_string();
     let report = ClusterReport {
         cluster: snap.cluster_name.clone(),
+        policy_set: String::new(),
         snapshot: snap.into(),
         plan,
         clues: Default::default(),

@@ -6,7 +6,7 @@ use std::process::{Command, Output, Stdio};
 
 use crate::cli_output::text;
 
-const COMMANDS: [&str; 9] = [
+const COMMANDS: [&str; 10] = [
     "run",
     "plan",
     "validate",
@@ -16,6 +16,7 @@ const COMMANDS: [&str; 9] = [
     "completions",
     "man",
     "health",
+    "backtest",
 ];
 
 fn run(args: &[&str]) -> Output {
