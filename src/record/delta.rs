@@ -5,6 +5,9 @@
 //! Scaling groups are few, and are written whole when any of them changed. Applying a delta
 //! to the previous picture gives the new one exactly, order included; where it could not
 //! (items reordered), [`diff`] says so and the recorder writes a full snapshot instead.
+//!
+//! Change is judged by a 64-bit hash of each item's recorded JSON ([`Written`]), so the
+//! recorder need not keep the previous picture.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::SystemTime;
@@ -64,7 +67,7 @@ impl<T> Changes<T> {
 }
 
 /// An item of a list keyed by ARN.
-pub trait Keyed: Clone + PartialEq {
+pub trait Keyed: Clone + Serialize {
     fn key(&self) -> &str;
 }
 
@@ -80,46 +83,116 @@ impl Keyed for ContainerInstance {
     }
 }
 
+/// What the recorder keeps of the last picture it wrote of a cluster: enough to make the next
+/// delta, without holding the picture (which the controller's cache would then have to copy
+/// before changing it). Each item is kept as its ARN and a hash of its recorded JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    cluster_name: String,
+    cluster_arn: String,
+    tasks: Vec<(String, u64)>,
+    container_instances: Vec<(String, u64)>,
+    services: u64,
+    capacity_providers: u64,
+    auto_scaling_groups: u64,
+}
+
+impl Written {
+    pub fn of(snapshot: &ClusterSnapshot) -> Written {
+        Written {
+            cluster_name: snapshot.cluster_name.clone(),
+            cluster_arn: snapshot.cluster_arn.clone(),
+            tasks: keyed_hashes(&snapshot.tasks),
+            container_instances: keyed_hashes(&snapshot.container_instances),
+            services: hash_of(&snapshot.services),
+            capacity_providers: hash_of(&snapshot.capacity_providers),
+            auto_scaling_groups: hash_of(&snapshot.auto_scaling_groups),
+        }
+    }
+}
+
+fn keyed_hashes<T: Keyed>(items: &[T]) -> Vec<(String, u64)> {
+    items
+        .iter()
+        .map(|t| (t.key().to_string(), hash_of(t)))
+        .collect()
+}
+
+/// A hash of a value's JSON (what is recorded), computed without building the text.
+fn hash_of<T: Serialize + ?Sized>(value: &T) -> u64 {
+    struct Hashing(std::hash::DefaultHasher);
+    impl std::io::Write for Hashing {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            std::hash::Hasher::write(&mut self.0, buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut h = Hashing(std::hash::DefaultHasher::new());
+    // Serializing domain values cannot fail; a failure would only make a needless upsert.
+    let _ = serde_json::to_writer(&mut h, value);
+    std::hash::Hasher::finish(&h.0)
+}
+
 /// The delta from `prev` to `next`, or `None` when one cannot reproduce `next` from `prev`
 /// (another cluster, or items that changed places): then write `next` whole.
 pub fn diff(prev: &ClusterSnapshot, next: &ClusterSnapshot) -> Option<SnapshotDelta> {
+    diff_from(&Written::of(prev), next, &Written::of(next))
+}
+
+/// [`diff`] from what was kept of the previous picture, and the same of the next one.
+pub fn diff_from(prev: &Written, next: &ClusterSnapshot, kept: &Written) -> Option<SnapshotDelta> {
     if prev.cluster_name != next.cluster_name || prev.cluster_arn != next.cluster_arn {
         return None;
     }
     Some(SnapshotDelta {
         cluster_name: next.cluster_name.clone(),
         observed_at: next.observed_at,
-        tasks: changes(&prev.tasks, &next.tasks)?,
-        container_instances: changes(&prev.container_instances, &next.container_instances)?,
-        services: (prev.services != next.services).then(|| next.services.clone()),
-        capacity_providers: (prev.capacity_providers != next.capacity_providers)
+        tasks: changes(&prev.tasks, &next.tasks, &kept.tasks)?,
+        container_instances: changes(
+            &prev.container_instances,
+            &next.container_instances,
+            &kept.container_instances,
+        )?,
+        services: (prev.services != kept.services).then(|| next.services.clone()),
+        capacity_providers: (prev.capacity_providers != kept.capacity_providers)
             .then(|| next.capacity_providers.clone()),
-        auto_scaling_groups: (prev.auto_scaling_groups != next.auto_scaling_groups)
+        auto_scaling_groups: (prev.auto_scaling_groups != kept.auto_scaling_groups)
             .then(|| next.auto_scaling_groups.clone()),
         gaps: next.gaps.clone(),
         tags_unread: next.tags_unread.clone(),
     })
 }
 
-/// The changes from `prev` to `next`, if applying them keeps the order of `next`: the items
-/// kept from `prev` in their old order, then the new ones.
-fn changes<T: Keyed>(prev: &[T], next: &[T]) -> Option<Changes<T>> {
-    let old: HashMap<&str, usize> = prev.iter().enumerate().map(|(i, t)| (t.key(), i)).collect();
+/// The changes from `prev` to `next` (`hashes`: `next`'s keys and hashes), if applying them
+/// keeps the order of `next`: the items kept from `prev` in their old order, then the new ones.
+fn changes<T: Keyed>(
+    prev: &[(String, u64)],
+    next: &[T],
+    hashes: &[(String, u64)],
+) -> Option<Changes<T>> {
+    let old: HashMap<&str, usize> = prev
+        .iter()
+        .enumerate()
+        .map(|(i, (key, _))| (key.as_str(), i))
+        .collect();
     let mut seen = HashSet::with_capacity(next.len());
     let mut out = Changes::default();
     let mut last_kept = None;
     let mut new_began = false;
-    for item in next {
-        if !seen.insert(item.key()) {
+    for (item, (key, hash)) in next.iter().zip(hashes) {
+        if !seen.insert(key.as_str()) {
             return None;
         }
-        match old.get(item.key()) {
+        match old.get(key.as_str()) {
             Some(&i) => {
                 if new_began || last_kept.is_some_and(|last| i < last) {
                     return None;
                 }
                 last_kept = Some(i);
-                if prev[i] != *item {
+                if prev[i].1 != *hash {
                     out.upsert.push(item.clone());
                 }
             }
@@ -131,8 +204,8 @@ fn changes<T: Keyed>(prev: &[T], next: &[T]) -> Option<Changes<T>> {
     }
     out.remove = prev
         .iter()
-        .filter(|t| !seen.contains(t.key()))
-        .map(|t| t.key().to_string())
+        .filter(|(key, _)| !seen.contains(key.as_str()))
+        .map(|(key, _)| key.clone())
         .collect();
     Some(out)
 }

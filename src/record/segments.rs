@@ -9,7 +9,6 @@ use std::collections::{HashMap, VecDeque};
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use flate2::Compression;
@@ -58,9 +57,9 @@ struct Open {
     started: SystemTime,
 }
 
-/// The last picture recorded of a cluster, and in which segment.
+/// What was kept of the last picture recorded of a cluster, and in which segment.
 struct Last {
-    snapshot: Arc<ClusterSnapshot>,
+    written: delta::Written,
     clues: RecordedClues,
     seq: u64,
 }
@@ -96,7 +95,7 @@ impl SegmentWriter {
     pub fn observation(
         &mut self,
         policy_set: &str,
-        snapshot: &Arc<ClusterSnapshot>,
+        snapshot: &ClusterSnapshot,
         clues: &Clues,
     ) -> io::Result<()> {
         self.roll_if_due(snapshot.observed_at)?;
@@ -104,14 +103,16 @@ impl SegmentWriter {
         let cluster = &snapshot.cluster_name;
         let mut lines = Vec::new();
         let last = self.last.get(cluster).filter(|l| l.seq == seq);
-        let entry = match last.and_then(|l| delta_of(&l.snapshot, snapshot)) {
+        let redacted = redact::snapshot(snapshot);
+        let written = delta::Written::of(&redacted);
+        let entry = match last.and_then(|l| delta::diff_from(&l.written, &redacted, &written)) {
             Some(delta) => Entry::Delta {
                 policy_set: policy_set.to_string(),
                 delta: Box::new(delta),
             },
             None => Entry::Full {
                 policy_set: policy_set.to_string(),
-                snapshot: Box::new(redact::snapshot(snapshot).into_owned()),
+                snapshot: Box::new(redacted.clone().into_owned()),
             },
         };
         // The clues go first: the replay reads them as those of the observation that follows.
@@ -133,7 +134,7 @@ impl SegmentWriter {
         self.last.insert(
             cluster.clone(),
             Last {
-                snapshot: Arc::clone(snapshot),
+                written,
                 clues: recorded,
                 seq,
             },
@@ -273,11 +274,6 @@ impl Drop for SegmentWriter {
     fn drop(&mut self) {
         let _ = self.close();
     }
-}
-
-/// The delta from `prev` to `next`, both redacted.
-fn delta_of(prev: &ClusterSnapshot, next: &ClusterSnapshot) -> Option<delta::SnapshotDelta> {
-    delta::diff(&redact::snapshot(prev), &redact::snapshot(next))
 }
 
 fn push_line(buf: &mut Vec<u8>, entry: &Entry) -> io::Result<()> {

@@ -257,6 +257,17 @@ fn settings_that_cannot_work_are_refused_with_their_key() {
             "pacing.overrides.service-modify.burst",
             "must be at most 1000",
         ),
+        (
+            "[record]\nmax_bytes = 1000",
+            "record.max_bytes",
+            "must be at least 1048576, got 1000",
+        ),
+        (
+            "[record]\nmax_age = \"30m\"",
+            "record.max_age",
+            "must be at least 1h, got 30m",
+        ),
+        ("[record]\ndir = \"\"", "record.dir", "empty"),
         // Figment's own errors get the same shape: key, problem, file.
         ("resync = 30", "resync", "invalid type"),
         (

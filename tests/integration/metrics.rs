@@ -420,3 +420,24 @@ fn json_log_lines_of_a_reconcile_carry_its_cluster_from_the_span() {
         );
     }
 }
+
+#[test]
+fn the_recorder_tells_its_drops_failures_and_pause() {
+    use ecs_reconciler::telemetry::RecordingEvent;
+    let m = Metrics::new(None);
+    let value = |m: &Metrics, family: &str| {
+        samples(&parse(&m.encode()), family)
+            .first()
+            .map(|(_, v)| *v)
+            .unwrap_or(-1.0)
+    };
+    assert_eq!(value(&m, "ecs_reconciler_recording_paused"), 0.0);
+    m.recording(RecordingEvent::Dropped);
+    m.recording(RecordingEvent::WriteFailed);
+    m.recording(RecordingEvent::Dropped);
+    assert_eq!(value(&m, "ecs_reconciler_recording_dropped"), 2.0);
+    assert_eq!(value(&m, "ecs_reconciler_recording_write_failures"), 1.0);
+    assert_eq!(value(&m, "ecs_reconciler_recording_paused"), 1.0);
+    m.recording(RecordingEvent::Resumed);
+    assert_eq!(value(&m, "ecs_reconciler_recording_paused"), 0.0);
+}

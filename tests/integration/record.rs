@@ -331,3 +331,95 @@ async fn a_failing_disk_pauses_recording_while_the_controller_goes_on_acting() {
         "the first picture after the pause is whole"
     );
 }
+
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum()
+}
+
+/// Six hours of a 500-task cluster, a picture every 5 minutes, under `limits`; the segments
+/// left (their start times) and the largest amount one observation added to the disk. Checks
+/// after each observation that the disk holds at most `max_bytes`, one open segment and the
+/// observation being written.
+fn six_hours(dir: &Path, limits: Limits) -> (Vec<std::time::SystemTime>, u64) {
+    let mut writer = SegmentWriter::open(dir, limits).unwrap();
+    let ids: Vec<u32> = (0..500).collect();
+    let mut largest_step = 0;
+    for i in 0..72u64 {
+        let before = dir_bytes(dir);
+        let mut p = picture(&ids, |id| {
+            if u64::from(id) % 72 == i {
+                TaskStatus::Pending
+            } else {
+                TaskStatus::Running
+            }
+        });
+        p.observed_at = now() + Duration::from_secs(300 * i);
+        writer.observation("set-1", &p, &Clues::default()).unwrap();
+        largest_step = largest_step.max(dir_bytes(dir).saturating_sub(before));
+        let on_disk = dir_bytes(dir);
+        let open_segment = (limits.max_bytes / 8).max(64 << 10);
+        assert!(
+            on_disk <= limits.max_bytes + open_segment + largest_step,
+            "observation {i}: {on_disk} bytes on disk"
+        );
+    }
+    writer.close().unwrap();
+    let mut starts: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            ecs_reconciler::record::segments::parse_name(&name)
+                .unwrap()
+                .1
+        })
+        .collect();
+    starts.sort();
+    (starts, largest_step)
+}
+
+/// What is left replays on its own (each segment begins with whole pictures); how many
+/// observations it holds.
+fn replayable(dir: &Path) -> usize {
+    let set = ecs_reconciler::demo::scenario_policies().unwrap();
+    ecs_reconciler::backtest::backtest(dir, &set, None, Default::default(), &Default::default())
+        .expect("the remaining segments replay")
+        .observations
+}
+
+#[test]
+fn segments_older_than_max_age_are_deleted_and_what_is_left_still_replays() {
+    let dir = tempfile::tempdir().unwrap();
+    let max_age = Duration::from_secs(3600);
+    let limits = Limits {
+        max_bytes: 1 << 30,
+        max_age,
+    };
+    let (starts, _) = six_hours(dir.path(), limits);
+    let last = now() + Duration::from_secs(300 * 71);
+    // A segment spans a quarter of max_age here. It goes at the first roll after its
+    // successor started more than max_age ago: nothing is kept past max_age and two spans.
+    assert!(starts.len() >= 4, "segments rolled: {starts:?}");
+    assert!(
+        last.duration_since(starts[0]).unwrap() <= max_age + max_age / 2,
+        "segments past max_age are gone: {starts:?}"
+    );
+    let left = replayable(dir.path());
+    assert!((12..72).contains(&left), "{left}");
+}
+
+#[test]
+fn the_oldest_segments_go_first_when_the_recording_would_pass_max_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        max_bytes: 12 << 10,
+        max_age: Duration::from_secs(7 * 24 * 3600),
+    };
+    let (starts, _) = six_hours(dir.path(), limits);
+    assert!(starts[0] > now(), "the first hour was deleted: {starts:?}");
+    assert!(dir_bytes(dir.path()) <= limits.max_bytes + (64 << 10));
+    let left = replayable(dir.path());
+    assert!((1..72).contains(&left), "{left}");
+}
