@@ -112,7 +112,7 @@ pub enum HealthStatus {
 }
 
 /// The timestamps DescribeTasks reports for a task; each is absent until its moment came.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct TaskTimestamps {
     pub created_at: Option<SystemTime>,
     pub connectivity_at: Option<SystemTime>,
@@ -225,7 +225,7 @@ impl<'de> Deserialize<'de> for Overrides {
 }
 
 /// One ECS task as observed. The ARNs and names many tasks repeat are [`Shared`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Task {
     pub arn: String,
     pub cluster_arn: Shared,
@@ -301,7 +301,7 @@ pub struct ServiceEvent {
 }
 
 /// An ECS container instance as observed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ContainerInstance {
     pub arn: String,
     pub ec2_instance_id: Option<String>,

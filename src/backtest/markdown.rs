@@ -112,7 +112,7 @@ fn stuck_tasks(out: &mut String, set: &SetReport, label: &str) {
     for (name, p) in set.policies.iter().filter(|(_, p)| !p.stuck.is_empty()) {
         let _ = writeln!(out, "#### Stuck tasks under {name}{label}\n");
         out.push_str(
-            "| task | cluster | condition | crossed the limit | this set | delay | recorded controller | delay |\n\
+            "| task | cluster | condition | crossed the limit | replayed action | delay | recorded controller | delay |\n\
              |---|---|---|---|---|---|---|---|\n",
         );
         for s in p.stuck.iter().take(MAX_ROWS) {

@@ -213,8 +213,13 @@ pub fn changes_table(changes: &[Change]) -> String {
             reasons(c),
         ));
     }
+    let verb = if changes.len() == 1 {
+        "differs"
+    } else {
+        "differ"
+    };
     out.push_str(&format!(
-        "\n{} differ.\n",
+        "\n{} {verb}.\n",
         crate::prose::plural(changes.len(), "target", "targets")
     ));
     out

@@ -6,8 +6,8 @@
 //! to the previous picture gives the new one exactly, order included; where it could not
 //! (items reordered), [`diff`] says so and the recorder writes a full snapshot instead.
 //!
-//! Change is judged by a 64-bit hash of each item's recorded JSON ([`Written`]), so the
-//! recorder need not keep the previous picture.
+//! Change is judged by 64-bit hashes of what was recorded ([`Written`]), so the recorder need
+//! not keep the previous picture.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::SystemTime;
@@ -67,7 +67,7 @@ impl<T> Changes<T> {
 }
 
 /// An item of a list keyed by ARN.
-pub trait Keyed: Clone + Serialize {
+pub trait Keyed: Clone + std::hash::Hash {
     fn key(&self) -> &str;
 }
 
@@ -85,7 +85,8 @@ impl Keyed for ContainerInstance {
 
 /// What the recorder keeps of the last picture it wrote of a cluster: enough to make the next
 /// delta, without holding the picture (which the controller's cache would then have to copy
-/// before changing it). Each item is kept as its ARN and a hash of its recorded JSON.
+/// before changing it). Each task and container instance is kept as its ARN and a hash of its
+/// value; the few services, providers and groups as a hash of their JSON.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Written {
     cluster_name: String,
@@ -114,7 +115,11 @@ impl Written {
 fn keyed_hashes<T: Keyed>(items: &[T]) -> Vec<(String, u64)> {
     items
         .iter()
-        .map(|t| (t.key().to_string(), hash_of(t)))
+        .map(|t| {
+            let mut h = std::hash::DefaultHasher::new();
+            t.hash(&mut h);
+            (t.key().to_string(), std::hash::Hasher::finish(&h))
+        })
         .collect()
 }
 
