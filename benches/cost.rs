@@ -8,6 +8,7 @@
 //! cargo bench --bench cost          # 10,000 and 100,000 tasks, release build
 //! cargo test --bench cost           # smoke run: 500 and 2,000 tasks, debug build
 //! cargo bench --bench cost -- --tasks 20000,50000   # other sizes
+//! scripts/profile-cost.sh 20000     # perf of one child, samples summed by who spends them
 //! # profile one child by hand: the stub alone, then a child under callgrind
 //! BENCH=$(ls -t target/release/deps/cost-* | grep -v '\.d$' | head -1)
 //! sleep 1d | $BENCH --serve &      # prints 127.0.0.1:PORT
