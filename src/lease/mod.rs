@@ -1,11 +1,13 @@
 //! Which clusters this replica may reconcile and act on: the seam between the controller and
 //! the leases that will share the work between replicas (not built yet; `Everything` is the
-//! only implementation).
+//! only implementation). [`rules`] holds the lease rules the DynamoDB leases will follow.
 //!
 //! The controller asks [`Ownership`] twice: which clusters in scope are its own (the others are
 //! not even read), and, just before the intent record of every mutating action, whether it
 //! may still act on that cluster. A replica that cannot answer yes holds the action as
 //! `skipped:leaseNotHeld` and makes no call.
+
+pub mod rules;
 
 /// The guardrail that holds an action back while this replica does not hold the lease of the
 /// cluster's shard (or holds it with too little time left).

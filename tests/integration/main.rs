@@ -33,6 +33,7 @@ mod generate;
 mod http;
 mod investigate;
 mod json_outputs;
+mod lease_rules;
 mod least_privilege;
 mod metrics;
 mod ownership;
