@@ -31,6 +31,11 @@
 //! | `record.dir`                      | absent (no recording), or a non-empty path (`run --record DIR`) |
 //! | `record.max_bytes`                | 1 MiB ..= 1 TiB (the recording's segments together)   |
 //! | `record.max_age`                  | 1h ..= 366d (segments older than this are deleted)    |
+//! | `lease.table`                     | absent (one replica, no leases), or a DynamoDB table name: 3 to 255 of `A-Z a-z 0-9 _ . -` |
+//! | `lease.shards`                    | 1 ..= 1024                                     |
+//! | `lease.duration`                  | 1s ..= 10m, longer than `lease.renew_every` + `lease.action_timeout` |
+//! | `lease.renew_every`               | 100ms ..= 1m                                   |
+//! | `lease.action_timeout`            | 100ms ..= 1m (the longest a mutating call may take while leases are used) |
 //! | `listen`                          | IP:PORT of `/metrics`, `/livez`, `/readyz` (port 0: any free one) |
 
 use std::fmt;
@@ -138,6 +143,46 @@ impl Default for RecordSettings {
     }
 }
 
+/// How replicas share the work through DynamoDB leases (`[lease]`, `src/lease/`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseSettings {
+    /// The lease table; absent: this replica works alone and holds no lease.
+    pub table: Option<String>,
+    /// Shards the clusters are split into (1: plain leader election).
+    pub shards: u32,
+    #[serde(with = "humantime_serde")]
+    pub duration: Duration,
+    #[serde(with = "humantime_serde")]
+    pub renew_every: Duration,
+    /// The longest one mutating call may take while leases are used: no call starts with
+    /// less than this left on its lease, and a call still running then is abandoned.
+    #[serde(with = "humantime_serde")]
+    pub action_timeout: Duration,
+    /// Create the table (on-demand capacity) when it does not exist.
+    pub create_table: bool,
+}
+
+impl Default for LeaseSettings {
+    fn default() -> Self {
+        LeaseSettings {
+            table: None,
+            shards: 1,
+            duration: Duration::from_secs(15),
+            renew_every: Duration::from_secs(5),
+            action_timeout: Duration::from_secs(5),
+            create_table: false,
+        }
+    }
+}
+
+/// `lease.shards`: more shards than a table scan returns in one page is not a fleet anyone runs.
+pub const LEASE_SHARDS: (u32, u32) = (1, 1024);
+/// `lease.duration`.
+pub const LEASE_DURATION: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(600));
+/// `lease.renew_every` and `lease.action_timeout`.
+pub const LEASE_STEP: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(60));
+
 /// `record.max_bytes`: below a megabyte a segment holds no full snapshot of a large cluster.
 pub const RECORD_MAX_BYTES: (u64, u64) = (1 << 20, 1 << 40);
 /// `record.max_age`: below an hour a segment's full snapshot is deleted too soon.
@@ -184,6 +229,8 @@ pub struct Settings {
     pub listen: String,
     /// What `run --record` keeps (`[record]`).
     pub record: RecordSettings,
+    /// Leases shared with other replicas (`[lease]`).
+    pub lease: LeaseSettings,
 }
 
 /// The default of `listen`: loopback only (the image listens on 0.0.0.0:9090).
@@ -207,6 +254,7 @@ impl Default for Settings {
             managed_tag: ManagedTag::default(),
             listen: DEFAULT_LISTEN.into(),
             record: RecordSettings::default(),
+            lease: LeaseSettings::default(),
         }
     }
 }
@@ -556,6 +604,7 @@ pub fn violations(s: &Settings) -> Vec<Violation> {
         "record.max_age",
         duration_in(s.record.max_age, RECORD_MAX_AGE),
     );
+    lease_violations(&s.lease, &mut key);
     key("managed_tag.key", tag_key_problem(&s.managed_tag.key));
     key(
         "managed_tag.value",
@@ -586,6 +635,46 @@ pub fn violations(s: &Settings) -> Vec<Violation> {
         }
     }
     out
+}
+
+fn lease_violations(l: &LeaseSettings, key: &mut impl FnMut(&str, Option<Problem>)) {
+    key(
+        "lease.table",
+        l.table.as_deref().and_then(table_name_problem),
+    );
+    key("lease.shards", count_in(l.shards, LEASE_SHARDS));
+    key("lease.duration", duration_in(l.duration, LEASE_DURATION));
+    key("lease.renew_every", duration_in(l.renew_every, LEASE_STEP));
+    key(
+        "lease.action_timeout",
+        duration_in(l.action_timeout, LEASE_STEP),
+    );
+    let short = l.duration <= l.renew_every + l.action_timeout;
+    key(
+        "lease.duration",
+        short.then(|| {
+            Problem::Rejected(format!(
+                "must be longer than lease.renew_every ({}) plus lease.action_timeout ({}), \
+                 so that a lease is renewed before its last action must start; got {}",
+                show(l.renew_every),
+                show(l.action_timeout),
+                show(l.duration)
+            ))
+        }),
+    );
+}
+
+/// A DynamoDB table name: 3 to 255 characters of `A-Z a-z 0-9 _ . -`.
+fn table_name_problem(name: &str) -> Option<Problem> {
+    let ok = (3..=255).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    (!ok).then(|| {
+        Problem::Rejected(format!(
+            "a DynamoDB table name is 3 to 255 of A-Z a-z 0-9 _ . -, got {name:?}"
+        ))
+    })
 }
 
 /// An Auto Scaling tag key: 1 to 128 characters, and `aws:` is reserved.

@@ -23,6 +23,7 @@ use tracing::{error, info, warn};
 
 use crate::audit::{AuditSink, mode_name};
 use crate::cloud::Cloud;
+use crate::cloud::aws::leases::DynamoStore;
 use crate::cloud::aws::sqs::SqsQueue;
 use crate::cloud::aws::{AwsCloud, AwsSettings};
 use crate::cloud::budget::ApiBudget;
@@ -34,6 +35,9 @@ use crate::controller::{Controller, ControllerSettings};
 use crate::events::EventSink;
 use crate::events::pump::Pump;
 use crate::http::{self, Health};
+use crate::lease::Ownership;
+use crate::lease::keeper::{Keeper, LeaseConfig, Leases};
+use crate::lease::rules::LeaseTiming;
 use crate::logging::{self, LogGuard};
 use crate::metrics::Metrics;
 use crate::policy::{self, PolicyMode, PolicySet};
@@ -589,6 +593,8 @@ async fn run(args: RunArgs, settings: Settings) -> ExitCode {
             serving,
             // The simulated account's events are its own, in process.
             events: None,
+            // One simulated account, one replica.
+            leases: None,
         };
         return if settings.dry_run {
             drive(ReadOnly::new(account), inputs, &budget, &args, &settings).await
@@ -607,6 +613,10 @@ async fn run(args: RunArgs, settings: Settings) -> ExitCode {
         Ok(q) => q,
         Err(e) => return startup_error(&e),
     };
+    let leases = match lease_table(&settings, &args).await {
+        Ok(l) => l,
+        Err(e) => return startup_error(&e),
+    };
     if let Some(s) = &serving {
         s.health.cloud_resolved();
     }
@@ -616,6 +626,7 @@ async fn run(args: RunArgs, settings: Settings) -> ExitCode {
         audit,
         serving,
         events,
+        leases,
     };
     if settings.dry_run {
         drive(ReadOnly::new(aws), inputs, &budget, &args, &settings).await
@@ -638,6 +649,48 @@ async fn event_queue(settings: &Settings, args: &RunArgs) -> Result<Option<SqsQu
     let arn = queue.check().await.map_err(|e| e.to_string())?;
     info!(queue = %url, arn = %arn, "reading events");
     Ok(Some(queue))
+}
+
+/// The leases of `[lease] table`, checked once (a missing table, or one the role may not
+/// read, is a one-line error; `lease.create_table` creates it). None without a table.
+async fn lease_table(settings: &Settings, args: &RunArgs) -> Result<Option<LeaseParts>, String> {
+    let lease = &settings.lease;
+    let Some(table) = lease.table.as_deref() else {
+        return Ok(None);
+    };
+    if args.once {
+        return Err(
+            "--once makes one pass without a lease, but lease.table is set: other replicas may \
+             be acting; run without --once, or without lease.table"
+                .into(),
+        );
+    }
+    let (store, region) =
+        DynamoStore::from_env(&aws_settings(settings), table, lease.renew_every).await;
+    store
+        .check(lease.create_table)
+        .await
+        .map_err(|e| e.to_string())?;
+    let config = LeaseConfig {
+        shards: lease.shards,
+        timing: LeaseTiming {
+            duration: lease.duration,
+            renew_every: lease.renew_every,
+            longest_call: lease.action_timeout,
+        },
+        // The ambient account (issue 11's targets will name theirs).
+        account: String::new(),
+        region,
+    };
+    let leases = Leases::new(&crate::lease::replica_id(), config);
+    info!(table = %table, replica = %leases.replica(), shards = lease.shards, "sharing the work through leases");
+    Ok(Some(LeaseParts { leases, store }))
+}
+
+/// This replica's leases and the table they live in.
+struct LeaseParts {
+    leases: Arc<Leases>,
+    store: DynamoStore,
 }
 
 /// The HTTP endpoints of `run` (not with `--once`): the address bound before anything is
@@ -680,6 +733,8 @@ struct DriveInputs {
     serving: Option<Serving>,
     /// The checked SQS queue of `[events] queue_url`, if any.
     events: Option<SqsQueue>,
+    /// The checked lease table of `[lease] table`, if any.
+    leases: Option<LeaseParts>,
 }
 
 /// Runs the controller until shutdown (or one pass with `--once`), serving the endpoints when
@@ -697,6 +752,7 @@ async fn drive<C: Cloud>(
         audit,
         serving,
         events,
+        leases,
     } = inputs;
     let controller_settings = ControllerSettings {
         resync: settings.resync,
@@ -735,6 +791,9 @@ async fn drive<C: Cloud>(
     };
     if let Some(telemetry) = listeners(serving.as_ref(), recorder.as_ref()) {
         controller = controller.with_telemetry(telemetry);
+    }
+    if let Some(parts) = &leases {
+        controller = controller.with_ownership(Arc::clone(&parts.leases) as Arc<dyn Ownership>);
     }
     let controller = Arc::new(controller);
     if let Some(s) = &serving {
@@ -799,6 +858,17 @@ async fn drive<C: Cloud>(
         let sink: Arc<dyn EventSink> = Arc::clone(&controller) as Arc<dyn EventSink>;
         let pump = Pump::new(queue, sink, Arc::clone(controller.telemetry()));
         tasks.spawn("event pump", pump.run(shutdown.clone()));
+    }
+    if let Some(parts) = leases {
+        let c = Arc::clone(&controller);
+        let keeper = Keeper::new(Arc::new(parts.store), parts.leases)
+            .on_change(Arc::new(move || c.scope_changed()));
+        let until = shutdown.clone();
+        tasks.spawn("leases", async move {
+            if let Err(lost) = keeper.run(until).await {
+                error!("{lost}");
+            }
+        });
     }
     if let Some(s) = serving {
         tasks.spawn(

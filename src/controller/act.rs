@@ -72,13 +72,49 @@ impl<C: Cloud> Controller<C> {
             return (Outcome::AuditUnavailable, Some(detail));
         }
         self.audit_ok.store(true, Ordering::Relaxed);
-        let (outcome, detail) = self.act(planned, snapshot).await;
+        // The intent record took time: the lease must still cover the whole call.
+        if !self.ownership.may_act(&snapshot.cluster_name) {
+            let detail = "the lease of the cluster's shard ran short while the intent was \
+                          recorded; nothing was done";
+            let held = record(
+                Outcome::Skipped(LEASE_NOT_HELD),
+                Some(detail.into()),
+                Some(attempt),
+            );
+            self.record_once(held, trail);
+            return (Outcome::Skipped(LEASE_NOT_HELD), Some(detail.into()));
+        }
+        let (outcome, detail) = self.act_within_lease(planned, snapshot).await;
         self.record_outcome(
             planned,
             record(outcome.clone(), detail.clone(), Some(attempt)),
             trail,
         );
         (outcome, detail)
+    }
+
+    /// [`Controller::act`], cut at the ownership's action limit (the lease's longest call):
+    /// a call still waiting for the API budget then, or still unanswered, is abandoned before
+    /// the lease it started under can run out.
+    async fn act_within_lease(
+        &self,
+        planned: &PlannedAction,
+        snapshot: &ClusterSnapshot,
+    ) -> (Outcome, Option<String>) {
+        let Some(limit) = self.ownership.action_limit() else {
+            return self.act(planned, snapshot).await;
+        };
+        match tokio::time::timeout(limit, self.act(planned, snapshot)).await {
+            Ok(done) => done,
+            Err(_) => failed(
+                CloudError::new(
+                    ErrorCategory::Transient,
+                    planned.action.kind().as_str(),
+                    format!("did not finish within lease.action_timeout ({limit:?})"),
+                ),
+                Some("abandoned so that it cannot outlast the lease; tried again next pass"),
+            ),
+        }
     }
 
     /// Makes the calls of one enforced action. Returns the outcome and a detail line.

@@ -228,6 +228,9 @@ pub struct Controller<C> {
     telemetry: Arc<dyn Telemetry>,
     /// Which clusters this replica reconciles and may act on.
     ownership: Arc<dyn Ownership>,
+    /// Set when the ownership changed (a lease taken or lost): the loop lists its scope again
+    /// at once.
+    scope_stale: AtomicBool,
 }
 
 /// Within one reconcile: closed after a failed audit write, so no further action starts
@@ -312,6 +315,7 @@ impl<C: Cloud> Controller<C> {
             events_healthy: AtomicBool::new(false),
             telemetry: Arc::new(Silent),
             ownership: Arc::new(Everything),
+            scope_stale: AtomicBool::new(false),
         }
     }
 
@@ -320,6 +324,12 @@ impl<C: Cloud> Controller<C> {
     pub fn with_ownership(mut self, ownership: Arc<dyn Ownership>) -> Self {
         self.ownership = ownership;
         self
+    }
+
+    /// The clusters this replica owns changed: the loop lists its scope again at once.
+    pub fn scope_changed(&self) {
+        self.scope_stale.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
     }
 
     /// Tells `telemetry` what the loop does.

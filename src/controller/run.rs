@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use tokio::sync::Semaphore;
 use tokio::task::{Id, JoinError, JoinSet};
@@ -55,7 +56,7 @@ impl<C: Cloud> Controller<C> {
         while !shutdown.is_cancelled() && runs.panicked.is_none() {
             self.telemetry.loop_progressed();
             let now = Instant::now();
-            if now >= next_scope_refresh {
+            if now >= next_scope_refresh || self.scope_stale.swap(false, Ordering::SeqCst) {
                 next_scope_refresh = now + self.refresh_scope(now).await;
             }
             let due = self.lock_queue().take_due(now);

@@ -34,6 +34,7 @@ mod http;
 mod investigate;
 mod json_outputs;
 mod lease_rules;
+mod leases;
 mod least_privilege;
 mod metrics;
 mod ownership;

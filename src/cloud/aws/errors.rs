@@ -53,7 +53,8 @@ fn category_of_code(code: &str) -> Option<ErrorCategory> {
         | "ThrottledException"
         | "RequestLimitExceeded"
         | "TooManyRequests"
-        | "TooManyRequestsException" => ErrorCategory::Throttled,
+        | "TooManyRequestsException"
+        | "ProvisionedThroughputExceededException" => ErrorCategory::Throttled,
         "ClusterNotFoundException"
         | "ResourceNotFound"
         | "ResourceNotFoundException"

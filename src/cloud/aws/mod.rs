@@ -29,6 +29,7 @@ mod capacity;
 mod confirm;
 mod convert;
 mod errors;
+pub mod leases;
 mod network;
 mod observe;
 pub mod operations;
