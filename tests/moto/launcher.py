@@ -44,9 +44,22 @@ Harness-only endpoints (not AWS APIs), all `POST` with a JSON body; `account` (d
 - `/_harness/fault/clear` {operation?}: ends that operation's fault (a throttled queue that
   answers again), or, without `operation`, every fault injected for that account.
 
-Isolation: a request whose access key id is `MOTOACCT` followed by 12 digits is served by the
-account with those digits as its id, so tests sharing one server each get their own empty
-account (moto otherwise maps every unknown access key to 123456789012).
+- `/_harness/calls` {}: the StopTask requests that reached moto, per task ARN:
+  {"StopTask": {"arn:...": 1}} (after faults; the SDK's retries count).
+
+Faults may also name a `sessionToken` instead of the account: then only requests that carry
+that session token (X-Amz-Security-Token) fail, so that one of several processes sharing an
+account can be cut off (from DynamoDB, say) while the others are not. DynamoDB operations ("PutItem", "Scan") answer in
+DynamoDB's JSON error format.
+
+Isolation: a request whose access key id is `MOTOACCT` followed by 12 digits is served by the account with those digits as its id, so tests
+sharing one server each get their own empty account (moto otherwise maps every unknown access
+key to 123456789012).
+
+Gap: moto's DynamoDB reads an item, evaluates a put's condition and stores the item without a
+lock (moto/dynamodb/models/table.py, Table.put_item), so two concurrent conditional writes on
+one version could both succeed, which DynamoDB never allows. The launcher serialises every
+DynamoDB request, which makes each conditional write atomic, as in DynamoDB.
 """
 
 from __future__ import annotations
@@ -86,6 +99,12 @@ from moto.moto_server.werkzeug_app import (
 
 ECS_TARGET_PREFIX = "AmazonEC2ContainerServiceV20141113."
 SQS_TARGET_PREFIX = "AmazonSQS."
+DYNAMODB_TARGET_PREFIX = "DynamoDB_20120810."
+# Makes each DynamoDB request, and so each conditional write, atomic (see the module's doc).
+DYNAMODB_LOCK = threading.Lock()
+# StopTask requests per (account, task ARN), for /_harness/calls.
+STOP_TASK_CALLS: dict[tuple[str, str], int] = {}
+STOP_TASK_LOCK = threading.Lock()
 TIMESTAMPS = {
     "createdAt": "created_at",
     "pullStartedAt": "pull_started_at",
@@ -686,7 +705,8 @@ def _harness_activity(body: dict) -> dict:
 
 
 def _harness_fault(body: dict) -> dict:
-    FAULTS[(body.get("account", DEFAULT_ACCOUNT_ID), body["operation"])] = {
+    scope = body.get("sessionToken") or body.get("account", DEFAULT_ACCOUNT_ID)
+    FAULTS[(scope, body["operation"])] = {
         "code": body.get("code", "AccessDeniedException"),
         "status": int(body.get("status", 400)),
         "message": body.get("message", f"not authorized to perform {body['operation']}"),
@@ -694,10 +714,43 @@ def _harness_fault(body: dict) -> dict:
     return {}
 
 
+def _harness_calls(body: dict) -> dict:
+    account = body.get("account", DEFAULT_ACCOUNT_ID)
+    with STOP_TASK_LOCK:
+        stops = {arn: n for (acct, arn), n in STOP_TASK_CALLS.items() if acct == account}
+    return {"StopTask": stops}
+
+
+def _count_stop_task(environ: dict, account: str) -> None:
+    """Counts a StopTask request by its task, leaving the body readable for moto."""
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    raw = environ["wsgi.input"].read(length)
+    environ["wsgi.input"] = io.BytesIO(raw)
+    try:
+        task = json.loads(raw or b"{}").get("task", "")
+    except ValueError:
+        return
+    with STOP_TASK_LOCK:
+        STOP_TASK_CALLS[(account, task)] = STOP_TASK_CALLS.get((account, task), 0) + 1
+
+
+def _dynamodb_fault(start_response: Any, fault: dict) -> list[bytes]:
+    data = json.dumps(
+        {"__type": f"com.amazonaws.dynamodb.v20120810#{fault['code']}", "message": fault["message"]}
+    ).encode()
+    status = fault["status"]
+    reason = {400: "Bad Request", 500: "Internal Server Error"}.get(status, "Error")
+    start_response(
+        f"{status} {reason}",
+        [("Content-Type", "application/x-amz-json-1.0"), ("Content-Length", str(len(data)))],
+    )
+    return [data]
+
+
 def _harness_fault_clear(body: dict) -> dict:
     """Ends the fault of `operation` set with /_harness/fault, or every fault of the account
     when no operation is named: those calls answer as moto does again."""
-    account = body.get("account", DEFAULT_ACCOUNT_ID)
+    account = body.get("sessionToken") or body.get("account", DEFAULT_ACCOUNT_ID)
     if "operation" in body:
         FAULTS.pop((account, body["operation"]), None)
     else:
@@ -717,6 +770,7 @@ HARNESS = {
     "/_harness/ec2/console-output": _harness_console_output,
     "/_harness/autoscaling/activity": _harness_activity,
     "/_harness/fault": _harness_fault,
+    "/_harness/calls": _harness_calls,
     "/_harness/fault/clear": _harness_fault_clear,
 }
 
@@ -793,11 +847,17 @@ def harness_app(inner: Any) -> Any:
             except Exception as err:  # the harness caller wants to see what went wrong
                 return _reply(start_response, 400, {"error": repr(err)})
         target = environ.get("HTTP_X_AMZ_TARGET", "")
+        match = ACCESS_KEY.search(environ.get("HTTP_AUTHORIZATION", ""))
+        account = _account_from_access_key(match.group(1) if match else "")
         if FAULTS:
-            match = ACCESS_KEY.search(environ.get("HTTP_AUTHORIZATION", ""))
-            account = _account_from_access_key(match.group(1) if match else "")
+            token = environ.get("HTTP_X_AMZ_SECURITY_TOKEN", "")
+
+            def fault_of(operation: str) -> dict | None:
+                by_token = FAULTS.get((token, operation)) if token else None
+                return by_token or FAULTS.get((account, operation))
+
             if target.startswith(ECS_TARGET_PREFIX):
-                fault = FAULTS.get((account, target[len(ECS_TARGET_PREFIX):]))
+                fault = fault_of(target[len(ECS_TARGET_PREFIX):])
                 if fault:
                     return _reply(
                         start_response,
@@ -806,16 +866,25 @@ def harness_app(inner: Any) -> Any:
                         [("x-amzn-ErrorType", fault["code"])],
                     )
             elif target.startswith(SQS_TARGET_PREFIX):
-                fault = FAULTS.get((account, target[len(SQS_TARGET_PREFIX):]))
+                fault = fault_of(target[len(SQS_TARGET_PREFIX):])
                 if fault:
                     return _sqs_fault(start_response, fault)
+            elif target.startswith(DYNAMODB_TARGET_PREFIX):
+                fault = fault_of(target[len(DYNAMODB_TARGET_PREFIX):])
+                if fault:
+                    return _dynamodb_fault(start_response, fault)
             elif not target:
-                fault = FAULTS.get((account, _query_action(environ) or ""))
+                fault = fault_of(_query_action(environ) or "")
                 if fault:
                     service = SIGNED_SERVICE.search(environ.get("HTTP_AUTHORIZATION", ""))
                     if service and service.group(1) == "autoscaling":
                         return _query_error(start_response, fault)
                     return _ec2_error(start_response, fault)
+        if target == ECS_TARGET_PREFIX + "StopTask":
+            _count_stop_task(environ, account)
+        if target.startswith(DYNAMODB_TARGET_PREFIX):
+            with DYNAMODB_LOCK:
+                return list(inner(environ, start_response))
         return inner(environ, start_response)
 
     return app

@@ -190,6 +190,24 @@ impl Moto {
         aws_sdk_autoscaling::Client::from_conf(config)
     }
 
+    /// A raw DynamoDB client on this account, for arranging fixtures (not counted).
+    pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        let config = aws_sdk_dynamodb::config::Builder::from(&self.sdk_config())
+            .endpoint_url(self.endpoint())
+            .build();
+        aws_sdk_dynamodb::Client::from_conf(config)
+    }
+
+    /// The lease table `table` of this account, through the adapter (calls bounded by 5 s).
+    pub fn lease_store(&self, table: &str) -> ecs_reconciler::cloud::aws::leases::DynamoStore {
+        ecs_reconciler::cloud::aws::leases::DynamoStore::from_conf(
+            &self.sdk_config(),
+            &self.settings(),
+            table,
+            std::time::Duration::from_secs(5),
+        )
+    }
+
     /// Sets an EC2 instance's LaunchTime (epoch seconds).
     pub async fn set_launch_time(&self, instance_id: &str, epoch_seconds: u64) {
         self.harness(
