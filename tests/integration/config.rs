@@ -268,6 +268,32 @@ fn settings_that_cannot_work_are_refused_with_their_key() {
             "must be at least 1h, got 30m",
         ),
         ("[record]\ndir = \"\"", "record.dir", "empty"),
+        (
+            "[lease]\nshards = 0",
+            "lease.shards",
+            "must be at least 1, got 0",
+        ),
+        (
+            "[lease]\nduration = \"5s\"\nrenew_every = \"5s\"",
+            "lease.duration",
+            "must be longer than lease.renew_every (5s) plus lease.action_timeout (5s)",
+        ),
+        (
+            "[lease]\nduration = \"10s\"",
+            "lease.duration",
+            "so that a lease is renewed before its last action must start; got 10s",
+        ),
+        (
+            "[lease]\ntable = \"no spaces\"",
+            "lease.table",
+            "a DynamoDB table name is 3 to 255 of A-Z a-z 0-9 _ . -",
+        ),
+        (
+            "[lease]\nrenew_every = \"50ms\"",
+            "lease.renew_every",
+            "must be at least 100ms",
+        ),
+        ("[lease]\nshard = 2", "lease.shard", "unknown key"),
         // Figment's own errors get the same shape: key, problem, file.
         ("resync = 30", "resync", "invalid type"),
         (
@@ -293,6 +319,17 @@ fn the_values_just_inside_every_range_are_accepted() {
                   [pacing.overrides.other]\nper_second = 0.001\nburst = 1\n";
     let s = load_text(lowest).unwrap();
     assert_eq!(s.resync, Duration::from_secs(1));
+    assert_eq!(s.lease.table, None, "no table: no leases");
+    assert_eq!(s.lease.shards, 1);
+    assert_eq!(s.lease.duration, Duration::from_secs(15));
+    assert_eq!(s.lease.renew_every, Duration::from_secs(5));
+    let leased = load_text(
+        "[lease]\ntable = \"ecs-reconciler-leases\"\nshards = 1024\nduration = \"3s\"\n\
+         renew_every = \"1s\"\naction_timeout = \"1s\"\ncreate_table = true\n",
+    )
+    .unwrap();
+    assert_eq!(leased.lease.shards, 1024);
+    assert!(leased.lease.create_table);
     assert_eq!(s.concurrency, 1);
     assert_eq!(s.aws.max_attempts, 1);
     assert_eq!(s.aws.connect_timeout, Duration::from_millis(100));
