@@ -115,6 +115,7 @@ struct Families {
     recording_dropped: Counter,
     recording_write_failures: Counter,
     recording_paused: Gauge,
+    leases_held: Gauge,
 }
 
 /// What the scrape-time collector reads: the API budget, the policy set in force.
@@ -164,6 +165,7 @@ impl Metrics {
             recording_dropped: Counter::default(),
             recording_write_failures: Counter::default(),
             recording_paused: Gauge::default(),
+            leases_held: Gauge::default(),
         };
         let f = &families;
         registry.register(
@@ -234,6 +236,11 @@ impl Metrics {
             "1 while recording is paused after a failed write",
             f.recording_paused.clone(),
         );
+        registry.register(
+            "leases_held",
+            "Shard leases this replica holds ([lease] table; 0 while it waits as a standby)",
+            f.leases_held.clone(),
+        );
         let shared = Arc::new(Shared {
             budget,
             policy_set: Mutex::new(None),
@@ -264,6 +271,13 @@ impl Metrics {
     /// The fingerprint of the policy set in force, once one is.
     pub fn policy_set(&self) -> Option<String> {
         lock(&self.shared.policy_set).clone()
+    }
+
+    /// How many shard leases this replica holds now.
+    pub fn set_leases_held(&self, held: usize) {
+        self.families
+            .leases_held
+            .set(i64::try_from(held).unwrap_or(i64::MAX));
     }
 
     /// Names the policy set in force (at start, before any reload).

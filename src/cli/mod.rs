@@ -569,6 +569,9 @@ async fn run(args: RunArgs, settings: Settings) -> ExitCode {
         Err(e) => return startup_error(&e),
     };
     if let Some(name) = &args.sim {
+        if settings.lease.table.is_some() {
+            warn!("lease.table is ignored with --sim: the simulated account has one replica");
+        }
         let sim = match sim_account(name) {
             Ok(sim) => sim,
             Err(e) => return startup_error(&e),
@@ -861,8 +864,15 @@ async fn drive<C: Cloud>(
     }
     if let Some(parts) = leases {
         let c = Arc::clone(&controller);
-        let keeper = Keeper::new(Arc::new(parts.store), parts.leases)
-            .on_change(Arc::new(move || c.scope_changed()));
+        let metrics = serving.as_ref().map(|s| Arc::clone(&s.metrics));
+        let held = Arc::clone(&parts.leases);
+        let keeper =
+            Keeper::new(Arc::new(parts.store), parts.leases).on_change(Arc::new(move || {
+                c.scope_changed();
+                if let Some(m) = &metrics {
+                    m.set_leases_held(held.held().len());
+                }
+            }));
         let until = shutdown.clone();
         tasks.spawn("leases", async move {
             if let Err(lost) = keeper.run(until).await {

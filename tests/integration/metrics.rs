@@ -369,9 +369,38 @@ impl std::io::Write for Captured {
     }
 }
 
+/// A global subscriber that enables nothing but never lets a callsite cache "never": without
+/// it, a callsite first hit on another test's thread (no subscriber there) while this test's
+/// scoped subscriber was being registered could stay disabled for the whole binary.
+fn ask_every_time() {
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::subscriber::Interest;
+    use tracing::{Event, Metadata};
+    struct AskEveryTime;
+    impl tracing::Subscriber for AskEveryTime {
+        fn register_callsite(&self, _: &'static Metadata<'static>) -> Interest {
+            Interest::sometimes()
+        }
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            false
+        }
+        fn new_span(&self, _: &Attributes<'_>) -> Id {
+            Id::from_u64(1)
+        }
+        fn record(&self, _: &Id, _: &Record<'_>) {}
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, _: &Event<'_>) {}
+        fn enter(&self, _: &Id) {}
+        fn exit(&self, _: &Id) {}
+    }
+    let _ = tracing::subscriber::set_global_default(AskEveryTime);
+    tracing::callsite::rebuild_interest_cache();
+}
+
 #[test]
 fn json_log_lines_of_a_reconcile_carry_its_cluster_from_the_span() {
     use ecs_reconciler::logging::{json_subscriber, spawn_writer};
+    ask_every_time();
     let sink = Captured::default();
     let writer = spawn_writer(sink.clone(), 1024);
     let subscriber = json_subscriber(
@@ -440,4 +469,19 @@ fn the_recorder_tells_its_drops_failures_and_pause() {
     assert_eq!(value(&m, "ecs_reconciler_recording_paused"), 1.0);
     m.recording(RecordingEvent::Resumed);
     assert_eq!(value(&m, "ecs_reconciler_recording_paused"), 0.0);
+}
+
+#[test]
+fn the_leases_held_are_a_gauge() {
+    let m = Metrics::new(None);
+    let held = |m: &Metrics| {
+        samples(&parse(&m.encode()), "ecs_reconciler_leases_held")
+            .first()
+            .map(|(_, v)| *v)
+    };
+    assert_eq!(held(&m), Some(0.0));
+    m.set_leases_held(2);
+    assert_eq!(held(&m), Some(2.0));
+    m.set_leases_held(0);
+    assert_eq!(held(&m), Some(0.0));
 }
