@@ -232,8 +232,13 @@ impl<S: LeaseStore> Keeper<S> {
         let mut lost = Vec::new();
         let mut why = String::new();
         while let Some(joined) = writes.join_next().await {
-            let Ok((shard, version, sent, result)) = joined else {
-                continue;
+            let (shard, version, sent, result) = match joined {
+                Ok(done) => done,
+                // The lease it was renewing runs out by itself below.
+                Err(e) => {
+                    error!(error = %e, "a lease renewal panicked");
+                    continue;
+                }
             };
             let mut held = self.leases.lock();
             match result {
