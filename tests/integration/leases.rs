@@ -160,18 +160,33 @@ async fn three_replicas_and_six_shards_hold_two_each() {
     assert_eq!(all, [0, 1, 2, 3, 4, 5]);
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_killed_replica_is_taken_over_within_a_lease_and_a_renewal() {
+/// Two replicas on one shard, 30 s after they started: (replicas, a cluster, the holder, the
+/// standby). Exactly one of them holds the shard.
+async fn a_holder_and_a_standby() -> (Vec<Replica>, Vec<String>, usize, usize) {
     let table = Arc::new(MemoryStore::new());
-    let mut replicas = vec![
+    let replicas = vec![
         Replica::start(&table, "a", 1),
         Replica::start(&table, "b", 1),
     ];
     let cs = clusters(&replicas[0].leases, 1);
-    let mut seen = Seen::default();
-    run_for(&replicas, &cs, Duration::from_secs(30), &mut seen).await;
-    let holder = if held(&replicas) == [1, 0] { 0 } else { 1 };
-    let other = 1 - holder;
+    run_for(
+        &replicas,
+        &cs,
+        Duration::from_secs(30),
+        &mut Seen::default(),
+    )
+    .await;
+    let holder = match held(&replicas).as_slice() {
+        [1, 0] => 0,
+        [0, 1] => 1,
+        other => panic!("exactly one holder expected, held {other:?}"),
+    };
+    (replicas, cs, holder, 1 - holder)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_killed_replica_is_taken_over_within_a_lease_and_a_renewal() {
+    let (mut replicas, cs, holder, other) = a_holder_and_a_standby().await;
     replicas[holder].stop();
     let killed = Instant::now();
     let mut after = Seen::default();
@@ -192,16 +207,7 @@ async fn a_killed_replica_is_taken_over_within_a_lease_and_a_renewal() {
 
 #[tokio::test(start_paused = true)]
 async fn a_replica_cut_off_from_the_table_stops_before_its_lease_can_be_taken_and_exits() {
-    let table = Arc::new(MemoryStore::new());
-    let mut replicas = vec![
-        Replica::start(&table, "a", 1),
-        Replica::start(&table, "b", 1),
-    ];
-    let cs = clusters(&replicas[0].leases, 1);
-    let mut seen = Seen::default();
-    run_for(&replicas, &cs, Duration::from_secs(30), &mut seen).await;
-    let holder = if held(&replicas) == [1, 0] { 0 } else { 1 };
-    let other = 1 - holder;
+    let (mut replicas, cs, holder, other) = a_holder_and_a_standby().await;
     replicas[holder].link.set_cut(true);
     let cut = Instant::now();
     let mut after = Seen::default();
@@ -253,16 +259,8 @@ async fn slow_answers_never_let_two_replicas_act_at_once() {
 
 #[tokio::test(start_paused = true)]
 async fn a_replica_paused_past_its_lease_does_not_act_when_it_resumes() {
-    let table = Arc::new(MemoryStore::new());
-    let mut replicas = vec![
-        Replica::start(&table, "a", 1),
-        Replica::start(&table, "b", 1),
-    ];
-    let cs = clusters(&replicas[0].leases, 1);
+    let (mut replicas, cs, holder, other) = a_holder_and_a_standby().await;
     let mut seen = Seen::default();
-    run_for(&replicas, &cs, Duration::from_secs(30), &mut seen).await;
-    let holder = if held(&replicas) == [1, 0] { 0 } else { 1 };
-    let other = 1 - holder;
     // SIGSTOP: nothing of the process runs, not even its keeper.
     replicas[holder].stop();
     run_for(&replicas, &cs, Duration::from_secs(40), &mut seen).await;
