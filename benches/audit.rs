@@ -21,6 +21,8 @@ fn record() -> AuditRecord {
         target: "arn:aws:ecs:us-east-1:123456789012:task/prod-web/63033b0c9d5a4f1e8b7c6d5e4f3a2b1c"
             .into(),
         cluster: "prod-web".into(),
+        account: None,
+        region: None,
         service: Some("web".into()),
         reason: "stuck in PROVISIONING for 15m, limit 10m".into(),
         evidence: [

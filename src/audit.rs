@@ -116,6 +116,12 @@ pub struct AuditRecord {
     /// The ARN of what was acted on.
     pub target: String,
     pub cluster: String,
+    /// The cluster's account id and Region, when the controller knows them (always under
+    /// `[[targets]]`; see `src/targets.rs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
     /// The one-line why.

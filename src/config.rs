@@ -36,6 +36,13 @@
 //! | `lease.duration`                  | 1s ..= 10m, longer than `lease.renew_every` + `lease.action_timeout` |
 //! | `lease.renew_every`               | 100ms ..= 1m                                   |
 //! | `lease.action_timeout`            | 100ms ..= 1m (the longest a mutating call may take while leases are used) |
+//! | `targets[i].role_arn`             | absent (the ambient credentials), or an IAM role ARN `arn:aws:iam::ACCOUNT:role/NAME` |
+//! | `targets[i].external_id`          | absent, or 2 to 1224 of letters, digits and `+=,.@:/-` (needs `role_arn`) |
+//! | `targets[i].session_name`         | absent (`ecs-reconciler`), or 2 to 64 of letters, digits and `+=,.@-` (needs `role_arn`) |
+//! | `targets[i].name`                 | absent, or 1 to 64 of letters, digits and `_.-` |
+//! | `targets[i].regions`              | Region names, each once; empty: the ambient Region |
+//! | `targets[i].clusters`             | absent, or a non-empty list of cluster name globs |
+//! | `targets`                         | no account-Region named twice                  |
 //! | `listen`                          | IP:PORT of `/metrics`, `/livez`, `/readyz` (port 0: any free one) |
 
 use std::fmt;
@@ -49,6 +56,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::capacity::tags::{MAX_TAG_KEY, MAX_TAG_VALUE, ManagedTag};
 use crate::cloud::budget::PacingSettings;
+use crate::targets::TargetSettings;
 
 /// The file read when `--config` is not given, if it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "ecs-reconciler.toml";
@@ -231,6 +239,10 @@ pub struct Settings {
     pub record: RecordSettings,
     /// Leases shared with other replicas (`[lease]`).
     pub lease: LeaseSettings,
+    /// The accounts and Regions reconciled (`[[targets]]`, `src/targets.rs`); empty: the
+    /// ambient account and Region.
+    #[serde(default)]
+    pub targets: Vec<TargetSettings>,
 }
 
 /// The default of `listen`: loopback only (the image listens on 0.0.0.0:9090).
@@ -255,6 +267,7 @@ impl Default for Settings {
             listen: DEFAULT_LISTEN.into(),
             record: RecordSettings::default(),
             lease: LeaseSettings::default(),
+            targets: Vec::new(),
         }
     }
 }
@@ -605,6 +618,9 @@ pub fn violations(s: &Settings) -> Vec<Violation> {
         duration_in(s.record.max_age, RECORD_MAX_AGE),
     );
     lease_violations(&s.lease, &mut key);
+    for (target_key, why) in crate::targets::violations(&s.targets) {
+        key(&target_key, Some(Problem::Rejected(why)));
+    }
     key("managed_tag.key", tag_key_problem(&s.managed_tag.key));
     key(
         "managed_tag.value",
@@ -849,7 +865,12 @@ struct Locator<'a> {
 
 impl Locator<'_> {
     fn origin(&self, key: &str) -> Option<Origin> {
-        let metadata = self.figment.find_metadata(key)?;
+        // An array element (`targets[1].role_arn`) is found by its array.
+        let array = key.split('[').next().unwrap_or(key);
+        let metadata = self
+            .figment
+            .find_metadata(key)
+            .or_else(|| self.figment.find_metadata(array))?;
         self.origin_of(metadata, key)
     }
 

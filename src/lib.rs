@@ -33,6 +33,7 @@
 //!   which and why; SIGTERM and SIGINT are honoured in every state.
 //! - [`logging`]: logging that never blocks or panics the task that logs (lines that cannot be
 //!   written are dropped and counted).
+//! - [`targets`]: the accounts and Regions one deployment reconciles.
 //! - [`config`], [`cli`], [`demo`]: the shell.
 
 pub mod audit;
@@ -65,4 +66,5 @@ pub mod record;
 pub mod reload;
 pub mod resync;
 pub mod supervise;
+pub mod targets;
 pub mod telemetry;

@@ -30,6 +30,7 @@ use crate::cloud::budget::{AnswerCount, ApiBudget};
 use crate::controller::ClusterReport;
 use crate::diagnose::Condition;
 use crate::events::Disposition;
+use crate::targets::Place;
 use crate::telemetry::{RecordingEvent, Telemetry, Trigger};
 
 /// The prefix of every metric name.
@@ -49,19 +50,49 @@ struct TriggerLabels {
     trigger: &'static str,
 }
 
+/// The account and Region of a cluster or a budget: empty when not known (one ambient account
+/// whose id could not be read), which Prometheus treats as no label.
+#[derive(Debug, Clone, Default, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct PlaceLabels {
+    account: String,
+    region: String,
+}
+
+impl PlaceLabels {
+    pub fn of(place: &Place) -> PlaceLabels {
+        PlaceLabels {
+            account: place.account.clone(),
+            region: place.region.clone(),
+        }
+    }
+
+    fn of_record(record: &AuditRecord) -> PlaceLabels {
+        PlaceLabels {
+            account: record.account.clone().unwrap_or_default(),
+            region: record.region.clone().unwrap_or_default(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StuckLabels {
+    #[prometheus(flatten)]
+    place: PlaceLabels,
     cluster: String,
     state: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ClusterLabels {
+    #[prometheus(flatten)]
+    place: PlaceLabels,
     cluster: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ActionLabels {
+    #[prometheus(flatten)]
+    place: PlaceLabels,
     policy: String,
     action: String,
     outcome: String,
@@ -69,6 +100,8 @@ struct ActionLabels {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HeldLabels {
+    #[prometheus(flatten)]
+    place: PlaceLabels,
     policy: String,
     action: String,
     guardrail: String,
@@ -86,11 +119,15 @@ struct DispositionLabels {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CategoryLabels {
+    #[prometheus(flatten)]
+    place: PlaceLabels,
     category: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallLabels {
+    #[prometheus(flatten)]
+    place: PlaceLabels,
     category: &'static str,
     result: &'static str,
 }
@@ -121,7 +158,8 @@ struct Families {
 /// What the scrape-time collector reads: the API budget, the policy set in force.
 #[derive(Default)]
 struct Shared {
-    budget: Option<Arc<ApiBudget>>,
+    /// Each account-Region's budget (one per place under `[[targets]]`).
+    budgets: Mutex<Vec<(PlaceLabels, Arc<ApiBudget>)>>,
     policy_set: Mutex<Option<String>>,
 }
 
@@ -131,7 +169,7 @@ pub struct Metrics {
     families: Families,
     shared: Arc<Shared>,
     /// The stuck states last reported per cluster, so a state that emptied goes back to 0.
-    stuck_states: Mutex<BTreeMap<String, BTreeSet<&'static str>>>,
+    stuck_states: Mutex<BTreeMap<(PlaceLabels, String), BTreeSet<&'static str>>>,
     /// When the loop last made progress (the wall clock: `/livez` compares it with now).
     progress: Mutex<Instant>,
 }
@@ -241,8 +279,9 @@ impl Metrics {
             "Shard leases this replica holds ([lease] table; 0 while it waits as a standby)",
             f.leases_held.clone(),
         );
+        let budgets = budget.map(|b| (PlaceLabels::default(), b));
         let shared = Arc::new(Shared {
-            budget,
+            budgets: Mutex::new(budgets.into_iter().collect()),
             policy_set: Mutex::new(None),
         });
         registry.register_collector(Box::new(ScrapeTime(Arc::clone(&shared))));
@@ -273,6 +312,21 @@ impl Metrics {
         lock(&self.shared.policy_set).clone()
     }
 
+    /// Reads `budget` at each scrape too, labelled with its account and Region (the budget of
+    /// `new` is unlabelled).
+    pub fn add_budget(&self, place: &Place, budget: Arc<ApiBudget>) {
+        lock(&self.shared.budgets).push((PlaceLabels::of(place), budget));
+    }
+
+    /// What the controller of `place` tells: these metrics, with its account and Region on
+    /// every per-cluster series.
+    pub fn for_place(self: &Arc<Self>, place: &Place) -> Arc<dyn Telemetry> {
+        Arc::new(Placed {
+            metrics: Arc::clone(self),
+            place: PlaceLabels::of(place),
+        })
+    }
+
     /// How many shard leases this replica holds now.
     pub fn set_leases_held(&self, held: usize) {
         self.families
@@ -285,16 +339,19 @@ impl Metrics {
         *lock(&self.shared.policy_set) = Some(fingerprint.to_string());
     }
 
-    fn stuck(&self, report: &ClusterReport) {
+    fn stuck(&self, place: &PlaceLabels, report: &ClusterReport) {
         let mut counts: BTreeMap<&'static str, i64> = BTreeMap::new();
         for finding in &report.plan.findings {
             *counts.entry(state_name(finding.condition)).or_default() += 1;
         }
         let mut known = lock(&self.stuck_states);
-        let states = known.entry(report.cluster.clone()).or_default();
+        let states = known
+            .entry((place.clone(), report.cluster.clone()))
+            .or_default();
         states.extend(counts.keys().copied());
         for state in states.iter() {
             let labels = StuckLabels {
+                place: place.clone(),
                 cluster: report.cluster.clone(),
                 state,
             };
@@ -322,9 +379,10 @@ fn unix_seconds(t: SystemTime) -> f64 {
         .as_secs_f64()
 }
 
-impl Telemetry for Metrics {
-    fn reconciled(
+impl Metrics {
+    fn reconciled_at(
         &self,
+        place: &PlaceLabels,
         cluster: &str,
         trigger: Trigger,
         result: Result<&ClusterReport, &CloudError>,
@@ -344,13 +402,71 @@ impl Telemetry for Metrics {
             })
             .observe(took.as_secs_f64());
         if let Ok(report) = result {
-            self.stuck(report);
+            self.stuck(place, report);
             f.last_success
                 .get_or_create(&ClusterLabels {
+                    place: place.clone(),
                     cluster: cluster.to_string(),
                 })
                 .set(unix_seconds(report.snapshot.observed_at));
         }
+    }
+}
+
+/// The metrics as one place's controller tells them ([`Metrics::for_place`]).
+struct Placed {
+    metrics: Arc<Metrics>,
+    place: PlaceLabels,
+}
+
+impl Telemetry for Placed {
+    fn reconciled(
+        &self,
+        cluster: &str,
+        trigger: Trigger,
+        result: Result<&ClusterReport, &CloudError>,
+        took: Duration,
+    ) {
+        self.metrics
+            .reconciled_at(&self.place, cluster, trigger, result, took);
+    }
+
+    fn loop_progressed(&self) {
+        self.metrics.loop_progressed();
+    }
+
+    fn recorded(&self, record: &AuditRecord) {
+        self.metrics.recorded(record);
+    }
+
+    fn event(&self, disposition: Disposition, lag: Option<Duration>) {
+        self.metrics.event(disposition, lag);
+    }
+
+    fn events_degraded(&self, degraded: bool) {
+        self.metrics.events_degraded(degraded);
+    }
+
+    fn recording(&self, event: RecordingEvent) {
+        self.metrics.recording(event);
+    }
+
+    fn policies_reloaded(&self, result: Result<&str, &str>) {
+        self.metrics.policies_reloaded(result);
+    }
+}
+
+impl Telemetry for Metrics {
+    /// Unlabelled by place: the controller of the one ambient account, when its id is not
+    /// known.
+    fn reconciled(
+        &self,
+        cluster: &str,
+        trigger: Trigger,
+        result: Result<&ClusterReport, &CloudError>,
+        took: Duration,
+    ) {
+        self.reconciled_at(&PlaceLabels::default(), cluster, trigger, result, took);
     }
 
     fn loop_progressed(&self) {
@@ -368,6 +484,7 @@ impl Telemetry for Metrics {
             Some(guardrail) => f
                 .held_actions
                 .get_or_create(&HeldLabels {
+                    place: PlaceLabels::of_record(record),
                     policy: record.policy.clone(),
                     action: record.action.clone(),
                     guardrail: guardrail.to_string(),
@@ -376,6 +493,7 @@ impl Telemetry for Metrics {
             None => f
                 .actions
                 .get_or_create(&ActionLabels {
+                    place: PlaceLabels::of_record(record),
                     policy: record.policy.clone(),
                     action: record.action.clone(),
                     outcome: record.outcome.to_string(),
@@ -460,57 +578,62 @@ impl Collector for ScrapeTime {
             None,
             dropped.metric_type(),
         )?)?;
-        if let Some(budget) = &self.0.budget {
-            encode_budget(budget, &mut encoder)?;
+        let budgets = lock(&self.0.budgets).clone();
+        if !budgets.is_empty() {
+            encode_budgets(&budgets, &mut encoder)?;
         }
         Ok(())
     }
 }
 
-fn encode_budget(
-    budget: &ApiBudget,
+fn encode_budgets(
+    budgets: &[(PlaceLabels, Arc<ApiBudget>)],
     encoder: &mut DescriptorEncoder,
 ) -> Result<(), std::fmt::Error> {
-    let answers: Vec<_> = budget
-        .answers()
-        .into_iter()
-        .filter(|a| a.calls > 0)
+    let answers: Vec<(&PlaceLabels, AnswerCount)> = budgets
+        .iter()
+        .flat_map(|(place, b)| b.answers().into_iter().map(move |a| (place, a)))
+        .filter(|(_, a)| a.calls > 0)
         .collect();
     // A family with no sample yet is left out, as the registry's own families are.
     if !answers.is_empty() {
         encode_answers(&answers, encoder)?;
     }
-    let throttles = budget.throttles();
     let mut throttled = encoder.encode_descriptor(
         "api_throttles",
         "Throttling answers from AWS, by throttle category (each halves the category's pace)",
         None,
         MetricType::Counter,
     )?;
-    for (category, count) in &throttles {
-        let labels = CategoryLabels {
-            category: category.key(),
-        };
-        ConstCounter::new(*count).encode(throttled.encode_family(&labels)?)?;
+    for (place, budget) in budgets {
+        for (category, count) in &budget.throttles() {
+            let labels = CategoryLabels {
+                place: place.clone(),
+                category: category.key(),
+            };
+            ConstCounter::new(*count).encode(throttled.encode_family(&labels)?)?;
+        }
     }
-    let tokens = budget.tokens_left();
     let mut left = encoder.encode_descriptor(
         "api_budget_tokens",
         "Tokens left now in the client-side bucket of each throttle category",
         None,
         MetricType::Gauge,
     )?;
-    for (category, tokens) in &tokens {
-        let labels = CategoryLabels {
-            category: category.key(),
-        };
-        ConstGauge::new(*tokens).encode(left.encode_family(&labels)?)?;
+    for (place, budget) in budgets {
+        for (category, tokens) in &budget.tokens_left() {
+            let labels = CategoryLabels {
+                place: place.clone(),
+                category: category.key(),
+            };
+            ConstGauge::new(*tokens).encode(left.encode_family(&labels)?)?;
+        }
     }
     Ok(())
 }
 
 fn encode_answers(
-    answers: &[AnswerCount],
+    answers: &[(&PlaceLabels, AnswerCount)],
     encoder: &mut DescriptorEncoder,
 ) -> Result<(), std::fmt::Error> {
     let mut calls = encoder.encode_descriptor(
@@ -519,8 +642,9 @@ fn encode_answers(
         None,
         MetricType::Counter,
     )?;
-    for a in answers {
+    for (place, a) in answers {
         let labels = CallLabels {
+            place: (*place).clone(),
             category: a.category.key(),
             result: a.result,
         };

@@ -6,6 +6,7 @@ mod backtest;
 mod base_ref;
 pub mod diff;
 pub mod explain;
+mod fleet;
 pub mod generate;
 pub mod health;
 pub mod json;
@@ -34,8 +35,8 @@ use crate::config::{self, FlagOverrides, LogFormat, Settings};
 use crate::controller::{Controller, ControllerSettings};
 use crate::events::EventSink;
 use crate::events::pump::Pump;
+use crate::events::route::Router;
 use crate::http::{self, Health};
-use crate::lease::Ownership;
 use crate::lease::keeper::{Keeper, LeaseConfig, Leases};
 use crate::lease::rules::LeaseTiming;
 use crate::logging::{self, LogGuard};
@@ -45,7 +46,9 @@ use crate::record::recorder::Recorder;
 use crate::record::segments::Limits;
 use crate::reload::PolicyWatcher;
 use crate::supervise::{self, Supervisor};
+use crate::targets::Place;
 use crate::telemetry::Telemetry;
+use fleet::Member;
 
 /// A reconciling controller that finds ECS tasks stuck in their lifecycle, says why, and
 /// fixes the cause under declarative policies.
@@ -432,12 +435,14 @@ fn aws_settings(settings: &Settings) -> AwsSettings {
 async fn aws_cloud(settings: &Settings, budget: Arc<ApiBudget>) -> Result<AwsCloud, String> {
     AwsCloud::from_env(&aws_settings(settings), budget)
         .await
-        .map_err(|e| {
-            format!(
-                "{e}; or run without AWS on the simulated account with --sim SCENARIO \
-                 (`ecs-reconciler demo --list` names the scenarios)"
-            )
-        })
+        .map_err(|e| with_sim_hint(&e.to_string()))
+}
+
+fn with_sim_hint(e: &str) -> String {
+    format!(
+        "{e}; or run without AWS on the simulated account with --sim SCENARIO \
+         (`ecs-reconciler demo --list` names the scenarios)"
+    )
 }
 
 /// The process's one API budget, from `[pacing]` (already validated with the settings).
@@ -564,7 +569,8 @@ async fn run(args: RunArgs, settings: Settings) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let serving = match Serving::bind(&args, &settings, &budget) {
+    let sim_budget = args.sim.as_ref().map(|_| &budget);
+    let serving = match Serving::bind(&args, &settings, sim_budget) {
         Ok(s) => s,
         Err(e) => return startup_error(&e),
     };
@@ -599,24 +605,39 @@ async fn run(args: RunArgs, settings: Settings) -> ExitCode {
             // One simulated account, one replica.
             leases: None,
         };
+        let member = Member {
+            place: None,
+            cloud: account,
+            budget,
+            scope: None,
+        };
         return if settings.dry_run {
-            drive(ReadOnly::new(account), inputs, &budget, &args, &settings).await
+            drive(vec![member.map(ReadOnly::new)], inputs, &args, &settings).await
         } else {
-            drive(account, inputs, &budget, &args, &settings).await
+            drive(vec![member], inputs, &args, &settings).await
         };
     }
     let Some(policies) = load_policies(&settings.policies) else {
         return ExitCode::from(1);
     };
-    let aws = match aws_cloud(&settings, Arc::clone(&budget)).await {
-        Ok(c) => c,
+    let members = match fleet::connect_all(&settings, &aws_settings(&settings)).await {
+        Ok(m) => m,
+        Err(e) if settings.targets.is_empty() => return startup_error(&with_sim_hint(&e)),
         Err(e) => return startup_error(&e),
     };
+    if let Some(s) = &serving {
+        for m in &members {
+            if let Some(place) = &m.place {
+                s.metrics.add_budget(place, Arc::clone(&m.budget));
+            }
+        }
+    }
     let events = match event_queue(&settings, &args).await {
         Ok(q) => q,
         Err(e) => return startup_error(&e),
     };
-    let leases = match lease_table(&settings, &args).await {
+    let first = members.first().and_then(|m| m.place.as_ref());
+    let leases = match lease_table(&settings, &args, first).await {
         Ok(l) => l,
         Err(e) => return startup_error(&e),
     };
@@ -632,9 +653,10 @@ async fn run(args: RunArgs, settings: Settings) -> ExitCode {
         leases,
     };
     if settings.dry_run {
-        drive(ReadOnly::new(aws), inputs, &budget, &args, &settings).await
+        let members = members.into_iter().map(|m| m.map(ReadOnly::new)).collect();
+        drive(members, inputs, &args, &settings).await
     } else {
-        drive(aws, inputs, &budget, &args, &settings).await
+        drive(members, inputs, &args, &settings).await
     }
 }
 
@@ -656,7 +678,11 @@ async fn event_queue(settings: &Settings, args: &RunArgs) -> Result<Option<SqsQu
 
 /// The leases of `[lease] table`, checked once (a missing table, or one the role may not
 /// read, is a one-line error; `lease.create_table` creates it). None without a table.
-async fn lease_table(settings: &Settings, args: &RunArgs) -> Result<Option<LeaseParts>, String> {
+async fn lease_table(
+    settings: &Settings,
+    args: &RunArgs,
+    first: Option<&Place>,
+) -> Result<Option<LeaseParts>, String> {
     let lease = &settings.lease;
     let Some(table) = lease.table.as_deref() else {
         return Ok(None);
@@ -668,8 +694,7 @@ async fn lease_table(settings: &Settings, args: &RunArgs) -> Result<Option<Lease
                 .into(),
         );
     }
-    let (store, region) =
-        DynamoStore::from_env(&aws_settings(settings), table, lease.renew_every).await;
+    let (store, _) = DynamoStore::from_env(&aws_settings(settings), table, lease.renew_every).await;
     store
         .check(lease.create_table)
         .await
@@ -681,9 +706,10 @@ async fn lease_table(settings: &Settings, args: &RunArgs) -> Result<Option<Lease
             renew_every: lease.renew_every,
             longest_call: lease.action_timeout,
         },
-        // The ambient account (issue 11's targets will name theirs).
-        account: String::new(),
-        region,
+        // Each place's controller asks by its own account and Region (`PlaceScope`); these
+        // are what `Leases` answers for alone.
+        account: first.map(|p| p.account.clone()).unwrap_or_default(),
+        region: first.map(|p| p.region.clone()).unwrap_or_default(),
     };
     let leases = Leases::new(&crate::lease::replica_id(), config);
     info!(table = %table, replica = %leases.replica(), shards = lease.shards, "sharing the work through leases");
@@ -710,13 +736,14 @@ impl Serving {
     fn bind(
         args: &RunArgs,
         settings: &Settings,
-        budget: &Arc<ApiBudget>,
+        budget: Option<&Arc<ApiBudget>>,
     ) -> Result<Option<Serving>, String> {
         if args.once || (args.sim.is_some() && args.listen.is_none()) {
             return Ok(None);
         }
         let listener = http::bind(&settings.listen)?;
-        let metrics = Arc::new(Metrics::new(Some(Arc::clone(budget))));
+        // Each place's budget is added once connected.
+        let metrics = Arc::new(Metrics::new(budget.cloned()));
         let bound = http::liveness_bound(settings.resync, settings.aws.operation_timeout);
         let health = Arc::new(Health::new(Arc::clone(&metrics), bound));
         Ok(Some(Serving {
@@ -740,12 +767,11 @@ struct DriveInputs {
     leases: Option<LeaseParts>,
 }
 
-/// Runs the controller until shutdown (or one pass with `--once`), serving the endpoints when
-/// `inputs.serving` says so.
+/// Runs the controllers until shutdown (or one pass with `--once`), serving the endpoints when
+/// `inputs.serving` says so: one controller per place.
 async fn drive<C: Cloud>(
-    cloud: C,
+    members: Vec<Member<C>>,
     inputs: DriveInputs,
-    budget: &ApiBudget,
     args: &RunArgs,
     settings: &Settings,
 ) -> ExitCode {
@@ -757,19 +783,7 @@ async fn drive<C: Cloud>(
         events,
         leases,
     } = inputs;
-    let controller_settings = ControllerSettings {
-        resync: settings.resync,
-        concurrency: settings.concurrency,
-        dry_run: settings.dry_run,
-        root_cause_reads: settings.root_cause_reads,
-        event_resync: settings.events.resync,
-        resync_read_rate: Some(crate::resync::resync_read_rate(
-            &settings.pacing,
-            settings.events.resync_budget,
-        )),
-        health_interval: settings.events.health_interval,
-        managed_tag: settings.managed_tag.clone(),
-    };
+    let controller_settings = controller_settings(settings);
     info!(
         policies = policies.policies.len(),
         policy_set = %policies.fingerprint,
@@ -778,54 +792,44 @@ async fn drive<C: Cloud>(
         } else {
             PolicyMode::Enforce
         }),
-        refuses_writes = cloud.refuses_writes(),
+        refuses_writes = members.iter().all(|m| m.cloud.refuses_writes()),
         root_cause_reads = controller_settings.root_cause_reads,
+        places = members.len(),
         "starting"
     );
     let initial = reload_dir.as_ref().map(|_| policies.clone());
-    let fingerprint = policies.fingerprint.clone();
-    let mut controller = Controller::new(cloud, policies, controller_settings, audit);
     if let Some(s) = &serving {
-        s.metrics.set_policy_set(&fingerprint);
+        s.metrics.set_policy_set(&policies.fingerprint);
     }
     let recorder = match start_recorder(settings, serving.as_ref()) {
         Ok(r) => r,
         Err(e) => return startup_error(&e),
     };
-    if let Some(telemetry) = listeners(serving.as_ref(), recorder.as_ref()) {
-        controller = controller.with_telemetry(telemetry);
-    }
-    if let Some(parts) = &leases {
-        controller = controller.with_ownership(Arc::clone(&parts.leases) as Arc<dyn Ownership>);
-    }
-    let controller = Arc::new(controller);
+    let budgets: Vec<Arc<ApiBudget>> = members.iter().map(|m| Arc::clone(&m.budget)).collect();
+    let held = leases.as_ref().map(|p| &p.leases);
+    let controllers: Vec<Arc<Controller<C>>> = members
+        .into_iter()
+        .map(|m| {
+            let parts = ControllerParts {
+                policies: &policies,
+                settings: &controller_settings,
+                audit: &audit,
+                serving: serving.as_ref(),
+                recorder: recorder.as_ref(),
+                leases: held,
+            };
+            Arc::new(parts.controller(m))
+        })
+        .collect();
     if let Some(s) = &serving {
-        let c = Arc::clone(&controller);
-        s.health.watch_audit(Box::new(move || c.audit_available()));
+        let all = controllers.clone();
+        s.health
+            .watch_audit(Box::new(move || all.iter().all(|c| c.audit_available())));
     }
     let shutdown = CancellationToken::new();
     supervise::install_panic_hook();
     if args.once {
-        let report = controller.pass(&shutdown).await;
-        let _ = controller.audit().flush();
-        finish_recording(recorder.as_deref());
-        log_budget(budget);
-        for (cluster, e) in &report.errors {
-            error!(cluster = %cluster, error = %e, "cluster not reconciled");
-        }
-        let held = report.held_for_audit();
-        if held > 0 {
-            error!(
-                actions = held,
-                "actions held back (skipped:auditUnavailable): the audit trail cannot be written"
-            );
-        }
-        let trail_ok = audit_trail_ok(&controller);
-        return if report.errors.is_empty() && held == 0 && trail_ok {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(1)
-        };
+        return once(&controllers, &shutdown, recorder.as_deref(), &budgets).await;
     }
     let virtual_limit = match (&args.sim, humantime::parse_duration(&args.sim_for)) {
         (None, _) => None,
@@ -849,36 +853,31 @@ async fn drive<C: Cloud>(
         tasks.spawn("simulated clock", clock.run());
     }
     if let (Some(dir), Some(initial)) = (reload_dir, initial) {
-        let target = Arc::clone(&controller);
-        let mut watcher =
-            PolicyWatcher::new(dir, initial).on_change(move |set| target.set_policies(set));
+        let targets = controllers.clone();
+        let mut watcher = PolicyWatcher::new(dir, initial).on_change(move |set| {
+            for c in &targets {
+                c.set_policies(fleet::policies_for(c, &set));
+            }
+        });
         if let Some(s) = &serving {
             watcher = watcher.with_telemetry(Arc::clone(&s.metrics) as Arc<dyn Telemetry>);
         }
         tasks.adopt("policy reload", Arc::new(watcher).start(shutdown.clone()));
     }
     if let Some(queue) = events {
-        let sink: Arc<dyn EventSink> = Arc::clone(&controller) as Arc<dyn EventSink>;
-        let pump = Pump::new(queue, sink, Arc::clone(controller.telemetry()));
+        let pump = Pump::new(
+            queue,
+            event_sink(&controllers),
+            event_telemetry(&controllers),
+        );
         tasks.spawn("event pump", pump.run(shutdown.clone()));
     }
     if let Some(parts) = leases {
-        let c = Arc::clone(&controller);
         let metrics = serving.as_ref().map(|s| Arc::clone(&s.metrics));
-        let held = Arc::clone(&parts.leases);
-        let keeper =
-            Keeper::new(Arc::new(parts.store), parts.leases).on_change(Arc::new(move || {
-                c.scope_changed();
-                if let Some(m) = &metrics {
-                    m.set_leases_held(held.held().len());
-                }
-            }));
-        let until = shutdown.clone();
-        tasks.spawn("leases", async move {
-            if let Err(lost) = keeper.run(until).await {
-                error!("{lost}");
-            }
-        });
+        tasks.spawn(
+            "leases",
+            keep_leases(parts, controllers.clone(), metrics, shutdown.clone()),
+        );
     }
     if let Some(s) = serving {
         tasks.spawn(
@@ -886,10 +885,10 @@ async fn drive<C: Cloud>(
             http::serve(s.listener, s.health, shutdown.clone()),
         );
     }
-    let looping = Arc::clone(&controller);
+    let looping = controllers.clone();
     let until = shutdown.clone();
     tasks.spawn("controller loop", async move {
-        looping.run(loop_stop.clone()).await;
+        run_loops(looping, loop_stop.clone()).await;
         if loop_stop.is_cancelled() {
             // The simulated time ran out: the endpoints serve on until shutdown.
             until.cancelled().await;
@@ -898,17 +897,168 @@ async fn drive<C: Cloud>(
     info!(tasks = ?tasks.running(), "supervising");
     let ending = tasks.wait(stop_requests, settings.shutdown_timeout).await;
     finish_recording(recorder.as_deref());
-    log_budget(budget);
+    budgets.iter().for_each(|b| log_budget(b));
     let dropped = logging::dropped_lines();
     if dropped > 0 {
         warn!(dropped, "log lines could not be written and were dropped");
     }
     match ending.last_line() {
-        None if audit_trail_ok(&controller) => ExitCode::SUCCESS,
+        None if audit_trail_ok(&controllers) => ExitCode::SUCCESS,
         None => ExitCode::from(1),
         // Not a return: a task that did not stop would keep the runtime (and so the process)
         // from ending.
         Some(line) => supervise::exit_now(&line, ending.exit_code()),
+    }
+}
+
+fn controller_settings(settings: &Settings) -> ControllerSettings {
+    ControllerSettings {
+        resync: settings.resync,
+        concurrency: settings.concurrency,
+        dry_run: settings.dry_run,
+        root_cause_reads: settings.root_cause_reads,
+        event_resync: settings.events.resync,
+        resync_read_rate: Some(crate::resync::resync_read_rate(
+            &settings.pacing,
+            settings.events.resync_budget,
+        )),
+        health_interval: settings.events.health_interval,
+        managed_tag: settings.managed_tag.clone(),
+    }
+}
+
+/// What every place's controller shares.
+struct ControllerParts<'a> {
+    policies: &'a PolicySet,
+    settings: &'a ControllerSettings,
+    audit: &'a AuditSink,
+    serving: Option<&'a Serving>,
+    recorder: Option<&'a Arc<Recorder>>,
+    leases: Option<&'a Arc<Leases>>,
+}
+
+impl ControllerParts<'_> {
+    /// The controller of one place: its policies, its account and Region in the audit
+    /// records and metrics, its clusters under the leases.
+    fn controller<C: Cloud>(&self, member: Member<C>) -> Controller<C> {
+        let ownership = fleet::ownership(&member, self.leases);
+        let policies = match &member.place {
+            Some(place) => self.policies.for_place(place),
+            None => self.policies.clone(),
+        };
+        let mut c = Controller::new(
+            member.cloud,
+            policies,
+            self.settings.clone(),
+            self.audit.clone(),
+        );
+        if let Some(telemetry) = listeners(self.serving, self.recorder, member.place.as_ref()) {
+            c = c.with_telemetry(telemetry);
+        }
+        if let Some(ownership) = ownership {
+            c = c.with_ownership(ownership);
+        }
+        if let Some(place) = member.place {
+            c = c.with_place(place);
+        }
+        c
+    }
+}
+
+/// `run --once`: one pass of every place; exit 1 if any cluster was not reconciled or any
+/// action was held for the audit trail.
+async fn once<C: Cloud>(
+    controllers: &[Arc<Controller<C>>],
+    shutdown: &CancellationToken,
+    recorder: Option<&Recorder>,
+    budgets: &[Arc<ApiBudget>],
+) -> ExitCode {
+    let mut ok = true;
+    for controller in controllers {
+        let report = controller.pass(shutdown).await;
+        let _ = controller.audit().flush();
+        let place = controller
+            .place()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        for (cluster, e) in &report.errors {
+            error!(place = %place, cluster = %cluster, error = %e, "cluster not reconciled");
+        }
+        let held = report.held_for_audit();
+        if held > 0 {
+            error!(
+                actions = held,
+                "actions held back (skipped:auditUnavailable): the audit trail cannot be written"
+            );
+        }
+        ok &= report.errors.is_empty() && held == 0;
+    }
+    finish_recording(recorder);
+    budgets.iter().for_each(|b| log_budget(b));
+    if ok && audit_trail_ok(controllers) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// Every place's loop, until `stop`; a loop that panics ends this task with its panic.
+async fn run_loops<C: Cloud>(controllers: Vec<Arc<Controller<C>>>, stop: CancellationToken) {
+    let mut loops = tokio::task::JoinSet::new();
+    for c in controllers {
+        let stop = stop.clone();
+        loops.spawn(async move { c.run(stop).await });
+    }
+    while let Some(ended) = loops.join_next().await {
+        if let Err(e) = ended
+            && e.is_panic()
+        {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
+}
+
+/// Where the event pump delivers: the one controller, or a router by account and Region.
+fn event_sink<C: Cloud>(controllers: &[Arc<Controller<C>>]) -> Arc<dyn EventSink> {
+    if let [one] = controllers {
+        return Arc::clone(one) as Arc<dyn EventSink>;
+    }
+    Arc::new(Router::new(
+        controllers
+            .iter()
+            .filter_map(|c| {
+                let place = c.place()?.clone();
+                Some((place, Arc::clone(c) as Arc<dyn EventSink>))
+            })
+            .collect(),
+    ))
+}
+
+fn event_telemetry<C: Cloud>(controllers: &[Arc<Controller<C>>]) -> Arc<dyn Telemetry> {
+    controllers.first().map_or_else(
+        || Arc::new(crate::telemetry::Silent) as Arc<dyn Telemetry>,
+        |c| Arc::clone(c.telemetry()),
+    )
+}
+
+/// The lease keeper: every controller lists its scope again when a lease is taken or lost.
+async fn keep_leases<C: Cloud>(
+    parts: LeaseParts,
+    controllers: Vec<Arc<Controller<C>>>,
+    metrics: Option<Arc<Metrics>>,
+    until: CancellationToken,
+) {
+    let held = Arc::clone(&parts.leases);
+    let keeper = Keeper::new(Arc::new(parts.store), parts.leases).on_change(Arc::new(move || {
+        for c in &controllers {
+            c.scope_changed();
+        }
+        if let Some(m) = &metrics {
+            m.set_leases_held(held.held().len());
+        }
+    }));
+    if let Err(lost) = keeper.run(until).await {
+        error!("{lost}");
     }
 }
 
@@ -931,14 +1081,19 @@ fn start_recorder(
     Recorder::start(dir, limits, notify).map(|r| Some(Arc::new(r)))
 }
 
-/// Whom the controller tells: the metrics, the recorder, both, or nobody.
+/// Whom a controller tells: the metrics (labelled with its place), the recorder, both, or
+/// nobody.
 fn listeners(
     serving: Option<&Serving>,
     recorder: Option<&Arc<Recorder>>,
+    place: Option<&Place>,
 ) -> Option<Arc<dyn Telemetry>> {
     let mut all: Vec<Arc<dyn Telemetry>> = Vec::new();
     if let Some(s) = serving {
-        all.push(Arc::clone(&s.metrics) as Arc<dyn Telemetry>);
+        all.push(match place {
+            Some(place) => s.metrics.for_place(place),
+            None => Arc::clone(&s.metrics) as Arc<dyn Telemetry>,
+        });
     }
     if let Some(r) = recorder {
         all.push(Arc::clone(r) as Arc<dyn Telemetry>);
@@ -973,8 +1128,8 @@ fn finish_recording(recorder: Option<&Recorder>) {
 }
 
 /// Whether the audit trail was writable at the end; logs an error when not.
-fn audit_trail_ok<C: Cloud>(controller: &Controller<C>) -> bool {
-    let ok = controller.audit_available();
+fn audit_trail_ok<C: Cloud>(controllers: &[Arc<Controller<C>>]) -> bool {
+    let ok = controllers.iter().all(|c| c.audit_available());
     if !ok {
         error!("the audit trail could not be written; exiting non-zero");
     }

@@ -329,6 +329,8 @@ impl<C: Cloud> Controller<C> {
                 action: held.action.to_string(),
                 target: held.target.clone(),
                 cluster: held.cluster.clone(),
+                account: None,
+                region: None,
                 service: held.service.clone(),
                 reason: held.reason.clone(),
                 evidence: Arc::clone(&held.evidence),
@@ -488,6 +490,18 @@ impl<C: Cloud> Controller<C> {
 
     /// Writes one audit record and, once it is written, tells the telemetry.
     pub(super) fn write_audit(&self, record: &AuditRecord) -> std::io::Result<()> {
+        let placed;
+        let record = match &self.place {
+            Some(place) if record.account.is_none() => {
+                placed = AuditRecord {
+                    account: Some(place.account.clone()),
+                    region: Some(place.region.clone()),
+                    ..record.clone()
+                };
+                &placed
+            }
+            _ => record,
+        };
         self.audit.record(record)?;
         self.telemetry.recorded(record);
         Ok(())
@@ -511,6 +525,8 @@ fn action_record(
         action: planned.action.name().to_string(),
         target: planned.action.target().to_string(),
         cluster: planned.cluster.clone(),
+        account: None,
+        region: None,
         service: planned.service.clone(),
         reason: planned.reason.clone(),
         evidence: Arc::clone(&planned.evidence),

@@ -94,6 +94,7 @@ use crate::policy::{Policy, PolicySet};
 use crate::queue::WorkQueue;
 use crate::resync::{default_resync_read_rate, resync_period};
 use crate::supervise::panic_message;
+use crate::targets::Place;
 use crate::telemetry::{Silent, Telemetry, Trigger};
 
 /// How the loop runs.
@@ -231,6 +232,9 @@ pub struct Controller<C> {
     /// Set when the ownership changed (a lease taken or lost): the loop lists its scope again
     /// at once.
     scope_stale: AtomicBool,
+    /// The account and Region of `cloud`, written into every audit record; `None` when not
+    /// known (one ambient account whose id could not be read).
+    place: Option<Place>,
 }
 
 /// Within one reconcile: closed after a failed audit write, so no further action starts
@@ -316,7 +320,18 @@ impl<C: Cloud> Controller<C> {
             telemetry: Arc::new(Silent),
             ownership: Arc::new(Everything),
             scope_stale: AtomicBool::new(false),
+            place: None,
         }
+    }
+
+    /// Names the account and Region `cloud` reaches, in every audit record.
+    pub fn with_place(mut self, place: Place) -> Self {
+        self.place = Some(place);
+        self
+    }
+
+    pub fn place(&self) -> Option<&Place> {
+        self.place.as_ref()
     }
 
     /// Reconciles only the clusters `ownership` says are this replica's, and acts on them only

@@ -14,6 +14,7 @@
 pub mod envelope;
 pub mod parse;
 pub mod pump;
+pub mod route;
 
 use std::fmt;
 use std::future::Future;

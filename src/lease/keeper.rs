@@ -30,7 +30,8 @@ use crate::cloud::CloudError;
 pub struct LeaseConfig {
     pub shards: u32,
     pub timing: LeaseTiming,
-    /// The account and Region whose clusters this replica reconciles (part of the shard key).
+    /// The account and Region [`Ownership`] on [`Leases`] itself answers for (part of the
+    /// shard key); a place of `[[targets]]` asks through [`super::PlaceScope`].
     pub account: String,
     pub region: String,
 }
@@ -83,7 +84,29 @@ impl Leases {
     /// The shard of one of this account-Region's clusters.
     pub fn shard(&self, cluster: &str) -> u32 {
         let c = &self.config;
-        shard_of(&c.account, &c.region, cluster, c.shards)
+        self.shard_at(&c.account, &c.region, cluster)
+    }
+
+    /// The shard of a cluster of any account and Region (`[[targets]]`).
+    pub fn shard_at(&self, account: &str, region: &str, cluster: &str) -> u32 {
+        shard_of(account, region, cluster, self.config.shards)
+    }
+
+    /// Whether the cluster's shard is held ([`Ownership::owns`] for any account-Region).
+    pub fn owns_at(&self, account: &str, region: &str, cluster: &str) -> bool {
+        let shard = self.shard_at(account, region, cluster);
+        self.lock()
+            .get(&shard)
+            .is_some_and(|h| !h.expired(&self.config.timing, Instant::now()))
+    }
+
+    /// Whether an action on the cluster may start ([`Ownership::may_act`] for any
+    /// account-Region).
+    pub fn may_act_at(&self, account: &str, region: &str, cluster: &str) -> bool {
+        let shard = self.shard_at(account, region, cluster);
+        self.lock()
+            .get(&shard)
+            .is_some_and(|h| h.may_act(&self.config.timing, Instant::now()))
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<u32, Held>> {
@@ -93,17 +116,11 @@ impl Leases {
 
 impl Ownership for Leases {
     fn owns(&self, cluster: &str) -> bool {
-        let shard = self.shard(cluster);
-        self.lock()
-            .get(&shard)
-            .is_some_and(|h| !h.expired(&self.config.timing, Instant::now()))
+        self.owns_at(&self.config.account, &self.config.region, cluster)
     }
 
     fn may_act(&self, cluster: &str) -> bool {
-        let shard = self.shard(cluster);
-        self.lock()
-            .get(&shard)
-            .is_some_and(|h| h.may_act(&self.config.timing, Instant::now()))
+        self.may_act_at(&self.config.account, &self.config.region, cluster)
     }
 
     fn action_limit(&self) -> Option<std::time::Duration> {

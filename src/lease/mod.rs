@@ -47,6 +47,44 @@ impl Ownership for Everything {
     }
 }
 
+/// What one account-Region's controller owns (`[[targets]]`): the clusters of its target's
+/// cluster scope whose shard, keyed by its account and Region, this replica holds.
+pub struct PlaceScope {
+    pub leases: Option<std::sync::Arc<keeper::Leases>>,
+    pub account: String,
+    pub region: String,
+    /// The target's cluster globs; `None`: every cluster.
+    pub clusters: Option<globset::GlobSet>,
+}
+
+impl PlaceScope {
+    fn in_scope(&self, cluster: &str) -> bool {
+        self.clusters.as_ref().is_none_or(|c| c.is_match(cluster))
+    }
+}
+
+impl Ownership for PlaceScope {
+    fn owns(&self, cluster: &str) -> bool {
+        self.in_scope(cluster)
+            && self
+                .leases
+                .as_ref()
+                .is_none_or(|l| l.owns_at(&self.account, &self.region, cluster))
+    }
+
+    fn may_act(&self, cluster: &str) -> bool {
+        self.in_scope(cluster)
+            && self
+                .leases
+                .as_ref()
+                .is_none_or(|l| l.may_act_at(&self.account, &self.region, cluster))
+    }
+
+    fn action_limit(&self) -> Option<std::time::Duration> {
+        self.leases.as_ref().and_then(|l| l.action_limit())
+    }
+}
+
 /// This replica's name in the lease table: host, process id and a random part, so that a
 /// restarted process never inherits its predecessor's leases by name.
 pub fn replica_id() -> String {

@@ -366,6 +366,9 @@ pub struct TargetDoc {
     /// Service name globs; absent selects every service.
     #[serde(default)]
     pub services: Option<Vec<Located<String>>>,
+    /// Account id or target name globs (`[[targets]] name`); absent selects every account.
+    #[serde(default)]
+    pub accounts: Option<Vec<Located<String>>>,
     /// Whether standalone tasks (not started by a service) are selected.
     #[serde(default)]
     pub standalone: bool,

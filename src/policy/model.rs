@@ -9,6 +9,7 @@ use std::time::Duration;
 use globset::GlobSet;
 
 use crate::domain::{Task, TaskStatus};
+use crate::targets::Place;
 
 /// The valid range of an integer field of the policy format, bounds included.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,6 +131,9 @@ pub struct Target {
     pub service_patterns: Option<Vec<String>>,
     /// Whether standalone tasks (not started by a service) are selected.
     pub standalone: bool,
+    /// `None`: every account. `Some`: accounts whose id or target name matches.
+    pub accounts: Option<GlobSet>,
+    pub account_patterns: Option<Vec<String>>,
     /// Tasks carrying any of these tags (key and value equal) are never touched. Always holds
     /// the built-in exemption `ecs-reconciler/exempt=true`.
     pub exclude_tags: Vec<(String, String)>,
@@ -139,6 +143,14 @@ pub struct Target {
 pub const EXEMPT_TAG: (&str, &str) = ("ecs-reconciler/exempt", "true");
 
 impl Target {
+    /// Whether this policy applies in `place`'s account (by id or by the target's name).
+    pub fn selects_account(&self, place: &Place) -> bool {
+        self.accounts.as_ref().is_none_or(|a| {
+            a.is_match(&place.account)
+                || place.account_name.as_deref().is_some_and(|n| a.is_match(n))
+        })
+    }
+
     pub fn selects_cluster(&self, cluster_name: &str) -> bool {
         self.clusters.is_match(cluster_name)
     }
@@ -286,6 +298,20 @@ pub struct PolicySet {
 }
 
 impl PolicySet {
+    /// The policies that apply in `place`'s account (`target.accounts`), under the same set
+    /// id: each place's controller holds its own.
+    pub fn for_place(&self, place: &Place) -> PolicySet {
+        PolicySet {
+            policies: self
+                .policies
+                .iter()
+                .filter(|p| p.target.selects_account(place))
+                .cloned()
+                .collect(),
+            fingerprint: self.fingerprint.clone(),
+        }
+    }
+
     /// The policies that select this cluster.
     pub fn for_cluster<'a, 'n>(
         &'a self,

@@ -286,6 +286,10 @@ pub(crate) fn validate(
         .services
         .as_ref()
         .map(|s| c.globs(s, "spec.target.services"));
+    let accounts = t
+        .accounts
+        .as_ref()
+        .map(|a| c.globs(a, "spec.target.accounts"));
     let mut exclude_tags: Vec<(String, String)> = t
         .exclude
         .as_ref()
@@ -388,8 +392,11 @@ pub(crate) fn validate(
             .unwrap_or(defaults.max_in_flight_per_service),
         pause_when_stuck_above: pause.flatten().unwrap_or(defaults.pause_when_stuck_above),
     };
-    let (Some(clusters), Some(services)) = (clusters, services.map_or(Some(None), |s| s.map(Some)))
-    else {
+    let (Some(clusters), Some(services), Some(accounts)) = (
+        clusters,
+        services.map_or(Some(None), |s| s.map(Some)),
+        accounts.map_or(Some(None), |a| a.map(Some)),
+    ) else {
         // Not reached: a glob that failed has been reported above.
         return Err(c.errors);
     };
@@ -412,6 +419,11 @@ pub(crate) fn validate(
                 .as_ref()
                 .map(|s| s.iter().map(|p| p.value.clone()).collect()),
             standalone: t.standalone,
+            accounts,
+            account_patterns: t
+                .accounts
+                .as_ref()
+                .map(|a| a.iter().map(|p| p.value.clone()).collect()),
             exclude_tags,
         },
         stuck,

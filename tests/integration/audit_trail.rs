@@ -551,6 +551,8 @@ fn sample(target: &str) -> AuditRecord {
         action: "stopTask".into(),
         target: target.into(),
         cluster: "c".into(),
+        account: None,
+        region: None,
         service: None,
         reason: "stuck".into(),
         evidence: Default::default(),

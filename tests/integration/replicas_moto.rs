@@ -250,13 +250,13 @@ async fn each_stopped_once(moto: &Moto, arns: &[String]) {
 }
 
 /// Cluster names, `per_shard` in each of `shards` shards (as the replicas compute them: the
-/// ambient account, the Region).
-fn clusters(shards: u32, per_shard: usize) -> Vec<String> {
+/// ambient account, read from STS, and the Region).
+fn clusters(moto: &Moto, shards: u32, per_shard: usize) -> Vec<String> {
     let mut by_shard: BTreeMap<u32, Vec<String>> = BTreeMap::new();
     for i in 0.. {
         let name = format!("rep-{i}");
         let slot = by_shard
-            .entry(shard_of("", REGION, &name, shards))
+            .entry(shard_of(moto.account_id(), REGION, &name, shards))
             .or_default();
         if slot.len() < per_shard {
             slot.push(name);
@@ -286,7 +286,7 @@ async fn two_replicas_and_one_shard_exactly_one_acts() {
     let _serial = SERIAL.lock().await;
     let moto = Moto::new();
     let dir = tempfile::tempdir().unwrap();
-    let names = clusters(1, 3);
+    let names = clusters(&moto, 1, 3);
     arrange(&moto, dir.path(), &names).await;
     let a = Replica::start(&moto, dir.path(), "a", 1);
     let b = Replica::start(&moto, dir.path(), "b", 1);
@@ -314,7 +314,7 @@ async fn three_replicas_and_six_shards_act_on_two_each() {
     let _serial = SERIAL.lock().await;
     let moto = Moto::new();
     let dir = tempfile::tempdir().unwrap();
-    let names = clusters(6, 2);
+    let names = clusters(&moto, 6, 2);
     arrange(&moto, dir.path(), &names).await;
     let replicas = [
         Replica::start(&moto, dir.path(), "a", 6),
@@ -339,7 +339,7 @@ async fn three_replicas_and_six_shards_act_on_two_each() {
         let acted = r.acted_on();
         assert_eq!(acted.len(), 4, "{} acted on {acted:?}", r.name);
         for cluster in acted {
-            let shard = shard_of("", REGION, &cluster, 6);
+            let shard = shard_of(moto.account_id(), REGION, &cluster, 6);
             assert!(
                 shards.contains(&shard),
                 "{} acted on {cluster} of shard {shard}",
@@ -353,7 +353,7 @@ async fn three_replicas_and_six_shards_act_on_two_each() {
 /// Starts `a` and `b` on one shard, waits until one holds it and has stopped a first batch;
 /// returns them as (holder, other) with the clusters and the first batch.
 async fn holder_and_other(moto: &Moto, dir: &Path) -> (Replica, Replica, Vec<String>, Vec<String>) {
-    let names = clusters(1, 3);
+    let names = clusters(&moto, 1, 3);
     arrange(moto, dir, &names).await;
     let a = Replica::start(moto, dir, "a", 1);
     let b = Replica::start(moto, dir, "b", 1);

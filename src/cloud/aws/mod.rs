@@ -36,6 +36,7 @@ pub mod operations;
 mod pacing;
 mod reads;
 pub mod sqs;
+pub mod targets;
 
 use std::collections::BTreeMap;
 use std::future::Future;
