@@ -57,4 +57,5 @@ mod sim_capacity;
 mod sim_events;
 mod sim_reads;
 mod supervision;
+mod targets_moto;
 mod work_queue;

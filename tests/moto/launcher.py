@@ -44,6 +44,8 @@ Harness-only endpoints (not AWS APIs), all `POST` with a JSON body; `account` (d
 - `/_harness/fault/clear` {operation?}: ends that operation's fault (a throttled queue that
   answers again), or, without `operation`, every fault injected for that account.
 
+- `/_harness/iam/role` {account, name, externalId?}: creates an IAM role that AssumeRole
+  accepts (with that ExternalId only, when given); answers {"arn": ...}.
 - `/_harness/calls` {}: the StopTask requests that reached moto, per task ARN:
   {"StopTask": {"arn:...": 1}} (after faults; the SDK's retries count).
 
@@ -159,6 +161,52 @@ def _account_from_access_key(access_key: str) -> str:
 
 
 iam_models.get_account_id_from = _account_from_access_key
+
+
+# --- Gap: moto's STS assumes any role --------------------------------------------------------
+# moto answers AssumeRole for any ARN, existing or not, and reads no trust policy, so a target
+# whose role cannot be assumed cannot be shown. Here AssumeRole needs the role to exist in its
+# account's IAM (AWS refuses a missing role as AccessDenied), and a trust policy with an
+# `sts:ExternalId` condition (StringEquals) needs that ExternalId. Other trust conditions and
+# principals are not evaluated. `/_harness/iam/role` creates such a role.
+
+import moto.sts.models as sts_models
+from moto.sts.exceptions import STSClientError
+
+_original_assume_role = sts_models.STSBackend.assume_role
+
+
+def _required_external_id(document: str) -> str | None:
+    try:
+        statements = json.loads(document).get("Statement", [])
+    except (ValueError, AttributeError):
+        return None
+    for statement in statements if isinstance(statements, list) else [statements]:
+        wanted = statement.get("Condition", {}).get("StringEquals", {}).get("sts:ExternalId")
+        if wanted is not None:
+            return wanted
+    return None
+
+
+def _assume_role_checked(self: Any, **kwargs: Any) -> Any:
+    arn = kwargs["role_arn"]
+    denied = STSClientError(
+        "AccessDenied", f"User is not authorized to perform: sts:AssumeRole on resource: {arn}"
+    )
+    parts = arn.split(":")
+    if len(parts) < 6:
+        raise denied
+    try:
+        role = iam_models.iam_backends[parts[4]]["global"].get_role_by_arn(arn)
+    except Exception:
+        raise denied from None
+    wanted = _required_external_id(role.assume_role_policy_document)
+    if wanted is not None and kwargs.get("external_id") != wanted:
+        raise denied
+    return _original_assume_role(self, **kwargs)
+
+
+sts_models.STSBackend.assume_role = _assume_role_checked
 
 
 # --- Gap: tasks are held still by the state manager --------------------------------------------
@@ -714,6 +762,23 @@ def _harness_fault(body: dict) -> dict:
     return {}
 
 
+def _harness_iam_role(body: dict) -> dict:
+    """Creates role `name` in `account`, assumable by anyone, with an `sts:ExternalId`
+    condition when `externalId` is given; answers {"arn": ...}."""
+    statement: dict = {
+        "Effect": "Allow",
+        "Principal": {"AWS": "*"},
+        "Action": "sts:AssumeRole",
+    }
+    if body.get("externalId"):
+        statement["Condition"] = {"StringEquals": {"sts:ExternalId": body["externalId"]}}
+    document = json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+    role = iam_models.iam_backends[body["account"]]["global"].create_role(
+        body["name"], document, "/", None, "", [], None
+    )
+    return {"arn": role.arn}
+
+
 def _harness_calls(body: dict) -> dict:
     account = body.get("account", DEFAULT_ACCOUNT_ID)
     with STOP_TASK_LOCK:
@@ -771,6 +836,7 @@ HARNESS = {
     "/_harness/autoscaling/activity": _harness_activity,
     "/_harness/fault": _harness_fault,
     "/_harness/calls": _harness_calls,
+    "/_harness/iam/role": _harness_iam_role,
     "/_harness/fault/clear": _harness_fault_clear,
 }
 

@@ -21,10 +21,26 @@ pub struct Connected {
     pub cloud: AwsCloud,
 }
 
-/// Connects `planned`: resolves its Region and credentials (assuming the role, if any, once
-/// now so that a role that cannot be assumed is found at start) and its account id. The error
-/// is one line, naming the target.
+/// Connects `planned` from the standard AWS chain (environment, profile, task role): resolves
+/// its Region and credentials (assuming the role, if any, once now so that a role that cannot
+/// be assumed is found at start) and its account id. The error is one line, naming the target.
 pub async fn connect(
+    planned: &PlannedPlace,
+    settings: &AwsSettings,
+    budget: Arc<ApiBudget>,
+) -> Result<Connected, String> {
+    let ambient = aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(timeout_config(settings))
+        .retry_config(retry_config(settings))
+        .load()
+        .await;
+    connect_from(ambient, planned, settings, budget).await
+}
+
+/// [`connect`] from an explicit ambient configuration (tests, emulators): its credentials are
+/// the ones the role is assumed with.
+pub async fn connect_from(
+    ambient: aws_config::SdkConfig,
     planned: &PlannedPlace,
     settings: &AwsSettings,
     budget: Arc<ApiBudget>,
@@ -34,13 +50,17 @@ pub async fn connect(
         Some(_) => format!("{}: ", planned.label()),
         None => String::new(),
     };
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .timeout_config(timeout_config(settings))
-        .retry_config(retry_config(settings));
-    if let Some(region) = &planned.region {
-        loader = loader.region(Region::new(region.clone()));
+    let mut sdk_config = match &planned.region {
+        Some(region) => ambient
+            .into_builder()
+            .region(Region::new(region.clone()))
+            .build(),
+        None => ambient,
+    };
+    if let Some(url) = &settings.endpoint_url {
+        // The assume-role provider's STS client too.
+        sdk_config = sdk_config.into_builder().endpoint_url(url).build();
     }
-    let mut sdk_config = loader.load().await;
     let region = sdk_config
         .region()
         .map(|r| r.as_ref().to_string())
