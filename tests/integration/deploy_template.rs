@@ -1,20 +1,25 @@
 //! deploy/cloudformation/ecs-reconciler.yaml against the code: its task role grants exactly
 //! the actions of `src/cloud/aws/operations.rs`, each with the resource and condition its
-//! scope says; its event rules carry deploy/events/patterns.json's patterns; deploy/README.md's
-//! IAM table is the list's. The template is read by cfn-lint's own loader (short-form tags),
-//! through `tests/moto/cfn_stack.py template-json`, with the Python of the moto tests.
+//! scope says; its event rules carry deploy/events/patterns.json's patterns; its lease table
+//! has the key the lease store checks; deploy/README.md's IAM table is the list's. And
+//! deploy/cloudformation/target-role.yaml: the task role's per-account statements, for the
+//! Regions of its account, trusted by the task role only. The templates are read by
+//! cfn-lint's own loader (short-form tags), through `tests/moto/cfn_stack.py template-json`,
+//! with the Python of the moto tests.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use ecs_reconciler::capacity::tags::MANAGED_TAG_KEY;
+use ecs_reconciler::cloud::aws::leases;
 use ecs_reconciler::cloud::aws::operations::{
-    IMPLIED, OPERATIONS, Scope, granted_actions, iam_markdown,
+    IMPLIED, OPERATIONS, Scope, granted_actions, iam_markdown, target_role_actions,
 };
 use serde_json::{Value, json};
 
 pub const TEMPLATE: &str = "deploy/cloudformation/ecs-reconciler.yaml";
+pub const TARGET_ROLE_TEMPLATE: &str = "deploy/cloudformation/target-role.yaml";
 
 pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -27,12 +32,17 @@ pub fn python() -> PathBuf {
         .unwrap_or_else(|| root().join(".venv/bin/python"))
 }
 
-/// The template as JSON, short-form tags in their long form (`Fn::Sub`, `Ref`).
+/// The controller's template as JSON, short-form tags in their long form (`Fn::Sub`, `Ref`).
 pub fn template() -> Value {
+    template_at(TEMPLATE)
+}
+
+/// A template of `deploy/cloudformation/` as JSON.
+pub fn template_at(path: &str) -> Value {
     let out = Command::new(python())
         .arg(root().join("tests/moto/cfn_stack.py"))
         .arg("template-json")
-        .arg(root().join(TEMPLATE))
+        .arg(root().join(path))
         .output()
         .expect("run tests/moto/cfn_stack.py (scripts/test.sh installs cfn-lint into .venv)");
     assert!(
@@ -45,11 +55,15 @@ pub fn template() -> Value {
 
 /// The task role's statements; a statement under `Fn::If` is taken with its condition's name.
 fn statements(t: &Value) -> Vec<(Option<String>, Value)> {
-    let list =
-        t["Resources"]["TaskRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
-            .as_array()
-            .expect("the task role's statements")
-            .clone();
+    role_statements(t, "TaskRole")
+}
+
+/// The statements of the role `role`'s inline policy.
+fn role_statements(t: &Value, role: &str) -> Vec<(Option<String>, Value)> {
+    let list = t["Resources"][role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+        .as_array()
+        .unwrap_or_else(|| panic!("the statements of {role}"))
+        .clone();
     list.into_iter()
         .map(|s| match s.get("Fn::If") {
             Some(branches) => (
@@ -85,8 +99,41 @@ fn sid_of(scope: Scope) -> &'static str {
         Scope::LaunchFromTemplate => "LaunchOnlyFromLaunchTemplates",
         Scope::TagOnRunInstances => "TagsOnlyAtLaunch",
         Scope::EventsQueue => "TheEventsQueueOnly",
+        Scope::LeaseTable => "TheLeaseTableOnly",
+        Scope::LeaseTableCreate => "CreateTheLeaseTableOnly",
+        Scope::TargetRoles => "AssumeTheTargetRolesOnly",
         Scope::Unscoped => "UnscopableReads",
     }
+}
+
+/// Each listed action with its scope, the implied ones included.
+fn scoped_actions() -> Vec<(String, Scope)> {
+    OPERATIONS
+        .iter()
+        .map(|o| (o.action(), o.scope))
+        .chain(IMPLIED.iter().map(|i| (i.action(), i.scope)))
+        .collect()
+}
+
+/// The environment variables the container gets: (condition, name, value).
+fn environment(t: &Value) -> Vec<(Option<String>, String, Value)> {
+    t["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"][0]["Environment"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| match e.get("Fn::If") {
+            Some(branches) => (
+                branches[0].as_str().map(str::to_string),
+                branches[1]["Name"].as_str().unwrap().to_string(),
+                branches[1]["Value"].clone(),
+            ),
+            None => (
+                None,
+                e["Name"].as_str().unwrap().to_string(),
+                e["Value"].clone(),
+            ),
+        })
+        .collect()
 }
 
 #[test]
@@ -123,11 +170,7 @@ fn each_grant_carries_the_resource_and_condition_of_its_scope() {
         .into_iter()
         .map(|(cond, s)| (s["Sid"].as_str().unwrap().to_string(), (cond, s)))
         .collect();
-    let scopes = OPERATIONS
-        .iter()
-        .map(|o| (o.action(), o.scope))
-        .chain(IMPLIED.iter().map(|i| (i.action(), i.scope)));
-    for (action, scope) in scopes {
+    for (action, scope) in scoped_actions() {
         let (_, s) = &by_sid[sid_of(scope)];
         assert!(
             actions(s).contains(&action),
@@ -181,6 +224,26 @@ fn each_grant_carries_the_resource_and_condition_of_its_scope() {
         queue["Resource"],
         json!({"Fn::GetAtt": ["EventQueue", "Arn"]})
     );
+    // The lease table's grants: on its ARN, CreateTable only when the controller creates it.
+    let table_arn = json!({
+        "Fn::Sub": "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/${LeaseTable}"
+    });
+    for (sid, when) in [
+        ("TheLeaseTableOnly", "LeaseOn"),
+        ("CreateTheLeaseTableOnly", "ControllerCreatesLease"),
+    ] {
+        let (condition, s) = &by_sid[sid];
+        assert_eq!(condition.as_deref(), Some(when), "{sid}");
+        assert_eq!(s["Resource"], table_arn, "{sid}");
+    }
+    let (targets_condition, targets) = &by_sid["AssumeTheTargetRolesOnly"];
+    assert_eq!(targets_condition.as_deref(), Some("HasTargets"));
+    assert_eq!(targets["Resource"], json!({"Ref": "TargetRoleArns"}));
+    let conditions = &t["Conditions"];
+    assert_eq!(
+        conditions["ControllerCreatesLease"]["Fn::And"][0],
+        json!({"Condition": "LeaseOn"})
+    );
     assert!(by_sid["UnscopableReads"].1.get("Condition").is_none());
     // Nothing else is granted on "*" without a condition.
     for (sid, (_, s)) in &by_sid {
@@ -205,11 +268,158 @@ fn the_controller_is_told_the_tag_iam_checks() {
             .unwrap_or_else(|| panic!("{name} not set"))
     };
     assert_eq!(value("ECS_RECONCILER_MANAGED_TAG__KEY"), MANAGED_TAG_KEY);
+    // Quoted, so that the environment's parser keeps `true` a string.
     assert_eq!(
         value("ECS_RECONCILER_MANAGED_TAG__VALUE"),
-        json!({"Ref": "ManagedTagValue"})
+        json!({"Fn::Sub": "\"${ManagedTagValue}\""})
     );
     assert_eq!(value("ECS_RECONCILER_LOG_FORMAT"), "json");
+}
+
+#[test]
+fn the_controller_is_told_the_lease_table_its_role_may_use() {
+    let t = template();
+    let env = environment(&t);
+    let told = |name: &str| {
+        env.iter()
+            .find(|(_, n, _)| n == name)
+            .map(|(condition, _, value)| (condition.clone(), value.clone()))
+            .unwrap_or_else(|| panic!("{name} not set"))
+    };
+    let grant_condition = |sid: &str| {
+        statements(&t)
+            .into_iter()
+            .find(|(_, s)| s["Sid"] == sid)
+            .and_then(|(condition, _)| condition)
+            .unwrap()
+    };
+    // lease.table exactly when the role may use the table; the stack's own table by its Ref,
+    // so that the task waits for it.
+    let (condition, value) = told("ECS_RECONCILER_LEASE__TABLE");
+    assert_eq!(condition, Some(grant_condition("TheLeaseTableOnly")));
+    assert_eq!(
+        value,
+        json!({"Fn::If": ["StackCreatesLease", {"Ref": "Lease"}, {"Ref": "LeaseTable"}]})
+    );
+    // lease.create_table exactly when the role may create it.
+    let (condition, value) = told("ECS_RECONCILER_LEASE__CREATE_TABLE");
+    assert_eq!(condition, Some(grant_condition("CreateTheLeaseTableOnly")));
+    assert_eq!(value, "true");
+
+    // The stack's table has the key the lease store checks.
+    let lease = &t["Resources"]["Lease"];
+    assert_eq!(lease["Type"], "AWS::DynamoDB::Table");
+    assert_eq!(lease["Condition"], "StackCreatesLease");
+    assert_eq!(lease["DeletionPolicy"], "Retain");
+    let p = &lease["Properties"];
+    assert_eq!(p["TableName"], json!({"Ref": "LeaseTable"}));
+    assert_eq!(p["BillingMode"], "PAY_PER_REQUEST");
+    assert_eq!(
+        p["KeySchema"],
+        json!([{"AttributeName": leases::KEY, "KeyType": "HASH"}])
+    );
+    assert_eq!(
+        p["AttributeDefinitions"],
+        json!([{"AttributeName": leases::KEY, "AttributeType": "S"}])
+    );
+    // More than one task only with a lease table: the rule asks what LeaseOn asks.
+    let rule = &t["Rules"]["ReplicasNeedALease"]["Assertions"][0]["Assert"];
+    assert!(
+        rule["Fn::Or"]
+            .as_array()
+            .unwrap()
+            .contains(&t["Conditions"]["LeaseOn"]),
+        "{rule}"
+    );
+}
+
+/// `statement` of target-role.yaml as the task role has it: the stack's Region for the
+/// account's Regions.
+fn as_in_the_task_role(statement: &Value) -> Value {
+    let text = statement
+        .to_string()
+        .replace(r#"{"Ref":"Regions"}"#, r#"{"Ref":"AWS::Region"}"#)
+        .replace(
+            ":ec2:*:${AWS::AccountId}:",
+            ":ec2:${AWS::Region}:${AWS::AccountId}:",
+        );
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn the_target_role_grants_the_per_account_operations_as_the_task_role_does() {
+    let target = role_statements(&template_at(TARGET_ROLE_TEMPLATE), "TargetRole");
+    let granted: Vec<String> = target.iter().flat_map(|(_, s)| actions(s)).collect();
+    let unique: BTreeSet<&String> = granted.iter().collect();
+    assert_eq!(unique.len(), granted.len(), "granted twice: {granted:?}");
+    assert_eq!(
+        unique.into_iter().cloned().collect::<Vec<_>>(),
+        target_role_actions()
+    );
+    // Not the queue, the lease table or assuming roles: those are the controller's account's.
+    assert!(
+        granted.iter().all(|a| ["sqs:", "dynamodb:", "sts:"]
+            .iter()
+            .all(|p| !a.starts_with(p))),
+        "{granted:?}"
+    );
+    let task: BTreeMap<String, Value> = statements(&template())
+        .into_iter()
+        .map(|(_, s)| (s["Sid"].as_str().unwrap().to_string(), s))
+        .collect();
+    for (condition, s) in &target {
+        assert_eq!(condition, &None, "{s}");
+        let sid = s["Sid"].as_str().unwrap();
+        assert_eq!(as_in_the_task_role(s), task[sid], "{sid}");
+    }
+    for (action, scope) in scoped_actions() {
+        if scope.in_each_account() {
+            let (_, s) = target
+                .iter()
+                .find(|(_, s)| s["Sid"] == sid_of(scope))
+                .unwrap_or_else(|| panic!("no {}", sid_of(scope)));
+            assert!(actions(s).contains(&action), "{action}");
+        }
+    }
+}
+
+#[test]
+fn the_target_role_trusts_the_controller_s_role_with_the_external_id_if_any() {
+    let t = template_at(TARGET_ROLE_TEMPLATE);
+    let role = &t["Resources"]["TargetRole"]["Properties"];
+    let trust = role["AssumeRolePolicyDocument"]["Statement"]
+        .as_array()
+        .unwrap();
+    let [statement] = trust.as_slice() else {
+        panic!("one trust statement: {trust:?}")
+    };
+    assert_eq!(
+        statement["Principal"],
+        json!({"AWS": {"Ref": "ControllerRoleArn"}})
+    );
+    assert_eq!(statement["Action"], "sts:AssumeRole");
+    assert_eq!(
+        statement["Condition"],
+        json!({"Fn::If": [
+            "HasExternalId",
+            {"StringEquals": {"sts:ExternalId": {"Ref": "ExternalId"}}},
+            {"Ref": "AWS::NoValue"}
+        ]})
+    );
+    assert_eq!(
+        t["Conditions"]["HasExternalId"],
+        json!({"Fn::Not": [{"Fn::Equals": [{"Ref": "ExternalId"}, ""]}]})
+    );
+    // The same opt-in tag parameter and cluster constraint as the controller's stack.
+    let main = template();
+    for parameter in ["Clusters", "ManagedTagValue"] {
+        let mut ours = t["Parameters"][parameter].clone();
+        let mut theirs = main["Parameters"][parameter].clone();
+        for p in [&mut ours, &mut theirs] {
+            p.as_object_mut().unwrap().remove("Description");
+        }
+        assert_eq!(ours, theirs, "{parameter}");
+    }
 }
 
 #[test]

@@ -113,16 +113,18 @@ async fn a_role_that_cannot_be_assumed_is_an_error_naming_the_target_and_role() 
     let other = Moto::new();
     let guarded = role(&other, "guarded", Some("right-id")).await;
     let missing = format!("arn:aws:iam::{}:role/never-created", other.account_id());
-    let planned = places(&[
-        target(&guarded, Some("wrong-id")),
-        target(&missing, None),
-    ]);
+    let planned = places(&[target(&guarded, Some("wrong-id")), target(&missing, None)]);
     for (p, role_arn) in planned.iter().zip([&guarded, &missing]) {
         let budget = Arc::new(ApiBudget::new(&PacingSettings::default()).unwrap());
-        let e = connect_from(ambient(&controller).await, p, &controller.settings(), budget)
-            .await
-            .err()
-            .expect("refused");
+        let e = connect_from(
+            ambient(&controller).await,
+            p,
+            &controller.settings(),
+            budget,
+        )
+        .await
+        .err()
+        .expect("refused");
         assert!(!e.contains('\n'), "one line: {e}");
         assert!(e.contains(&format!("cannot assume {role_arn}")), "{e}");
         assert!(e.starts_with("targets["), "names the target: {e}");
@@ -192,7 +194,10 @@ async fn run_skips_the_target_it_cannot_assume_and_acts_only_where_the_policy_se
     let (a, b) = (Moto::new(), Moto::new());
     let role_a = role(&a, "ecs-reconciler", None).await;
     let role_b = role(&b, "ecs-reconciler", None).await;
-    let missing = format!("arn:aws:iam::{}:role/never-created", Moto::new().account_id());
+    let missing = format!(
+        "arn:aws:iam::{}:role/never-created",
+        Moto::new().account_id()
+    );
     let (stuck_a, stuck_b) = (stuck_web(&a).await, stuck_web(&b).await);
     let dir = tempfile::tempdir().unwrap();
     fs::create_dir_all(dir.path().join("policies")).unwrap();
@@ -228,9 +233,15 @@ async fn run_skips_the_target_it_cannot_assume_and_acts_only_where_the_policy_se
         .unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
-    let skipped: Vec<&str> = log.lines().filter(|l| l.contains("target skipped")).collect();
+    let skipped: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("target skipped"))
+        .collect();
     assert_eq!(skipped.len(), 1, "{log}");
-    assert!(skipped[0].contains("targets[1]") && skipped[0].contains(&missing), "{log}");
+    assert!(
+        skipped[0].contains("targets[1]") && skipped[0].contains(&missing),
+        "{log}"
+    );
     // The policy selects team-a: its task is stopped, B's is left alone.
     assert_eq!(stop_calls(&a).await, json!({ stuck_a: 1 }));
     assert_eq!(stop_calls(&b).await, json!({}), "{stuck_b} left alone");

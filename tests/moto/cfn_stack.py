@@ -5,7 +5,10 @@
 - `create ENDPOINT ACCOUNT PATH STACK PARAMETERS_JSON`: creates the stack on moto (in the test's
   account: access key `MOTOACCT<account>`), then prints one JSON object: `status`, `error` (the
   ValidationError message when the stack was refused), `resources` (logical id -> type and
-  physical id), `outputs`, and `taskRolePolicy` (the TaskRole's inline policy, as IAM holds it).
+  physical id), `outputs`, `taskRolePolicy` (the TaskRole's inline policy, as IAM holds it),
+  and for every role with an inline policy `ecs-reconciler`, `rolePolicies` and `roleTrust`
+  (logical id -> that policy, and the role's trust policy), and `taskEnvironment` (the
+  TaskDefinition's first container's environment, name -> value).
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ def create(endpoint: str, account: str, path: str, stack: str, parameters: str) 
             StackName=stack,
             TemplateBody=body,
             Parameters=params,
-            Capabilities=["CAPABILITY_IAM"],
+            Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"],
         )
     except ClientError as err:
         json.dump({"status": "REFUSED", "error": err.response["Error"]["Message"]}, sys.stdout)
@@ -62,17 +65,43 @@ def create(endpoint: str, account: str, path: str, stack: str, parameters: str) 
         "resources": resources,
         "outputs": {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])},
     }
-    role = resources.get("TaskRole", {}).get("physical")
-    if role:
-        iam = session.client("iam", endpoint_url=endpoint)
-        name = role.rsplit("/", 1)[-1]
+    iam = session.client("iam", endpoint_url=endpoint)
+    policies: dict[str, Any] = {}
+    trusts: dict[str, Any] = {}
+    for logical, r in resources.items():
+        if r["type"] != "AWS::IAM::Role" or not r["physical"]:
+            continue
+        name = r["physical"].rsplit("/", 1)[-1]
+        if "ecs-reconciler" not in iam.list_role_policies(RoleName=name)["PolicyNames"]:
+            continue
         policy = iam.get_role_policy(RoleName=name, PolicyName="ecs-reconciler")
-        document = policy["PolicyDocument"]
-        # Gap: moto answers with the Python repr of the document, not (URL-encoded) JSON.
-        out["taskRolePolicy"] = (
-            ast.literal_eval(document) if isinstance(document, str) else document
-        )
+        policies[logical] = _document(policy["PolicyDocument"])
+        trusts[logical] = _document(iam.get_role(RoleName=name)["Role"]["AssumeRolePolicyDocument"])
+    out["rolePolicies"] = policies
+    out["roleTrust"] = trusts
+    if "TaskRole" in policies:
+        out["taskRolePolicy"] = policies["TaskRole"]
+    task = resources.get("TaskDefinition", {}).get("physical")
+    if task:
+        ecs = session.client("ecs", endpoint_url=endpoint)
+        container = ecs.describe_task_definition(taskDefinition=task)["taskDefinition"][
+            "containerDefinitions"
+        ][0]
+        # Gap: moto keeps an `AWS::NoValue` in a list as null; CloudFormation drops it.
+        out["taskEnvironment"] = {
+            e["name"]: e["value"] for e in container.get("environment", []) if e
+        }
     json.dump(out, sys.stdout, default=str)
+
+
+def _document(document: Any) -> Any:
+    # Gap: moto answers with the Python repr of the document, not (URL-encoded) JSON.
+    if not isinstance(document, str):
+        return document
+    try:
+        return json.loads(document)
+    except ValueError:
+        return ast.literal_eval(document)
 
 
 def main() -> None:

@@ -5,9 +5,14 @@
 //! the [`Scope`] its grant carries in the task role. [`IMPLIED`] lists the grants an operation
 //! needs beyond its own action (RunTask with tags and roles; UpdateAutoScalingGroup, which Auto
 //! Scaling checks as a launch from the template). The task role in
-//! `deploy/cloudformation/ecs-reconciler.yaml` grants exactly these actions, and
-//! deploy/README.md's IAM section is [`iam_markdown`]; tests hold both to this list, and hold
-//! the list to what the adapter calls (`AwsCloud::calls()` and a scan of `src/cloud/aws/`).
+//! `deploy/cloudformation/ecs-reconciler.yaml` grants exactly these actions, the role of
+//! `deploy/cloudformation/target-role.yaml` those of [`target_role_actions`], and
+//! deploy/README.md's IAM section is [`iam_markdown`]; tests hold all three to this list, and
+//! hold the list to what the adapter calls (`AwsCloud::calls()` and a scan of
+//! `src/cloud/aws/`). The lease table's DynamoDB calls (`leases.rs`) are not paced by the
+//! budget; `sts:AssumeRole` is called by aws-config's credentials provider, not by our source.
+//! `sts:GetCallerIdentity` (the ambient account's id, `targets.rs`) needs no permission, so it
+//! is not listed.
 
 use std::fmt;
 
@@ -21,6 +26,8 @@ pub enum Service {
     AutoScaling,
     Iam,
     Sqs,
+    DynamoDb,
+    Sts,
 }
 
 impl Service {
@@ -32,6 +39,8 @@ impl Service {
             Service::AutoScaling => "autoscaling",
             Service::Iam => "iam",
             Service::Sqs => "sqs",
+            Service::DynamoDb => "dynamodb",
+            Service::Sts => "sts",
         }
     }
 }
@@ -70,6 +79,13 @@ pub enum Scope {
     TagOnRunInstances,
     /// `Resource`: the events queue, only when the `EventsQueue` parameter is on.
     EventsQueue,
+    /// `Resource`: the lease table's ARN, only when the `LeaseTable` parameter names one.
+    LeaseTable,
+    /// As [`Scope::LeaseTable`], only when the controller creates the table itself
+    /// (`CreateLeaseTable=controller`, which sets `lease.create_table = true`).
+    LeaseTableCreate,
+    /// `Resource`: the roles of `[[targets]]` (the `TargetRoleArns` parameter), only when given.
+    TargetRoles,
     /// `Resource: "*"`: the service supports no narrower resource for this action.
     Unscoped,
 }
@@ -98,8 +114,21 @@ impl Scope {
             }
             Scope::TagOnRunInstances => "`*`, condition `ec2:CreateAction` = `RunInstances`",
             Scope::EventsQueue => "the events queue (only with `EventsQueue=on`)",
+            Scope::LeaseTable => "the lease table (only when `LeaseTable` names one)",
+            Scope::LeaseTableCreate => "the lease table (only with `CreateLeaseTable=controller`)",
+            Scope::TargetRoles => "the roles of `TargetRoleArns` (only when given)",
             Scope::Unscoped => "`*` (no narrower resource is supported or known in advance)",
         }
+    }
+
+    /// Whether the grant is on what the controller acts on, so that each account it reaches
+    /// grants it too (`target-role.yaml`); the others are on the controller's own queue, lease
+    /// table and target roles, in its own account.
+    pub fn in_each_account(self) -> bool {
+        !matches!(
+            self,
+            Scope::EventsQueue | Scope::LeaseTable | Scope::LeaseTableCreate | Scope::TargetRoles
+        )
     }
 }
 
@@ -176,7 +205,7 @@ const fn op(
 use Access::{Read, Write};
 use Category as C;
 use Scope as S;
-use Service::{AutoScaling, Ec2, Ecs, Iam, Sqs};
+use Service::{AutoScaling, DynamoDb, Ec2, Ecs, Iam, Sqs, Sts};
 
 /// Every operation the adapter calls, by service, reads first.
 #[rustfmt::skip]
@@ -209,6 +238,12 @@ pub const OPERATIONS: &[Operation] = &[
     op(Sqs, "GetQueueAttributes", C::Other, Read, S::EventsQueue, "check the events queue at start"),
     op(Sqs, "ReceiveMessage", C::Other, Read, S::EventsQueue, "events from the queue"),
     op(Sqs, "DeleteMessageBatch", C::Other, Write, S::EventsQueue, "delete the events applied").granted_as("DeleteMessage"),
+    op(DynamoDb, "DescribeTable", C::Other, Read, S::LeaseTable, "check the lease table's key at start"),
+    op(DynamoDb, "Scan", C::Other, Read, S::LeaseTable, "read the leases (consistent)"),
+    op(DynamoDb, "PutItem", C::Other, Write, S::LeaseTable, "claim or renew a lease (conditional on its version)"),
+    op(DynamoDb, "CreateTable", C::Other, Write, S::LeaseTableCreate, "create a missing lease table, only with `lease.create_table = true`"),
+    // Read: it changes nothing, and a dry run needs it too.
+    op(Sts, "AssumeRole", C::Other, Read, S::TargetRoles, "credentials of each `[[targets]]` `role_arn` (aws-config's assume-role provider)"),
 ];
 
 /// Grants an operation needs beyond its own action.
@@ -255,6 +290,24 @@ pub fn granted_actions() -> Vec<String> {
         .iter()
         .map(Operation::action)
         .chain(IMPLIED.iter().map(Implied::action))
+        .collect();
+    actions.sort();
+    actions
+}
+
+/// Every IAM action a target account's role must grant (`target-role.yaml`): those of the
+/// scopes [`Scope::in_each_account`].
+pub fn target_role_actions() -> Vec<String> {
+    let mut actions: Vec<String> = OPERATIONS
+        .iter()
+        .filter(|o| o.scope.in_each_account())
+        .map(Operation::action)
+        .chain(
+            IMPLIED
+                .iter()
+                .filter(|i| i.scope.in_each_account())
+                .map(Implied::action),
+        )
         .collect();
     actions.sort();
     actions
