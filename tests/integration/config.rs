@@ -294,6 +294,34 @@ fn settings_that_cannot_work_are_refused_with_their_key() {
             "must be at least 100ms",
         ),
         ("[lease]\nshard = 2", "lease.shard", "unknown key"),
+        (
+            "[[targets]]\nrole_arn = \"arn:aws:iam::1234:role/x\"",
+            "targets[0].role_arn",
+            "not a role ARN",
+        ),
+        (
+            "[[targets]]\nregions = [\"us-east-1\", \"Mars\"]",
+            "targets[0].regions[1]",
+            "not a Region name",
+        ),
+        (
+            "[[targets]]\nexternal_id = \"abc\"",
+            "targets[0].external_id",
+            "set role_arn too",
+        ),
+        (
+            "[[targets]]\nrole_arn = \"arn:aws:iam::111122223333:role/a\"\n\
+             regions = [\"us-east-1\"]\n\
+             [[targets]]\nrole_arn = \"arn:aws:iam::111122223333:role/b\"\n\
+             regions = [\"us-east-1\"]",
+            "targets[1]",
+            "names account 111122223333 in us-east-1, as targets[0] does",
+        ),
+        (
+            "[[targets]]\nrole = \"x\"",
+            "targets[0].role",
+            "unknown key",
+        ),
         // Figment's own errors get the same shape: key, problem, file.
         ("resync = 30", "resync", "invalid type"),
         (

@@ -485,3 +485,86 @@ fn the_leases_held_are_a_gauge() {
     m.set_leases_held(0);
     assert_eq!(held(&m), Some(0.0));
 }
+
+/// Two places (`[[targets]]`) whose clusters have the same names: each place's series carry its
+/// account and Region, and each budget's API figures are its own.
+#[tokio::test(start_paused = true)]
+async fn each_place_has_its_own_series_and_budget_figures() {
+    use ecs_reconciler::targets::Place;
+    let metrics = Arc::new(Metrics::new(None));
+    let place = |account: &str| Place {
+        account: account.into(),
+        account_name: None,
+        region: "eu-west-1".into(),
+    };
+    let places = [place("111111111111"), place("222222222222")];
+    let mut controllers = Vec::new();
+    for p in &places {
+        let (account, _) = build_scenario("stuck-provisioning", start()).unwrap();
+        let budget = Arc::new(ApiBudget::default());
+        account.set_budget(Some(Arc::clone(&budget)));
+        metrics.add_budget(p, budget);
+        controllers.push(Arc::new(
+            Controller::new(
+                Arc::new(account),
+                scenario_policies().unwrap(),
+                ControllerSettings::default(),
+                AuditSink::memory(),
+            )
+            .with_telemetry(metrics.for_place(p))
+            .with_place(p.clone()),
+        ));
+    }
+    let shutdown = CancellationToken::new();
+    // Only the first place is reconciled until its tasks are seen stuck.
+    let mut e = parse(&metrics.encode());
+    for _ in 0..60 {
+        controllers[0].pass(&shutdown).await;
+        e = parse(&metrics.encode());
+        if !by(&e, "ecs_reconciler_stuck_tasks", &["account"]).is_empty() {
+            break;
+        }
+        tokio::time::advance(Duration::from_secs(30)).await;
+    }
+    let stuck = by(&e, "ecs_reconciler_stuck_tasks", &["account", "region"]);
+    assert_eq!(
+        stuck.keys().collect::<Vec<_>>(),
+        ["111111111111 eu-west-1"],
+        "{stuck:?}"
+    );
+    let calls = by(&e, "ecs_reconciler_api_calls", &["account"]);
+    assert_eq!(
+        calls.keys().collect::<Vec<_>>(),
+        ["111111111111"],
+        "{calls:?}"
+    );
+    // The second place's clusters have the same names, and their own series.
+    controllers[1].pass(&shutdown).await;
+    let e = parse(&metrics.encode());
+    let last = by(
+        &e,
+        "ecs_reconciler_cluster_last_reconcile_success_timestamp_seconds",
+        &["account", "cluster"],
+    );
+    let accounts: std::collections::BTreeSet<&str> =
+        last.keys().map(|k| k.split(' ').next().unwrap()).collect();
+    assert_eq!(accounts.len(), 2, "{last:?}");
+    let clusters_of = |a: &str| -> Vec<String> {
+        last.keys()
+            .filter(|k| k.starts_with(a))
+            .map(|k| k.split(' ').nth(1).unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(clusters_of("111111111111"), clusters_of("222222222222"));
+    let records = controllers[0].audit().records();
+    assert!(
+        records
+            .iter()
+            .all(|r| r.account.as_deref() == Some("111111111111")
+                && r.region.as_deref() == Some("eu-west-1")),
+        "every record names the place: {records:?}"
+    );
+    assert!(!records.is_empty());
+    let actions = by(&e, "ecs_reconciler_actions", &["account"]);
+    assert!(actions.contains_key("111111111111"), "{actions:?}");
+}

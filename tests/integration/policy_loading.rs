@@ -392,3 +392,53 @@ proptest! {
         prop_assert_eq!(got, expected, "{}\n{}", errors, text);
     }
 }
+
+#[test]
+fn target_accounts_select_by_account_id_or_target_name() {
+    use ecs_reconciler::policy::PolicySet;
+    use ecs_reconciler::targets::Place;
+    let text = BASE.replace(
+        "clusters: [prod-web]",
+        "clusters: [prod-web]\n    accounts: [\"team-*\", \"111122223333\"]",
+    );
+    let policies = parse_str(file(), &format!("{text}---\n{}", named("everywhere"))).unwrap();
+    let set = PolicySet {
+        policies,
+        fingerprint: "f".into(),
+    };
+    let place = |account: &str, name: Option<&str>| Place {
+        account: account.into(),
+        account_name: name.map(str::to_string),
+        region: "us-east-1".into(),
+    };
+    let names = |p: &Place| -> Vec<String> {
+        set.for_place(p)
+            .policies
+            .iter()
+            .map(|p| p.name.clone())
+            .collect()
+    };
+    assert_eq!(names(&place("111122223333", None)), ["web", "everywhere"]);
+    assert_eq!(
+        names(&place("444455556666", Some("team-a"))),
+        ["web", "everywhere"]
+    );
+    assert_eq!(
+        names(&place("444455556666", Some("payments"))),
+        ["everywhere"]
+    );
+    assert_eq!(set.for_place(&place("444455556666", None)).fingerprint, "f");
+}
+
+#[test]
+fn a_bad_account_glob_is_located() {
+    let text = BASE.replace(
+        "clusters: [prod-web]",
+        "clusters: [prod-web]\n    accounts: [\"team-[\"]",
+    );
+    let errors = parse_str(file(), &text).expect_err("a bad glob");
+    let at = located(&errors);
+    assert_eq!(at.len(), 1, "{errors}");
+    assert_eq!(at[0].0, 8, "{errors}");
+    assert_eq!(at[0].2, "spec.target.accounts[0]");
+}

@@ -353,7 +353,7 @@ async fn three_replicas_and_six_shards_act_on_two_each() {
 /// Starts `a` and `b` on one shard, waits until one holds it and has stopped a first batch;
 /// returns them as (holder, other) with the clusters and the first batch.
 async fn holder_and_other(moto: &Moto, dir: &Path) -> (Replica, Replica, Vec<String>, Vec<String>) {
-    let names = clusters(&moto, 1, 3);
+    let names = clusters(moto, 1, 3);
     arrange(moto, dir, &names).await;
     let a = Replica::start(moto, dir, "a", 1);
     let b = Replica::start(moto, dir, "b", 1);

@@ -76,7 +76,8 @@ def create(endpoint: str, account: str, path: str, stack: str, parameters: str) 
             continue
         policy = iam.get_role_policy(RoleName=name, PolicyName="ecs-reconciler")
         policies[logical] = _document(policy["PolicyDocument"])
-        trusts[logical] = _document(iam.get_role(RoleName=name)["Role"]["AssumeRolePolicyDocument"])
+        trust = iam.get_role(RoleName=name)["Role"]["AssumeRolePolicyDocument"]
+        trusts[logical] = _document(trust)
     out["rolePolicies"] = policies
     out["roleTrust"] = trusts
     if "TaskRole" in policies:
