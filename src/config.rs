@@ -58,6 +58,25 @@ use crate::capacity::tags::{MAX_TAG_KEY, MAX_TAG_VALUE, ManagedTag};
 use crate::cloud::budget::PacingSettings;
 use crate::targets::TargetSettings;
 
+/// A text setting that also takes what an environment variable's value reads as when it looks
+/// like a boolean or a number (`ECS_RECONCILER_MANAGED_TAG__VALUE=true` is the text `true`).
+pub fn text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Text {
+        Text(String),
+        Bool(bool),
+        Int(i64),
+        Float(f64),
+    }
+    Ok(match Text::deserialize(d)? {
+        Text::Text(t) => t,
+        Text::Bool(b) => b.to_string(),
+        Text::Int(i) => i.to_string(),
+        Text::Float(f) => f.to_string(),
+    })
+}
+
 /// The file read when `--config` is not given, if it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "ecs-reconciler.toml";
 

@@ -45,7 +45,10 @@ pub const MANAGED_TAG_VALUE: &str = "true";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ManagedTag {
+    #[serde(deserialize_with = "crate::config::text")]
     pub key: String,
+    /// Text even when an environment variable's `true` or `12` reads as a boolean or number.
+    #[serde(deserialize_with = "crate::config::text")]
     pub value: String,
 }
 

@@ -896,3 +896,25 @@ fn root_cause_reads_are_on_by_default_and_switched_off_by_file_or_environment() 
         .unwrap_or_else(|| panic!("no starting line: {err}"));
     assert_eq!(starting["fields"]["root_cause_reads"], false, "{starting}");
 }
+
+#[test]
+fn a_managed_tag_value_that_looks_like_a_boolean_or_number_is_text() {
+    let s = load_text("[managed_tag]\nvalue = true\n").unwrap();
+    assert_eq!(s.managed_tag.value, "true");
+    let s = load_text("[managed_tag]\nkey = \"team\"\nvalue = 12\n").unwrap();
+    assert_eq!(
+        (s.managed_tag.key.as_str(), s.managed_tag.value.as_str()),
+        ("team", "12")
+    );
+    // The environment's values are parsed the same way: `true` was a boolean, and refused.
+    let dir = tempfile::tempdir().unwrap();
+    let out = crate::cli_output::bin()
+        .env("ECS_RECONCILER_MANAGED_TAG__VALUE", "true")
+        .args(["run", "--sim", "mixed", "--once", "--audit-log"])
+        .arg(dir.path().join("audit.jsonl"))
+        .output()
+        .unwrap();
+    let err = crate::cli_output::text(&out.stderr);
+    assert!(!err.contains("invalid configuration"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+}
