@@ -63,17 +63,17 @@ use crate::targets::TargetSettings;
 pub fn text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
-    enum Text {
+    enum Scalar {
         Text(String),
         Bool(bool),
         Int(i64),
         Float(f64),
     }
-    Ok(match Text::deserialize(d)? {
-        Text::Text(t) => t,
-        Text::Bool(b) => b.to_string(),
-        Text::Int(i) => i.to_string(),
-        Text::Float(f) => f.to_string(),
+    Ok(match Scalar::deserialize(d)? {
+        Scalar::Text(t) => t,
+        Scalar::Bool(b) => b.to_string(),
+        Scalar::Int(i) => i.to_string(),
+        Scalar::Float(f) => f.to_string(),
     })
 }
 

@@ -872,11 +872,14 @@ async fn drive<C: Cloud>(
         );
         tasks.spawn("event pump", pump.run(shutdown.clone()));
     }
+    // Cancelled when every controller loop has ended: the leases may then be given back.
+    let loops_ended = CancellationToken::new();
     if let Some(parts) = leases {
         let metrics = serving.as_ref().map(|s| Arc::clone(&s.metrics));
+        let ending = (shutdown.clone(), loops_ended.clone());
         tasks.spawn(
             "leases",
-            keep_leases(parts, controllers.clone(), metrics, shutdown.clone()),
+            keep_leases(parts, controllers.clone(), metrics, ending),
         );
     }
     if let Some(s) = serving {
@@ -889,6 +892,7 @@ async fn drive<C: Cloud>(
     let until = shutdown.clone();
     tasks.spawn("controller loop", async move {
         run_loops(looping, loop_stop.clone()).await;
+        loops_ended.cancel();
         if loop_stop.is_cancelled() {
             // The simulated time ran out: the endpoints serve on until shutdown.
             until.cancelled().await;
@@ -1041,12 +1045,13 @@ fn event_telemetry<C: Cloud>(controllers: &[Arc<Controller<C>>]) -> Arc<dyn Tele
     )
 }
 
-/// The lease keeper: every controller lists its scope again when a lease is taken or lost.
+/// The lease keeper: every controller lists its scope again when a lease is taken or lost. At
+/// shutdown, once the loops have ended, the leases are given back.
 async fn keep_leases<C: Cloud>(
     parts: LeaseParts,
     controllers: Vec<Arc<Controller<C>>>,
     metrics: Option<Arc<Metrics>>,
-    until: CancellationToken,
+    (until, loops_ended): (CancellationToken, CancellationToken),
 ) {
     let held = Arc::clone(&parts.leases);
     let keeper = Keeper::new(Arc::new(parts.store), parts.leases).on_change(Arc::new(move || {
@@ -1057,6 +1062,7 @@ async fn keep_leases<C: Cloud>(
             m.set_leases_held(held.held().len());
         }
     }));
+    let keeper = keeper.release_when(loops_ended);
     if let Err(lost) = keeper.run(until).await {
         error!("{lost}");
     }

@@ -155,6 +155,8 @@ pub struct Keeper<S> {
     /// The version of this replica's heartbeat record, once written.
     heartbeat: Option<u64>,
     on_change: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// With [`Keeper::release_when`]: cancelled once no action can be in flight.
+    stopped: Option<CancellationToken>,
 }
 
 impl<S: LeaseStore> Keeper<S> {
@@ -165,7 +167,16 @@ impl<S: LeaseStore> Keeper<S> {
             watched: BTreeMap::new(),
             heartbeat: None,
             on_change: None,
+            stopped: None,
         }
+    }
+
+    /// At shutdown, once `stopped` is cancelled (every controller has ended, so no action is in
+    /// flight), gives back the leases held so that another replica takes them at once rather
+    /// than after a full lease. Without it (or if the process dies first), they run out.
+    pub fn release_when(mut self, stopped: CancellationToken) -> Self {
+        self.stopped = Some(stopped);
+        self
     }
 
     /// Calls `f` whenever the shards held change (the controller then lists its scope again).
@@ -180,11 +191,57 @@ impl<S: LeaseStore> Keeper<S> {
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                () = shutdown.cancelled() => return Ok(()),
+                () = shutdown.cancelled() => break,
                 _ = tick.tick() => {}
             }
             self.cycle().await?;
         }
+        if let Some(stopped) = self.stopped.clone() {
+            stopped.cancelled().await;
+            self.release().await;
+        }
+        Ok(())
+    }
+
+    /// Gives back every lease held and the heartbeat: each record is written with no holder
+    /// (conditional on the version this replica wrote, so a lease already taken is left
+    /// alone), which a contender takes at once. The shards are dropped from [`Leases`] first:
+    /// no action may start on them from here on. Returns the shards given back.
+    pub async fn release(&mut self) -> Vec<u32> {
+        let held: Vec<(u32, u64)> = {
+            let mut map = self.leases.lock();
+            let held = map.iter().map(|(n, h)| (*n, h.version)).collect();
+            map.clear();
+            held
+        };
+        let mut writes = JoinSet::new();
+        for (shard, version) in held {
+            let store = Arc::clone(&self.store);
+            writes.spawn(async move {
+                let result = store
+                    .write(&shard_key(shard), "", version + 1, Some(version))
+                    .await;
+                (shard, result)
+            });
+        }
+        let mut released = Vec::new();
+        while let Some(joined) = writes.join_next().await {
+            match joined {
+                Ok((shard, Ok(Claim::Won))) => released.push(shard),
+                Ok((shard, Ok(Claim::Lost))) => info!(shard, "lease already taken; not released"),
+                Ok((shard, Err(e))) => {
+                    warn!(shard, error = %e, "cannot release the lease; it runs out by itself")
+                }
+                Err(e) => error!(error = %e, "a lease release panicked"),
+            }
+        }
+        if let Some(version) = self.heartbeat {
+            let key = replica_key(&self.leases.replica);
+            let _ = self.store.write(&key, "", version + 1, Some(version)).await;
+        }
+        released.sort_unstable();
+        info!(released = ?released, "leases released for the other replicas");
+        released
     }
 
     /// One round: renew, beat, read the table, take or shed.
@@ -340,7 +397,10 @@ impl<S: LeaseStore> Keeper<S> {
         1 + self
             .watched
             .iter()
-            .filter(|(k, w)| k.starts_with("replica#") && !w.may_take(timing, now))
+            // A released heartbeat (no holder) is a replica that stopped.
+            .filter(|(k, w)| {
+                k.starts_with("replica#") && !w.holder.is_empty() && !w.may_take(timing, now)
+            })
             .count()
     }
 

@@ -36,6 +36,10 @@ struct Replica {
     leases: Arc<Leases>,
     link: Arc<Link<MemoryStore>>,
     keeper: Option<JoinHandle<Result<(), LeasesLost>>>,
+    /// A graceful shutdown: the keeper stops cycling...
+    shutdown: CancellationToken,
+    /// ... and, once this is cancelled too (no action in flight), gives its leases back.
+    stopped: CancellationToken,
 }
 
 impl Replica {
@@ -46,6 +50,8 @@ impl Replica {
             leases,
             link,
             keeper: None,
+            shutdown: CancellationToken::new(),
+            stopped: CancellationToken::new(),
         };
         replica.resume();
         replica
@@ -53,8 +59,9 @@ impl Replica {
 
     /// Runs a keeper on this replica's leases (again, after [`Replica::stop`]).
     fn resume(&mut self) {
-        let keeper = Keeper::new(Arc::clone(&self.link), Arc::clone(&self.leases));
-        self.keeper = Some(tokio::spawn(keeper.run(CancellationToken::new())));
+        let keeper = Keeper::new(Arc::clone(&self.link), Arc::clone(&self.leases))
+            .release_when(self.stopped.clone());
+        self.keeper = Some(tokio::spawn(keeper.run(self.shutdown.clone())));
     }
 
     /// The keeper stops as a killed or paused process's would: no more renewals.
@@ -277,6 +284,34 @@ async fn a_replica_paused_past_its_lease_does_not_act_when_it_resumes() {
     assert!(
         replicas[holder].exited(),
         "its renewal lost: it held nothing, so it exits"
+    );
+    assert_eq!(held(&replicas)[other], 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_replica_that_shuts_down_gives_its_lease_back_once_its_actions_have_ended() {
+    let (replicas, cs, holder, other) = a_holder_and_a_standby().await;
+    replicas[holder].shutdown.cancel();
+    // Its controllers are still finishing: nothing is given back, nothing is taken.
+    let mut finishing = Seen::default();
+    run_for(&replicas, &cs, Duration::from_secs(4), &mut finishing).await;
+    assert!(finishing.first_act[other].is_none(), "the standby waited");
+    replicas[holder].stopped.cancel();
+    let stopped = Instant::now();
+    let mut after = Seen::default();
+    run_for(&replicas, &cs, Duration::from_secs(30), &mut after).await;
+    assert!(
+        replicas[holder].exited(),
+        "the keeper ended after the release"
+    );
+    assert!(after.last_act[holder].is_none(), "the holder acts no more");
+    let took = after.first_act[other].expect("the standby took the lease");
+    let t = timing();
+    // Within a renewal, not after a full lease as after a death.
+    assert!(
+        took - stopped <= t.renew_every + STEP,
+        "took {:?} after the release",
+        took - stopped
     );
     assert_eq!(held(&replicas)[other], 1);
 }

@@ -453,3 +453,56 @@ async fn a_replica_resumed_after_sigstop_does_not_act_on_the_shard_it_lost() {
         "the resumed replica acted on its lost shard"
     );
 }
+
+/// SIGTERM: the replica finishes, gives its lease back (no holder) and its heartbeat, and
+/// exits 0; the standby then takes the lease without waiting a full lease, and acts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_stopped_with_sigterm_gives_its_lease_back() {
+    let _serial = SERIAL.lock().await;
+    let moto = Moto::new();
+    let dir = tempfile::tempdir().unwrap();
+    let names = clusters(&moto, 1, 2);
+    arrange(&moto, dir.path(), &names).await;
+    let mut replicas = [
+        Replica::start(&moto, dir.path(), "a", 1),
+        Replica::start(&moto, dir.path(), "b", 1),
+    ];
+    let all: Vec<&Replica> = replicas.iter().collect();
+    until("one replica holds the shard", &all, || async {
+        let table = holders(&moto).await;
+        replicas.iter().any(|r| r.holds(&table).len() == 1)
+    })
+    .await;
+    let table = holders(&moto).await;
+    let holder = usize::from(replicas[0].holds(&table).is_empty());
+    let holder_pid = replicas[holder].child.id();
+    replicas[holder].signal("-TERM");
+    let status = replicas[holder].child.wait().unwrap();
+    assert!(
+        status.success(),
+        "{status}: {}",
+        replicas[holder].log_text()
+    );
+    let log = replicas[holder].log_text();
+    assert!(log.contains("leases released"), "{log}");
+    // No record names the stopped process any more.
+    let table = holders(&moto).await;
+    let pid = format!("-{holder_pid}-");
+    assert!(
+        table.values().all(|h| !h.contains(&pid)),
+        "released: {table:?}"
+    );
+    let standby = &replicas[1 - holder];
+    let took = until("the standby holds the shard", &[standby], || async {
+        standby.holds(&holders(&moto).await).len() == 1
+    })
+    .await;
+    println!("after SIGTERM the standby held the shard {took:?} after the holder exited");
+    let stuck = stuck_batch(&moto, &names).await;
+    until("the standby stopped every stuck task", &[standby], || {
+        all_stopped(&moto, &stuck)
+    })
+    .await;
+    assert_eq!(standby.acted_on().len(), 2);
+    each_stopped_once(&moto, &stuck).await;
+}
