@@ -14,9 +14,8 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use aws_sdk_ecs::types::{ContainerDefinition, LaunchType};
 use ecs_reconciler::lease::rules::shard_of;
 use ecs_reconciler::lease::store::LeaseStore;
 use serde_json::{Value, json};
@@ -134,19 +133,8 @@ impl Drop for Replica {
 /// The moto account with the lease table, the task definition and the policy directory.
 async fn arrange(moto: &Moto, dir: &Path, clusters: &[String]) {
     moto.lease_store(TABLE).check(true).await.unwrap();
+    moto.register_web().await;
     let ecs = moto.ecs();
-    ecs.register_task_definition()
-        .family("web")
-        .container_definitions(
-            ContainerDefinition::builder()
-                .name("web")
-                .image("public.ecr.aws/nginx/nginx:latest")
-                .memory(128)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
     for cluster in clusters {
         ecs.create_cluster()
             .cluster_name(cluster)
@@ -169,31 +157,12 @@ async fn arrange(moto: &Moto, dir: &Path, clusters: &[String]) {
 /// One service task in each cluster, stuck in PROVISIONING for 20 minutes. Returns their
 /// ARNs.
 async fn stuck_batch(moto: &Moto, clusters: &[String]) -> Vec<String> {
-    let ecs = moto.ecs();
-    let created = SystemTime::now() - Duration::from_secs(20 * 60);
-    let created = created.duration_since(UNIX_EPOCH).unwrap().as_secs();
     let mut arns = Vec::new();
     for cluster in clusters {
-        let arn = ecs
-            .run_task()
-            .cluster(cluster)
-            .task_definition("web")
-            .launch_type(LaunchType::Fargate)
-            .group("service:web")
-            .send()
-            .await
-            .unwrap()
-            .tasks()[0]
-            .task_arn()
-            .unwrap()
-            .to_string();
-        moto.set_task_state(
-            cluster,
-            &arn,
-            json!({"lastStatus": "PROVISIONING", "createdAt": created}),
-        )
-        .await;
-        arns.push(arn);
+        arns.push(
+            moto.stuck_web_task(cluster, Duration::from_secs(20 * 60))
+                .await,
+        );
     }
     arns
 }

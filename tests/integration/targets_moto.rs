@@ -7,9 +7,8 @@
 use std::fs;
 use std::process::Stdio;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use aws_sdk_ecs::types::{ContainerDefinition, LaunchType};
 use ecs_reconciler::cloud::Cloud;
 use ecs_reconciler::cloud::aws::targets::connect_from;
 use ecs_reconciler::cloud::budget::{ApiBudget, PacingSettings};
@@ -138,20 +137,10 @@ const POLICY: &str = "apiVersion: ecs-reconciler/v1\nkind: RemediationPolicy\nme
 /// A cluster `web` in `account` with one service task stuck in PROVISIONING for 20 minutes.
 async fn stuck_web(account: &Moto) -> String {
     clusters(account, &["web"]).await;
-    let ecs = account.ecs();
-    ecs.register_task_definition()
-        .family("web")
-        .container_definitions(
-            ContainerDefinition::builder()
-                .name("web")
-                .image("public.ecr.aws/nginx/nginx:latest")
-                .memory(128)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    ecs.create_service()
+    account.register_web().await;
+    account
+        .ecs()
+        .create_service()
         .cluster("web")
         .service_name("web")
         .task_definition("web")
@@ -159,29 +148,9 @@ async fn stuck_web(account: &Moto) -> String {
         .send()
         .await
         .unwrap();
-    let arn = ecs
-        .run_task()
-        .cluster("web")
-        .task_definition("web")
-        .launch_type(LaunchType::Fargate)
-        .group("service:web")
-        .send()
-        .await
-        .unwrap()
-        .tasks()[0]
-        .task_arn()
-        .unwrap()
-        .to_string();
-    let created = SystemTime::now() - Duration::from_secs(20 * 60);
-    let created = created.duration_since(UNIX_EPOCH).unwrap().as_secs();
     account
-        .set_task_state(
-            "web",
-            &arn,
-            json!({"lastStatus": "PROVISIONING", "createdAt": created}),
-        )
-        .await;
-    arn
+        .stuck_web_task("web", Duration::from_secs(20 * 60))
+        .await
 }
 
 async fn stop_calls(account: &Moto) -> Value {

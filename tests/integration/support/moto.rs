@@ -228,6 +228,56 @@ impl Moto {
     /// Puts a task into a lifecycle state with given fields, through the harness endpoint:
     /// `fields` as `{"lastStatus": "PROVISIONING", "createdAt": <epoch seconds>, ...}` (see
     /// `tests/moto/launcher.py`).
+    /// Registers task definition `web` (one nginx container of 128 MiB), which the fixtures'
+    /// services and tasks run.
+    pub async fn register_web(&self) {
+        use aws_sdk_ecs::types::ContainerDefinition;
+        self.ecs()
+            .register_task_definition()
+            .family("web")
+            .container_definitions(
+                ContainerDefinition::builder()
+                    .name("web")
+                    .image("public.ecr.aws/nginx/nginx:latest")
+                    .memory(128)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// A Fargate task of `web` in service `service:web` of `cluster`, held in PROVISIONING
+    /// since `ago`. Returns its ARN.
+    pub async fn stuck_web_task(&self, cluster: &str, ago: std::time::Duration) -> String {
+        use std::time::{SystemTime, UNIX_EPOCH};
+        let arn = self
+            .ecs()
+            .run_task()
+            .cluster(cluster)
+            .task_definition("web")
+            .launch_type(aws_sdk_ecs::types::LaunchType::Fargate)
+            .group("service:web")
+            .send()
+            .await
+            .unwrap()
+            .tasks()[0]
+            .task_arn()
+            .unwrap()
+            .to_string();
+        let created = (SystemTime::now() - ago)
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        self.set_task_state(
+            cluster,
+            &arn,
+            json!({"lastStatus": "PROVISIONING", "createdAt": created}),
+        )
+        .await;
+        arn
+    }
+
     pub async fn set_task_state(&self, cluster: &str, task_arn: &str, fields: Value) {
         let mut body = json!({"cluster": cluster, "taskArn": task_arn});
         merge(&mut body, fields);
