@@ -1,8 +1,10 @@
 //! `plan --base`: what a policy change changes. Two read-only passes over one observation (a
 //! [`crate::cloud::memo::Memo`]), one under the base set and one under the new set, compared
 //! per cluster and target: a decision added, removed, or changed (another action, another
-//! guardrail holding it back, another policy or mode), each with both reasons. Pure: the
-//! passes come in, the differences and their Markdown or JSON go out.
+//! guardrail holding it back, another policy or mode), each with both reasons. Under
+//! `[[targets]]` each place (account and Region) is planned and compared on its own, so two
+//! accounts' clusters of one name are never mixed up. Pure: the passes come in, the
+//! differences and their Markdown or JSON go out.
 
 use std::collections::BTreeMap;
 
@@ -12,6 +14,7 @@ use crate::audit::mode_name;
 use crate::controller::PassReport;
 use crate::domain::short_name;
 use crate::policy::PolicySet;
+use crate::targets::Place;
 
 /// What one set decided about one target.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -52,6 +55,14 @@ pub enum ChangeKind {
 #[serde(rename_all = "camelCase")]
 pub struct Change {
     pub cluster: String,
+    /// The cluster's account id and Region, when known (always under `[[targets]]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// The place, as the Markdown names it.
+    #[serde(skip)]
+    pub place: Option<Place>,
     pub target: String,
     pub kind: ChangeKind,
     pub base: Vec<Decision>,
@@ -64,9 +75,25 @@ pub struct Change {
 pub struct PlanDiff {
     pub base_policy_set: String,
     pub head_policy_set: String,
-    /// Clusters either pass could not reconcile, with why.
+    /// Clusters either pass could not reconcile, with why; under `[[targets]]` the cluster
+    /// is named with its place (`web in team-a (111122223333) us-east-1`).
     pub errors: Vec<(String, String)>,
     pub changes: Vec<Change>,
+    /// Places of `[[targets]]` that could not be connected, one line each naming the target:
+    /// the comparison is then incomplete. Absent when every place was planned.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
+    /// Whether the Markdown names each change's place (under `[[targets]]`).
+    #[serde(skip)]
+    pub name_places: bool,
+}
+
+/// One place's passes under the base set and the new (head) set.
+pub struct PlacePasses {
+    /// `None` on the simulated account.
+    pub place: Option<Place>,
+    pub base: PassReport,
+    pub head: PassReport,
 }
 
 /// Decisions by cluster and target.
@@ -115,23 +142,46 @@ fn decisions(report: &PassReport, set: &PolicySet) -> Decisions {
     out
 }
 
-/// Compares the pass under the base set with the pass under the new (head) set.
-pub fn diff(base: (&PassReport, &PolicySet), head: (&PassReport, &PolicySet)) -> PlanDiff {
-    let changes = compare(decisions(base.0, base.1), decisions(head.0, head.1));
-    let mut errors: Vec<(String, String)> = base
-        .0
-        .errors
-        .iter()
-        .chain(&head.0.errors)
-        .map(|(c, e)| (c.clone(), e.to_string()))
-        .collect();
+/// Compares each place's pass under the base set with its pass under the new (head) set,
+/// place by place. `skipped` are the places that could not be reached; `name_places` says
+/// whether the Markdown names each place.
+pub fn diff(
+    places: &[PlacePasses],
+    base: &PolicySet,
+    head: &PolicySet,
+    skipped: Vec<String>,
+    name_places: bool,
+) -> PlanDiff {
+    let mut changes = Vec::new();
+    let mut errors: Vec<(String, String)> = Vec::new();
+    for p in places {
+        let mut found = compare(decisions(&p.base, base), decisions(&p.head, head));
+        let known = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        for c in &mut found {
+            c.account = p.place.as_ref().and_then(|p| known(&p.account));
+            c.region = p.place.as_ref().and_then(|p| known(&p.region));
+            c.place.clone_from(&p.place);
+        }
+        changes.extend(found);
+        errors.extend(p.base.errors.iter().chain(&p.head.errors).map(|(c, e)| {
+            let cluster = match &p.place {
+                Some(place) if name_places => format!("{c} in {place}"),
+                _ => c.clone(),
+            };
+            (cluster, e.to_string())
+        }));
+    }
+    changes
+        .sort_by(|a, b| (&a.place, &a.cluster, &a.target).cmp(&(&b.place, &b.cluster, &b.target)));
     errors.sort();
     errors.dedup();
     PlanDiff {
-        base_policy_set: base.1.fingerprint.clone(),
-        head_policy_set: head.1.fingerprint.clone(),
+        base_policy_set: base.fingerprint.clone(),
+        head_policy_set: head.fingerprint.clone(),
         errors,
         changes,
+        skipped,
+        name_places,
     }
 }
 
@@ -158,6 +208,9 @@ pub fn compare(mut before: Decisions, after: Decisions) -> Vec<Change> {
         };
         changes.push(Change {
             cluster,
+            account: None,
+            region: None,
+            place: None,
             target,
             kind,
             base: base_list,
@@ -169,6 +222,9 @@ pub fn compare(mut before: Decisions, after: Decisions) -> Vec<Change> {
             .into_iter()
             .map(|((cluster, target), base_list)| Change {
                 cluster,
+                account: None,
+                region: None,
+                place: None,
                 target,
                 kind: ChangeKind::Removed,
                 base: base_list,
@@ -182,27 +238,52 @@ pub fn compare(mut before: Decisions, after: Decisions) -> Vec<Change> {
 /// The differences as Markdown, fit to paste as a pull-request comment.
 pub fn markdown(d: &PlanDiff) -> String {
     let mut out = String::from("### ecs-reconciler plan diff\n\n");
+    let observed = if d.name_places {
+        "each account and Region"
+    } else {
+        "the account"
+    };
     out.push_str(&format!(
-        "Base policy set `{}`, this change `{}`; one observation of the account, planned under \
+        "Base policy set `{}`, this change `{}`; one observation of {observed}, planned under \
          both.\n\n",
         d.base_policy_set, d.head_policy_set
     ));
     if d.changes.is_empty() {
         out.push_str("No difference: both sets decide the same for every target.\n");
     } else {
-        out.push_str(&changes_table(&d.changes));
+        out.push_str(&table(&d.changes, d.name_places));
     }
     for (cluster, e) in &d.errors {
         out.push_str(&format!("\n**cluster {cluster} not planned:** {e}\n"));
+    }
+    for skipped in &d.skipped {
+        out.push_str(&format!("\n**target skipped, not compared:** {skipped}\n"));
     }
     out
 }
 
 /// The changes as a Markdown table, and how many targets differ.
 pub fn changes_table(changes: &[Change]) -> String {
-    let mut out = String::from("| cluster | target | change | base | this change | why |\n");
-    out.push_str("|---|---|---|---|---|---|\n");
+    table(changes, false)
+}
+
+/// [`changes_table`], with a first column naming each change's place when `name_places`.
+fn table(changes: &[Change], name_places: bool) -> String {
+    let (head, rule) = if name_places {
+        ("| place ", "|---")
+    } else {
+        ("", "")
+    };
+    let mut out = format!("{head}| cluster | target | change | base | this change | why |\n");
+    out.push_str(&format!("{rule}|---|---|---|---|---|---|\n"));
     for c in changes {
+        if name_places {
+            let place = c
+                .place
+                .as_ref()
+                .map_or_else(String::new, ToString::to_string);
+            out.push_str(&format!("| {} ", escape(&place)));
+        }
         out.push_str(&format!(
             "| {} | `{}` | {} | {} | {} | {} |\n",
             c.cluster,

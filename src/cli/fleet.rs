@@ -114,3 +114,83 @@ pub fn policies_for<C: Cloud>(controller: &Controller<C>, set: &PolicySet) -> Po
         None => set.clone(),
     }
 }
+
+/// The places [`connect_each`] reached, and the ones it could not.
+pub struct Fleet<C> {
+    pub members: Vec<Member<C>>,
+    /// Each place that could not be connected: one line naming its target and why.
+    pub skipped: Vec<String>,
+}
+
+/// Like [`connect_all`], for a command that must report what it could not reach (`plan`): a
+/// place of `[[targets]]` that cannot be connected is returned in [`Fleet::skipped`], not
+/// logged, and none reached is not an error here. Without `[[targets]]` a failure is the
+/// error; so are two targets naming one account and Region.
+pub async fn connect_each(
+    settings: &Settings,
+    aws: &crate::cloud::aws::AwsSettings,
+) -> Result<Fleet<AwsCloud>, String> {
+    let mut fleet = Fleet {
+        members: Vec::new(),
+        skipped: Vec::new(),
+    };
+    for p in &places(&settings.targets) {
+        let budget = Arc::new(ApiBudget::new(&settings.pacing).map_err(|e| e.to_string())?);
+        match connect(p, aws, Arc::clone(&budget)).await {
+            Ok(c) => {
+                if let Some(other) = fleet
+                    .members
+                    .iter()
+                    .filter_map(|m| m.place.as_ref())
+                    .find(|o| o.account == c.place.account && o.region == c.place.region)
+                {
+                    return Err(format!(
+                        "invalid configuration: targets: {} names account {} in {}, as an \
+                         earlier target does ({other})",
+                        p.label(),
+                        c.place.account,
+                        c.place.region
+                    ));
+                }
+                fleet.members.push(Member {
+                    place: Some(c.place),
+                    cloud: c.cloud,
+                    budget,
+                    scope: p.cluster_scope(),
+                });
+            }
+            Err(e) if settings.targets.is_empty() => return Err(e),
+            Err(e) => fleet.skipped.push(e),
+        }
+    }
+    Ok(fleet)
+}
+
+/// A read-only command's controller of one place (`plan`): over `cloud` (the member's,
+/// wrapped so it cannot write), under the policies of `set` that apply in the member's place,
+/// limited to its target's clusters, naming its account and Region; its audit trail is kept
+/// in memory.
+pub fn read_only_controller<C: Cloud, D>(
+    member: &Member<D>,
+    cloud: C,
+    set: &PolicySet,
+    settings: &crate::controller::ControllerSettings,
+) -> Controller<C> {
+    let policies = match &member.place {
+        Some(place) => set.for_place(place),
+        None => set.clone(),
+    };
+    let mut c = Controller::new(
+        cloud,
+        policies,
+        settings.clone(),
+        crate::audit::AuditSink::memory(),
+    );
+    if let Some(ownership) = ownership(member, None) {
+        c = c.with_ownership(ownership);
+    }
+    if let Some(place) = &member.place {
+        c = c.with_place(place.clone());
+    }
+    c
+}

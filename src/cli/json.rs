@@ -32,13 +32,19 @@ pub fn schema(which: SchemaOf) -> serde_json::Value {
     }
 }
 
-/// What `plan --output json` writes: one pass, per cluster, and the clusters that failed.
+/// What `plan --output json` writes: one pass of every place (account and Region), per
+/// cluster, the clusters that failed, and the targets that could not be reached.
 #[derive(Debug, Serialize, JsonSchema)]
 #[schemars(title = "PlanOutput", deny_unknown_fields)]
 pub struct PlanOutput<'a> {
     pub clusters: Vec<ClusterOutput<'a>>,
     /// Clusters that could not be reconciled in this pass.
     pub errors: Vec<ClusterError>,
+    /// Places of `[[targets]]` that could not be connected (a role that cannot be assumed),
+    /// one line each naming the target: the plan is then incomplete (exit 1). Absent when
+    /// every place was planned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
 }
 
 /// One cluster's pass: what was observed, found, planned and held back.
@@ -47,6 +53,12 @@ pub struct PlanOutput<'a> {
 #[schemars(deny_unknown_fields)]
 pub struct ClusterOutput<'a> {
     pub cluster: &'a str,
+    /// The cluster's account id, when known (always under `[[targets]]`; never with `--sim`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<&'a str>,
+    /// The cluster's Region, when known (always on AWS; never with `--sim`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<&'a str>,
     /// RFC 3339, on the clock of the account observed.
     #[schemars(extend("format" = "date-time"))]
     pub observed_at: String,
@@ -100,6 +112,11 @@ pub struct HeldOutput<'a> {
 #[schemars(deny_unknown_fields)]
 pub struct ClusterError {
     pub cluster: String,
+    /// The cluster's account id and Region, when known, as on a cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     /// The error, one line.
     pub error: String,
     /// The error's category (`not_found`, `throttled`, …).

@@ -69,8 +69,9 @@ pub struct Cli {
 pub enum Command {
     /// Reconcile every cluster in scope every resync interval until SIGINT/SIGTERM.
     Run(RunArgs),
-    /// One pass that never mutates: print findings and planned actions. Exit 0 when nothing
-    /// would be done, 2 when actions are planned, 1 on error.
+    /// One pass that never mutates: print findings and planned actions, per account and Region
+    /// of `[[targets]]`. Exit 0 when nothing would be done, 2 when actions are planned, 1 on
+    /// error (a target that cannot be reached included).
     Plan(PlanArgs),
     /// Check every policy file in a directory. Exit 0 when all are valid, 1 with every error.
     Validate(ValidateArgs),
@@ -1187,34 +1188,47 @@ fn startup_error(message: &str) -> ExitCode {
     ExitCode::from(1)
 }
 
+/// `plan`: one read-only pass of every place (each account and Region of `[[targets]]`, or the
+/// ambient one; the scenario's account with `--sim`), each under its own policies and cluster
+/// scope, printed as tables or JSON. Exit 0 when nothing would be done, 2 when actions are
+/// planned, 1 when a cluster could not be reconciled or a target could not be reached (one
+/// line each on standard error, after the plans of the places that were reached).
 async fn plan(args: PlanArgs, settings: Settings) -> ExitCode {
     if args.base.is_some() || args.base_ref.is_some() {
         return plan_diff(args, settings).await;
     }
-    let report = match read_only_inputs(&args.sim, &args.policy, &args.sim_after, &settings).await {
-        Ok(ReadOnlyInputs::Sim(account, policies, after)) => {
-            plan_once(ReadOnly::new(account), policies, after, &settings).await
-        }
-        Ok(ReadOnlyInputs::Aws(aws, policies)) => {
-            plan_once(ReadOnly::new(aws), policies, Duration::ZERO, &settings).await
-        }
+    let plans = match plan_inputs(&args, &settings).await {
+        Ok(PlanPlaces::Sim(inputs)) => plan_places(inputs, &settings).await,
+        Ok(PlanPlaces::Aws(inputs)) => plan_places(inputs, &settings).await,
         Err(code) => return code,
     };
     let written = output::write_stdout(&match args.output {
-        OutputFormat::Table => output::plan_table(&report),
-        OutputFormat::Json => format!("{}\n", output::plan_json(&report)),
+        OutputFormat::Table => output::plan_table(&plans),
+        OutputFormat::Json => format!("{}\n", output::plan_json(&plans)),
     });
-    for (cluster, e) in &report.errors {
-        eprintln!("error: cluster {cluster}: {e}");
+    for pass in &plans.passes {
+        for (cluster, e) in &pass.report.errors {
+            let label = plans.cluster_label(pass.place.as_ref(), cluster);
+            eprintln!("error: cluster {label}: {e}");
+        }
     }
-    let code = if !report.errors.is_empty() {
+    report_skipped(&plans.skipped);
+    let code = if plans.error_count() > 0 || !plans.skipped.is_empty() {
         ExitCode::from(1)
-    } else if report.action_count() > 0 {
+    } else if plans.action_count() > 0 {
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
     };
     output::exit_code(written, code)
+}
+
+/// One line on standard error per target `plan` could not reach: its plan is missing, so the
+/// output is not the whole fleet's.
+fn report_skipped(skipped: &[String]) {
+    for line in skipped {
+        eprintln!("error: target skipped, not planned: {line}");
+    }
 }
 
 /// The base set of `--base DIR` or `--base-ref REF` (read from git beside `head_dir`); the
@@ -1233,8 +1247,10 @@ fn load_base(head_dir: &Path, base: Option<&Path>, base_ref: Option<&str>) -> Op
     }
 }
 
-/// `plan --base DIR | --base-ref REF`: one observation, planned under the base set and this
-/// one; the differences as Markdown (`--output table`) or JSON.
+/// `plan --base DIR | --base-ref REF`: per place, one observation planned under the base set
+/// and this one; the differences, keyed by place, cluster and target, as Markdown
+/// (`--output table`) or JSON. Exit 0: no difference, 2: differences, 1: a cluster not planned
+/// or a target not reached.
 async fn plan_diff(args: PlanArgs, settings: Settings) -> ExitCode {
     let head_dir = args
         .policy
@@ -1244,20 +1260,11 @@ async fn plan_diff(args: PlanArgs, settings: Settings) -> ExitCode {
     let Some(base) = load_base(&head_dir, args.base.as_deref(), args.base_ref.as_deref()) else {
         return ExitCode::from(1);
     };
-    let (head, base, diff) =
-        match read_only_inputs(&args.sim, &args.policy, &args.sim_after, &settings).await {
-            Ok(ReadOnlyInputs::Sim(account, head, after)) => {
-                let (h, b) = diff_passes(account, &head, &base, after, &settings).await;
-                let d = diff::diff((&b, &base), (&h, &head));
-                (h, b, d)
-            }
-            Ok(ReadOnlyInputs::Aws(aws, head)) => {
-                let (h, b) = diff_passes(aws, &head, &base, Duration::ZERO, &settings).await;
-                let d = diff::diff((&b, &base), (&h, &head));
-                (h, b, d)
-            }
-            Err(code) => return code,
-        };
+    let diff = match plan_inputs(&args, &settings).await {
+        Ok(PlanPlaces::Sim(inputs)) => diff_places(inputs, &base, &settings).await,
+        Ok(PlanPlaces::Aws(inputs)) => diff_places(inputs, &base, &settings).await,
+        Err(code) => return code,
+    };
     let written = output::write_stdout(&match args.output {
         OutputFormat::Table => diff::markdown(&diff),
         OutputFormat::Json => format!(
@@ -1265,10 +1272,11 @@ async fn plan_diff(args: PlanArgs, settings: Settings) -> ExitCode {
             serde_json::to_string_pretty(&diff).expect("a diff serialises")
         ),
     });
-    for (cluster, e) in head.errors.iter().chain(&base.errors) {
+    for (cluster, e) in &diff.errors {
         eprintln!("error: cluster {cluster}: {e}");
     }
-    let code = if !diff.errors.is_empty() {
+    report_skipped(&diff.skipped);
+    let code = if !diff.errors.is_empty() || !diff.skipped.is_empty() {
         ExitCode::from(1)
     } else if !diff.changes.is_empty() {
         ExitCode::from(2)
@@ -1278,76 +1286,197 @@ async fn plan_diff(args: PlanArgs, settings: Settings) -> ExitCode {
     output::exit_code(written, code)
 }
 
-/// The passes of a plan diff under `head` and `base` over one observation at a time: each
-/// read is made once and answered to both controllers. With the simulator, `after` of virtual
-/// time passes first, both controllers watching the account every resync.
-async fn diff_passes<C: Cloud>(
-    cloud: C,
-    head: &PolicySet,
+/// Every place's passes under `inputs.policies` (head) and `base`, compared place by place.
+async fn diff_places<C: Cloud>(
+    inputs: PlanInputs<C>,
     base: &PolicySet,
-    after: Duration,
     config: &Settings,
-) -> (crate::controller::PassReport, crate::controller::PassReport) {
+) -> diff::PlanDiff {
     let settings = read_only_settings(config);
-    let memo = Arc::new(Memo::new(cloud));
-    let controller = |set: &PolicySet| {
-        Arc::new(Controller::new(
-            Arc::clone(&memo),
-            set.clone(),
-            settings.clone(),
-            AuditSink::memory(),
-        ))
-    };
-    let (head_controller, base_controller) = (controller(head), controller(base));
+    let mut passes = tokio::task::JoinSet::new();
+    for (i, member) in inputs.members.into_iter().enumerate() {
+        // One observation at a time, answered to both controllers; the memo makes no write.
+        let member = member.map(|c| Arc::new(Memo::new(c)));
+        let controller = |set: &PolicySet| {
+            Arc::new(fleet::read_only_controller(
+                &member,
+                Arc::clone(&member.cloud),
+                set,
+                &settings,
+            ))
+        };
+        let (head, base) = (controller(&inputs.policies), controller(base));
+        let (memo, place, after) = (
+            Arc::clone(&member.cloud),
+            member.place.clone(),
+            inputs.after,
+        );
+        let resync = settings.resync;
+        passes.spawn(async move {
+            let (head, base) = diff_passes(&memo, &head, &base, after, resync).await;
+            (i, diff::PlacePasses { place, base, head })
+        });
+    }
+    let places = in_order(passes).await;
+    diff::diff(
+        &places,
+        base,
+        &inputs.policies,
+        inputs.skipped,
+        inputs.name_places,
+    )
+}
+
+/// The passes of a plan diff under `head` and `base` (their controllers, over `memo`) over
+/// one observation at a time: each read is made once and answered to both controllers. With
+/// the simulator, `after` of virtual time passes first, both controllers watching the account
+/// every resync.
+async fn diff_passes<C: Cloud>(
+    memo: &Memo<C>,
+    head: &Arc<Controller<Arc<Memo<C>>>>,
+    base: &Arc<Controller<Arc<Memo<C>>>>,
+    after: Duration,
+    resync: Duration,
+) -> (crate::controller::PassReport, crate::controller::PassReport) {
     let shutdown = CancellationToken::new();
     let deadline = tokio::time::Instant::now() + after;
     loop {
         memo.forget();
-        let reports = (
-            head_controller.pass(&shutdown).await,
-            base_controller.pass(&shutdown).await,
-        );
+        let reports = (head.pass(&shutdown).await, base.pass(&shutdown).await);
         if tokio::time::Instant::now() >= deadline {
             return reports;
         }
-        tokio::time::sleep(settings.resync).await;
+        tokio::time::sleep(resync).await;
     }
 }
 
-/// What a read-only command (`plan`, `explain`) runs against.
+/// The results of `tasks`, each tagged with its place's index, in that order; a task that
+/// panicked panics here.
+async fn in_order<T: 'static>(mut tasks: tokio::task::JoinSet<(usize, T)>) -> Vec<T> {
+    let mut done = Vec::new();
+    while let Some(ended) = tasks.join_next().await {
+        match ended {
+            Ok(result) => done.push(result),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => panic!("a plan task was cancelled: {e}"),
+        }
+    }
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, t)| t).collect()
+}
+
+/// What an `explain` runs against.
 enum ReadOnlyInputs {
     /// The scenario's account, the policies, and the virtual time to let pass first.
     Sim(Arc<SimAccount>, PolicySet, Duration),
     Aws(AwsCloud, PolicySet),
 }
 
-/// The account and policies of a read-only command: the scenario's (with its built-in policy
-/// unless `--policies` is given), or AWS's with the configured policy directory. Errors are
-/// printed; the exit code is returned.
+/// The account and policies of `explain`: the scenario's (see [`sim_inputs`]), or the
+/// ambient AWS account's with the configured policy directory. Errors are printed; the exit
+/// code is returned.
 async fn read_only_inputs(
     sim: &Option<String>,
     policy: &PolicyArgs,
     sim_after: &Option<String>,
     settings: &Settings,
 ) -> Result<ReadOnlyInputs, ExitCode> {
+    if let Some(name) = sim {
+        let (account, policies, after) = sim_inputs(name, policy, sim_after)?;
+        return Ok(ReadOnlyInputs::Sim(account, policies, after));
+    }
     let fail = |e: &dyn std::fmt::Display| {
         eprintln!("error: {e}");
         ExitCode::from(1)
     };
-    if let Some(name) = sim {
-        let sim = sim_account(name).map_err(|e| fail(&e))?;
-        let (account, policies) = sim.policies(name, policy.policies.as_deref())?;
-        let after = match sim_after.as_deref().map(humantime::parse_duration) {
-            Some(Ok(d)) => d,
-            Some(Err(e)) => return Err(fail(&format!("--sim-after: {e}"))),
-            None => Duration::ZERO,
-        };
-        return Ok(ReadOnlyInputs::Sim(account, policies, after));
-    }
     let policies = load_policies(&settings.policies).ok_or(ExitCode::from(1))?;
     let budget = api_budget(settings).map_err(|e| fail(&e))?;
     let aws = aws_cloud(settings, budget).await.map_err(|e| fail(&e))?;
     Ok(ReadOnlyInputs::Aws(aws, policies))
+}
+
+/// The scenario's account of a read-only command, its policies (the built-in one unless
+/// `--policies` is given) and the virtual time of `--sim-after`. Errors are printed; the exit
+/// code is returned.
+fn sim_inputs(
+    name: &str,
+    policy: &PolicyArgs,
+    sim_after: &Option<String>,
+) -> Result<(Arc<SimAccount>, PolicySet, Duration), ExitCode> {
+    let fail = |e: &dyn std::fmt::Display| {
+        eprintln!("error: {e}");
+        ExitCode::from(1)
+    };
+    let sim = sim_account(name).map_err(|e| fail(&e))?;
+    let (account, policies) = sim.policies(name, policy.policies.as_deref())?;
+    let after = match sim_after.as_deref().map(humantime::parse_duration) {
+        Some(Ok(d)) => d,
+        Some(Err(e)) => return Err(fail(&format!("--sim-after: {e}"))),
+        None => Duration::ZERO,
+    };
+    Ok((account, policies, after))
+}
+
+/// What `plan` runs against: its places, the policies, the virtual time to let pass first
+/// (`--sim-after`), and the targets that could not be reached.
+struct PlanInputs<C> {
+    members: Vec<Member<C>>,
+    policies: PolicySet,
+    after: Duration,
+    /// One line per place of `[[targets]]` that could not be connected.
+    skipped: Vec<String>,
+    /// Under `[[targets]]`, the tables name each cluster's place.
+    name_places: bool,
+}
+
+/// `plan`'s places: the scenario's one unnamed place, or AWS's.
+enum PlanPlaces {
+    Sim(PlanInputs<Arc<SimAccount>>),
+    Aws(PlanInputs<AwsCloud>),
+}
+
+/// The places and policies of `plan`: with `--sim` the scenario's account, one place with no
+/// account or Region; else every place of `[[targets]]` (or the ambient account and Region),
+/// connected with [`fleet::connect_each`]. A target that cannot be reached is kept as a
+/// skipped line; none reached, or an ambient account that cannot be, is an error. Errors are
+/// printed; the exit code is returned.
+async fn plan_inputs(args: &PlanArgs, settings: &Settings) -> Result<PlanPlaces, ExitCode> {
+    let budget = api_budget(settings).map_err(|e| startup_error(&e))?;
+    if let Some(name) = &args.sim {
+        let (account, policies, after) = sim_inputs(name, &args.policy, &args.sim_after)?;
+        return Ok(PlanPlaces::Sim(PlanInputs {
+            members: vec![Member {
+                place: None,
+                cloud: account,
+                budget,
+                scope: None,
+            }],
+            policies,
+            after,
+            skipped: Vec::new(),
+            name_places: false,
+        }));
+    }
+    let policies = load_policies(&settings.policies).ok_or(ExitCode::from(1))?;
+    let fleet = match fleet::connect_each(settings, &aws_settings(settings)).await {
+        Ok(f) => f,
+        Err(e) if settings.targets.is_empty() => return Err(startup_error(&with_sim_hint(&e))),
+        Err(e) => return Err(startup_error(&e)),
+    };
+    if fleet.members.is_empty() {
+        report_skipped(&fleet.skipped);
+        return Err(startup_error(&format!(
+            "none of the {} target places could be reached",
+            fleet.skipped.len()
+        )));
+    }
+    Ok(PlanPlaces::Aws(PlanInputs {
+        members: fleet.members,
+        policies,
+        after: Duration::ZERO,
+        skipped: fleet.skipped,
+        name_places: !settings.targets.is_empty(),
+    }))
 }
 
 /// The controller settings of a read-only command: a dry run, making the root-cause reads
@@ -1361,21 +1490,39 @@ fn read_only_settings(settings: &Settings) -> ControllerSettings {
     }
 }
 
+/// One read-only pass of every place, each under its own policies and cluster scope, at once
+/// (each place has its own API budget).
+async fn plan_places<C: Cloud>(inputs: PlanInputs<C>, config: &Settings) -> output::PlanReport {
+    let settings = read_only_settings(config);
+    let mut passes = tokio::task::JoinSet::new();
+    for (i, member) in inputs.members.into_iter().enumerate() {
+        let member = member.map(|c| Arc::new(ReadOnly::new(c)));
+        let controller = Arc::new(fleet::read_only_controller(
+            &member,
+            Arc::clone(&member.cloud),
+            &inputs.policies,
+            &settings,
+        ));
+        let (place, after, resync) = (member.place, inputs.after, settings.resync);
+        passes.spawn(async move {
+            let report = plan_once(&controller, after, resync).await;
+            (i, output::PlacePass { place, report })
+        });
+    }
+    output::PlanReport {
+        passes: in_order(passes).await,
+        skipped: inputs.skipped,
+        name_places: inputs.name_places,
+    }
+}
+
 /// One read-only pass; with the simulator, first let `after` of virtual time pass, watching
 /// the account every resync so tasks are seen in their states as the controller would.
 async fn plan_once<C: Cloud>(
-    cloud: C,
-    policies: PolicySet,
+    controller: &Arc<Controller<C>>,
     after: Duration,
-    config: &Settings,
+    resync: Duration,
 ) -> crate::controller::PassReport {
-    let settings = read_only_settings(config);
-    let controller = Arc::new(Controller::new(
-        cloud,
-        policies,
-        settings.clone(),
-        AuditSink::memory(),
-    ));
     let shutdown = CancellationToken::new();
     if after.is_zero() {
         return controller.pass(&shutdown).await;
@@ -1386,7 +1533,7 @@ async fn plan_once<C: Cloud>(
         if tokio::time::Instant::now() >= deadline {
             return report;
         }
-        tokio::time::sleep(settings.resync).await;
+        tokio::time::sleep(resync).await;
     }
 }
 

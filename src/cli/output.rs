@@ -16,6 +16,7 @@ use crate::diagnose::{rfc3339, short};
 use crate::domain::short_name;
 use crate::plan::Plan;
 use crate::prose::plural;
+use crate::targets::Place;
 
 /// Standard output did not take a command's answer.
 #[derive(Debug, thiserror::Error)]
@@ -107,79 +108,148 @@ pub fn emit(text: &str, code: ExitCode) -> ExitCode {
     exit_code(write_stdout(text), code)
 }
 
-/// The pass as tables: per cluster, findings, planned actions and held-back actions.
-pub fn plan_table(report: &PassReport) -> String {
+/// One place's pass, as `plan` prints it.
+pub struct PlacePass {
+    /// `None` on the simulated account.
+    pub place: Option<Place>,
+    pub report: PassReport,
+}
+
+/// What `plan` prints: every place's pass, and the places of `[[targets]]` it could not reach.
+pub struct PlanReport {
+    pub passes: Vec<PlacePass>,
+    /// Each place that could not be connected: one line naming its target and why.
+    pub skipped: Vec<String>,
+    /// Whether the table names each cluster's place (under `[[targets]]`); the JSON names it
+    /// whenever it is known.
+    pub name_places: bool,
+}
+
+impl PlanReport {
+    /// Actions planned in every place.
+    pub fn action_count(&self) -> usize {
+        self.passes.iter().map(|p| p.report.action_count()).sum()
+    }
+
+    /// Clusters not reconciled, in every place.
+    pub fn error_count(&self) -> usize {
+        self.passes.iter().map(|p| p.report.errors.len()).sum()
+    }
+
+    /// How a cluster is named in the table and in error lines: `web`, or under `[[targets]]`
+    /// `web in team-a (111122223333) us-east-1`.
+    pub fn cluster_label(&self, place: Option<&Place>, cluster: &str) -> String {
+        match place {
+            Some(place) if self.name_places => format!("{cluster} in {place}"),
+            _ => cluster.to_string(),
+        }
+    }
+}
+
+/// The passes as tables: per cluster, findings, planned actions and held-back actions; under
+/// `[[targets]]` each cluster named with its account and Region, and the targets skipped.
+pub fn plan_table(plans: &PlanReport) -> String {
     let mut out = String::new();
-    for cluster in &report.clusters {
-        let snap = &cluster.snapshot;
-        out.push_str(&format!(
-            "cluster {} — observed {}, {}, {}\n",
-            snap.cluster_name,
-            rfc3339(snap.observed_at),
-            plural(snap.tasks.len(), "task", "tasks"),
-            if snap.is_complete() {
-                "complete".to_string()
-            } else {
-                format!("INCOMPLETE: {}", snap.gaps.join("; "))
-            }
-        ));
-        let plan = &cluster.plan;
-        if plan.findings.is_empty() {
-            out.push_str("  no stuck tasks\n\n");
-            continue;
+    for pass in &plans.passes {
+        for cluster in &pass.report.clusters {
+            cluster_table(
+                &mut out,
+                &plans.cluster_label(pass.place.as_ref(), &cluster.cluster),
+                cluster,
+            );
         }
-        let mut findings = table(&["task", "service", "why", "policy"]);
-        for f in &plan.findings {
-            findings.add_row(vec![
-                short_name(&f.task_arn).to_string(),
-                f.service.clone().unwrap_or_else(|| "(standalone)".into()),
-                f.reason.clone(),
-                f.policy.clone(),
-            ]);
-        }
-        out.push_str(&format!("\nstuck tasks\n{findings}\n"));
-        if !plan.actions.is_empty() {
-            let mut actions = table(&["action", "target", "mode", "policy", "why", "root cause"]);
-            for a in &plan.actions {
-                actions.add_row(vec![
-                    a.action.name().to_string(),
-                    short_name(a.action.target()).to_string(),
-                    mode_name(a.mode).to_string(),
-                    a.policy.clone(),
-                    a.reason.clone(),
-                    root_cause_phrase(plan, a.action.target()),
-                ]);
-            }
-            out.push_str(&format!("\nplanned actions\n{actions}\n"));
-        }
-        if !plan.held.is_empty() {
-            let mut held = table(&["action", "target", "held by", "detail", "root cause"]);
-            for h in &plan.held {
-                held.add_row(vec![
-                    h.action.to_string(),
-                    short_name(&h.target).to_string(),
-                    h.hold.name().to_string(),
-                    h.hold.detail(),
-                    root_cause_phrase(plan, &h.target),
-                ]);
-            }
-            out.push_str(&format!("\nheld back\n{held}\n"));
-        }
-        out.push('\n');
     }
-    for (cluster, e) in &report.errors {
-        out.push_str(&format!("cluster {cluster}: NOT RECONCILED: {e}\n"));
+    for pass in &plans.passes {
+        for (cluster, e) in &pass.report.errors {
+            let label = plans.cluster_label(pass.place.as_ref(), cluster);
+            out.push_str(&format!("cluster {label}: NOT RECONCILED: {e}\n"));
+        }
     }
-    let findings: usize = report.clusters.iter().map(|c| c.plan.findings.len()).sum();
-    let held: usize = report.clusters.iter().map(|c| c.plan.held.len()).sum();
+    for skipped in &plans.skipped {
+        out.push_str(&format!("target SKIPPED: {skipped}\n"));
+    }
+    let clusters = || plans.passes.iter().flat_map(|p| &p.report.clusters);
+    let findings: usize = clusters().map(|c| c.plan.findings.len()).sum();
+    let held: usize = clusters().map(|c| c.plan.held.len()).sum();
+    let places = if plans.name_places {
+        format!("{}, ", plural(plans.passes.len(), "place", "places"))
+    } else {
+        String::new()
+    };
+    let skipped = if plans.skipped.is_empty() {
+        String::new()
+    } else {
+        format!(
+            ", {} skipped",
+            plural(plans.skipped.len(), "target", "targets")
+        )
+    };
     out.push_str(&format!(
-        "{}, {}, {} planned, {held} held back, {}\n",
-        plural(report.clusters.len(), "cluster", "clusters"),
+        "{places}{}, {}, {} planned, {held} held back, {}{skipped}\n",
+        plural(clusters().count(), "cluster", "clusters"),
         plural(findings, "stuck task", "stuck tasks"),
-        plural(report.action_count(), "action", "actions"),
-        plural(report.errors.len(), "error", "errors"),
+        plural(plans.action_count(), "action", "actions"),
+        plural(plans.error_count(), "error", "errors"),
     ));
     out
+}
+
+/// One cluster's tables, under a line naming it (`label`).
+fn cluster_table(out: &mut String, label: &str, cluster: &ClusterReport) {
+    let snap = &cluster.snapshot;
+    out.push_str(&format!(
+        "cluster {label} — observed {}, {}, {}\n",
+        rfc3339(snap.observed_at),
+        plural(snap.tasks.len(), "task", "tasks"),
+        if snap.is_complete() {
+            "complete".to_string()
+        } else {
+            format!("INCOMPLETE: {}", snap.gaps.join("; "))
+        }
+    ));
+    let plan = &cluster.plan;
+    if plan.findings.is_empty() {
+        out.push_str("  no stuck tasks\n\n");
+        return;
+    }
+    let mut findings = table(&["task", "service", "why", "policy"]);
+    for f in &plan.findings {
+        findings.add_row(vec![
+            short_name(&f.task_arn).to_string(),
+            f.service.clone().unwrap_or_else(|| "(standalone)".into()),
+            f.reason.clone(),
+            f.policy.clone(),
+        ]);
+    }
+    out.push_str(&format!("\nstuck tasks\n{findings}\n"));
+    if !plan.actions.is_empty() {
+        let mut actions = table(&["action", "target", "mode", "policy", "why", "root cause"]);
+        for a in &plan.actions {
+            actions.add_row(vec![
+                a.action.name().to_string(),
+                short_name(a.action.target()).to_string(),
+                mode_name(a.mode).to_string(),
+                a.policy.clone(),
+                a.reason.clone(),
+                root_cause_phrase(plan, a.action.target()),
+            ]);
+        }
+        out.push_str(&format!("\nplanned actions\n{actions}\n"));
+    }
+    if !plan.held.is_empty() {
+        let mut held = table(&["action", "target", "held by", "detail", "root cause"]);
+        for h in &plan.held {
+            held.add_row(vec![
+                h.action.to_string(),
+                short_name(&h.target).to_string(),
+                h.hold.name().to_string(),
+                h.hold.detail(),
+                root_cause_phrase(plan, &h.target),
+            ]);
+        }
+        out.push_str(&format!("\nheld back\n{held}\n"));
+    }
+    out.push('\n');
 }
 
 /// The root causes behind an action or hold on `target` (a group, or a task waiting on one),
@@ -206,26 +276,53 @@ pub fn root_cause_phrase(plan: &Plan, target: &str) -> String {
     }
 }
 
-/// The pass as one JSON document: a [`PlanOutput`], whose schema is `schema --of plan`.
-pub fn plan_json(report: &PassReport) -> String {
-    let output = PlanOutput {
-        clusters: report.clusters.iter().map(cluster_output).collect(),
-        errors: report
+/// The passes as one JSON document: a [`PlanOutput`], whose schema is `schema --of plan`. Each
+/// cluster and error carries its account and Region when they are known.
+pub fn plan_json(plans: &PlanReport) -> String {
+    let mut output = PlanOutput {
+        clusters: Vec::new(),
+        errors: Vec::new(),
+        skipped: plans.skipped.clone(),
+    };
+    for pass in &plans.passes {
+        let (account, region) = place_fields(pass.place.as_ref());
+        output.clusters.extend(
+            pass.report
+                .clusters
+                .iter()
+                .map(|c| cluster_output(c, account, region)),
+        );
+        output
             .errors
-            .iter()
-            .map(|(cluster, e)| ClusterError {
+            .extend(pass.report.errors.iter().map(|(cluster, e)| ClusterError {
                 cluster: cluster.clone(),
+                account: account.map(str::to_string),
+                region: region.map(str::to_string),
                 error: e.to_string(),
                 category: e.category,
-            })
-            .collect(),
-    };
+            }));
+    }
     serde_json::to_string_pretty(&output).unwrap_or_default()
 }
 
-fn cluster_output(c: &ClusterReport) -> ClusterOutput<'_> {
+/// A place's account and Region for the JSON: each `None` when not known (the simulated
+/// account; an ambient account whose id could not be read).
+fn place_fields(place: Option<&Place>) -> (Option<&str>, Option<&str>) {
+    fn known(s: &str) -> Option<&str> {
+        (!s.is_empty()).then_some(s)
+    }
+    place.map_or((None, None), |p| (known(&p.account), known(&p.region)))
+}
+
+fn cluster_output<'a>(
+    c: &'a ClusterReport,
+    account: Option<&'a str>,
+    region: Option<&'a str>,
+) -> ClusterOutput<'a> {
     ClusterOutput {
         cluster: &c.cluster,
+        account,
+        region,
         observed_at: rfc3339(c.snapshot.observed_at),
         tasks: c.snapshot.tasks.len(),
         complete: c.snapshot.is_complete(),

@@ -41,6 +41,7 @@ mod metrics;
 mod ownership;
 mod pacing;
 mod plan_diff;
+mod plan_targets_moto;
 mod policy_files;
 mod policy_loading;
 mod read_only;
