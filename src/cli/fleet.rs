@@ -50,44 +50,22 @@ pub async fn connect_all(
     settings: &Settings,
     aws: &crate::cloud::aws::AwsSettings,
 ) -> Result<Vec<Member<AwsCloud>>, String> {
-    let planned = places(&settings.targets);
-    let mut members: Vec<Member<AwsCloud>> = Vec::new();
-    for p in &planned {
-        let budget = Arc::new(ApiBudget::new(&settings.pacing).map_err(|e| e.to_string())?);
-        match connect(p, aws, Arc::clone(&budget)).await {
-            Ok(c) => {
-                if let Some(other) = members
-                    .iter()
-                    .filter_map(|m| m.place.as_ref())
-                    .find(|o| o.account == c.place.account && o.region == c.place.region)
-                {
-                    return Err(format!(
-                        "invalid configuration: targets: {} names account {} in {}, as an \
-                         earlier target does ({other})",
-                        p.label(),
-                        c.place.account,
-                        c.place.region
-                    ));
-                }
-                info!(place = %c.place, "target connected");
-                members.push(Member {
-                    place: Some(c.place),
-                    cloud: c.cloud,
-                    budget,
-                    scope: p.cluster_scope(),
-                });
-            }
-            Err(e) if settings.targets.is_empty() => return Err(e),
-            Err(e) => error!(error = %e, "target skipped"),
-        }
+    let fleet = connect_each(settings, aws).await?;
+    for e in &fleet.skipped {
+        error!(error = %e, "target skipped");
     }
-    if members.is_empty() {
+    if fleet.members.is_empty() {
         return Err(format!(
             "none of the {} target places could be reached (each is logged above)",
-            planned.len()
+            fleet.skipped.len()
         ));
     }
-    Ok(members)
+    for m in &fleet.members {
+        if let Some(place) = &m.place {
+            info!(place = %place, "target connected");
+        }
+    }
+    Ok(fleet.members)
 }
 
 /// What a place's controller owns: its target's clusters, under the leases if any.

@@ -8,9 +8,8 @@
 use std::fs;
 use std::path::Path;
 use std::process::{Output, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use aws_sdk_ecs::types::{ContainerDefinition, LaunchType};
 use serde_json::{Value, json};
 
 use crate::support::moto::{Moto, REGION};
@@ -35,18 +34,7 @@ async fn stuck_web(account: &Moto) -> String {
         .send()
         .await
         .unwrap();
-    ecs.register_task_definition()
-        .family("web")
-        .container_definitions(
-            ContainerDefinition::builder()
-                .name("web")
-                .image("public.ecr.aws/nginx/nginx:latest")
-                .memory(128)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    account.register_web().await;
     ecs.create_service()
         .cluster("web")
         .service_name("web")
@@ -55,29 +43,9 @@ async fn stuck_web(account: &Moto) -> String {
         .send()
         .await
         .unwrap();
-    let arn = ecs
-        .run_task()
-        .cluster("web")
-        .task_definition("web")
-        .launch_type(LaunchType::Fargate)
-        .group("service:web")
-        .send()
-        .await
-        .unwrap()
-        .tasks()[0]
-        .task_arn()
-        .unwrap()
-        .to_string();
-    let created = SystemTime::now() - Duration::from_secs(20 * 60);
-    let created = created.duration_since(UNIX_EPOCH).unwrap().as_secs();
     account
-        .set_task_state(
-            "web",
-            &arn,
-            json!({"lastStatus": "PROVISIONING", "createdAt": created}),
-        )
-        .await;
-    arn
+        .stuck_web_task("web", Duration::from_secs(20 * 60))
+        .await
 }
 
 /// A policy `name` replacing tasks of cluster `web` stuck in PROVISIONING for 10 minutes, in
